@@ -2,4 +2,4 @@
 __version__ = "0.1.0"
 
 from .modes import Overflow, Rounding  # noqa: F401
-from .formats import Fixed, Int, INT4, INT8, UINT4, UINT8  # noqa: F401
+from .formats import Fixed, Float, Int, parse_format  # noqa: F401

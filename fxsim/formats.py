@@ -1,31 +1,64 @@
 """Number formats, described once, as data.
 
-A format is a small frozen value: it states its bit layout and everything else (range, resolution,
-codes) is derived from that. ``Fixed`` covers integers and fixed point; ``Float`` covers IEEE-like and
-mini-float formats.
+A format is a small frozen value that states its bit layout; range, resolution, codes and the numbers
+handed to kernels are all derived from it. ``Fixed`` covers integers and fixed point, ``Float`` covers
+IEEE-like and mini-float formats. ``parse_format`` reads the names this field writes (``int8``, ``Q1.15``,
+``ap_fixed<16,6>``, ``fixdt(1,16,15)``, ``e4m3``, ``bf16`` ...) and ``str(fmt)`` writes one back.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .modes import Overflow, Rounding
+
+__all__ = ["Fixed", "Int", "Float", "parse_format", "PRESETS", "format_table"]
 
 
+# --------------------------------------------------------------------------------------------------
+# Fixed point and integers
+# --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Fixed:
     """Two's complement (or unsigned) fixed point: a ``bits``-wide integer code c meaning c * 2**-frac.
 
-    Encoding: ``bits`` wide, sign bit included when ``signed``. ``frac`` may be negative or exceed
-    ``bits`` (as ap_fixed's I = bits - frac allows). Integers are ``frac == 0``.
+    - encoding: ``bits`` wide (1..64), the sign bit included when ``signed``
+    - ``frac``: fractional bits; may be negative or exceed ``bits`` (ap_fixed's I = bits - frac)
+    - specials: none; NaN and inf are not representable
+    - ``rounding`` / ``overflow``: the modes the type carries, as ap_fixed<W,I,Q,O> and MATLAB fixdt do;
+      None means "use quantize()'s defaults"
     """
 
     bits: int
     frac: int = 0
     signed: bool = True
+    rounding: Rounding | None = field(default=None, compare=True)
+    overflow: Overflow | None = field(default=None, compare=True)
 
     def __post_init__(self):
-        if not isinstance(self.bits, int) or not 1 <= self.bits <= 64:
+        if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 64:
             raise ValueError(f"bits must be an integer in 1..64, got {self.bits!r}")
-        if not isinstance(self.frac, int):
-            raise ValueError(f"frac must be an integer, got {self.frac!r}")
+        if isinstance(self.frac, bool) or not isinstance(self.frac, (int, np.integer)) or abs(self.frac) > 1000:
+            raise ValueError(f"frac must be an integer in -1000..1000, got {self.frac!r}")
+        object.__setattr__(self, "bits", int(self.bits))
+        object.__setattr__(self, "frac", int(self.frac))
+        object.__setattr__(self, "signed", bool(self.signed))
+        if self.rounding is not None:
+            object.__setattr__(self, "rounding", Rounding.parse(self.rounding, argument="rounding"))
+        if self.overflow is not None:
+            ov = Overflow.parse(self.overflow, argument="overflow")
+            if ov == Overflow.IEEE:
+                raise ValueError("overflow=IEEE is for Float formats; Fixed allows wrap, saturate, "
+                                 "saturate_symmetric, saturate_zero, error")
+            object.__setattr__(self, "overflow", ov)
+
+    kind = "fixed"
+
+    @property
+    def is_integer(self) -> bool:
+        return self.frac == 0
 
     @property
     def min_code(self) -> int:
@@ -39,7 +72,101 @@ class Fixed:
 
     @property
     def resolution(self) -> float:
+        """Value of one LSB, 2**-frac."""
         return 2.0 ** -self.frac
+
+    @property
+    def min(self) -> float:
+        return float(self.min_code) * 2.0 ** -self.frac
+
+    @property
+    def max(self) -> float:
+        return float(self.max_code) * 2.0 ** -self.frac
+
+    @property
+    def num_codes(self) -> int:
+        return 1 << self.bits
+
+    @property
+    def exact_in_float64(self) -> bool:
+        """Whether every value of the format is a float64 (codes need at most 53 significant bits)."""
+        return self.bits <= 53
+
+    def decode(self, codes) -> np.ndarray:
+        """Bit patterns (unsigned, ``bits`` wide) -> float64 values. Exact when the format fits float64."""
+        ints = self.codes_to_ints(codes)
+        if not self.exact_in_float64:
+            big = np.abs(ints.astype(np.float64)) > 2.0 ** 53
+            if np.any(big):
+                raise ValueError(f"{self}: codes wider than 53 bits have no exact float64 value; "
+                                 "use codes_to_ints() for the integers")
+        return np.ldexp(ints.astype(np.float64), -self.frac)
+
+    def codes_to_ints(self, codes) -> np.ndarray:
+        """Bit patterns -> the stored two's complement integers (int64)."""
+        c = np.asarray(codes)
+        if c.dtype.kind not in "iu":
+            raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
+        u = c.astype(np.uint64)
+        if self.bits < 64:
+            if np.any(u >> np.uint64(self.bits)):
+                raise ValueError(f"codes must fit in {self.bits} bits for {self}")
+        ints = u.astype(np.int64) if self.bits == 64 else u.astype(np.int64)
+        if self.signed and self.bits < 64:
+            ints = np.where(ints >= (1 << (self.bits - 1)), ints - (1 << self.bits), ints)
+        elif not self.signed and self.bits == 64:
+            raise ValueError("unsigned 64-bit codes do not fit int64; use 63 bits or fewer")
+        return ints
+
+    def encode(self, values) -> np.ndarray:
+        """Exactly representable values -> unsigned bit patterns (uint64). Raises on anything else."""
+        v = np.asarray(values)
+        if v.dtype.kind in "iu":
+            ints = v.astype(np.int64) if self.frac == 0 else None
+            if ints is None:
+                v = v.astype(np.float64)
+        if v.dtype.kind == "f" or v.dtype.kind not in "iu":
+            v = np.asarray(v, dtype=np.float64)
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"{self} cannot encode NaN or inf")
+            scaled = np.ldexp(v, self.frac)
+            if np.any(scaled != np.floor(scaled)) or np.any(np.abs(scaled) >= 2.0 ** 63):
+                bad = np.flatnonzero((scaled != np.floor(scaled)) | (np.abs(scaled) >= 2.0 ** 63))[0]
+                raise ValueError(f"value {float(v.flat[bad])!r} (index {bad}) is not representable in {self}; "
+                                 "quantize it first (fxsim.quantize)")
+            ints = scaled.astype(np.int64)
+        out_of_range = (ints < self.min_code) | (ints > self.max_code) if self.bits < 64 or self.signed else ints < 0
+        if np.any(out_of_range):
+            bad = np.flatnonzero(out_of_range)[0]
+            raise ValueError(f"value at index {bad} is outside the range of {self} "
+                             f"[{self.min}, {self.max}]; quantize it first (fxsim.quantize)")
+        u = ints.astype(np.uint64)
+        if self.bits < 64:
+            u &= np.uint64((1 << self.bits) - 1)
+        return u
+
+    def values(self) -> np.ndarray:
+        """Every value of the format, ascending (formats with at most 2**16 codes)."""
+        if self.bits > 16:
+            raise ValueError(f"{self} has 2**{self.bits} codes; values() lists at most 2**16")
+        return np.ldexp(np.arange(self.min_code, self.max_code + 1, dtype=np.float64), -self.frac)
+
+    def __str__(self):
+        if self.rounding is not None or self.overflow is not None:
+            q = _AP_ROUNDING_NAME.get(self.rounding or Rounding.FLOOR)
+            o = _AP_OVERFLOW_NAME.get(self.overflow or Overflow.WRAP)
+            if q is None or o is None:
+                raise ValueError(f"no ap_fixed spelling for rounding={self.rounding} overflow={self.overflow}")
+            return f"ap_{'' if self.signed else 'u'}fixed<{self.bits},{self.bits - self.frac},{q},{o}>"
+        if self.frac == 0:
+            return f"{'' if self.signed else 'u'}int{self.bits}"
+        return f"{'' if self.signed else 'u'}fixed<{self.bits},{self.frac}>"
+
+    def __repr__(self):
+        return f"Fixed({self.bits}, {self.frac}, signed={self.signed})" if self.rounding is None and \
+            self.overflow is None else (f"Fixed({self.bits}, {self.frac}, signed={self.signed}, "
+                                        f"rounding={self.rounding and self.rounding.name}, "
+                                        f"overflow={self.overflow and self.overflow.name})")
 
 
 def Int(bits: int, signed: bool = True) -> Fixed:
@@ -47,4 +174,427 @@ def Int(bits: int, signed: bool = True) -> Fixed:
     return Fixed(bits, 0, signed)
 
 
+# --------------------------------------------------------------------------------------------------
+# Floating point
+# --------------------------------------------------------------------------------------------------
+_SPECIALS = ("ieee", "fn", "fnuz", "none")
+
+
+@dataclass(frozen=True)
+class Float:
+    """A binary floating-point format with ``exp`` exponent and ``man`` stored mantissa bits.
+
+    - encoding: [sign] | exponent field e (``exp`` bits) | mantissa field m (``man`` bits)
+    - value: (1 + m/2**man) * radix**(e - bias) for normals; (m/2**man) * radix**(1 - bias) for e == 0
+      (subnormals), or 0 there when ``subnormals`` is False (flush to zero)
+    - ``bias``: default 2**(exp-1) - 1
+    - ``specials``: "ieee" (e all ones: inf when m == 0, NaN otherwise), "fn" (no inf; NaN only at
+      S.1..1.1..1), "fnuz" (no inf, no -0; NaN at the negative-zero code 1.0..0.0..0), "none"
+    - ``zero``: False for formats whose e == 0 is an ordinary binade (E8M0: no zero code at all)
+    - ``radix``: 2, or 4 for the radix-4 FP4 [1,3,0] of Sun et al. (NeurIPS 2020; needs man == 0)
+    """
+
+    exp: int
+    man: int
+    bias: int | None = None
+    signed: bool = True
+    specials: str = "ieee"
+    subnormals: bool = True
+    zero: bool = True
+    radix: int = 2
+    name: str | None = field(default=None, compare=False)
+
+    kind = "float"
+
+    def __post_init__(self):
+        if not isinstance(self.exp, (int, np.integer)) or not 1 <= self.exp <= 11:
+            raise ValueError(f"exp must be an integer in 1..11, got {self.exp!r}")
+        if not isinstance(self.man, (int, np.integer)) or not 0 <= self.man <= 51:
+            raise ValueError(f"man must be an integer in 0..51 (values and roundings stay exact in "
+                             f"float64), got {self.man!r}")
+        if self.bias is None:
+            object.__setattr__(self, "bias", (1 << (self.exp - 1)) - 1)
+        if self.specials not in _SPECIALS:
+            raise ValueError(f"specials must be one of {_SPECIALS}, got {self.specials!r}")
+        if self.radix not in (2, 4):
+            raise ValueError(f"radix must be 2 or 4, got {self.radix!r}")
+        if self.radix == 4 and self.man != 0:
+            raise ValueError("radix-4 formats need man == 0 (levels spaced by factors of 4)")
+        if self.specials == "fnuz" and not self.signed:
+            raise ValueError("specials='fnuz' needs a signed format (NaN sits at the negative-zero code)")
+        if self.specials == "ieee" and self.exp < 2:
+            raise ValueError("specials='ieee' needs exp >= 2")
+        lo = np.log2(self.min_subnormal)
+        hi = np.log2(self.max)
+        if lo < -1074 or hi >= 1024:
+            raise ValueError(f"{self.exp}/{self.man} with bias {self.bias} leaves float64's range")
+
+    # ---- layout ---------------------------------------------------------------------------------
+    @property
+    def bits(self) -> int:
+        return int(self.signed) + self.exp + self.man
+
+    @property
+    def num_codes(self) -> int:
+        return 1 << self.bits
+
+    @property
+    def has_inf(self) -> bool:
+        return self.specials == "ieee"
+
+    @property
+    def has_nan(self) -> bool:
+        return self.specials != "none"
+
+    @property
+    def _emax_field(self) -> int:
+        return (1 << self.exp) - 1
+
+    @property
+    def emin(self) -> int:
+        """Exponent (in radix units) of the smallest normal value."""
+        return (1 if self.zero else 0) - self.bias
+
+    @property
+    def max(self) -> float:
+        """Largest finite value."""
+        top, mtop = self._emax_field, (1 << self.man) - 1
+        if self.specials == "ieee":
+            top -= 1
+        elif self.specials == "fn":
+            if self.man == 0:
+                top -= 1
+            else:
+                mtop -= 1
+        return float(self._magnitude(top, mtop))
+
+    @property
+    def min(self) -> float:
+        """Smallest finite value (most negative, or the smallest positive one for unsigned formats)."""
+        if self.signed:
+            return -self.max
+        return 0.0 if self.zero else self.min_normal
+
+    @property
+    def min_normal(self) -> float:
+        return float(self.radix) ** self.emin
+
+    @property
+    def min_subnormal(self) -> float:
+        """Smallest positive value."""
+        if self.zero and self.subnormals and self.man > 0:
+            return self.min_normal * 2.0 ** -self.man
+        return self.min_normal
+
+    @property
+    def resolution(self) -> float:
+        """Spacing of the grid just above zero (the smallest positive value)."""
+        return self.min_subnormal
+
+    def _magnitude(self, e, m):
+        e = np.asarray(e, dtype=np.int64)
+        m = np.asarray(m, dtype=np.float64)
+        frac = m * 2.0 ** -self.man
+        if self.radix == 2:
+            normal = np.ldexp(1.0 + frac, e - self.bias)
+            sub = np.ldexp(frac, self.emin) if self.subnormals else np.zeros_like(frac)
+        else:
+            normal = np.ldexp(1.0 + frac, 2 * (e - self.bias))
+            sub = np.zeros_like(frac)
+        if self.zero:
+            return np.where(e == 0, sub, normal)
+        return normal
+
+    # ---- codes <-> values -----------------------------------------------------------------------
+    def decode(self, codes) -> np.ndarray:
+        """Bit patterns -> float64 values (exact). NaN codes give NaN, inf codes ±inf."""
+        c = np.asarray(codes)
+        if c.dtype.kind not in "iu":
+            raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
+        c = c.astype(np.int64)
+        if np.any((c < 0) | (c >= self.num_codes)):
+            raise ValueError(f"codes must lie in 0..{self.num_codes - 1} for {self}")
+        m = c & ((1 << self.man) - 1)
+        e = (c >> self.man) & self._emax_field
+        s = (c >> (self.exp + self.man)) & 1 if self.signed else np.zeros_like(c)
+        mag = self._magnitude(e, m)
+        val = np.where(s == 1, -mag, mag)
+        nan = self._is_nan_code(s, e, m)
+        if self.specials == "ieee":
+            inf = (e == self._emax_field) & (m == 0)
+            val = np.where(inf, np.where(s == 1, -np.inf, np.inf), val)
+        return np.where(nan, np.nan, val)
+
+    def _is_nan_code(self, s, e, m):
+        if self.specials == "ieee":
+            return (e == self._emax_field) & (m != 0)
+        if self.specials == "fn":
+            return (e == self._emax_field) & (m == (1 << self.man) - 1)
+        if self.specials == "fnuz":
+            return (s == 1) & (e == 0) & (m == 0)
+        return np.zeros(np.shape(e), dtype=bool)
+
+    def nan_code(self, negative: bool = False) -> int:
+        """The canonical NaN bit pattern (ml_dtypes' choice); raises for formats without NaN."""
+        if not self.has_nan:
+            raise ValueError(f"{self} has no NaN")
+        sign = (1 << (self.exp + self.man)) if (negative and self.signed) else 0
+        if self.specials == "fnuz":
+            return 1 << (self.exp + self.man)
+        if self.specials == "fn":
+            return sign | (self._emax_field << self.man) | ((1 << self.man) - 1)
+        return sign | (self._emax_field << self.man) | (1 << (self.man - 1) if self.man else 0)
+
+    def encode(self, values) -> np.ndarray:
+        """Representable values (NaN and ±inf where the format has them) -> uint64 bit patterns."""
+        v = np.asarray(values, dtype=np.float64)
+        flat = v.ravel()
+        neg = np.signbit(flat)
+        a = np.abs(flat)
+        finite = np.isfinite(flat)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mant, ex = np.frexp(np.where(finite, a, 1.0))
+            e2 = ex.astype(np.int64) - 1            # floor(log2 a)
+            if self.radix == 2:
+                e_unb = np.maximum(e2, self.emin)
+                e_field = np.where(a >= self.min_normal, e_unb + self.bias, 0 if self.zero else e_unb + self.bias)
+                m_field = np.ldexp(a, -e_unb + self.man) - np.where(a >= self.min_normal, 2.0 ** self.man, 0.0)
+            else:
+                e4 = np.floor_divide(e2, 2)
+                e_field = np.where(a >= self.min_normal, e4 + self.bias, 0)
+                m_field = np.zeros_like(a)
+        e_field = np.where(finite & (a > 0), e_field, 0).astype(np.int64)
+        m_field = np.where(finite & (a > 0), m_field, 0.0)
+        mi = m_field.astype(np.int64)
+        codes = (e_field << self.man) | mi
+        if self.signed:
+            codes = codes | (neg.astype(np.int64) << (self.exp + self.man))
+        if self.specials == "fnuz":
+            codes = np.where(finite & (a == 0), 0, codes)   # no negative zero: -0 encodes as +0
+        nan = np.isnan(flat)
+        posinf = np.isposinf(flat)
+        neginf = np.isneginf(flat)
+        if np.any(nan):
+            if not self.has_nan:
+                raise ValueError(f"{self} has no NaN code")
+            codes = np.where(nan, np.where(neg, self.nan_code(True), self.nan_code(False)), codes)
+        if np.any(posinf | neginf):
+            if not self.has_inf:
+                raise ValueError(f"{self} has no infinity")
+            inf_code = self._emax_field << self.man
+            sign_bit = 1 << (self.exp + self.man)
+            codes = np.where(posinf, inf_code, np.where(neginf, inf_code | sign_bit, codes))
+        ok = (~finite) | ((m_field == mi) & (mi >= 0) & (mi < (1 << self.man)) & (e_field >= 0)
+                          & (e_field <= self._emax_field) & (codes >= 0) & (codes < self.num_codes))
+        if not self.signed:
+            ok &= ~(neg & (a > 0))
+        if not self.zero:
+            ok &= ~(finite & (a == 0))
+        safe = np.where(ok, codes, 0)
+        back = self.decode(safe)
+        ok &= (back == flat) | (~finite) | ((a == 0) & (back == 0))
+        if not np.all(ok):
+            bad = int(np.flatnonzero(~ok)[0])
+            raise ValueError(f"value {float(flat[bad])!r} (index {bad}) is not representable in {self}; "
+                             "quantize it first (fxsim.quantize)")
+        return codes.astype(np.uint64).reshape(v.shape)
+
+    def values(self) -> np.ndarray:
+        """Every distinct non-NaN value, ascending (formats with at most 2**16 codes)."""
+        if self.bits > 16:
+            raise ValueError(f"{self} has 2**{self.bits} codes; values() lists at most 2**16")
+        vals = self.decode(np.arange(self.num_codes))
+        vals = vals[~np.isnan(vals)]
+        return np.unique(vals)   # unique also merges +0 and -0
+
+    # ---- naming ---------------------------------------------------------------------------------
+    def __str__(self):
+        for key, preset in _FLOAT_PRESET_ITEMS():
+            if preset == self:
+                return key
+        parts = [f"e{self.exp}m{self.man}"]
+        if self.bias != (1 << (self.exp - 1)) - 1:
+            parts.append(f"b{self.bias}")
+        if self.specials != "ieee":
+            parts.append(self.specials)
+        if not self.subnormals:
+            parts.append("ftz")
+        if not self.signed:
+            parts.append("u")
+        if not self.zero:
+            parts.append("nz")
+        if self.radix != 2:
+            parts.append(f"r{self.radix}")
+        return "_".join(parts)
+
+    def __repr__(self):
+        return (f"Float(exp={self.exp}, man={self.man}, bias={self.bias}, signed={self.signed}, "
+                f"specials={self.specials!r}, subnormals={self.subnormals}, zero={self.zero}, "
+                f"radix={self.radix})")
+
+
+# --------------------------------------------------------------------------------------------------
+# Presets
+# --------------------------------------------------------------------------------------------------
 INT4, INT8, UINT4, UINT8 = Int(4), Int(8), Int(4, False), Int(8, False)
+INT16, INT32 = Int(16), Int(32)
+
+E4M3 = Float(4, 3, specials="fn")                 # OCP OFP8 E4M3 ("fn"), ml_dtypes float8_e4m3fn
+E5M2 = Float(5, 2)                                # OCP OFP8 E5M2, IEEE-like
+E4M3FNUZ = Float(4, 3, bias=8, specials="fnuz")   # ml_dtypes float8_e4m3fnuz
+E5M2FNUZ = Float(5, 2, bias=16, specials="fnuz")  # ml_dtypes float8_e5m2fnuz
+E4M3B11FNUZ = Float(4, 3, bias=11, specials="fnuz")  # HFP8 forward format, ml_dtypes float8_e4m3b11fnuz
+E2M1 = Float(2, 1, specials="none")               # OCP MX FP4
+E2M3 = Float(2, 3, specials="none")               # OCP MX FP6
+E3M2 = Float(3, 2, specials="none")               # OCP MX FP6
+E8M0 = Float(8, 0, bias=127, signed=False, specials="fn", zero=False)  # OCP MX scale
+FP4_E3M0 = Float(3, 0, bias=3, specials="none")   # FP4 [1,3,0], radix 2 (LUQ grid, before scaling)
+FP4_E3M0_R4 = Float(3, 0, bias=3, specials="none", radix=4)  # FP4 [1,3,0], radix 4 (Sun et al. 2020)
+FP16 = Float(5, 10)
+BF16 = Float(8, 7)
+FP32 = Float(8, 23)
+E8M13 = Float(8, 13)                              # FP32 with a shortened mantissa (accumulators)
+E6M9 = Float(6, 9)
+
+PRESETS = {
+    "int4": INT4, "int8": INT8, "uint4": UINT4, "uint8": UINT8, "int16": INT16, "int32": INT32,
+    "e4m3": E4M3, "e5m2": E5M2, "e4m3fnuz": E4M3FNUZ, "e5m2fnuz": E5M2FNUZ, "e4m3b11fnuz": E4M3B11FNUZ,
+    "e2m1": E2M1, "e2m3": E2M3, "e3m2": E3M2, "e8m0": E8M0,
+    "fp4_e3m0": FP4_E3M0, "fp4_e3m0_r4": FP4_E3M0_R4,
+    "fp16": FP16, "bf16": BF16, "fp32": FP32, "e8m13": E8M13,
+}
+
+_ALIASES = {
+    "fp8_e4m3": "e4m3", "float8_e4m3fn": "e4m3", "e4m3fn": "e4m3", "fp8_e5m2": "e5m2", "float8_e5m2": "e5m2",
+    "float8_e4m3fnuz": "e4m3fnuz", "float8_e5m2fnuz": "e5m2fnuz", "float8_e4m3b11fnuz": "e4m3b11fnuz",
+    "fp4": "e2m1", "fp4_e2m1": "e2m1", "float4_e2m1fn": "e2m1", "mxfp4": "e2m1",
+    "fp6_e2m3": "e2m3", "float6_e2m3fn": "e2m3", "fp6_e3m2": "e3m2", "float6_e3m2fn": "e3m2",
+    "float8_e8m0fnu": "e8m0", "e8m0fnu": "e8m0", "fp4_130": "fp4_e3m0", "luq_fp4": "fp4_e3m0",
+    "fp4_e3m0_radix4": "fp4_e3m0_r4", "float16": "fp16", "half": "fp16", "bfloat16": "bf16",
+    "float32": "fp32", "single": "fp32", "fp22": "e8m13",
+}
+
+
+def _FLOAT_PRESET_ITEMS():
+    return [(k, v) for k, v in PRESETS.items() if isinstance(v, Float)]
+
+
+_AP_ROUNDING_NAME = {Rounding.FLOOR: "AP_TRN", Rounding.TOWARD_ZERO: "AP_TRN_ZERO", Rounding.HALF_UP: "AP_RND",
+                     Rounding.HALF_TOWARD_ZERO: "AP_RND_ZERO", Rounding.HALF_DOWN: "AP_RND_MIN_INF",
+                     Rounding.HALF_AWAY: "AP_RND_INF", Rounding.HALF_EVEN: "AP_RND_CONV"}
+_AP_OVERFLOW_NAME = {Overflow.WRAP: "AP_WRAP", Overflow.SATURATE: "AP_SAT", Overflow.SATURATE_ZERO: "AP_SAT_ZERO",
+                     Overflow.SATURATE_SYMMETRIC: "AP_SAT_SYM"}
+
+_RE_INT = re.compile(r"^(u?)int(\d+)$")
+_RE_Q = re.compile(r"^(u?)q(\d+)\.(\d+)$")
+_RE_AP = re.compile(r"^(?:ap|ac)_(u?)(fixed|int)<(.*)>$")
+_RE_FIXED = re.compile(r"^(u?)fixed<\s*(\d+)\s*,\s*(-?\d+)\s*>$")
+_RE_FIXDT = re.compile(r"^fixdt\(\s*([01]|true|false)\s*,\s*(\d+)\s*,\s*(-?\d+)\s*\)$")
+_RE_EM = re.compile(r"^(?:fp\d+_)?e(\d+)m(\d+)((?:_[a-z0-9]+)*)$")
+
+
+def parse_format(spec, *, argument: str = "format"):
+    """Return the format named by ``spec`` (a format object is returned as is).
+
+    Accepted spellings (case-insensitive): presets (``int8``, ``e4m3``, ``fp8_e5m2``, ``bf16`` ...),
+    ``intN``/``uintN``, ``Qm.n``/``UQm.n`` (m integer bits *excluding* the sign bit, TI/ARM convention:
+    Q1.15 is 17 bits, Q0.15 is int16 with 15 fractional bits; UQm.n has m + n bits),
+    ``ap_fixed<W,I[,Q[,O]]>``/``ap_ufixed``/``ap_int<W>``/``ap_uint<W>`` (also ``ac_``; I counts the sign
+    bit; the type's Q/O modes are carried, defaulting to AP_TRN/AP_WRAP as in Vitis HLS),
+    ``fixdt(signed, word, frac)`` (MATLAB; carries fi's defaults Nearest/Saturate),
+    ``fixed<W,F>``/``ufixed<W,F>`` (F fractional bits), and ``eXmY[_bB][_fn|_fnuz|_none][_ftz][_u][_nz][_r4]``.
+    """
+    if isinstance(spec, (Fixed, Float)):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"{argument} must be a format or a format name, got {type(spec).__name__} {spec!r}")
+    text = spec.strip()
+    key = text.lower().replace(" ", "")
+    key = _ALIASES.get(key, key)
+    if key in PRESETS:
+        return PRESETS[key]
+    m = _RE_INT.match(key)
+    if m:
+        return _fixed_or_error(spec, argument, int(m.group(2)), 0, not m.group(1))
+    m = _RE_Q.match(key)
+    if m:
+        unsigned, ib, fb = bool(m.group(1)), int(m.group(2)), int(m.group(3))
+        return _fixed_or_error(spec, argument, ib + fb + (0 if unsigned else 1), fb, not unsigned)
+    m = _RE_FIXED.match(key)
+    if m:
+        return _fixed_or_error(spec, argument, int(m.group(2)), int(m.group(3)), not m.group(1))
+    m = _RE_FIXDT.match(key)
+    if m:
+        signed = m.group(1) in ("1", "true")
+        return _fixed_or_error(spec, argument, int(m.group(2)), int(m.group(3)), signed,
+                               Rounding.HALF_UP, Overflow.SATURATE)
+    m = _RE_AP.match(key)
+    if m:
+        unsigned, kind, args = bool(m.group(1)), m.group(2), [a.strip() for a in m.group(3).split(",")]
+        try:
+            if kind == "int":
+                if len(args) != 1:
+                    raise ValueError
+                return _fixed_or_error(spec, argument, int(args[0]), 0, not unsigned)
+            w, i = int(args[0]), int(args[1])
+            q = Rounding.parse(args[2], argument=f"{argument} rounding") if len(args) > 2 else Rounding.FLOOR
+            o = Overflow.parse(args[3], argument=f"{argument} overflow") if len(args) > 3 else Overflow.WRAP
+            if len(args) > 5:
+                raise ValueError
+        except (ValueError, IndexError) as exc:
+            if "must be" in str(exc):
+                raise
+            raise ValueError(f"{argument}: cannot read {spec!r}; expected ap_fixed<W,I[,Q[,O]]> or ap_int<W>") from None
+        return _fixed_or_error(spec, argument, w, w - i, not unsigned, q, o)
+    m = _RE_EM.match(key)
+    if m:
+        return _parse_em(spec, argument, int(m.group(1)), int(m.group(2)), m.group(3))
+    raise ValueError(f"{argument}: unknown format {spec!r}; known names: {', '.join(PRESETS)}, or intN, uintN, "
+                     "Qm.n, UQm.n, ap_fixed<W,I>, ap_ufixed<W,I>, ap_int<W>, fixdt(s,w,f), fixed<W,F>, eXmY")
+
+
+def _fixed_or_error(spec, argument, bits, frac, signed, rounding=None, overflow=None):
+    try:
+        return Fixed(bits, frac, signed, rounding, overflow)
+    except ValueError as exc:
+        raise ValueError(f"{argument} {spec!r}: {exc}") from None
+
+
+def _parse_em(spec, argument, e, m, suffix):
+    kw = {}
+    for part in [p for p in suffix.split("_") if p]:
+        if part.startswith("b") and part[1:].lstrip("-").isdigit():
+            kw["bias"] = int(part[1:])
+        elif part in _SPECIALS:
+            kw["specials"] = part
+        elif part == "ftz":
+            kw["subnormals"] = False
+        elif part == "u":
+            kw["signed"] = False
+        elif part == "nz":
+            kw["zero"] = False
+        elif part == "r4":
+            kw["radix"] = 4
+        else:
+            raise ValueError(f"{argument} {spec!r}: unknown suffix {part!r}; allowed: bN, fn, fnuz, none, ieee, "
+                             "ftz, u, nz, r4")
+    try:
+        return Float(e, m, **kw)
+    except ValueError as exc:
+        raise ValueError(f"{argument} {spec!r}: {exc}") from None
+
+
+def format_table():
+    """Rows describing every preset: name, bits, min, max, resolution, specials."""
+    rows = []
+    for name, f in PRESETS.items():
+        if isinstance(f, Fixed):
+            specials = "none"
+        else:
+            specials = {"ieee": "inf, NaN", "fn": "NaN (all-ones code)", "fnuz": "NaN (negative-zero code)",
+                        "none": "none"}[f.specials]
+            if not f.zero:
+                specials += "; no zero"
+        rows.append({"name": name, "bits": f.bits, "min": f.min, "max": f.max, "resolution": f.resolution,
+                     "specials": specials})
+    return rows

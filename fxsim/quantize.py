@@ -1,0 +1,257 @@
+"""Quantization: map real values onto a format's grid with a rounding mode and an overflow mode.
+
+``quantize`` returns float64 values on the grid (exact: every Float format here fits float64, and
+Fixed formats up to 53 bits do; wider ones are answered by ``quantize_to_codes`` as integers).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import quantize as _kq
+from kernels.random import fill_random_bits
+
+from .formats import Fixed, Float, parse_format
+from .modes import Overflow, Rounding
+
+__all__ = ["quantize", "quantize_to_codes", "CONVENTIONS", "float_kernel_params"]
+
+#: Named conventions for float casts; each reproduces one library's behaviour on the corners.
+CONVENTIONS = ("ml_dtypes", "torch", "ocp_saturate", "onnx")
+
+_MAX_RANDOM_BITS = 62
+
+
+def _random_bits_arg(random_bits):
+    if random_bits is None:
+        return _MAX_RANDOM_BITS
+    if isinstance(random_bits, bool) or not isinstance(random_bits, (int, np.integer)) or \
+            not 1 <= random_bits <= _MAX_RANDOM_BITS:
+        raise ValueError(f"random_bits must be an integer in 1..{_MAX_RANDOM_BITS} or None, got {random_bits!r}")
+    return int(random_bits)
+
+
+def _seed_arg(seed, rounding):
+    if rounding != Rounding.STOCHASTIC:
+        return 0
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"seed must be an integer in 0..2**63-1 or None, got {seed!r}")
+    return int(seed)
+
+
+def _as_float64(x, argument="x"):
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{argument} must be a numeric array (bool, int or float), got dtype {a.dtype}")
+    if a.dtype.kind in "iu" and a.dtype.itemsize == 8:
+        big = np.abs(a.astype(np.float64)) > 2.0 ** 53
+        if np.any(big):
+            raise ValueError(f"{argument} holds 64-bit integers above 2**53 that float64 cannot hold exactly; "
+                             "pass them as codes to the integer datapath instead")
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def float_kernel_params(fmt: Float):
+    """The numbers ``kernels.quantize.round_to_float`` takes for ``fmt`` (man, emin, max, subnormals, zero)."""
+    if fmt.radix != 2:
+        raise ValueError(f"{fmt}: only radix-2 formats have a rounding kernel")
+    return fmt.man, fmt.emin, fmt.max, fmt.subnormals, fmt.zero
+
+
+def float_overflow_code(fmt: Float, overflow: Overflow, convention: str) -> int:
+    """Kernel overflow behaviour for finite values beyond ``fmt.max``."""
+    if overflow == Overflow.SATURATE:
+        return _kq.OVF_SATURATE
+    if overflow == Overflow.ERROR:
+        return _kq.OVF_KEEP
+    if overflow != Overflow.IEEE:
+        raise ValueError(f"overflow for a Float format must be ieee, saturate or error, got {overflow.name.lower()}")
+    if fmt.specials == "ieee":
+        return _kq.OVF_INF
+    if fmt.specials == "none":
+        return _kq.OVF_SATURATE
+    if convention == "torch" and fmt.specials == "fn":
+        return _kq.OVF_SATURATE
+    return _kq.OVF_NAN
+
+
+def quantize(x, fmt, *, rounding=None, overflow=None, seed=None, random_bits=None,
+             convention="ml_dtypes", via_float32=False) -> np.ndarray:
+    """Round ``x`` (any numeric array) onto ``fmt``'s grid; returns float64 values of the same shape.
+
+    - ``rounding``: a ``Rounding`` or alias; default the format's own mode (ap_fixed/fixdt strings carry
+      one), else half-even.
+    - ``overflow``: Fixed: wrap, saturate (default), saturate_symmetric, saturate_zero, error.
+      Float: ieee (default: inf, or NaN for formats without inf, saturation for formats without
+      specials — as ml_dtypes), saturate (OCP satfinite), error.
+    - ``seed`` / ``random_bits``: stochastic rounding. With ``random_bits=r`` an r-bit uniform integer is
+      added below the kept LSB before truncation (the hardware model); without it the probability of
+      rounding up equals the discarded fraction (62 random bits: exact whenever at most 62 bits are
+      discarded). The same seed gives the same result.
+    - ``convention`` (floats): "ml_dtypes" (default), "torch" (E4M3 saturates finite overflow and ±inf),
+      "ocp_saturate" (everything saturates), "onnx" (NaN becomes +max in formats without NaN).
+    - ``via_float32``: round through float32 first, reproducing ml_dtypes'/torch's double rounding of
+      float64 arrays bit for bit.
+    """
+    fmt = parse_format(fmt)
+    if isinstance(fmt, Fixed):
+        if via_float32:
+            x = np.asarray(x, dtype=np.float32)
+        codes = quantize_to_codes(x, fmt, rounding=rounding, overflow=overflow, seed=seed,
+                                  random_bits=random_bits)
+        if fmt.bits > 53:
+            big = np.abs(codes) > (1 << 53)
+            if np.any(big):
+                raise ValueError(f"{fmt}: results wider than 53 bits have no exact float64 value; "
+                                 "use quantize_to_codes()")
+        return np.ldexp(codes.astype(np.float64), -fmt.frac)
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    rounding = Rounding.HALF_EVEN if rounding is None else Rounding.parse(rounding, argument="rounding")
+    if overflow is None:
+        overflow = Overflow.SATURATE if convention == "ocp_saturate" else Overflow.IEEE
+    overflow = Overflow.parse(overflow, argument="overflow")
+    r = _random_bits_arg(random_bits)
+    seed_i = _seed_arg(seed, rounding)
+    xa = _as_float64(x)
+    if via_float32:
+        xa = xa.astype(np.float32).astype(np.float64)
+    ovf = float_overflow_code(fmt, overflow, convention)
+    flat = xa.ravel()
+    if fmt.radix == 2:
+        out = np.empty_like(flat)
+        man, emin, mx, sub, zero = float_kernel_params(fmt)
+        _kq.quantize_float_array(flat, out, man, emin, mx, sub, zero, int(rounding), ovf, seed_i, r)
+    else:
+        out = _quantize_sparse_grid(flat, fmt, rounding, ovf, seed_i, r)
+    out = _float_specials(flat, out, fmt, overflow, convention)
+    if overflow == Overflow.ERROR:
+        bad = np.isfinite(flat) & (np.abs(out) > fmt.max)
+        _raise_overflow(bad, fmt)
+    return out.reshape(xa.shape)
+
+
+def _float_specials(x, out, fmt: Float, overflow, convention):
+    """Inputs and results the grid does not cover: NaN, ±inf, zero/negatives in unsigned formats."""
+    nan_in = np.isnan(x)
+    inf_in = np.isinf(x)
+    if fmt.specials == "none":
+        if np.any(nan_in):
+            # ml_dtypes: NaN of either sign -> zero of the opposite sign; ONNX: +max
+            sign_neg = np.signbit(x)
+            repl = np.where(sign_neg, 0.0, -0.0) if convention != "onnx" else fmt.max
+            out = np.where(nan_in, repl, out)
+        if np.any(inf_in):
+            out = np.where(inf_in, np.where(x > 0, fmt.max, fmt.min if fmt.signed else fmt.max), out)
+    elif overflow == Overflow.SATURATE or convention == "ocp_saturate" or \
+            (convention == "torch" and fmt.specials == "fn"):
+        out = np.where(inf_in, np.copysign(fmt.max, x), out)
+    if not fmt.signed:
+        # unsigned scale formats (E8M0): zero (when it has none) and negatives have no code -> NaN
+        invalid = (x < 0) | ((x == 0) & (not fmt.zero)) | nan_in | inf_in
+        if fmt.has_nan:
+            out = np.where(invalid, np.nan, out)
+        else:
+            out = np.where(x < 0, 0.0, out)
+    if fmt.specials == "fnuz":
+        out = np.where(out == 0, 0.0, out)  # no negative zero
+    return out
+
+
+def _quantize_sparse_grid(x, fmt: Float, rounding, ovf, seed, r):
+    """Rounding onto a grid that is not uniform within a binade (radix 4): between the two neighbouring
+    levels lo < |x| < hi, decided by exact comparisons (|x|/lo and |x|/hi are exact power-of-two scalings).
+    """
+    levels = fmt.values()
+    levels = levels[np.isfinite(levels) & (levels >= 0)]
+    a = np.abs(x)
+    neg = np.signbit(x)
+    idx = np.clip(np.searchsorted(levels, a, side="right") - 1, 0, len(levels) - 1)
+    lo = levels[idx]
+    hi = levels[np.minimum(idx + 1, len(levels) - 1)]
+    beyond = a > levels[-1]
+    hi = np.where(beyond, lo * fmt.radix, hi)   # the unbounded grid continues one level up
+    with np.errstate(divide="ignore", invalid="ignore"):
+        num = np.where(lo > 0, a / np.where(lo > 0, lo, 1.0) - 1.0, a / hi)   # exact
+        den = np.where(lo > 0, hi / np.where(lo > 0, lo, 1.0) - 1.0, 1.0)     # 3 for radix 4, 1 below min
+    exact = num == 0
+    tie = 2 * num == den
+    above_half = 2 * num > den
+    lo_code_even = (idx % 2) == 0
+    mag_up = np.zeros(a.shape, dtype=bool)
+    R = Rounding
+    if rounding == R.STOCHASTIC:
+        rnd = np.empty(a.shape, dtype=np.int64)
+        fill_random_bits(seed, 0, r, rnd)
+        mag_up = rnd.astype(np.float64) * den < np.ldexp(num, r)
+    elif rounding in (R.HALF_EVEN, R.HALF_ODD, R.HALF_UP, R.HALF_DOWN, R.HALF_AWAY, R.HALF_TOWARD_ZERO):
+        tie_up = {R.HALF_EVEN: ~lo_code_even, R.HALF_ODD: lo_code_even, R.HALF_AWAY: True,
+                  R.HALF_TOWARD_ZERO: False, R.HALF_UP: ~neg, R.HALF_DOWN: neg}[rounding]
+        mag_up = above_half | (tie & tie_up)
+    elif rounding in (R.AWAY_FROM_ZERO, R.JAM):
+        mag_up = ~exact if rounding == R.AWAY_FROM_ZERO else (~exact & lo_code_even)
+    elif rounding == R.CEIL:
+        mag_up = ~exact & ~neg
+    elif rounding == R.FLOOR:
+        mag_up = ~exact & neg
+    mag = np.where(mag_up & ~exact, hi, lo)
+    res = np.where(neg, -mag, mag)
+    over = np.abs(res) > fmt.max
+    if np.any(over) and ovf != _kq.OVF_KEEP:
+        toward_zero = (rounding in (R.TOWARD_ZERO, R.JAM)) | ((rounding == R.FLOOR) & ~neg) | \
+            ((rounding == R.CEIL) & neg)
+        sat = np.copysign(fmt.max, x)
+        if ovf == _kq.OVF_SATURATE:
+            repl = sat
+        else:
+            special = np.nan if ovf == _kq.OVF_NAN else np.copysign(np.inf, x)
+            repl = np.where(toward_zero, sat, special)
+        res = np.where(over, repl, res)
+    return np.where(np.isnan(x), np.nan, res)
+
+
+def quantize_to_codes(x, fmt, *, rounding=None, overflow=None, seed=None, random_bits=None) -> np.ndarray:
+    """Round ``x`` to a Fixed format and return the stored integers (int64, exact for any width <= 64).
+
+    ``x`` may hold float16/32/64 or integers (integers up to 2**53 in magnitude). NaN and inf have no
+    fixed-point code and raise.
+    """
+    fmt = parse_format(fmt)
+    if not isinstance(fmt, Fixed):
+        raise TypeError(f"quantize_to_codes needs a Fixed format, got {fmt}; use quantize() or fmt.encode()")
+    if rounding is None:
+        rounding = fmt.rounding if fmt.rounding is not None else Rounding.HALF_EVEN
+    rounding = Rounding.parse(rounding, argument="rounding")
+    if overflow is None:
+        overflow = fmt.overflow if fmt.overflow is not None else Overflow.SATURATE
+    overflow = Overflow.parse(overflow, argument="overflow")
+    if overflow == Overflow.IEEE:
+        raise ValueError("overflow for a Fixed format must be wrap, saturate, saturate_symmetric, "
+                         "saturate_zero or error, got ieee")
+    if not fmt.signed and fmt.bits == 64:
+        raise ValueError("unsigned 64-bit formats do not fit the int64 kernels; use 63 bits or fewer")
+    xa = _as_float64(x)
+    flat = xa.ravel()
+    finite = np.isfinite(flat)
+    if not np.all(finite):
+        i = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{fmt} has no code for {float(flat[i])!r} (index {i}); NaN and inf cannot be quantized "
+                         "to fixed point")
+    r = _random_bits_arg(random_bits)
+    seed_i = _seed_arg(seed, rounding)
+    codes = np.empty(flat.shape, dtype=np.int64)
+    flags = np.empty(flat.shape, dtype=np.uint8)
+    _kq.quantize_fixed_array(flat, codes, fmt.frac, fmt.bits, fmt.signed, fmt.min_code, fmt.max_code,
+                             int(rounding), int(overflow), seed_i, r, flags)
+    if overflow == Overflow.ERROR:
+        _raise_overflow(flags.astype(bool), fmt)
+    return codes.reshape(xa.shape)
+
+
+def _raise_overflow(mask, fmt):
+    n = int(np.count_nonzero(mask))
+    if n:
+        first = int(np.flatnonzero(mask)[0])
+        raise OverflowError(f"{n} element(s) overflow {fmt} (range [{fmt.min}, {fmt.max}]); "
+                            f"first at flat index {first}")

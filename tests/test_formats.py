@@ -1,0 +1,100 @@
+"""Formats: parsing, naming, ranges, and every code of every small format against a literal decoder."""
+import numpy as np
+import pytest
+from fractions import Fraction
+from hypothesis import given, settings, strategies as st
+
+from fxsim.formats import PRESETS, Fixed, Float, parse_format
+from fxsim.modes import Overflow, Rounding
+from tests.reference_quantize import decode_float
+
+PARSE_CASES = {
+    "int8": Fixed(8, 0, True), "uint4": Fixed(4, 0, False), "int24": Fixed(24, 0, True),
+    "Q1.15": Fixed(17, 15, True), "Q0.15": Fixed(16, 15, True), "UQ0.8": Fixed(8, 8, False),
+    "ap_fixed<16,6,AP_RND_CONV,AP_SAT>": Fixed(16, 10, True, Rounding.HALF_EVEN, Overflow.SATURATE),
+    "ap_ufixed<8,0>": Fixed(8, 8, False, Rounding.FLOOR, Overflow.WRAP),
+    "ap_fixed<8,12>": Fixed(8, -4, True, Rounding.FLOOR, Overflow.WRAP),
+    "ap_int<12>": Fixed(12, 0, True), "fixdt(1,16,15)": Fixed(16, 15, True, Rounding.HALF_UP, Overflow.SATURATE),
+    "e4m3": Float(4, 3, specials="fn"), "fp8_e5m2": Float(5, 2), "e2m1": Float(2, 1, specials="none"),
+    "fp4_e3m0": Float(3, 0, bias=3, specials="none"), "fp16": Float(5, 10), "bf16": Float(8, 7),
+    "fp32": Float(8, 23), "e8m0": Float(8, 0, signed=False, specials="fn", zero=False),
+    "e4m3fnuz": Float(4, 3, bias=8, specials="fnuz"), "e5m10_b20_ftz": Float(5, 10, bias=20, subnormals=False),
+}
+
+
+@pytest.mark.parametrize("text,fmt", list(PARSE_CASES.items()))
+def test_parse_and_str_round_trip(text, fmt):
+    assert parse_format(text) == fmt
+    assert parse_format(str(fmt)) == fmt
+
+
+@pytest.mark.parametrize("text,match", [("int0", "bits must be an integer in 1..64"), ("int65", "1..64"),
+                                        ("e9m60", "man must be"), ("float7", "unknown format 'float7'"),
+                                        ("ap_fixed<8,4,AP_FOO>", "rounding must be"), ("e4m3_xyz", "unknown suffix")])
+def test_bad_format_names_are_explained(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_format(text)
+
+
+@pytest.mark.parametrize("name,mx,mn_sub", [("e4m3", 448, 2 ** -9), ("e5m2", 57344, 2 ** -16), ("e4m3fnuz", 240, 2 ** -10),
+                                            ("e2m1", 6, 0.5), ("e2m3", 7.5, 0.125), ("e3m2", 28, 0.0625),
+                                            ("e8m0", 2.0 ** 127, 2.0 ** -127), ("fp16", 65504, 2 ** -24)])
+def test_ranges_match_the_specifications(name, mx, mn_sub):
+    f = parse_format(name)
+    assert f.max == mx and f.min_subnormal == mn_sub
+
+
+def _literal(f, code):
+    return decode_float(code, f.exp, f.man, f.bias, f.signed, f.specials, f.subnormals, f.zero, f.radix)
+
+
+def _check_every_code(f):
+    codes = np.arange(f.num_codes)
+    got = f.decode(codes)
+    for c, g in zip(codes, got):
+        want = _literal(f, int(c))
+        if want == "nan":
+            assert np.isnan(g)
+        else:
+            assert (g == float(want)) if isinstance(want, str) else Fraction(g) == want
+    ok = ~np.isnan(got)
+    back = f.decode(f.encode(got[ok]))
+    assert np.array_equal(back, got[ok])
+
+
+@pytest.mark.parametrize("name", [n for n, f in PRESETS.items() if f.bits <= 16])
+def test_every_code_of_every_small_preset_decodes_literally_and_round_trips(name):
+    f = PRESETS[name]
+    if isinstance(f, Fixed):
+        codes = np.arange(f.num_codes, dtype=np.uint64)
+        vals = f.decode(codes)
+        assert np.array_equal(f.encode(vals), codes)
+        assert vals.min() == f.min and vals.max() == f.max
+    else:
+        _check_every_code(f)
+
+
+@settings(max_examples=60)
+@given(exp=st.integers(2, 6), man=st.integers(0, 6), specials=st.sampled_from(["ieee", "fn", "fnuz", "none"]),
+       sub=st.booleans(), dbias=st.integers(-3, 3))
+def test_every_code_of_random_float_formats(exp, man, specials, sub, dbias):
+    _check_every_code(Float(exp, man, bias=(1 << (exp - 1)) - 1 + dbias, specials=specials, subnormals=sub))
+
+
+@settings(max_examples=60)
+@given(bits=st.integers(1, 14), frac=st.integers(-6, 20), signed=st.booleans())
+def test_every_code_of_random_fixed_formats(bits, frac, signed):
+    f = Fixed(bits, frac, signed)
+    codes = np.arange(f.num_codes, dtype=np.uint64)
+    vals = f.decode(codes)
+    assert np.array_equal(f.encode(vals), codes)
+    for c, v in zip(codes[:50], vals[:50]):
+        n = int(c) - (1 << bits) if signed and int(c) >= 1 << (bits - 1) else int(c)
+        assert Fraction(v) == Fraction(n) * Fraction(2) ** -frac
+
+
+def test_encode_rejects_values_off_the_grid():
+    with pytest.raises(ValueError, match=r"value 0.3 \(index 1\) is not representable in e4m3"):
+        parse_format("e4m3").encode([1.0, 0.3])
+    with pytest.raises(ValueError, match="outside the range"):
+        parse_format("int8").encode([200])

@@ -1,0 +1,165 @@
+"""quantize / quantize_to_codes against the Fraction reference, and the grid properties."""
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings, strategies as st
+
+from fxsim.formats import Fixed, Float, parse_format
+from fxsim.modes import Overflow, Rounding
+from fxsim.quantize import quantize, quantize_to_codes
+from kernels.random import fill_random_bits
+from tests import reference_quantize as ref
+
+DET_MODES = [m for m in Rounding if m != Rounding.STOCHASTIC]
+FIXED_OVF = [Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO]
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+def _draws(seed, n, r):
+    out = np.empty(n, dtype=np.int64)
+    fill_random_bits(seed, 0, r, out)
+    return out
+
+
+@st.composite
+def fixed_formats(draw):
+    bits = draw(st.integers(1, 64))
+    signed = draw(st.booleans())
+    if not signed and bits == 64:
+        bits = 63
+    return Fixed(bits, draw(st.integers(-40, 80)), signed)
+
+
+@st.composite
+def values_near(draw, scale):
+    """Floats around the scale of a format: ties, tiny values, huge values, random bits."""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(finite)
+    k = draw(st.integers(-60, 60))
+    if kind == 1:
+        return float(draw(st.integers(-2 ** 12, 2 ** 12))) * 2.0 ** (k // 4) * scale / 2.0 ** 6
+    return draw(st.floats(-1e6, 1e6, allow_nan=False)) * scale * 2.0 ** (k // 8)
+
+
+@settings(max_examples=500)
+@given(fmt=fixed_formats(), mode=st.sampled_from(list(Rounding)), ovf=st.sampled_from(FIXED_OVF),
+       r=st.integers(1, 62), seed=st.integers(0, 2 ** 40), data=st.data())
+def test_fixed_quantize_matches_fraction_reference(fmt, mode, ovf, r, seed, data):
+    xs = data.draw(st.lists(values_near(fmt.resolution), min_size=1, max_size=8))
+    got = quantize_to_codes(np.array(xs), fmt, rounding=mode, overflow=ovf, seed=seed, random_bits=r)
+    rnd = _draws(seed, len(xs), r)
+    for x, g, R in zip(xs, got, rnd):
+        assert g == ref.quantize_fixed(x, fmt.bits, fmt.frac, fmt.signed, mode, ovf, int(R), r), (x, fmt)
+
+
+@st.composite
+def float_formats(draw):
+    exp = draw(st.integers(2, 8))
+    man = draw(st.integers(0, 10))
+    specials = draw(st.sampled_from(["ieee", "fn", "fnuz", "none"]))
+    bias = draw(st.integers((1 << (exp - 1)) - 4, (1 << (exp - 1)) + 3))
+    return Float(exp, man, bias=bias, specials=specials, subnormals=draw(st.booleans()))
+
+
+@settings(max_examples=500)
+@given(fmt=float_formats(), mode=st.sampled_from(list(Rounding)),
+       ovf=st.sampled_from([Overflow.IEEE, Overflow.SATURATE]), r=st.integers(1, 62),
+       seed=st.integers(0, 2 ** 40), data=st.data())
+def test_float_quantize_matches_fraction_reference(fmt, mode, ovf, r, seed, data):
+    xs = data.draw(st.lists(values_near(fmt.max / 2 ** data.draw(st.integers(0, 40))), min_size=1, max_size=8))
+    got = quantize(np.array(xs), fmt, rounding=mode, overflow=ovf, seed=seed, random_bits=r)
+    rnd = _draws(seed, len(xs), r)
+    kind = "saturate" if ovf == Overflow.SATURATE or fmt.specials == "none" else \
+        ("inf" if fmt.specials == "ieee" else "nan")
+    for x, g, R in zip(xs, got, rnd):
+        want = ref.quantize_float(x, fmt, mode, kind, int(R), r)
+        if want == "nan":
+            assert np.isnan(g), (x, g)
+        elif isinstance(want, str):
+            assert g == float(want), (x, g, want)
+        else:
+            assert Fraction(g) == want, (x, fmt, mode, g, want)
+
+
+@pytest.mark.parametrize("name", ["int8", "Q1.14", "e4m3", "e5m2", "e2m1", "e3m2", "fp4_e3m0", "fp4_e3m0_r4",
+                                  "bf16", "fp16"])
+@pytest.mark.parametrize("mode", DET_MODES)
+def test_results_lie_on_the_grid_and_are_idempotent_and_monotone(name, mode):
+    fmt = parse_format(name)
+    rng = np.random.default_rng(7)
+    x = np.sort(np.concatenate([rng.standard_normal(4000) * fmt.max / 4, rng.standard_normal(2000) * fmt.resolution * 8]))
+    kw = dict(rounding=mode, overflow="saturate")
+    y = quantize(x, fmt, **kw)
+    fmt.encode(y)                                   # on the grid, or this raises
+    assert np.array_equal(quantize(y, fmt, **kw), y)  # idempotent
+    if mode != Rounding.JAM:
+        assert np.all(np.diff(y) >= 0)               # monotone
+
+
+@pytest.mark.parametrize("name", ["int8", "Q3.12", "e4m3", "e5m2", "e2m3", "bf16", "fp4_e3m0_r4"])
+def test_nearest_within_half_step_and_directed_modes_bound_from_the_right_side(name):
+    fmt = parse_format(name)
+    grid = fmt.values() if fmt.bits <= 16 else None
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-fmt.max, fmt.max, 5000) * rng.choice([1, 1e-2, 1e-4], 5000)
+    down = quantize(x, fmt, rounding="floor", overflow="saturate")
+    up = quantize(x, fmt, rounding="ceil", overflow="saturate")
+    near = quantize(x, fmt, rounding="half_even", overflow="saturate")
+    assert np.all(down <= x) and np.all(up >= x)
+    assert np.all((near == down) | (near == up))
+    assert np.all(np.abs(near - x) <= np.abs(up - down) / 2)
+    if grid is not None:  # floor and ceil are the neighbouring grid points
+        i = np.searchsorted(grid, x)
+        assert np.array_equal(up, grid[i])
+
+
+@pytest.mark.parametrize("name,x", [("e4m3", 1.03), ("int8", 0.3), ("fp4_e3m0", 2.9), ("fp4_e3m0_r4", 7.0)])
+def test_stochastic_rounding_is_unbiased_and_reproducible(name, x):
+    n = 200_000
+    y = quantize(np.full(n, x), name, rounding="stochastic", seed=11)
+    fmt = parse_format(name)
+    lo = quantize(np.array([x]), fmt, rounding="floor")[0]
+    hi = quantize(np.array([x]), fmt, rounding="ceil")[0]
+    p = (x - lo) / (hi - lo)
+    sigma = (hi - lo) * np.sqrt(p * (1 - p) / n)
+    assert abs(y.mean() - x) < 5 * sigma          # 5 sigma: fails by chance with probability < 1e-6
+    assert np.array_equal(y, quantize(np.full(n, x), name, rounding="stochastic", seed=11))
+
+
+def test_hardware_stochastic_rounding_with_few_bits_is_biased_as_modelled():
+    # E4M3 at 1.03: step 0.125, discarded fraction 0.24; with r = 3 bits the rounder rounds up when the
+    # top 3 discarded bits (0b001 = 1/8) plus R reach 8: P = 1/8 instead of 0.24.
+    y = quantize(np.full(100_000, 1.03), "e4m3", rounding="stochastic", seed=5, random_bits=3)
+    assert abs(np.mean(y == 1.125) - 1 / 8) < 0.005
+
+
+def test_overflow_error_names_count_and_first_index():
+    with pytest.raises(OverflowError, match=r"2 element\(s\) overflow int8.*first at flat index 1"):
+        quantize(np.array([1.0, 300.0, -400.0]), "int8", overflow="error")
+    with pytest.raises(OverflowError, match="1 element"):
+        quantize(np.array([1.0, 1e4]), "e4m3", overflow="error")
+
+
+def test_integer_formats_reject_nan_and_inf():
+    with pytest.raises(ValueError, match=r"int8 has no code for nan \(index 1\)"):
+        quantize(np.array([1.0, np.nan]), "int8")
+
+
+def test_wide_fixed_codes_are_exact_integers():
+    x = np.array([2.0 ** 62 + 2.0 ** 40, -2.0 ** 63, 1e30])
+    c = quantize_to_codes(x, "int64", overflow="saturate")
+    assert [int(v) for v in c] == [2 ** 62 + 2 ** 40, -2 ** 63, 2 ** 63 - 1]
+    with pytest.raises(ValueError, match="53 bits"):
+        quantize(x, "int64")
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="random_bits must be an integer in 1..62"):
+        quantize(np.ones(2), "e4m3", rounding="sr", random_bits=0)
+    with pytest.raises(ValueError, match="overflow for a Float format"):
+        quantize(np.ones(2), "e4m3", overflow="wrap")
+    with pytest.raises(ValueError, match="convention must be one of"):
+        quantize(np.ones(2), "e4m3", convention="numpy")
