@@ -1,0 +1,292 @@
+"""A datapath is a value: the hardware that computes a dot product, described part by part.
+
+    Datapath(a="int8", b="int8", accumulator=Accumulator("int24", overflow="saturate"),
+             order=Order("chunked", lanes=4), output=OutputStage(requant=Requant.dyadic(1234, 20), fmt="int8"))
+
+Operands -> (zero points subtracted) -> multiplier -> product register -> alignment to the accumulator's
+binary point -> accumulator (overflow applied after every addition, in the stated order) -> output stage
+(bias add, requantization, activation clamp, output register).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .formats import Fixed, Float, parse_format
+from .modes import Overflow, Rounding
+
+__all__ = ["Accumulator", "Order", "Requant", "OutputStage", "Datapath"]
+
+
+def _fixed(value, argument):
+    fmt = parse_format(value, argument=argument)
+    if not isinstance(fmt, (Fixed, Float)):
+        raise TypeError(f"{argument} must be a format, got {value!r}")
+    return fmt
+
+
+def _int_overflow(value, argument):
+    ov = Overflow.parse(value, argument=argument)
+    if ov in (Overflow.IEEE, Overflow.ERROR):
+        raise ValueError(f"{argument} must be wrap, saturate, saturate_symmetric or saturate_zero for a "
+                         f"fixed-point register, got {ov.name.lower()}")
+    return ov
+
+
+@dataclass(frozen=True)
+class Accumulator:
+    """The accumulator register: its format, the overflow applied after every single addition, and the
+    rounding used when a product has more fractional bits than the accumulator (dropping LSBs = floor).
+    For a Float accumulator, ``rounding`` rounds every addition, ``overflow`` is what an addition that
+    leaves the range does (``ieee`` = inf), ``random_bits``/``seed`` drive stochastic rounding and
+    ``flush_subnormals`` flushes subnormal sums to zero (the float engine reads these).
+    """
+
+    fmt: Fixed | Float | str = "int32"
+    overflow: Overflow | str = Overflow.WRAP
+    rounding: Rounding | str = Rounding.FLOOR
+    random_bits: int | None = None
+    seed: int | None = None
+    flush_subnormals: bool = False
+
+    def __post_init__(self):
+        if self.random_bits is not None and not 1 <= int(self.random_bits) <= 62:
+            raise ValueError(f"accumulator random_bits must be in 1..62, got {self.random_bits!r}")
+        object.__setattr__(self, "fmt", _fixed(self.fmt, "accumulator format"))
+        if isinstance(self.fmt, Fixed):
+            object.__setattr__(self, "overflow", _int_overflow(self.overflow, "accumulator overflow"))
+        else:
+            object.__setattr__(self, "overflow", Overflow.parse(self.overflow, argument="accumulator overflow"))
+        object.__setattr__(self, "rounding", Rounding.parse(self.rounding, argument="accumulator rounding"))
+
+    def __str__(self):
+        if isinstance(self.fmt, Float):
+            extra = f", {self.random_bits} random bits" if self.random_bits else ""
+            extra += ", flush subnormals" if self.flush_subnormals else ""
+            return f"{self.fmt} acc, every add rounded {self.rounding.name.lower()}{extra}, overflow {self.overflow.name.lower()}"
+        return f"{self.fmt} acc, {self.overflow.name.lower()} after every add, align {self.rounding.name.lower()}"
+
+
+_ORDERS = ("sequential", "tree", "chunked")
+
+
+@dataclass(frozen=True)
+class Order:
+    """The order of additions, which is part of the result once a register saturates.
+
+    - ``sequential``: acc += p[0], p[1], ..., p[K-1] (one MAC unit).
+    - ``tree``: a pairwise adder tree: level 1 adds (p0+p1), (p2+p3), ...; an odd last term passes
+      through; ``level_bits`` optionally gives each level's register width (default: the accumulator's);
+      the preloaded bias is added after the root.
+    - ``chunked``: K split into ``lanes`` contiguous chunks (DSP cascades, systolic columns), each lane
+      accumulating sequentially in the accumulator register; the lanes are then combined sequentially
+      (lane 0 + lane 1 + ...) or by a tree (``combine="tree"``). The preloaded bias starts lane 0.
+    """
+
+    kind: str = "sequential"
+    lanes: int = 1
+    combine: str = "sequential"
+    level_bits: tuple | None = None
+
+    def __post_init__(self):
+        if self.kind not in _ORDERS:
+            raise ValueError(f"order must be one of {_ORDERS}, got {self.kind!r}")
+        if not isinstance(self.lanes, (int, np.integer)) or self.lanes < 1:
+            raise ValueError(f"lanes must be a positive integer, got {self.lanes!r}")
+        if self.kind == "chunked" and self.lanes < 2:
+            raise ValueError("order='chunked' needs lanes >= 2")
+        if self.combine not in ("sequential", "tree"):
+            raise ValueError(f"combine must be 'sequential' or 'tree', got {self.combine!r}")
+        if self.level_bits is not None:
+            lb = tuple(int(b) for b in self.level_bits)
+            if any(not 2 <= b <= 64 for b in lb):
+                raise ValueError(f"level_bits must be widths in 2..64, got {self.level_bits!r}")
+            object.__setattr__(self, "level_bits", lb)
+
+    def __str__(self):
+        if self.kind == "chunked":
+            return f"chunked over {self.lanes} lanes, {self.combine} combine"
+        if self.kind == "tree" and self.level_bits:
+            return f"adder tree, level widths {list(self.level_bits)}"
+        return "adder tree" if self.kind == "tree" else "sequential"
+
+
+_REQUANT_KINDS = ("dyadic", "gemmlowp", "gemmlowp_single", "float32", "shift")
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Requantization of the accumulator to the output scale.
+
+    - ``dyadic``: round(acc * multiplier / 2**shift) with ``rounding`` (per tensor, or per output channel
+      when multiplier/shift are arrays).
+    - ``gemmlowp``: TFLite/gemmlowp MultiplyByQuantizedMultiplier(acc, multiplier, shift): int32 multiplier
+      in [2**30, 2**31), SaturatingRoundingDoublingHighMul then RoundingDivideByPOT (two roundings);
+      ``shift`` is TFLite's signed exponent (>0: left shift first, <0: rounding right shift).
+    - ``gemmlowp_single``: TFLite's single-rounding variant (TFLITE_SINGLE_ROUNDING, as TOSA):
+      (acc * multiplier + 2**(30-shift)) >> (31 - shift).
+    - ``float32``: ONNX Runtime QLinear: float32(acc) * float32(scale), round half even (then zero point,
+      saturate).
+    - ``shift``: acc / 2**shift with ``rounding``.
+    The output ``zero_point`` is added after scaling.
+    """
+
+    kind: str = "dyadic"
+    multiplier: object = 1
+    shift: object = 0
+    scale: object = None
+    rounding: Rounding | str = Rounding.HALF_EVEN
+    zero_point: int = 0
+
+    def __post_init__(self):
+        if self.kind not in _REQUANT_KINDS:
+            raise ValueError(f"requant kind must be one of {_REQUANT_KINDS}, got {self.kind!r}")
+        object.__setattr__(self, "rounding", Rounding.parse(self.rounding, argument="requant rounding"))
+        if self.kind == "float32" and self.scale is None:
+            raise ValueError("requant kind 'float32' needs scale=")
+        if self.kind in ("gemmlowp", "gemmlowp_single"):
+            m = np.atleast_1d(np.asarray(self.multiplier, dtype=np.int64))
+            if np.any((m < 0) | (m >= 2 ** 31)):
+                raise ValueError(f"gemmlowp multiplier must be int32 in [0, 2**31), got {self.multiplier!r}")
+            s = np.atleast_1d(np.asarray(self.shift, dtype=np.int64))
+            if np.any((s < -31) | (s > 30)):
+                raise ValueError(f"gemmlowp shift must lie in -31..30, got {self.shift!r}")
+
+    @classmethod
+    def dyadic(cls, multiplier, shift, rounding="half_even", zero_point=0):
+        return cls("dyadic", multiplier, shift, None, rounding, zero_point)
+
+    @classmethod
+    def gemmlowp(cls, multiplier, shift, zero_point=0, single_rounding=False):
+        return cls("gemmlowp_single" if single_rounding else "gemmlowp", multiplier, shift, None,
+                   Rounding.HALF_AWAY, zero_point)
+
+    @classmethod
+    def float32(cls, scale, zero_point=0):
+        return cls("float32", 1, 0, scale, Rounding.HALF_EVEN, zero_point)
+
+    @classmethod
+    def from_scale(cls, scale: float, *, bits: int = 31, rounding="half_even", zero_point=0):
+        """A dyadic multiplier/shift approximating a real ``scale`` with a ``bits``-bit multiplier."""
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale!r}")
+        m, e = np.frexp(scale)          # scale = m * 2**e, m in [0.5, 1)
+        mult = int(round(m * 2 ** bits))
+        shift = bits - int(e)
+        if mult == 2 ** bits:
+            mult //= 2
+            shift -= 1
+        return cls.dyadic(mult, shift, rounding, zero_point)
+
+    def __str__(self):
+        mult = np.asarray(self.multiplier)
+        per = " per channel" if mult.ndim or np.ndim(self.shift) or np.ndim(self.scale) else ""
+        if self.kind == "float32":
+            return f"float32 scale {self.scale}{per}, zero point {self.zero_point}"
+        if self.kind == "shift":
+            return f">> {self.shift} ({self.rounding.name.lower()}), zero point {self.zero_point}"
+        return (f"{self.kind} x{self.multiplier} >> {self.shift}{per}"
+                f"{'' if self.kind != 'dyadic' else ' (' + self.rounding.name.lower() + ')'}, zero point {self.zero_point}")
+
+
+@dataclass(frozen=True)
+class OutputStage:
+    """After accumulation: bias add in a ``bias_bits``-wide register (default: the accumulator's width),
+    requantization, activation clamp (``"relu"`` clamps at the output zero point, or a (lo, hi) pair of
+    output codes for ReLU6 and friends), and the output register (``fmt``, ``overflow``).
+    With no ``fmt`` the accumulator value is the output.
+    """
+
+    bias_bits: int | None = None
+    requant: Requant | None = None
+    activation: object = None
+    fmt: Fixed | str | None = None
+    overflow: Overflow | str = Overflow.SATURATE
+
+    def __post_init__(self):
+        if self.fmt is not None:
+            f = _fixed(self.fmt, "output format")
+            if not isinstance(f, Fixed):
+                raise ValueError(f"output format must be a fixed-point/integer format, got {f}")
+            object.__setattr__(self, "fmt", f)
+        object.__setattr__(self, "overflow", _int_overflow(self.overflow, "output overflow"))
+        if self.bias_bits is not None and not 2 <= int(self.bias_bits) <= 64:
+            raise ValueError(f"bias_bits must be in 2..64, got {self.bias_bits!r}")
+        a = self.activation
+        if not (a is None or a == "relu" or (isinstance(a, tuple) and len(a) == 2 and a[0] <= a[1])):
+            raise ValueError(f"activation must be None, 'relu' or a (lo, hi) pair of output codes, got {a!r}")
+
+    def __str__(self):
+        parts = []
+        if self.requant is not None:
+            parts.append(f"requant {self.requant}")
+        if self.activation is not None:
+            parts.append(f"clamp {self.activation}")
+        if self.fmt is not None:
+            parts.append(f"out {self.fmt} ({self.overflow.name.lower()})")
+        return ", ".join(parts) or "raw accumulator"
+
+
+@dataclass(frozen=True)
+class Datapath:
+    """The whole MAC datapath of one output element.
+
+    - ``a``, ``b``: operand formats; ``a_zero_point``/``b_zero_point`` are subtracted (in codes) before the
+      multiply, in a ``zero_point_bits``-wide subtractor (default: wide enough to be exact).
+    - ``product``: None (exact product) or a Fixed product register; the exact product is cut to it with
+      ``product_rounding`` (dropping LSBs = floor) and ``product_overflow``.
+    - ``accumulator``, ``order``, ``output``: see their classes. ``bias_preload``: True loads the bias
+      into the accumulator before the first addition; False adds it in the output stage.
+    - ``fused`` (float datapaths): the product is not rounded before the addition (an FMA).
+    """
+
+    a: Fixed | Float | str = "int8"
+    b: Fixed | Float | str = "int8"
+    accumulator: Accumulator = field(default_factory=Accumulator)
+    order: Order = field(default_factory=Order)
+    output: OutputStage = field(default_factory=OutputStage)
+    a_zero_point: int = 0
+    b_zero_point: int = 0
+    zero_point_bits: int | None = None
+    product: Fixed | Float | str | None = None
+    product_rounding: Rounding | str = Rounding.FLOOR
+    product_overflow: Overflow | str = Overflow.WRAP
+    bias_preload: bool = True
+    fused: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "a", _fixed(self.a, "a"))
+        object.__setattr__(self, "b", _fixed(self.b, "b"))
+        if isinstance(self.accumulator, (str, Fixed, Float)):
+            object.__setattr__(self, "accumulator", Accumulator(self.accumulator))
+        if isinstance(self.order, str):
+            object.__setattr__(self, "order", Order(self.order))
+        if self.product is not None:
+            object.__setattr__(self, "product", _fixed(self.product, "product"))
+        object.__setattr__(self, "product_rounding", Rounding.parse(self.product_rounding, argument="product_rounding"))
+        object.__setattr__(self, "product_overflow", Overflow.parse(self.product_overflow, argument="product_overflow"))
+        for name in ("a_zero_point", "b_zero_point"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer code, got {v!r}")
+        if self.zero_point_bits is not None and not 2 <= self.zero_point_bits <= 64:
+            raise ValueError(f"zero_point_bits must be in 2..64, got {self.zero_point_bits!r}")
+
+    @property
+    def is_integer(self) -> bool:
+        """True when every register is fixed point (the integer engine runs it)."""
+        parts = [self.a, self.b, self.accumulator.fmt] + ([self.product] if self.product is not None else [])
+        return all(isinstance(p, Fixed) for p in parts)
+
+    def replace(self, **changes) -> "Datapath":
+        return replace(self, **changes)
+
+    def __str__(self):
+        zp = ""
+        if self.a_zero_point or self.b_zero_point:
+            zp = f" (zero points {self.a_zero_point}, {self.b_zero_point})"
+        prod = "exact product" if self.product is None else \
+            f"product {self.product} ({self.product_rounding.name.lower()}, {self.product_overflow.name.lower()})"
+        return (f"Datapath: {self.a} x {self.b}{zp} -> {prod} -> {self.accumulator}, {self.order} "
+                f"-> {'bias preloaded' if self.bias_preload else 'bias in output stage'} -> {self.output}")
