@@ -1,0 +1,1 @@
+"""Layer operations run through a Datapath: gemm, conv2d."""

@@ -1,0 +1,292 @@
+"""Bit-exact integer / fixed-point GEMM through an explicit MAC datapath.
+
+``gemm(A, B, datapath)`` computes every output C[i, j] the way the described hardware does: zero points
+subtracted, products formed (and optionally cut to a product register), aligned to the accumulator's binary
+point, and accumulated in the stated order with the accumulator's overflow mode applied after every single
+addition; then the output stage (bias add, requantization, activation clamp, output register).
+
+Exactness: every intermediate is an int64 code. Before running, the engine bounds every product and every
+exact partial sum from the actual operands and rejects, with a ValueError, any datapath whose exact values
+could leave int64 (e.g. 64 x 64-bit products); it never computes a wrong value silently.
+
+Shortcuts (``stats=False``), each exact:
+
+1. *Exact sums by BLAS.* Let T = |A_eff| @ |B_eff| (float64). All terms are non-negative integers, so as long
+   as every true partial sum of T is <= 2**53 each floating-point partial sum equals it exactly (integers up
+   to 2**53 are float64 values), and once a true partial sum exceeds 2**53 the computed one is >= 2**53 by
+   monotonicity of rounding, whatever order or blocking the BLAS uses. Hence "computed T < 2**53" proves the
+   true T < 2**53; then every partial sum of A_eff @ B_eff (in any order) has magnitude <= T < 2**53, so the
+   float64 BLAS product S is the exact integer dot product.
+2. *Wrap is the exact sum mod 2**W.* Reduction mod 2**W is a ring homomorphism from the integers onto the
+   W-bit register, so wrapping after every addition, in any order, equals wrapping once at the end -- as
+   long as every register on the path is at least W bits wide (tree level widths >= W).
+3. *Saturation only where a partial sum can leave the range.* If |init| + (T << L) <= min(hi, -lo), every
+   partial sum of every order lies inside [lo, hi], no addition saturates, and the result is the exact sum.
+   Only the remaining outputs run the sequential kernel.
+
+With ``stats=True`` (the default) every output runs the cycle-accurate kernel, which also records the exact
+statistics (overflow count, largest partial sum, bits needed).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import int_gemm as K
+from kernels.rounding import STOCHASTIC
+
+from ..datapath import Datapath
+from ..formats import Fixed
+from ..modes import Overflow, Rounding
+from ..requant import output_stage, register_overflow
+from ..result import GemmResult, bits_needed
+
+__all__ = ["gemm", "operand_codes", "IntegerPlan", "plan_integer", "run_integer_gemm"]
+
+_I63 = 2 ** 63
+
+
+def operand_codes(x, fmt: Fixed, argument: str) -> np.ndarray:
+    """Real values on ``fmt``'s grid -> int64 codes (a clear error for anything off the grid)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{argument} must be a numeric array, got dtype {arr.dtype}")
+    if arr.dtype.kind in "iu" and fmt.frac == 0:
+        ints = arr.astype(np.int64)
+        bad = (ints < fmt.min_code) | (ints > fmt.max_code)
+        if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and np.any(arr > np.iinfo(np.int64).max):
+            bad = np.ones(arr.shape, dtype=bool)
+        if np.any(bad):
+            idx = np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape)
+            raise ValueError(f"{argument}[{', '.join(map(str, idx))}] = {arr[idx]} is outside {fmt} "
+                             f"[{fmt.min_code}, {fmt.max_code}]; quantize it first (fxsim.quantize.quantize)")
+        return ints
+    try:
+        return fmt.codes_to_ints(fmt.encode(arr))
+    except ValueError as e:
+        raise ValueError(f"{argument}: {e}") from None
+
+
+def _range(bits: int, signed: bool, symmetric: bool = False):
+    if signed:
+        hi = (1 << (bits - 1)) - 1
+        return (-hi if symmetric else -hi - 1), hi
+    return 0, (1 << bits) - 1
+
+
+class IntegerPlan:
+    """A Datapath resolved to numbers for the kernels, plus the bounds that prove int64 suffices."""
+
+    def __init__(self, dp: Datapath):
+        self.dp = dp
+        a, b, acc = dp.a, dp.b, dp.accumulator
+        for name, r in (("product_rounding", dp.product_rounding), ("accumulator rounding", acc.rounding)):
+            if r == Rounding.STOCHASTIC:
+                raise ValueError(f"{name}='stochastic' is not supported by the integer engine; "
+                                 "use a deterministic rounding mode")
+        self.acc_fmt = f = acc.fmt
+        if f.bits == 64 and not f.signed:
+            raise ValueError("an unsigned 64-bit accumulator does not fit the int64 engine; use int64 or <= 63 bits")
+        self.bits, self.signed = f.bits, f.signed
+        self.lo, self.hi = _range(f.bits, f.signed, acc.overflow == Overflow.SATURATE_SYMMETRIC)
+        self.ovf = int(acc.overflow)
+        prod_frac = a.frac + b.frac
+        cfg = np.zeros(K.CFG_SIZE, dtype=np.int64)
+        if dp.product is not None:
+            p = dp.product
+            if p.bits == 64 and not p.signed:
+                raise ValueError("an unsigned 64-bit product register does not fit the int64 engine")
+            plo, phi = _range(p.bits, p.signed, dp.product_overflow == Overflow.SATURATE_SYMMETRIC)
+            cfg[K.P_SHIFT] = prod_frac - p.frac
+            cfg[K.P_BITS], cfg[K.P_SIGNED], cfg[K.P_LO], cfg[K.P_HI] = p.bits, int(p.signed), plo, phi
+            cfg[K.P_MODE], cfg[K.P_OVF] = int(dp.product_rounding), int(dp.product_overflow)
+            if dp.product_overflow in (Overflow.ERROR, Overflow.IEEE):
+                raise ValueError("product_overflow must be wrap, saturate, saturate_symmetric or saturate_zero")
+            prod_frac = p.frac
+        self.align_shift = prod_frac - f.frac
+        cfg[K.A_SHIFT], cfg[K.A_MODE] = self.align_shift, int(acc.rounding)
+        cfg[K.BITS], cfg[K.SIGNED], cfg[K.LO], cfg[K.HI], cfg[K.OVF] = f.bits, int(f.signed), self.lo, self.hi, self.ovf
+        order = dp.order
+        cfg[K.ORDER] = {"sequential": K.SEQUENTIAL, "tree": K.TREE, "chunked": K.CHUNKED}[order.kind]
+        cfg[K.LANES] = order.lanes
+        cfg[K.COMBINE] = 0 if order.combine == "sequential" else 1
+        self.cfg = cfg
+        self.levels = np.asarray(order.level_bits or (), dtype=np.int64)
+        if order.kind == "tree" and not f.signed and np.any(self.levels == 64):
+            raise ValueError("unsigned 64-bit tree levels do not fit the int64 engine")
+        for s, what in ((cfg[K.P_SHIFT], "product register"), (self.align_shift, "accumulator")):
+            if abs(int(s)) > 62:
+                raise ValueError(f"the {what} binary point is {abs(int(s))} bits from the product's; at most 62")
+
+    def zero_point_adjust(self, codes, zp: int, fmt: Fixed, argument: str):
+        """codes - zero point, in a signed subtractor of ``zero_point_bits`` (default: exact) width."""
+        if not fmt.min_code <= int(zp) <= fmt.max_code:
+            raise ValueError(f"{argument}_zero_point={zp} is outside {fmt}'s codes [{fmt.min_code}, {fmt.max_code}]")
+        if zp == 0 and self.dp.zero_point_bits is None:
+            return codes
+        if fmt.bits == 64:
+            raise ValueError(f"zero points on a 64-bit operand ({argument}) do not fit the int64 engine")
+        d = codes - np.int64(zp)
+        if self.dp.zero_point_bits is not None:
+            d = register_overflow(d, self.dp.zero_point_bits, True, Overflow.WRAP)
+        return d
+
+    def product_bound(self, amax: int, bmax: int) -> int:
+        """The largest aligned-product magnitude (in accumulator LSBs) these operands can produce;
+        raises if any stage's exact value could leave int64."""
+        p = amax * bmax
+        if p >= _I63:
+            raise ValueError(f"products of {self.dp.a} and {self.dp.b} operands reach {p.bit_length()} bits, "
+                             "beyond the int64 engine; narrow an operand (at most 63-bit exact products)")
+        cfg = self.cfg
+        if cfg[K.P_BITS]:
+            s = int(cfg[K.P_SHIFT])
+            if s < 0:
+                p <<= -s
+                if p >= _I63:
+                    raise ValueError("left-aligning products into the product register exceeds int64")
+            elif s > 0:
+                p = (p >> s) + 1
+            p = min(p, max(-int(cfg[K.P_LO]), int(cfg[K.P_HI])))
+        s = self.align_shift
+        if s < 0:
+            p <<= -s
+            if p >= _I63:
+                raise ValueError(f"aligning products to the accumulator's {self.acc_fmt.frac} fractional bits "
+                                 f"exceeds int64 (shift {-s})")
+        elif s > 0:
+            p = (p >> s) + 1
+        return p
+
+
+def _as_2d(x, name):
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
+    return arr
+
+
+def _bias_codes(bias, fmt: Fixed, shape, argument="bias"):
+    codes = operand_codes(bias, fmt, argument)
+    try:
+        return np.ascontiguousarray(np.broadcast_to(codes, shape), dtype=np.int64)
+    except ValueError:
+        raise ValueError(f"{argument} of shape {np.shape(bias)} does not broadcast to the output shape {shape} "
+                         "(give one value per output column, or a full (M, N) array)") from None
+
+
+def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True) -> GemmResult:
+    """The engine on int64 operand codes Ac (M, K), Bc (K, N) (conv2d lowers to this)."""
+    plan = IntegerPlan(dp)
+    Ae = np.ascontiguousarray(plan.zero_point_adjust(Ac, dp.a_zero_point, dp.a, "a"), dtype=np.int64)
+    Be = plan.zero_point_adjust(Bc, dp.b_zero_point, dp.b, "b")
+    Bt = np.ascontiguousarray(np.asarray(Be, dtype=np.int64).T)
+    M, Kd = Ae.shape
+    N = Bt.shape[0]
+    acc_fmt = plan.acc_fmt
+    # bias: preloaded into the accumulator, or added in the output stage
+    init = np.zeros((M, N), dtype=np.int64)
+    out_bias = None
+    if bias is not None:
+        if dp.bias_preload:
+            init = _bias_codes(bias, acc_fmt, (M, N))
+        else:
+            bb = dp.output.bias_bits or acc_fmt.bits
+            out_bias = _bias_codes(bias, Fixed(bb, acc_fmt.frac, True), (M, N))
+    amax = int(np.abs(Ae).max()) if Ae.size else 0
+    bmax = int(np.abs(Bt).max()) if Bt.size else 0
+    pmax = plan.product_bound(amax, bmax)
+    imax = int(np.abs(init).max()) if init.size else 0
+    if Kd * pmax + imax >= _I63:
+        raise ValueError(f"exact partial sums could reach {(Kd * pmax + imax).bit_length()} bits (K={Kd}); the "
+                         "engine tracks them in int64: use narrower operands or split K")
+
+    n_out = M * N
+    exact = max_p = nbits = None
+    nov = np.zeros((M, N), dtype=np.int64)
+    acc = np.empty((M, N), dtype=np.int64)
+    simple = dp.product is None and plan.align_shift <= 0
+    T = None
+    if not stats and simple and n_out:
+        Af = Ae.astype(np.float64)
+        Bf = Bt.T.astype(np.float64)
+        T = np.abs(Af) @ np.abs(Bf)
+        if not T.max(initial=0.0) < 2.0 ** 53:
+            T = None
+    if T is not None:
+        L = -plan.align_shift
+        S = (Af @ Bf).astype(np.int64)
+        exact = (S << L) + init
+        levels_ok = plan.levels.size == 0 or bool(np.all(plan.levels >= plan.bits))
+        if dp.accumulator.overflow == Overflow.WRAP and levels_ok:
+            acc = register_overflow(exact, plan.bits, plan.signed, Overflow.WRAP)
+            nov = None
+        else:
+            reach = np.abs(init).astype(np.float64) + np.ldexp(T, L)   # exact: integers < 2**63, see product_bound
+            safe = reach <= float(min(plan.hi, -plan.lo))
+            acc[...] = exact
+            rows, cols = np.nonzero(~safe)
+            rows = rows.astype(np.int64)
+            cols = cols.astype(np.int64)
+            if rows.size:
+                if (dp.order.kind == "sequential" and dp.accumulator.overflow == Overflow.SATURATE
+                        and plan.bits < 64):
+                    K.saturate_sequential_kernel(Ae, Bt, init, L, plan.lo, plan.hi, rows, cols, acc, nov)
+                else:
+                    K.gemm_subset_kernel(Ae, Bt, init, plan.cfg, plan.levels, rows, cols, acc, nov)
+    elif not stats:
+        rows, cols = (a.ravel().astype(np.int64) for a in np.indices((M, N)))
+        K.gemm_subset_kernel(Ae, Bt, init, plan.cfg, plan.levels, rows, cols, acc, nov)
+    else:
+        exact = np.empty((M, N), dtype=np.int64)
+        mx = np.empty((M, N), dtype=np.int64)
+        mn = np.empty((M, N), dtype=np.int64)
+        K.gemm_kernel(Ae, Bt, init, plan.cfg, plan.levels, acc, nov, mx, mn, exact)
+        max_p = np.maximum(mx, -mn)
+        nbits = bits_needed(mx, mn, plan.signed)
+    if not stats:
+        nov = None
+
+    traces = {}
+    if trace is not None:
+        if isinstance(trace, tuple) and len(trace) == 2 and all(isinstance(t, (int, np.integer)) for t in trace):
+            trace = [trace]
+        buf = np.empty(2 * Kd + 2 * dp.order.lanes + 4, dtype=np.int64)
+        for ij in trace:
+            i, j = (int(v) for v in ij)
+            if not (0 <= i < M and 0 <= j < N):
+                raise ValueError(f"trace index {ij!r} is outside the output shape {(M, N)}")
+            n = K.trace_one(Ae[i], Bt[j], init[i, j], plan.cfg, plan.levels, buf)
+            traces[(i, j)] = buf[:n].copy()
+
+    codes, values = output_stage(acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias)
+    acc_values = np.ldexp(acc.astype(np.float64), -acc_fmt.frac)
+    return GemmResult(values=values, codes=codes, acc=acc, overflow_count=nov, acc_values=acc_values,
+                      exact=exact, max_partial=max_p, bits_needed=nbits, datapath=dp, traces=traces)
+
+
+def gemm(A, B, datapath: Datapath, *, bias=None, trace=None, stats: bool = True) -> GemmResult:
+    """C = A @ B through ``datapath``, bit for bit.
+
+    ``A`` (M, K) and ``B`` (K, N) hold real values on the operand formats' grids (integer arrays are taken
+    as codes of integer formats). ``bias`` (N,) or (M, N) holds real values on the accumulator's grid.
+    ``trace``: an (i, j) pair or a list of them; their per-cycle register values land in ``result.traces``.
+    ``stats=False`` skips the per-output statistics and uses the exact shortcuts (module docstring).
+    Float operands or accumulators are handed to the float engine (``fxsim.float_engine.float_gemm``).
+    """
+    if not isinstance(datapath, Datapath):
+        raise TypeError(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
+    if not datapath.is_integer:
+        from ..float_engine import float_gemm   # the float datapath lives in its own engine
+        return float_gemm(A, B, datapath, bias=bias, trace=trace)
+    A = _as_2d(A, "A")
+    B = _as_2d(B, "B")
+    if A.shape[1] != B.shape[0]:
+        raise ValueError(f"A is {A.shape} and B is {B.shape}: inner dimensions must match")
+    Ac = operand_codes(A, datapath.a, "A")
+    Bc = operand_codes(B, datapath.b, "B")
+    return run_integer_gemm(Ac, Bc, datapath, bias=bias, trace=trace, stats=stats)
+
+
+def plan_integer(datapath: Datapath) -> IntegerPlan:
+    """The kernel configuration of an integer datapath (validates it)."""
+    return IntegerPlan(datapath)

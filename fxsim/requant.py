@@ -1,0 +1,157 @@
+"""The output stage's integer arithmetic: register overflow and requantization, vectorised over outputs.
+
+Each requantizer reproduces one hardware/library convention exactly, in int64 arithmetic.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.requant import shift_round_array
+
+from .modes import Overflow, Rounding
+
+INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+
+
+def register_overflow(x, bits: int, signed: bool, mode: Overflow) -> np.ndarray:
+    """Apply a ``bits``-wide register's overflow mode to int64 values ``x``."""
+    x = np.asarray(x, dtype=np.int64)
+    if bits >= 64:
+        return x
+    hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+    lo = -hi - 1 if signed else 0
+    if mode == Overflow.WRAP:
+        y = x & ((1 << bits) - 1)
+        return np.where(signed & (y > hi), y - (1 << bits), y) if signed else y
+    if mode == Overflow.SATURATE:
+        return np.clip(x, lo, hi)
+    if mode == Overflow.SATURATE_SYMMETRIC:
+        return np.clip(x, -hi if signed else lo, hi)
+    if mode == Overflow.SATURATE_ZERO:
+        return np.where((x < lo) | (x > hi), 0, x)
+    if mode == Overflow.ERROR:
+        bad = (x < lo) | (x > hi)
+        if np.any(bad):
+            raise OverflowError(f"{int(bad.sum())} value(s) overflow a {bits}-bit register; first at flat index "
+                                f"{int(np.flatnonzero(bad)[0])}")
+        return x
+    raise ValueError(f"overflow mode {mode!r} does not apply to an integer register")
+
+
+def rounding_shift(x, shift, rounding: Rounding) -> np.ndarray:
+    """round(x / 2**shift) per element (shift may broadcast; negative = exact left shift)."""
+    x = np.ascontiguousarray(x, dtype=np.int64)
+    s = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, dtype=np.int64), x.shape))
+    if np.any(s > 62):
+        raise ValueError(f"shift must be at most 62, got {int(s.max())}")
+    out = np.empty_like(x)
+    shift_round_array(x.ravel(), s.ravel(), int(rounding), out.ravel())
+    return out
+
+
+def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul on int32 values (INT32_MIN * INT32_MIN -> INT32_MAX)."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    t = ab + nudge
+    high = np.where(t >= 0, t >> 31, -((-t) >> 31))   # C division: truncation toward zero
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, high)
+
+
+def rounding_divide_by_pot(x, exponent) -> np.ndarray:
+    """gemmlowp RoundingDivideByPOT: round half away from zero, by masks and an arithmetic shift."""
+    x = np.asarray(x, dtype=np.int64)
+    e = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + (remainder > threshold)
+
+
+def _wrap32(x):
+    return ((np.asarray(x, dtype=np.int64) + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
+    """TFLite/gemmlowp MultiplyByQuantizedMultiplier (double rounding): left shift in int32, SRDHM, then
+    RoundingDivideByPOT. ``shift`` > 0 shifts left first, < 0 divides by 2**-shift."""
+    shift = np.asarray(shift, dtype=np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    xl = _wrap32(np.asarray(x, dtype=np.int64) << left)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xl, multiplier), right)
+
+
+def multiply_by_quantized_multiplier_single_rounding(x, multiplier, shift) -> np.ndarray:
+    """TFLite's TFLITE_SINGLE_ROUNDING variant (as TOSA): (x*M + 2**(30-shift)) >> (31-shift)."""
+    total = 31 - np.asarray(shift, dtype=np.int64)
+    rnd = np.int64(1) << (total - 1)
+    return (np.asarray(x, dtype=np.int64) * np.asarray(multiplier, dtype=np.int64) + rnd) >> total
+
+
+def requantize(acc, requant, acc_bits: int) -> np.ndarray:
+    """Scale int64 accumulators per ``requant`` (a datapath.Requant); returns int64 before the zero point."""
+    acc = np.asarray(acc, dtype=np.int64)
+    kind = requant.kind
+    if kind in ("gemmlowp", "gemmlowp_single"):
+        if acc_bits > 32:
+            raise ValueError(f"{kind} requantization takes an int32 accumulator; this one has {acc_bits} bits")
+        f = multiply_by_quantized_multiplier if kind == "gemmlowp" else multiply_by_quantized_multiplier_single_rounding
+        return f(acc, requant.multiplier, requant.shift)
+    if kind == "float32":
+        scale = np.asarray(requant.scale, dtype=np.float32)
+        return np.rint(acc.astype(np.float32) * scale).astype(np.int64)   # float32 product, half even
+    if kind == "shift":
+        return rounding_shift(acc, requant.shift, requant.rounding)
+    # dyadic
+    m = np.asarray(requant.multiplier, dtype=object)
+    mmax = max(abs(int(v)) for v in np.atleast_1d(m).ravel())
+    amax = int(np.abs(acc).max()) if acc.size else 0
+    if amax * mmax >= 2 ** 63:
+        raise ValueError(f"dyadic requantization: accumulator ({amax.bit_length()} bits) times multiplier "
+                         f"({mmax.bit_length()} bits) exceeds 63 bits; use a narrower multiplier")
+    return rounding_shift(acc * np.asarray(requant.multiplier, dtype=np.int64), requant.shift, requant.rounding)
+
+
+def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None):
+    """The output stage after accumulation, in hardware order; returns (int64 codes, float64 values).
+
+    1. bias add (when the bias was not preloaded): acc + bias in a ``stage.bias_bits``-wide register
+       (default: the accumulator's width) with the accumulator's overflow mode;
+    2. requantization (``stage.requant``), then its output zero point is added;
+    3. activation clamp on integer codes: ``"relu"`` = max(x, zero point), (lo, hi) = clip (ReLU6 = (zp, q(6)));
+    4. the output register ``stage.fmt`` with ``stage.overflow``.
+    Values are the output register's codes times its resolution (the accumulator's without a requant or
+    output format; plain integers after a requant without an output format).
+    """
+    x = np.asarray(acc, dtype=np.int64)
+    frac = acc_fmt.frac
+    if bias is not None:
+        bb = stage.bias_bits or acc_fmt.bits
+        ovf = acc_overflow if acc_overflow != Overflow.ERROR else Overflow.WRAP
+        s = x + bias
+        carry = ((x >= 0) & (bias >= 0) & (s < 0)) | ((x < 0) & (bias < 0) & (s >= 0))
+        if np.any(carry):
+            raise ValueError("bias add overflows int64; use a narrower accumulator or bias")
+        x = register_overflow(s, bb, acc_fmt.signed or bb == 64, ovf)
+    zp = 0
+    if stage.requant is not None:
+        width = (stage.bias_bits or acc_fmt.bits) if bias is not None else acc_fmt.bits
+        x = requantize(x, stage.requant, width)
+        zp = int(stage.requant.zero_point)
+        x = x + zp
+        frac = 0
+    if stage.activation == "relu":
+        x = np.maximum(x, zp)
+    elif stage.activation is not None:
+        x = np.clip(x, int(stage.activation[0]), int(stage.activation[1]))
+    if stage.fmt is not None:
+        if stage.requant is None and stage.fmt.frac != acc_fmt.frac:
+            raise ValueError(f"output format {stage.fmt} has {stage.fmt.frac} fractional bits but the accumulator "
+                             f"has {acc_fmt.frac}; move the binary point with requant=Requant('shift', shift=..., "
+                             "rounding=...)")
+        x = register_overflow(x, stage.fmt.bits, stage.fmt.signed, stage.overflow)
+        frac = stage.fmt.frac
+    return x, np.ldexp(x.astype(np.float64), -frac)

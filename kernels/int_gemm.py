@@ -1,0 +1,294 @@
+"""Integer MAC-array kernels: one output element = a dot product through the product register, the
+alignment shifter and an accumulator that applies its overflow mode after every single addition.
+
+Configuration travels as an int64 array ``cfg`` (indices below) so kernels see numbers only.
+Every exact partial sum is tracked too (the caller has proved it fits int64), for the statistics.
+"""
+import numba as nb
+import numpy as np
+
+from .rounding import SATURATE_ZERO, WRAP, overflow, shift_round
+
+# cfg layout
+P_SHIFT, P_BITS, P_SIGNED, P_LO, P_HI, P_MODE, P_OVF = 0, 1, 2, 3, 4, 5, 6
+A_SHIFT, A_MODE = 7, 8
+BITS, SIGNED, LO, HI, OVF = 9, 10, 11, 12, 13
+ORDER, LANES, COMBINE = 14, 15, 16
+CFG_SIZE = 17
+SEQUENTIAL, TREE, CHUNKED = 0, 1, 2
+
+
+@nb.njit(cache=True, inline="always")
+def product(a, b, cfg):
+    """Multiplier -> optional product register (cut with rounding, then overflow) -> alignment shifter."""
+    p = a * b
+    if cfg[P_BITS] > 0:
+        s = cfg[P_SHIFT]
+        if s > 0:
+            p = shift_round(p, s, cfg[P_MODE], 0)
+        elif s < 0:
+            p = p << (-s)
+        if p < cfg[P_LO] or p > cfg[P_HI]:
+            p = overflow(p, cfg[P_LO], cfg[P_HI], cfg[P_BITS], cfg[P_SIGNED] != 0, cfg[P_OVF])
+    s = cfg[A_SHIFT]
+    if s > 0:
+        p = shift_round(p, s, cfg[A_MODE], 0)
+    elif s < 0:
+        p = p << (-s)
+    return p
+
+
+@nb.njit(cache=True, inline="always")
+def add(acc, p, bits, signed, lo, hi, ovf):
+    """One adder of a ``bits``-wide register with range [lo, hi]: returns (register value, overflowed)."""
+    if bits >= 64:
+        s = acc + p   # wraps modulo 2**64 in int64
+        if (acc >= 0 and p >= 0 and s < 0) or (acc < 0 and p < 0 and s >= 0):
+            if ovf == WRAP:
+                return s, 1
+            if ovf == SATURATE_ZERO:
+                return np.int64(0), 1
+            return (hi if p > 0 else lo), 1
+        if s < lo or s > hi:
+            return overflow(s, lo, hi, bits, signed, ovf), 1
+        return s, 0
+    s = acc + p
+    if s < lo or s > hi:
+        return overflow(s, lo, hi, bits, signed, ovf), 1
+    return s, 0
+
+
+@nb.njit(cache=True, inline="always")
+def _range(bits, signed, ovf_sym):
+    if signed:
+        hi = (np.int64(1) << (bits - 1)) - 1 if bits < 64 else np.int64(9223372036854775807)
+        lo = -hi - 1
+        if ovf_sym:
+            lo = -hi
+    else:
+        lo = np.int64(0)
+        hi = (np.int64(1) << bits) - 1
+    return lo, hi
+
+
+@nb.njit(cache=True)
+def dot(a, b, init, cfg, levels, trace, record, stats):
+    """One output: returns (accumulator, overflow count); stats = (max exact partial sum, min exact
+    partial sum, exact final sum).
+
+    Orders: SEQUENTIAL acc = init, acc += p[k]; CHUNKED lanes over contiguous chunks (lane 0 starts at
+    init), then a sequential or tree combine; TREE pairwise levels (odd last term passes through), the
+    root added to init at the accumulator's width. ``trace`` receives register values in cycle order.
+    """
+    K = a.shape[0]
+    bits, signed, lo, hi, ovf = cfg[BITS], cfg[SIGNED] != 0, cfg[LO], cfg[HI], cfg[OVF]
+    order = cfg[ORDER]
+    nov = 0
+    mx = init if init > 0 else np.int64(0)
+    mn = init if init < 0 else np.int64(0)
+    if order == SEQUENTIAL:
+        acc = init
+        exact = init
+        if record:
+            trace[0] = acc
+        for k in range(K):
+            p = product(a[k], b[k], cfg)
+            acc, of = add(acc, p, bits, signed, lo, hi, ovf)
+            nov += of
+            exact += p
+            if exact > mx:
+                mx = exact
+            if exact < mn:
+                mn = exact
+            if record:
+                trace[k + 1] = acc
+        stats[0] = mx
+        stats[1] = mn
+        stats[2] = exact
+        stats[3] = K + 1
+        return acc, nov
+    if order == CHUNKED:
+        P = cfg[LANES]
+        C = (K + P - 1) // P
+        reg = np.zeros(P, dtype=np.int64)
+        ex = np.zeros(P, dtype=np.int64)
+        reg[0] = init
+        ex[0] = init
+        t = 0
+        for c in range(C):
+            for l in range(P):
+                k = l * C + c
+                if k < K and c < C:
+                    p = product(a[k], b[k], cfg)
+                    r, of = add(reg[l], p, bits, signed, lo, hi, ovf)
+                    reg[l] = r
+                    nov += of
+                    ex[l] += p
+                    if ex[l] > mx:
+                        mx = ex[l]
+                    if ex[l] < mn:
+                        mn = ex[l]
+                if record:
+                    trace[t] = reg[l]
+                t += 1
+        if cfg[COMBINE] == 0:
+            acc = reg[0]
+            exact = ex[0]
+            for l in range(1, P):
+                acc, of = add(acc, reg[l], bits, signed, lo, hi, ovf)
+                nov += of
+                exact += ex[l]
+                if exact > mx:
+                    mx = exact
+                if exact < mn:
+                    mn = exact
+                if record:
+                    trace[t] = acc
+                t += 1
+        else:
+            n = P
+            while n > 1:
+                for q in range(n // 2):
+                    r, of = add(reg[2 * q], reg[2 * q + 1], bits, signed, lo, hi, ovf)
+                    nov += of
+                    e = ex[2 * q] + ex[2 * q + 1]
+                    reg[q] = r
+                    ex[q] = e
+                    if e > mx:
+                        mx = e
+                    if e < mn:
+                        mn = e
+                    if record:
+                        trace[t] = r
+                    t += 1
+                if n % 2 == 1:
+                    reg[n // 2] = reg[n - 1]
+                    ex[n // 2] = ex[n - 1]
+                n = (n + 1) // 2
+            acc = reg[0]
+            exact = ex[0]
+        stats[0] = mx
+        stats[1] = mn
+        stats[2] = exact
+        stats[3] = t
+        return acc, nov
+    # TREE
+    reg = np.empty(max(K, 1), dtype=np.int64)
+    ex = np.empty(max(K, 1), dtype=np.int64)
+    for k in range(K):
+        p = product(a[k], b[k], cfg)
+        reg[k] = p
+        ex[k] = p
+        if p > mx:
+            mx = p
+        if p < mn:
+            mn = p
+    if K == 0:
+        reg[0] = 0
+        ex[0] = 0
+    n = K
+    level = 0
+    t = 0
+    while n > 1:
+        lb = bits
+        llo, lhi = lo, hi
+        if level < levels.shape[0]:
+            lb = levels[level]
+            llo, lhi = _range(lb, signed, lo == -hi and signed)
+        for q in range(n // 2):
+            r, of = add(reg[2 * q], reg[2 * q + 1], lb, signed, llo, lhi, ovf)
+            nov += of
+            e = ex[2 * q] + ex[2 * q + 1]
+            reg[q] = r
+            ex[q] = e
+            if e > mx:
+                mx = e
+            if e < mn:
+                mn = e
+            if record:
+                trace[t] = r
+            t += 1
+        if n % 2 == 1:
+            reg[n // 2] = reg[n - 1]
+            ex[n // 2] = ex[n - 1]
+        n = (n + 1) // 2
+        level += 1
+    acc, of = add(init, reg[0], bits, signed, lo, hi, ovf)
+    nov += of
+    e = init + ex[0]
+    if e > mx:
+        mx = e
+    if e < mn:
+        mn = e
+    if record:
+        trace[t] = acc
+    stats[0] = mx
+    stats[1] = mn
+    stats[2] = e
+    stats[3] = t + 1
+    return acc, nov
+
+
+@nb.njit(cache=True, parallel=True)
+def gemm_kernel(A, Bt, init, cfg, levels, acc_out, nov_out, max_out, min_out, exact_out):
+    """All outputs of A (M,K) @ B (K,N), B given transposed (N,K); parallel over outputs."""
+    M = A.shape[0]
+    N = Bt.shape[0]
+    dummy = np.empty(1, dtype=np.int64)
+    for idx in nb.prange(M * N):
+        i = idx // N
+        j = idx % N
+        st = np.empty(4, dtype=np.int64)
+        acc, nov = dot(A[i], Bt[j], init[i, j], cfg, levels, dummy, False, st)
+        acc_out[i, j] = acc
+        nov_out[i, j] = nov
+        max_out[i, j] = st[0]
+        min_out[i, j] = st[1]
+        exact_out[i, j] = st[2]
+
+
+@nb.njit(cache=True)
+def trace_one(a, b, init, cfg, levels, trace):
+    """The per-cycle register values of one output (same arithmetic as gemm_kernel); returns the number
+    of cycles written to ``trace``."""
+    st = np.empty(4, dtype=np.int64)
+    dot(a, b, init, cfg, levels, trace, True, st)
+    return st[3]
+
+
+@nb.njit(cache=True, parallel=True)
+def gemm_subset_kernel(A, Bt, init, cfg, levels, rows, cols, acc_out, nov_out):
+    """Only the outputs (rows[t], cols[t]) -- those a bound could not prove overflow-free."""
+    dummy = np.empty(1, dtype=np.int64)
+    for t in nb.prange(rows.shape[0]):
+        i = rows[t]
+        j = cols[t]
+        st = np.empty(4, dtype=np.int64)
+        acc, nov = dot(A[i], Bt[j], init[i, j], cfg, levels, dummy, False, st)
+        acc_out[i, j] = acc
+        nov_out[i, j] = nov
+
+
+@nb.njit(cache=True, parallel=True)
+def saturate_sequential_kernel(A, Bt, init, shift, lo, hi, rows, cols, acc_out, nov_out):
+    """The common case, specialised: exact products aligned by a left ``shift``, one sequential
+    saturating accumulator in [lo, hi] (bits < 64). Same results as gemm_kernel for that datapath."""
+    K = A.shape[1]
+    for t in nb.prange(rows.shape[0]):
+        i = rows[t]
+        j = cols[t]
+        a = A[i]
+        b = Bt[j]
+        acc = init[i, j]
+        n = 0
+        for k in range(K):
+            s = acc + ((a[k] * b[k]) << shift)
+            if s > hi:
+                s = hi
+                n += 1
+            elif s < lo:
+                s = lo
+                n += 1
+            acc = s
+        acc_out[i, j] = acc
+        nov_out[i, j] = n
