@@ -102,7 +102,8 @@ def requantize(acc, requant, acc_bits: int) -> np.ndarray:
         return f(acc, requant.multiplier, requant.shift)
     if kind == "float32":
         scale = np.asarray(requant.scale, dtype=np.float32)
-        return np.rint(acc.astype(np.float32) * scale).astype(np.int64)   # float32 product, half even
+        y = np.rint(acc.astype(np.float32) * scale)   # float32(acc) * float32 scale in float32, half even
+        return np.clip(y, -2.0 ** 62, 2.0 ** 62).astype(np.int64)   # the output register saturates later
     if kind == "shift":
         return rounding_shift(acc, requant.shift, requant.rounding)
     # dyadic
