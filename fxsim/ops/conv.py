@@ -1,0 +1,165 @@
+"""2-D convolution through a MAC datapath, lowered to the integer GEMM engine.
+
+Layouts: x is NCHW, w is OIHW (I = C / groups), output NCHW (PyTorch's conventions). Every output
+element y[n, o, oh, ow] is one dot product over (c, kh, kw) in the group of channel o; the order of its
+additions is ``reduction_order``:
+
+- ``"ckk"`` (default): c outermost, then kh, then kw -- PyTorch's OIHW weight flattening / im2col order;
+- ``"kkc"``: kh, then kw, then c innermost -- the NHWC / HWIO order of channel-parallel accelerators.
+
+The datapath's ``order`` (sequential, tree, chunked lanes) is then applied to that sequence of K = I*KH*KW
+products exactly as in ``gemm``. Lowering builds the patch matrix in that order, so it never changes the
+per-output sequence of additions: conv2d(x, w)[n, o, oh, ow] == gemm(patches, weights)[(n, oh, ow), o].
+Padding inserts the input's zero-point code (the real value 0).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..datapath import Datapath
+from ..result import GemmResult
+from .gemm import operand_codes, run_integer_gemm
+
+__all__ = ["conv2d", "unfold"]
+
+_ORDERS = ("ckk", "kkc")
+
+
+def _pair(v, name):
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        v = (int(v), int(v))
+    v = tuple(v)
+    if len(v) != 2 or not all(isinstance(t, (int, np.integer)) for t in v):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return int(v[0]), int(v[1])
+
+
+def output_size(h, k, stride, pad, dil):
+    return (h + 2 * pad - dil * (k - 1) - 1) // stride + 1
+
+
+def unfold(x_codes, kernel, *, stride=1, padding=0, dilation=1, pad_code=0, reduction_order="ckk"):
+    """im2col on int64 codes: (N, C, H, W) -> (N*OH*OW, C*KH*KW) rows ordered (n, oh, ow), columns in
+    ``reduction_order``; returns (patches, OH, OW)."""
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    dh, dw = _pair(dilation, "dilation")
+    kh, kw = kernel
+    N, C, H, W = x_codes.shape
+    OH, OW = output_size(H, kh, sh, ph, dh), output_size(W, kw, sw, pw, dw)
+    if OH < 1 or OW < 1:
+        raise ValueError(f"the {kh}x{kw} kernel (dilation {dilation}) does not fit the padded {H}x{W} input")
+    xp = np.full((N, C, H + 2 * ph, W + 2 * pw), pad_code, dtype=np.int64)
+    xp[:, :, ph:ph + H, pw:pw + W] = x_codes
+    ih = (np.arange(OH) * sh)[:, None] + (np.arange(kh) * dh)[None, :]     # (OH, KH)
+    iw = (np.arange(OW) * sw)[:, None] + (np.arange(kw) * dw)[None, :]     # (OW, KW)
+    P = xp[:, :, ih[:, :, None, None], iw[None, None, :, :]]                # (N, C, OH, KH, OW, KW)
+    if reduction_order == "ckk":
+        P = P.transpose(0, 2, 4, 1, 3, 5)                                   # (N, OH, OW, C, KH, KW)
+    else:
+        P = P.transpose(0, 2, 4, 3, 5, 1)                                   # (N, OH, OW, KH, KW, C)
+    return np.ascontiguousarray(P.reshape(N * OH * OW, C * kh * kw)), OH, OW
+
+
+def _flatten_weights(w_codes, reduction_order):
+    O, C, kh, kw = w_codes.shape
+    w = w_codes if reduction_order == "ckk" else w_codes.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(w.reshape(O, C * kh * kw).T)                 # (K, O)
+
+
+def _slice_channels(dp: Datapath, lo: int, hi: int, O: int) -> Datapath:
+    """The datapath of one group: per-output-channel requant parameters restricted to its channels."""
+    rq = dp.output.requant
+    if rq is None:
+        return dp
+    changes = {}
+    for name in ("multiplier", "shift", "scale"):
+        v = getattr(rq, name)
+        if v is not None and np.ndim(v) >= 1:
+            v = np.asarray(v)
+            if v.shape[-1] != O:
+                raise ValueError(f"per-channel requant {name} has {v.shape[-1]} entries for {O} output channels")
+            changes[name] = v[..., lo:hi]
+    if not changes:
+        return dp
+    return dp.replace(output=replace(dp.output, requant=replace(rq, **changes)))
+
+
+def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=1, bias=None,
+           reduction_order="ckk", trace=None, stats: bool = True) -> GemmResult:
+    """Bit-exact conv2d: x (N, C, H, W) on ``datapath.a``'s grid, w (O, C/groups, KH, KW) on ``datapath.b``'s,
+    bias (O,) on the accumulator's grid. Depthwise = ``groups=C``; 1x1 works as any kernel size.
+    ``trace``: (n, o, oh, ow) tuples whose per-cycle register values land in ``result.traces``.
+    The result's arrays are NCHW: (N, O, OH, OW).
+    """
+    if not isinstance(datapath, Datapath):
+        raise TypeError(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
+    if not datapath.is_integer:
+        raise NotImplementedError("conv2d runs the integer datapath; for float datapaths lower to gemm "
+                                  "with fxsim.ops.conv.unfold")
+    if reduction_order not in _ORDERS:
+        raise ValueError(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
+    x = np.asarray(x)
+    w = np.asarray(w)
+    if x.ndim != 4:
+        raise ValueError(f"x must be NCHW (4-D), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"w must be OIHW (4-D), got shape {w.shape}")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"groups must be a positive integer, got {groups!r}")
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = w.shape
+    if C % groups or O % groups:
+        raise ValueError(f"groups={groups} must divide the input channels ({C}) and output channels ({O})")
+    if Cg != C // groups:
+        raise ValueError(f"w has {Cg} input channels per group; x has {C} channels in {groups} groups "
+                         f"(expected {C // groups})")
+    for name, v in (("stride", stride), ("dilation", dilation)):
+        if min(_pair(v, name)) < 1:
+            raise ValueError(f"{name} must be >= 1, got {v!r}")
+    if min(_pair(padding, "padding")) < 0:
+        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    xc = operand_codes(x, datapath.a, "x")
+    wc = operand_codes(w, datapath.b, "w")
+    if bias is not None:
+        bias = np.asarray(bias)
+        if bias.shape != (O,):
+            raise ValueError(f"bias must have shape ({O},) (one value per output channel), got {bias.shape}")
+    Og = O // groups
+    traces_by_group = {}
+    if trace is not None:
+        if isinstance(trace, tuple) and len(trace) == 4 and all(isinstance(t, (int, np.integer)) for t in trace):
+            trace = [trace]
+        for t in trace:
+            n, o, oh, ow = (int(v) for v in t)
+            traces_by_group.setdefault(o // Og, []).append((n, o, oh, ow))
+    parts = []
+    traces = {}
+    for g in range(groups):
+        patches, OH, OW = unfold(xc[:, g * Cg:(g + 1) * Cg], (KH, KW), stride=stride, padding=padding,
+                                 dilation=dilation, pad_code=datapath.a_zero_point, reduction_order=reduction_order)
+        wg = _flatten_weights(wc[g * Og:(g + 1) * Og], reduction_order)
+        dp_g = _slice_channels(datapath, g * Og, (g + 1) * Og, O)
+        want = traces_by_group.get(g, [])
+        for (n, o, oh, ow) in want:
+            if not (0 <= n < N and 0 <= oh < OH and 0 <= ow < OW):
+                raise ValueError(f"trace index {(n, o, oh, ow)} is outside the output shape {(N, O, OH, OW)}")
+        gtrace = [((n * OH + oh) * OW + ow, o - g * Og) for (n, o, oh, ow) in want]
+        r = run_integer_gemm(patches, wg, dp_g, bias=None if bias is None else bias[g * Og:(g + 1) * Og],
+                             trace=gtrace or None, stats=stats)
+        for key, ij in zip(want, gtrace):
+            traces[key] = r.traces[ij]
+        parts.append(r)
+
+    def nchw(name):
+        if getattr(parts[0], name) is None:
+            return None
+        arr = np.concatenate([getattr(p, name) for p in parts], axis=1)      # (N*OH*OW, O)
+        return np.ascontiguousarray(arr.reshape(N, OH, OW, O).transpose(0, 3, 1, 2))
+
+    return GemmResult(values=nchw("values"), codes=nchw("codes"), acc=nchw("acc"),
+                      overflow_count=nchw("overflow_count"), acc_values=nchw("acc_values"), exact=nchw("exact"),
+                      max_partial=nchw("max_partial"), bits_needed=nchw("bits_needed"), datapath=datapath,
+                      traces=traces)
