@@ -1,0 +1,323 @@
+"""The floating-point datapath: mini-float (or integer) operands, exact or rounded products, and a
+float accumulator that rounds every single addition -- or a wide fixed-point (Kulisch) accumulator.
+
+    dp = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp32", rounding="half_even"))
+    res = float_gemm(A, B, dp)        # or fxsim.ops.gemm.gemm(A, B, dp), which hands over here
+
+What each part of the ``Datapath`` means here:
+
+- ``a``, ``b``: any ``Float`` (radix 2 or 4) or ``Fixed`` format; integer zero points are subtracted
+  exactly. Products are exact in float64 (checked: significand bits and exponent range must fit).
+- ``product``: None = exact product (a fused multiply-add: no product rounding); a ``Float`` format =
+  an unfused multiplier whose output register rounds with ``product_rounding`` and ``product_overflow``
+  (``wrap``, the Datapath default, means the format's own IEEE behaviour). ``fused=True`` together with
+  a product format is a contradiction and raises.
+- ``accumulator``: a ``Float`` format: every addition correctly rounded with ``rounding`` (any
+  ``Rounding``; stochastic draws ``random_bits`` counter-based bits from ``seed``), ``overflow``
+  ``ieee`` (inf, or NaN for formats without inf) / ``saturate`` / ``error``; ``flush_subnormals``
+  flushes subnormal adder inputs and results to zero (DAZ + FTZ, sign kept) and subnormal operands.
+  A ``Fixed`` accumulator is a Kulisch-style wide register: each exact product is aligned to its LSB
+  (dropped bits rounded with ``rounding``, default floor) and added with ``overflow`` after every add.
+- ``order``: sequential, tree, chunked lanes -- the same schedules as the integer datapath.
+- bias: real values on the accumulator's grid; preloaded (``bias_preload``) or, for a Float
+  accumulator, added by one more rounded addition after the reduction.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import float_accum as FK
+from kernels import int_gemm as IK
+
+from .datapath import Datapath
+from .formats import Fixed, Float
+from .modes import Overflow, Rounding
+from .quantize import float_overflow_code
+from .requant import output_stage
+from .result import GemmResult, bits_needed
+
+__all__ = ["float_gemm", "max_random_bits", "operand_values"]
+
+_FLOAT64_SAFE = 2.0 ** 1020   # sums of two values below this cannot overflow float64
+
+
+def max_random_bits(fmt: Float) -> int:
+    """The most random bits a stochastic float adder can take here and stay exact: TwoSum keeps the sum
+    as a 53-bit value plus a sticky residual, which resolves 50 - man bits below the kept LSB."""
+    return 50 - fmt.man
+
+
+def _sig_bits(fmt) -> int:
+    """Significand bits of the largest operand magnitude (the multiplier's input width)."""
+    if isinstance(fmt, Float):
+        return fmt.man + 1
+    return max(abs(fmt.min_code), fmt.max_code).bit_length() + 1   # +1 leaves room for a zero point
+
+
+def _min_nonzero(fmt) -> float:
+    return fmt.min_subnormal if isinstance(fmt, Float) else fmt.resolution
+
+
+def _max_abs(fmt) -> float:
+    return max(abs(fmt.min), abs(fmt.max))
+
+
+def _check_exact_products(a, b):
+    if _sig_bits(a) + _sig_bits(b) > 53:
+        raise ValueError(f"products of {a} x {b} need {_sig_bits(a) + _sig_bits(b)} significand bits; "
+                         "the float engine keeps products exact in float64 (53 bits)")
+    lo = _min_nonzero(a) * _min_nonzero(b)
+    hi = _max_abs(a) * _max_abs(b) * 2.0
+    if not (lo >= 2.0 ** -1022 and hi < _FLOAT64_SAFE):
+        raise ValueError(f"products of {a} x {b} leave float64's normal range "
+                         f"[2**-1022, 2**1020); the float engine keeps products exact in float64")
+
+
+def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) -> np.ndarray:
+    """Validate that ``x`` lies on ``fmt``'s grid; return the float64 values the multiplier sees
+    (zero point subtracted for Fixed, subnormals flushed when ``flush``)."""
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(f"{argument} must be a 2-D array, got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{argument} must be a numeric array, got dtype {arr.dtype}")
+    if isinstance(fmt, Fixed) and arr.dtype.kind in "iu" and fmt.frac == 0:
+        vals = arr.astype(np.float64)
+    else:
+        vals = np.asarray(arr, dtype=np.float64)
+    try:
+        fmt.encode(vals)
+    except ValueError as exc:
+        raise ValueError(f"{argument}: {exc}") from None
+    if isinstance(fmt, Fixed) and zero_point:
+        vals = vals - zero_point * fmt.resolution   # exact: codes and zero point are small integers
+    if isinstance(fmt, Float) and flush and fmt.zero:
+        vals = np.where(np.abs(vals) < fmt.min_normal, np.copysign(0.0, vals), vals)
+    return np.ascontiguousarray(vals)
+
+
+def _float_params(fmt: Float, argument: str):
+    if not isinstance(fmt, Float):
+        raise TypeError(f"{argument} must be a Float format here, got {fmt}")
+    if fmt.radix != 2 or not fmt.signed or not fmt.zero:
+        raise ValueError(f"{argument} {fmt}: a float register here must be radix 2, signed and have a zero")
+    if fmt.max >= _FLOAT64_SAFE:
+        raise ValueError(f"{argument} {fmt}: its range must stay below 2**1020 (float64 sums)")
+    return fmt.man, fmt.emin, int(fmt.subnormals)
+
+
+def _random_bits(fmt: Float, random_bits, argument):
+    limit = max_random_bits(fmt)
+    if random_bits is None:
+        if limit < 1:
+            raise ValueError(f"{argument}: stochastic rounding to {fmt} ({fmt.man} mantissa bits) is not "
+                             "supported: at most 49 mantissa bits")
+        return limit
+    r = int(random_bits)
+    if not 1 <= r <= limit:
+        raise ValueError(f"{argument} random_bits must be in 1..{limit} for {fmt} (the adder resolves "
+                         f"50 - man bits below the kept LSB exactly), got {random_bits!r}")
+    return r
+
+
+def _seed(seed):
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"seed must be an integer in 0..2**63-1 or None, got {seed!r}")
+    return int(seed)
+
+
+def _float_overflow(fmt: Float, overflow: Overflow, argument: str) -> int:
+    if overflow == Overflow.WRAP:
+        overflow = Overflow.IEEE
+    if overflow not in (Overflow.IEEE, Overflow.SATURATE, Overflow.ERROR):
+        raise ValueError(f"{argument} for a Float register must be ieee, saturate or error, "
+                         f"got {overflow.name.lower()}")
+    return float_overflow_code(fmt, overflow, "ml_dtypes")
+
+
+def float_config(dp: Datapath):
+    """The kernel configuration (cfg int64, fv float64) of a datapath with a Float accumulator."""
+    acc = dp.accumulator
+    fmt = acc.fmt
+    cfg = np.zeros(FK.CFG_SIZE, dtype=np.int64)
+    fv = np.zeros(FK.FV_SIZE, dtype=np.float64)
+    man, emin, sub = _float_params(fmt, "accumulator format")
+    cfg[FK.ACC_MAN], cfg[FK.ACC_EMIN], cfg[FK.ACC_SUB] = man, emin, sub
+    cfg[FK.ACC_MODE] = int(acc.rounding)
+    cfg[FK.ACC_OVF] = _float_overflow(fmt, acc.overflow, "accumulator overflow")
+    cfg[FK.ACC_FTZ] = int(bool(acc.flush_subnormals))
+    stochastic = acc.rounding == Rounding.STOCHASTIC
+    cfg[FK.ACC_R] = _random_bits(fmt, acc.random_bits, "accumulator") if stochastic else 1
+    fv[FK.ACC_MAX], fv[FK.ACC_MIN_NORMAL] = fmt.max, fmt.min_normal
+    if dp.product is not None:
+        if dp.fused:
+            raise ValueError(f"fused=True means the product is not rounded, but product={dp.product} was given; "
+                             "drop one of them")
+        pman, pemin, psub = _float_params(dp.product, "product format")
+        cfg[FK.PROD_ON] = 1
+        cfg[FK.PROD_MAN], cfg[FK.PROD_EMIN], cfg[FK.PROD_SUB] = pman, pemin, psub
+        cfg[FK.PROD_MODE] = int(dp.product_rounding)
+        cfg[FK.PROD_OVF] = _float_overflow(dp.product, dp.product_overflow, "product_overflow")
+        if dp.product_rounding == Rounding.STOCHASTIC:
+            stochastic = True
+            cfg[FK.PROD_R] = _random_bits(dp.product, acc.random_bits, "product")
+        fv[FK.PROD_MAX] = dp.product.max
+    cfg[FK.ORDER] = {"sequential": FK.SEQUENTIAL, "tree": FK.TREE, "chunked": FK.CHUNKED}[dp.order.kind]
+    cfg[FK.LANES] = dp.order.lanes
+    cfg[FK.COMBINE] = 0 if dp.order.combine == "sequential" else 1
+    if dp.order.level_bits:
+        raise ValueError("order level_bits set register widths of a fixed-point adder tree; a Float "
+                         "accumulator's tree uses its own format at every level")
+    cfg[FK.SEED] = _seed(acc.seed) if stochastic else 0
+    return cfg, fv
+
+
+def _bias_values(bias, fmt, shape):
+    vals = np.asarray(bias, dtype=np.float64)
+    try:
+        fmt.encode(vals)
+    except ValueError as exc:
+        raise ValueError(f"bias: {exc} (the bias register holds accumulator-format values)") from None
+    try:
+        return np.ascontiguousarray(np.broadcast_to(vals, shape))
+    except ValueError:
+        raise ValueError(f"bias of shape {vals.shape} does not broadcast to the output shape {shape}") from None
+
+
+def _trace_list(trace, shape):
+    if trace is None:
+        return []
+    if isinstance(trace, tuple) and len(trace) == 2 and all(isinstance(t, (int, np.integer)) for t in trace):
+        trace = [trace]
+    out = []
+    for ij in trace:
+        i, j = (int(v) for v in ij)
+        if not (0 <= i < shape[0] and 0 <= j < shape[1]):
+            raise ValueError(f"trace index {ij!r} is outside the output shape {shape}")
+        out.append((i, j))
+    return out
+
+
+def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult:
+    """C = A @ B through a floating-point datapath, every addition rounded as the hardware rounds it.
+
+    ``A`` (M, K), ``B`` (K, N): real values on the operand formats' grids. ``bias`` (N,) or (M, N) on the
+    accumulator's grid. ``trace``: (i, j) or a list of them -> per-cycle register values in
+    ``result.traces``. Returns a ``GemmResult``: ``values``/``acc`` are the accumulator values (float64),
+    ``codes`` its bit patterns, ``overflow_count`` the additions per output that overflowed (went to
+    inf/NaN or saturated). A Fixed accumulator (Kulisch) fills the integer fields as the integer engine.
+    """
+    if not isinstance(datapath, Datapath):
+        raise TypeError(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
+    dp = datapath
+    acc_fmt = dp.accumulator.fmt
+    flush = isinstance(acc_fmt, Float) and dp.accumulator.flush_subnormals
+    Av = operand_values(A, dp.a, dp.a_zero_point, "A", flush)
+    Bv = operand_values(B, dp.b, dp.b_zero_point, "B", flush)
+    if Av.shape[1] != Bv.shape[0]:
+        raise ValueError(f"A is {Av.shape} and B is {Bv.shape}: inner dimensions must match")
+    for fmt, name in ((dp.a, "a"), (dp.b, "b")):
+        if isinstance(fmt, Float) and fmt.radix not in (2, 4):
+            raise ValueError(f"operand {name}: radix {fmt.radix} is not supported")
+    _check_exact_products(dp.a, dp.b)
+    M, K = Av.shape
+    N = Bv.shape[1]
+    Bt = np.ascontiguousarray(Bv.T)
+    traces = _trace_list(trace, (M, N))
+    if isinstance(acc_fmt, Fixed):
+        return _kulisch_gemm(Av, Bt, dp, bias, traces)
+    if dp.output.fmt is not None or dp.output.requant is not None or dp.output.activation is not None:
+        raise ValueError("a Float accumulator's output stage is its own register: output format, requant and "
+                         "activation are not modelled here; quantize result.values with fxsim.quantize")
+    cfg, fv = float_config(dp)
+    init = np.zeros((M, N), dtype=np.float64)
+    post_bias = None
+    if bias is not None:
+        b = _bias_values(bias, acc_fmt, (M, N))
+        if flush:
+            b = np.where(np.abs(b) < acc_fmt.min_normal, np.copysign(0.0, b), b)
+        if dp.bias_preload:
+            init = np.ascontiguousarray(b)
+        else:
+            post_bias = np.ascontiguousarray(b)
+    acc = np.empty((M, N), dtype=np.float64)
+    nov = np.zeros((M, N), dtype=np.int64)
+    if M * N:
+        post = post_bias if post_bias is not None else init
+        FK.float_gemm_kernel(Av, Bt, init, post, post_bias is not None, cfg, fv, acc, nov)
+    out = {}
+    if traces:
+        buf = np.empty(2 * K + 2 * dp.order.lanes + 4, dtype=np.float64)
+        for (i, j) in traces:
+            n = FK.float_trace_one(Av[i], Bt[j], init[i, j], cfg, fv, np.int64(i * N + j), buf)
+            out[(i, j)] = buf[:n].copy()
+    if post_bias is not None:
+        for key in out:
+            out[key] = np.append(out[key], acc[key])
+    if dp.accumulator.overflow == Overflow.ERROR and np.any(nov):
+        first = np.argwhere(nov)[0]
+        raise OverflowError(f"{int(np.count_nonzero(nov))} output(s) overflowed the {acc_fmt} accumulator; "
+                            f"first at {tuple(int(v) for v in first)}")
+    codes = acc_fmt.encode(acc).astype(np.int64)
+    return GemmResult(values=acc.copy(), codes=codes, acc=acc, overflow_count=nov, acc_values=acc.copy(),
+                      datapath=dp, traces=out)
+
+
+def _kulisch_gemm(Av, Bt, dp: Datapath, bias, traces) -> GemmResult:
+    acc_fmt: Fixed = dp.accumulator.fmt
+    if dp.product is not None:
+        raise ValueError("a Kulisch (Fixed) accumulator takes exact float products; product= is not supported")
+    if acc_fmt.bits > 63:
+        raise ValueError(f"accumulator {acc_fmt}: a Kulisch accumulator here is at most 63 bits wide")
+    M, K = Av.shape
+    N = Bt.shape[0]
+    pmax = _max_abs(dp.a) * _max_abs(dp.b) * (2.0 ** acc_fmt.frac)
+    init = np.zeros((M, N), dtype=np.int64)
+    out_bias = None
+    if bias is not None:
+        vals = _bias_values(bias, acc_fmt, (M, N))
+        codes = np.ldexp(vals, acc_fmt.frac).astype(np.int64)
+        if dp.bias_preload:
+            init = codes
+        else:
+            bb = dp.output.bias_bits or acc_fmt.bits
+            out_bias = codes
+            if bb < acc_fmt.bits:
+                Fixed(bb, acc_fmt.frac).encode(vals)
+    imax = float(np.abs(init).max(initial=0))
+    if not (K * (pmax + 1) + imax < 2.0 ** 62):
+        raise ValueError(f"aligned products of {dp.a} x {dp.b} reach {pmax:.3g} LSBs of {acc_fmt}; with K={K} the "
+                         "exact partial sums leave int64: use fewer fractional bits or split K")
+    icfg = np.zeros(IK.CFG_SIZE, dtype=np.int64)
+    bits, signed = acc_fmt.bits, acc_fmt.signed
+    sym = dp.accumulator.overflow == Overflow.SATURATE_SYMMETRIC
+    lo, hi = IK._range(bits, signed, sym)
+    icfg[IK.BITS], icfg[IK.SIGNED], icfg[IK.LO], icfg[IK.HI] = bits, int(signed), lo, hi
+    icfg[IK.OVF] = int(dp.accumulator.overflow)
+    icfg[IK.ORDER] = {"sequential": IK.SEQUENTIAL, "tree": IK.TREE, "chunked": IK.CHUNKED}[dp.order.kind]
+    icfg[IK.LANES] = dp.order.lanes
+    icfg[IK.COMBINE] = 0 if dp.order.combine == "sequential" else 1
+    levels = np.asarray(dp.order.level_bits or (), dtype=np.int64)
+    mode = int(dp.accumulator.rounding)
+    if dp.accumulator.rounding == Rounding.STOCHASTIC:
+        raise ValueError("stochastic alignment of products into a Kulisch accumulator is not modelled")
+    acc = np.empty((M, N), dtype=np.int64)
+    nov = np.zeros((M, N), dtype=np.int64)
+    mx = np.zeros((M, N), dtype=np.int64)
+    mn = np.zeros((M, N), dtype=np.int64)
+    exact = np.zeros((M, N), dtype=np.int64)
+    if M * N:
+        FK.kulisch_gemm_kernel(Av, Bt, init, acc_fmt.frac, mode, icfg, levels, acc, nov, mx, mn, exact)
+    out = {}
+    if traces:
+        buf = np.empty(2 * K + 2 * dp.order.lanes + 4, dtype=np.int64)
+        for (i, j) in traces:
+            n = FK.kulisch_trace_one(Av[i], Bt[j], init[i, j], acc_fmt.frac, mode, icfg, levels, buf)
+            out[(i, j)] = buf[:n].copy()
+    codes, values = output_stage(acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias)
+    return GemmResult(values=values, codes=codes, acc=acc, overflow_count=nov,
+                      acc_values=np.ldexp(acc.astype(np.float64), -acc_fmt.frac), exact=exact,
+                      max_partial=np.maximum(mx, -mn), bits_needed=bits_needed(mx, mn, signed),
+                      datapath=dp, traces=out)
