@@ -1,0 +1,227 @@
+"""Layer specs: one TOML file describes one layer, its data, its datapath and its output stage.
+
+    [layer]      op = "gemm" | "conv2d"
+    [shape]      gemm: M, K, N      conv2d: batch, in_channels, height, width, out_channels, kernel,
+                                    stride, padding, dilation, groups
+    [data]       seed, distribution = "uniform" | "normal", std (normal, in codes), or files:
+                 a = "x.npy", b = "w.npy", bias = "b.npy" (paths relative to the spec), or npz = "f.npz"
+    [datapath]   a, b, a_zero_point, b_zero_point, product, product_rounding, product_overflow, bias_preload
+    [datapath.accumulator]  format, overflow, rounding
+    [datapath.order]        kind, lanes, combine, level_bits
+    [output]     format, overflow, activation, bias_bits
+    [output.requant]        kind, multiplier, shift, scale, rounding, zero_point
+
+Every error names the key, the value, what is allowed, and the line of the file where it can.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+from .datapath import Accumulator, Datapath, Order, OutputStage, Requant
+from .formats import Fixed, parse_format
+
+__all__ = ["SpecError", "LayerSpec", "load_spec", "parse_spec", "build_datapath", "run_layer"]
+
+_TOP = {"layer", "shape", "data", "datapath", "output", "sweep", "export"}
+_OPS = ("gemm", "conv2d")
+
+
+class SpecError(ValueError):
+    """A layer spec that cannot be used; the message names the key, value, allowed values and line."""
+
+
+@dataclass
+class LayerSpec:
+    op: str
+    shape: dict
+    data: dict
+    datapath: Datapath
+    raw: dict
+    path: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class _Ctx:
+    def __init__(self, text, path):
+        self.text = text or ""
+        self.path = path or "<spec>"
+
+    def line(self, key):
+        last = key.split(".")[-1]
+        for n, line in enumerate(self.text.splitlines(), 1):
+            if re.match(rf"^\s*{re.escape(last)}\s*=", line):
+                return n
+        return None
+
+    def fail(self, key, value, allowed):
+        ln = self.line(key)
+        where = f"{self.path}:{ln}: " if ln else f"{self.path}: "
+        raise SpecError(f"{where}{key} = {value!r} is not allowed; expected {allowed}")
+
+
+def load_spec(path) -> LayerSpec:
+    """Read a TOML layer spec from ``path``."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path!r} does not exist") from None
+    return parse_spec(text, path=path)
+
+
+def parse_spec(text: str, *, path=None) -> LayerSpec:
+    ctx = _Ctx(text, path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{ctx.path}: not valid TOML: {exc}") from None
+    return spec_from_dict(raw, ctx=ctx)
+
+
+def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
+    ctx = ctx or _Ctx("", None)
+    for key in raw:
+        if key not in _TOP:
+            ctx.fail(key, raw[key], f"one of the tables {sorted(_TOP)}")
+    layer = raw.get("layer", {})
+    op = layer.get("op", "gemm")
+    if op not in _OPS:
+        ctx.fail("layer.op", op, f"one of {_OPS}")
+    shape = dict(raw.get("shape", {}))
+    need = ("M", "K", "N") if op == "gemm" else ("batch", "in_channels", "height", "width", "out_channels", "kernel")
+    for k in need:
+        if k not in shape and not raw.get("data", {}).get("npz") and not raw.get("data", {}).get("a"):
+            ctx.fail(f"shape.{k}", None, "a positive integer")
+        if k in shape and (not isinstance(shape[k], int) or isinstance(shape[k], bool) or shape[k] < 1):
+            ctx.fail(f"shape.{k}", shape[k], "a positive integer")
+    data = dict(raw.get("data", {}))
+    dist = data.get("distribution", "uniform")
+    if dist not in ("uniform", "normal"):
+        ctx.fail("data.distribution", dist, "'uniform' or 'normal'")
+    dp = build_datapath(raw.get("datapath", {}), raw.get("output", {}), ctx=ctx)
+    return LayerSpec(op=op, shape=shape, data=data, datapath=dp, raw=raw, path=ctx.path if ctx.path != "<spec>" else None)
+
+
+def _get(ctx, table, key, prefix, default=None):
+    return table.get(key, default)
+
+
+def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
+    """A Datapath from the [datapath] and [output] tables of a spec."""
+    ctx = ctx or _Ctx("", None)
+    allowed_dp = {"a", "b", "a_zero_point", "b_zero_point", "zero_point_bits", "product", "product_rounding",
+                  "product_overflow", "bias_preload", "accumulator", "order"}
+    for k in dp_table:
+        if k not in allowed_dp:
+            ctx.fail(f"datapath.{k}", dp_table[k], f"one of the keys {sorted(allowed_dp)}")
+    acc_t = dp_table.get("accumulator", {})
+    ord_t = dp_table.get("order", {})
+    rq_t = out_table.get("requant")
+
+    def attempt(key, fn):
+        try:
+            return fn()
+        except (ValueError, TypeError) as exc:
+            ln = ctx.line(key)
+            where = f"{ctx.path}:{ln}: " if ln else f"{ctx.path}: "
+            raise SpecError(f"{where}{key}: {exc}") from None
+
+    acc = attempt("datapath.accumulator.format", lambda: Accumulator(
+        acc_t.get("format", "int32"), overflow=acc_t.get("overflow", "wrap"), rounding=acc_t.get("rounding", "floor")))
+    order = attempt("datapath.order.kind", lambda: Order(
+        ord_t.get("kind", "sequential"), lanes=ord_t.get("lanes", 2 if ord_t.get("kind") == "chunked" else 1),
+        combine=ord_t.get("combine", "sequential"), level_bits=ord_t.get("level_bits")))
+    requant = None
+    if rq_t is not None:
+        requant = attempt("output.requant.kind", lambda: Requant(
+            rq_t.get("kind", "dyadic"), rq_t.get("multiplier", 1), rq_t.get("shift", 0), rq_t.get("scale"),
+            rq_t.get("rounding", "half_even"), rq_t.get("zero_point", 0)))
+    act = out_table.get("activation")
+    if isinstance(act, list):
+        act = tuple(act)
+    output = attempt("output.format", lambda: OutputStage(
+        bias_bits=out_table.get("bias_bits"), requant=requant, activation=act, fmt=out_table.get("format"),
+        overflow=out_table.get("overflow", "saturate")))
+    return attempt("datapath.a", lambda: Datapath(
+        a=dp_table.get("a", "int8"), b=dp_table.get("b", "int8"), accumulator=acc, order=order, output=output,
+        a_zero_point=dp_table.get("a_zero_point", 0), b_zero_point=dp_table.get("b_zero_point", 0),
+        zero_point_bits=dp_table.get("zero_point_bits"), product=dp_table.get("product"),
+        product_rounding=dp_table.get("product_rounding", "floor"),
+        product_overflow=dp_table.get("product_overflow", "wrap"), bias_preload=dp_table.get("bias_preload", True)))
+
+
+def _random_codes(rng, fmt: Fixed, shape, dist, std):
+    if dist == "normal":
+        c = np.rint(rng.normal(0.0, std if std else (fmt.max_code - fmt.min_code) / 6, size=shape))
+        c = np.clip(c, fmt.min_code, fmt.max_code).astype(np.int64)
+    else:
+        c = rng.integers(fmt.min_code, fmt.max_code, size=shape, endpoint=True)
+    return np.ldexp(c.astype(np.float64), -fmt.frac)
+
+
+def _load_array(spec: LayerSpec, name):
+    base = os.path.dirname(spec.path) if spec.path else "."
+    p = os.path.join(base, spec.data[name])
+    try:
+        return np.load(p)
+    except FileNotFoundError:
+        raise SpecError(f"data.{name} = {spec.data[name]!r}: file {p!r} does not exist") from None
+
+
+def make_data(spec: LayerSpec):
+    """The layer's operands (A, B, bias) as real values on the operand grids."""
+    d = spec.data
+    dp = spec.datapath
+    if "npz" in d:
+        z = _load_array(spec, "npz")
+        A, B = z["a"], z["b"]
+        bias = z["bias"] if "bias" in z.files else None
+        return A, B, bias
+    if "a" in d or "b" in d:
+        if not ("a" in d and "b" in d):
+            raise SpecError("data: give both a and b files, or neither")
+        A, B = _load_array(spec, "a"), _load_array(spec, "b")
+        bias = _load_array(spec, "bias") if "bias" in d else None
+        return A, B, bias
+    rng = np.random.default_rng(int(d.get("seed", 0)))
+    dist = d.get("distribution", "uniform")
+    std = d.get("std")
+    s = spec.shape
+    if spec.op == "gemm":
+        A = _random_codes(rng, dp.a, (s["M"], s["K"]), dist, std)
+        B = _random_codes(rng, dp.b, (s["K"], s["N"]), dist, std)
+        n_bias = s["N"]
+    else:
+        k = s["kernel"]
+        A = _random_codes(rng, dp.a, (s["batch"], s["in_channels"], s["height"], s["width"]), dist, std)
+        B = _random_codes(rng, dp.b, (s["out_channels"], s["in_channels"] // s.get("groups", 1), k, k), dist, std)
+        n_bias = s["out_channels"]
+    bias = None
+    if d.get("bias", False) is True:
+        acc = dp.accumulator.fmt
+        span = 1 << max(1, min(acc.bits - 4, 16))
+        bias = np.ldexp(rng.integers(-span, span, size=n_bias).astype(np.float64), -acc.frac)
+    return A, B, bias
+
+
+def run_layer(spec: LayerSpec, datapath: Datapath | None = None, *, trace=None, data=None):
+    """Simulate the spec's layer (optionally with another datapath); returns (result, (A, B, bias))."""
+    dp = datapath or spec.datapath
+    A, B, bias = data if data is not None else make_data(spec)
+    if spec.op == "gemm":
+        from .ops.gemm import gemm
+        return gemm(A, B, dp, bias=bias, trace=trace), (A, B, bias)
+    from .ops.conv import conv2d
+    s = spec.shape
+    return conv2d(A, B, dp, stride=s.get("stride", 1), padding=s.get("padding", 0), dilation=s.get("dilation", 1),
+                  groups=s.get("groups", 1), bias=bias), (A, B, bias)

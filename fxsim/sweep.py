@@ -1,0 +1,166 @@
+"""Accumulator width sweeps: which accumulator is the narrowest that stays exact, or within a budget.
+
+Each configuration (width, overflow mode, order) is one independent simulation; they run in parallel in
+local processes, or on a Dask distributed cluster given its scheduler address. Results are identical to
+a serial run (every simulation is deterministic and results are ordered by configuration).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+
+from .bounds import data_bits, l1_bits, worst_case_bits
+from .datapath import Accumulator, Order
+from .formats import Fixed
+
+__all__ = ["sweep_configs", "run_sweep", "write_sweep", "plot_sweep"]
+
+
+def sweep_configs(bits, overflows=("saturate", "wrap"), orders=("sequential",), lanes=4):
+    out = []
+    for o in orders:
+        for ov in overflows:
+            for b in bits:
+                out.append({"acc_bits": int(b), "overflow": ov, "order": o, "lanes": lanes})
+    return out
+
+
+def _metrics(spec_raw, spec_path, config, data):
+    """One configuration: simulate, compare with the unbounded accumulator. Runs in a worker."""
+    from .spec import run_layer, spec_from_dict
+    spec = spec_from_dict(spec_raw)
+    spec.path = spec_path
+    base = spec.datapath
+    acc = base.accumulator.fmt
+    order = Order(config["order"], lanes=config["lanes"] if config["order"] == "chunked" else 1)
+    dp = base.replace(accumulator=Accumulator(Fixed(config["acc_bits"], acc.frac, acc.signed),
+                                              overflow=config["overflow"], rounding=base.accumulator.rounding),
+                      order=order)
+    wide = base.replace(accumulator=Accumulator(Fixed(62, acc.frac, True), overflow="wrap",
+                                                rounding=base.accumulator.rounding), order=order)
+    ref, _ = run_layer(spec, wide, data=data)
+    try:
+        res, _ = run_layer(spec, dp, data=data)
+    except ValueError as exc:   # e.g. a preloaded bias that does not fit this accumulator
+        return {**config, "share_differing": 1.0, "overflow_events": -1, "outputs_with_overflow": -1,
+                "max_abs_error": float("nan"), "sqnr_db": float("nan"), "error": str(exc)}
+    err = res.values - ref.values
+    sig = float(np.sum(ref.values ** 2))
+    noise = float(np.sum(err ** 2))
+    sqnr = float("inf") if noise == 0 else (10 * np.log10(sig / noise) if sig > 0 else float("-inf"))
+    return {**config, "share_differing": float(np.mean(res.codes != ref.codes)),
+            "overflow_events": int(res.overflow_count.sum()),
+            "outputs_with_overflow": int(np.count_nonzero(res.overflow_count)),
+            "max_abs_error": float(np.max(np.abs(err))) if err.size else 0.0, "sqnr_db": sqnr, "error": ""}
+
+
+def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True):
+    """Run every configuration; returns {"rows": [...], "narrowest_exact": {...}, "bounds": {...}}."""
+    from .spec import make_data
+    data = make_data(spec)
+    rows = [None] * len(configs)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(configs), desc="sweep", unit="config", disable=None)
+    if scheduler:
+        from distributed import Client, as_completed as d_as_completed
+        with Client(scheduler) as client:
+            futs = {client.submit(_metrics, spec.raw, spec.path, c, data, pure=False): i for i, c in enumerate(configs)}
+            for f in d_as_completed(list(futs)):
+                rows[futs[f]] = f.result()
+                if bar:
+                    bar.update()
+    elif workers == 1:
+        for i, c in enumerate(configs):
+            rows[i] = _metrics(spec.raw, spec.path, c, data)
+            if bar:
+                bar.update()
+    else:
+        # spawn, not fork: Numba's OpenMP threads must not be forked
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), mp_context=ctx) as ex:
+            futs = {ex.submit(_metrics, spec.raw, spec.path, c, data): i for i, c in enumerate(configs)}
+            for f in as_completed(futs):
+                rows[futs[f]] = f.result()
+                if bar:
+                    bar.update()
+    if bar:
+        bar.close()
+    narrowest = {}
+    for r in rows:
+        key = f"{r['order']}/{r['overflow']}"
+        if r["share_differing"] == 0:
+            narrowest[key] = min(narrowest.get(key, 10 ** 9), r["acc_bits"])
+    return {"rows": rows, "narrowest_exact": narrowest, "bounds": layer_bounds(spec, data)}
+
+
+def layer_bounds(spec, data):
+    dp = spec.datapath
+    A, B, bias = data
+    if spec.op == "gemm":
+        K = A.shape[1]
+        W = np.rint(np.ldexp(B, dp.b.frac)).astype(np.int64)
+    else:
+        K = int(np.prod(B.shape[1:]))
+        W = np.rint(np.ldexp(B.reshape(B.shape[0], -1).T, dp.b.frac)).astype(np.int64)
+    return {"worst_case_bits": worst_case_bits(dp.a, dp.b, K, a_zero_point=dp.a_zero_point, b_zero_point=dp.b_zero_point),
+            "data_dependent_bits": int(data_bits(W - dp.b_zero_point, dp.a, a_zero_point=dp.a_zero_point).max()),
+            "l1_norm_bits": int(l1_bits(W - dp.b_zero_point, dp.a, a_zero_point=dp.a_zero_point).max()),
+            "K": int(K)}
+
+
+def write_sweep(result, directory):
+    """sweep.csv, sweep.json and sweep.png into an existing directory."""
+    rows = result["rows"]
+    with open(os.path.join(directory, "sweep.csv"), "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with open(os.path.join(directory, "sweep.json"), "w") as fh:
+        json.dump(result, fh, indent=2, default=str)
+    plot_sweep(result, os.path.join(directory, "sweep.png"))
+
+
+def plot_sweep(result, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = result["rows"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    keys = sorted({(r["order"], r["overflow"]) for r in rows})
+    for order, ov in keys:
+        rs = sorted((r for r in rows if r["order"] == order and r["overflow"] == ov), key=lambda r: r["acc_bits"])
+        x = [r["acc_bits"] for r in rs]
+        ax1.plot(x, [100 * r["share_differing"] for r in rs], marker="o", label=f"{order}, {ov}")
+        ax2.plot(x, [min(r["sqnr_db"], 200) for r in rs], marker="o", label=f"{order}, {ov}")
+    b = result["bounds"]
+    for ax in (ax1, ax2):
+        ax.axvline(b["worst_case_bits"], color="k", ls="--", lw=0.8, label="worst case")
+        ax.axvline(b["data_dependent_bits"], color="g", ls=":", lw=0.8, label="data-dependent")
+        ax.set_xlabel("accumulator bits")
+        ax.grid(alpha=0.3)
+    ax1.set_ylabel("outputs differing from exact (%)")
+    ax2.set_ylabel("SQNR vs exact (dB, capped at 200)")
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def format_table(result) -> str:
+    lines = [f"{'order':<11}{'overflow':<10}{'bits':>5}{'differ %':>10}{'ovf events':>12}{'max err':>10}{'SQNR dB':>10}"]
+    for r in result["rows"]:
+        lines.append(f"{r['order']:<11}{r['overflow']:<10}{r['acc_bits']:>5}{100 * r['share_differing']:>10.2f}"
+                     f"{r['overflow_events']:>12}{r['max_abs_error']:>10.4g}{r['sqnr_db']:>10.2f}"
+                     + (f"  ({r['error'][:60]})" if r.get("error") else ""))
+    b = result["bounds"]
+    lines.append(f"narrowest bit-exact accumulator on this data: {result['narrowest_exact'] or 'none in range'}")
+    lines.append(f"analytical bounds (K={b['K']}): worst case {b['worst_case_bits']} bits, data-dependent "
+                 f"{b['data_dependent_bits']} bits, l1-norm (A2Q) {b['l1_norm_bits']} bits")
+    return "\n".join(lines)
