@@ -56,9 +56,15 @@ class _Ctx:
         self.path = path or "<spec>"
 
     def line(self, key):
-        last = key.split(".")[-1]
+        """Line of ``table.key`` in the TOML text (None when it is not written there)."""
+        table, _, last = key.rpartition(".")
+        current = ""
         for n, line in enumerate(self.text.splitlines(), 1):
-            if re.match(rf"^\s*{re.escape(last)}\s*=", line):
+            m = re.match(r"^\s*\[([^\]]+)\]", line)
+            if m:
+                current = m.group(1).strip()
+                continue
+            if current == table and re.match(rf"^\s*{re.escape(last)}\s*=", line):
                 return n
         return None
 
@@ -136,6 +142,18 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
             where = f"{ctx.path}:{ln}: " if ln else f"{ctx.path}: "
             raise SpecError(f"{where}{key}: {exc}") from None
 
+    from .modes import Overflow, Rounding
+    checks = [("datapath.accumulator", acc_t, "format", lambda v: parse_format(v, argument="format")),
+              ("datapath.accumulator", acc_t, "overflow", lambda v: Overflow.parse(v, argument="overflow")),
+              ("datapath.accumulator", acc_t, "rounding", lambda v: Rounding.parse(v, argument="rounding")),
+              ("datapath", dp_table, "a", lambda v: parse_format(v, argument="a")),
+              ("datapath", dp_table, "b", lambda v: parse_format(v, argument="b")),
+              ("datapath", dp_table, "product_rounding", lambda v: Rounding.parse(v, argument="product_rounding")),
+              ("output", out_table, "format", lambda v: parse_format(v, argument="format")),
+              ("output", out_table, "overflow", lambda v: Overflow.parse(v, argument="overflow"))]
+    for prefix, table, key, check in checks:
+        if key in table:
+            attempt(f"{prefix}.{key}", lambda: check(table[key]))
     acc = attempt("datapath.accumulator.format", lambda: Accumulator(
         acc_t.get("format", "int32"), overflow=acc_t.get("overflow", "wrap"), rounding=acc_t.get("rounding", "floor")))
     order = attempt("datapath.order.kind", lambda: Order(
