@@ -260,9 +260,19 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
         first = np.argwhere(nov)[0]
         raise OverflowError(f"{int(np.count_nonzero(nov))} output(s) overflowed the {acc_fmt} accumulator; "
                             f"first at {tuple(int(v) for v in first)}")
-    codes = acc_fmt.encode(acc).astype(np.int64)
+    codes = _codes(acc, acc_fmt)
     return GemmResult(values=acc.copy(), codes=codes, acc=acc, overflow_count=nov, acc_values=acc.copy(),
                       datapath=dp, traces=out)
+
+
+def _codes(values, fmt: Float) -> np.ndarray:
+    """Bit patterns of the register values; -1 where the format has no code for the value (a NaN
+    produced from inf operands in a format without NaN)."""
+    nan = np.isnan(values)
+    if fmt.has_nan or not np.any(nan):
+        return fmt.encode(values).astype(np.int64)
+    codes = fmt.encode(np.where(nan, 0.0, values)).astype(np.int64)
+    return np.where(nan, -1, codes)
 
 
 def _kulisch_gemm(Av, Bt, dp: Datapath, bias, traces) -> GemmResult:
