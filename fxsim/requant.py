@@ -21,8 +21,11 @@ def register_overflow(x, bits: int, signed: bool, mode: Overflow) -> np.ndarray:
     hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
     lo = -hi - 1 if signed else 0
     if mode == Overflow.WRAP:
-        y = x & ((1 << bits) - 1)
-        return np.where(signed & (y > hi), y - (1 << bits), y) if signed else y
+        y = x & np.int64((1 << bits) - 1)
+        if not signed:
+            return y
+        sb = np.int64(1 << (bits - 1))
+        return (y ^ sb) - sb                       # sign-extend without forming 2**bits (bits may be 63)
     if mode == Overflow.SATURATE:
         return np.clip(x, lo, hi)
     if mode == Overflow.SATURATE_SYMMETRIC:

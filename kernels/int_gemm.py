@@ -292,3 +292,24 @@ def saturate_sequential_kernel(A, Bt, init, shift, lo, hi, rows, cols, acc_out, 
             acc = s
         acc_out[i, j] = acc
         nov_out[i, j] = n
+
+
+@nb.njit(cache=True, parallel=True)
+def prefix_block_check(cum, S, na, nb, L, limit, unsafe):
+    """One block of K in the sequential-order saturation test (see fxsim.ops.gemm, shortcut 4).
+
+    Every partial sum inside the block lies within cum +- ||a_i,block|| * ||b_block,j|| (Cauchy-Schwarz);
+    flag the outputs where that interval can leave [-limit, limit], then advance cum by the exact block
+    sum S (float64 from BLAS, exact integers) aligned by a left shift L. The float bound is inflated by
+    2**-40 relative (it carries at most a few roundings of 2**-53) and rounded up."""
+    M, N = cum.shape
+    scale = 2.0 ** L * (1.0 + 2.0 ** -40)
+    for i in nb.prange(M):
+        for j in range(N):
+            c = cum[i, j]
+            b = na[i] * nb[j] * scale
+            if b >= 4.0e18:
+                unsafe[i, j] = True
+            elif abs(c) + np.int64(b) + 1 > limit:
+                unsafe[i, j] = True
+            cum[i, j] = c + (np.int64(S[i, j]) << L)

@@ -22,7 +22,11 @@ Shortcuts (``stats=False``), each exact:
    long as every register on the path is at least W bits wide (tree level widths >= W).
 3. *Saturation only where a partial sum can leave the range.* If |init| + (T << L) <= min(hi, -lo), every
    partial sum of every order lies inside [lo, hi], no addition saturates, and the result is the exact sum.
-   Only the remaining outputs run the sequential kernel.
+   Only the remaining outputs run the cycle-accurate kernel. (When K * max|a| * max|b| already proves it
+   for every output, T is not computed at all.)
+4. *Sequential order, blocked enclosure.* For the sequential order the bound of 3 is refined per block of
+   K: see ``_sequential_prefix_test``. Same conclusion: outputs whose every partial sum is enclosed in the
+   range equal the exact sum; the others run the kernel.
 
 With ``stats=True`` (the default) every output runs the cycle-accurate kernel, which also records the exact
 statistics (overflow count, largest partial sum, bits needed).
@@ -60,10 +64,19 @@ def operand_codes(x, fmt: Fixed, argument: str) -> np.ndarray:
             raise ValueError(f"{argument}[{', '.join(map(str, idx))}] = {arr[idx]} is outside {fmt} "
                              f"[{fmt.min_code}, {fmt.max_code}]; quantize it first (fxsim.quantize.quantize)")
         return ints
-    try:
-        return fmt.codes_to_ints(fmt.encode(arr))
-    except ValueError as e:
-        raise ValueError(f"{argument}: {e}") from None
+    v = arr.astype(np.float64)
+    scaled = np.ldexp(v, fmt.frac)
+    off = ~np.isfinite(scaled) | (scaled != np.floor(scaled))
+    if np.any(off):
+        idx = np.unravel_index(int(np.flatnonzero(off)[0]), arr.shape)
+        raise ValueError(f"{argument}[{', '.join(map(str, idx))}] = {float(v[idx])!r} is not on the grid of {fmt}; "
+                         "quantize it first (fxsim.quantize.quantize)")
+    bad = (scaled < float(fmt.min_code)) | (scaled > float(fmt.max_code)) | (np.abs(scaled) >= 2.0 ** 63)
+    if np.any(bad):
+        idx = np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape)
+        raise ValueError(f"{argument}[{', '.join(map(str, idx))}] = {float(v[idx])!r} is outside {fmt} [{fmt.min}, {fmt.max}]; "
+                         "quantize it first (fxsim.quantize.quantize)")
+    return scaled.astype(np.int64)
 
 
 def _range(bits: int, signed: bool, symmetric: bool = False):
@@ -174,6 +187,42 @@ def _bias_codes(bias, fmt: Fixed, shape, argument="bias"):
                          "(give one value per output column, or a full (M, N) array)") from None
 
 
+_BLOCK = 64
+
+
+def _sequential_prefix_test(Ae, Bt, init, L, limit):
+    """Shortcut 4 (sequential order): split K into blocks of 64; the exact running sum before each block
+    (BLAS, exact by shortcut 1) plus the Cauchy-Schwarz bound ||a_i,blk||*||b_blk,j|| on any partial sum
+    inside the block encloses every partial sum the sequential accumulator sees. Where no enclosure leaves
+    [-limit, limit], no addition overflows and the result is the exact sum; only the flagged outputs need
+    the cycle-accurate kernel. Returns (exact sums in accumulator LSBs, flagged outputs)."""
+    M, Kd = Ae.shape
+    N = Bt.shape[0]
+    Af = Ae.astype(np.float64)
+    Bf = np.ascontiguousarray(Bt.T.astype(np.float64))
+    cum = init.copy()
+    unsafe = np.zeros((M, N), dtype=np.bool_)
+    for k0 in range(0, Kd, _BLOCK):
+        a = Af[:, k0:k0 + _BLOCK]
+        b = Bf[k0:k0 + _BLOCK]
+        na = np.sqrt(np.einsum("ik,ik->i", a, a))     # sums of squares < 2**53: exact; sqrt correctly rounded
+        nb_ = np.sqrt(np.einsum("kj,kj->j", b, b))
+        K.prefix_block_check(cum, a @ b, na, nb_, L, limit, unsafe)
+    if Kd == 0:
+        unsafe |= np.abs(init) > limit
+    return cum, unsafe
+
+
+def _saturating_kernel(dp, plan, Ae, Bt, init, L, rows, cols, acc, nov):
+    """Run the cycle-accurate kernel on the outputs (rows[t], cols[t]) only."""
+    if not rows.size:
+        return
+    if dp.order.kind == "sequential" and dp.accumulator.overflow == Overflow.SATURATE and plan.bits < 64:
+        K.saturate_sequential_kernel(Ae, Bt, init, L, plan.lo, plan.hi, rows, cols, acc, nov)
+    else:
+        K.gemm_subset_kernel(Ae, Bt, init, plan.cfg, plan.levels, rows, cols, acc, nov)
+
+
 def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True) -> GemmResult:
     """The engine on int64 operand codes Ac (M, K), Bc (K, N) (conv2d lowers to this)."""
     plan = IntegerPlan(dp)
@@ -206,33 +255,50 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
     acc = np.empty((M, N), dtype=np.int64)
     simple = dp.product is None and plan.align_shift <= 0
     T = None
-    if not stats and simple and n_out:
+    L = -plan.align_shift
+    limit = min(plan.hi, -plan.lo)
+    levels_ok = plan.levels.size == 0 or bool(np.all(plan.levels >= plan.bits))
+    wrap_all = dp.accumulator.overflow == Overflow.WRAP and levels_ok
+    # the global bound K * max|a| * max|b| (Python ints) often proves everything at once, sparing |A|@|B|
+    global_bound = Kd * amax * bmax
+    shortcut = not stats and simple and n_out > 0
+    if shortcut and global_bound < 2 ** 53:
+        Af = Ae.astype(np.float64)
+        Bf = Bt.T.astype(np.float64)
+        if not wrap_all and (global_bound << L) + imax > limit:
+            T = np.abs(Af) @ np.abs(Bf)       # exact: every partial sum <= global_bound < 2**53
+        else:
+            T = False
+    elif shortcut and dp.order.kind == "sequential" and not wrap_all and global_bound < 2 ** 53 and \
+            _BLOCK * max(amax, bmax) ** 2 < 2 ** 53:
+        T = "blocks"
+    elif shortcut:
         Af = Ae.astype(np.float64)
         Bf = Bt.T.astype(np.float64)
         T = np.abs(Af) @ np.abs(Bf)
-        if not T.max(initial=0.0) < 2.0 ** 53:
+        if not T.max(initial=0.0) < 2.0 ** 53:   # shortcut 1's test; otherwise run the kernel
             T = None
-    if T is not None:
-        L = -plan.align_shift
+    if isinstance(T, str):
+        exact, unsafe = _sequential_prefix_test(Ae, Bt, init, L, limit)
+        acc[...] = exact
+        rows, cols = (v.astype(np.int64) for v in np.nonzero(unsafe))
+        _saturating_kernel(dp, plan, Ae, Bt, init, L, rows, cols, acc, nov)
+    elif T is not None:
         S = (Af @ Bf).astype(np.int64)
         exact = (S << L) + init
-        levels_ok = plan.levels.size == 0 or bool(np.all(plan.levels >= plan.bits))
-        if dp.accumulator.overflow == Overflow.WRAP and levels_ok:
+        if wrap_all:
             acc = register_overflow(exact, plan.bits, plan.signed, Overflow.WRAP)
             nov = None
+        elif T is False:
+            acc = exact
         else:
             reach = np.abs(init).astype(np.float64) + np.ldexp(T, L)   # exact: integers < 2**63, see product_bound
-            safe = reach <= float(min(plan.hi, -plan.lo))
+            safe = reach <= float(limit)
             acc[...] = exact
             rows, cols = np.nonzero(~safe)
             rows = rows.astype(np.int64)
             cols = cols.astype(np.int64)
-            if rows.size:
-                if (dp.order.kind == "sequential" and dp.accumulator.overflow == Overflow.SATURATE
-                        and plan.bits < 64):
-                    K.saturate_sequential_kernel(Ae, Bt, init, L, plan.lo, plan.hi, rows, cols, acc, nov)
-                else:
-                    K.gemm_subset_kernel(Ae, Bt, init, plan.cfg, plan.levels, rows, cols, acc, nov)
+            _saturating_kernel(dp, plan, Ae, Bt, init, L, rows, cols, acc, nov)
     elif not stats:
         rows, cols = (a.ravel().astype(np.int64) for a in np.indices((M, N)))
         K.gemm_subset_kernel(Ae, Bt, init, plan.cfg, plan.levels, rows, cols, acc, nov)
