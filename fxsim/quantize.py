@@ -122,10 +122,14 @@ def quantize(x, fmt, *, rounding=None, overflow=None, seed=None, random_bits=Non
     if fmt.radix == 2:
         out = np.empty_like(flat)
         man, emin, mx, sub, zero = float_kernel_params(fmt)
-        _kq.quantize_float_array(flat, out, man, emin, mx, sub, zero, int(rounding), ovf, seed_i, r)
+        nan_mode = _kq.NAN_KEEP if fmt.has_nan else (_kq.NAN_TO_MAX if convention == "onnx" else _kq.NAN_TO_ZERO)
+        _kq.quantize_float_array(flat, out, man, emin, mx, sub, zero, int(rounding), ovf, seed_i, r, nan_mode,
+                                 fmt.specials == "fnuz", flat.view(np.uint64), out.view(np.uint64))
+        if not fmt.signed:
+            out = _float_specials(flat, out, fmt, overflow, convention)
     else:
         out = _quantize_sparse_grid(flat, fmt, rounding, ovf, seed_i, r)
-    out = _float_specials(flat, out, fmt, overflow, convention)
+        out = _float_specials(flat, out, fmt, overflow, convention)
     if overflow == Overflow.ERROR:
         bad = np.isfinite(flat) & (np.abs(out) > fmt.max)
         _raise_overflow(bad, fmt)

@@ -9,8 +9,8 @@ import numba as nb
 import numpy as np
 
 from .random import random_bits
-from .rounding import (AWAY_FROM_ZERO, CEIL, FLOOR, JAM, STOCHASTIC, TOWARD_ZERO, overflow, shift_round,
-                       wrap)
+from .rounding import (AWAY_FROM_ZERO, CEIL, FLOOR, HALF_EVEN, JAM, STOCHASTIC, TOWARD_ZERO, overflow,
+                       shift_round, wrap)
 
 # What a float format does with a finite value beyond its largest finite value.
 OVF_INF = 0        # ±inf (IEEE formats)
@@ -125,15 +125,57 @@ def round_to_float(x, tail, man, emin, max_finite, subnormals, has_zero, mode, o
     return y
 
 
+NAN_KEEP = 0            # NaN stays NaN
+NAN_TO_ZERO = 1         # formats without NaN, ml_dtypes: NaN -> zero of the opposite sign
+NAN_TO_MAX = 2          # formats without NaN, ONNX: NaN -> +max
+
+
 @nb.njit(cache=True, parallel=True)
-def quantize_float_array(x, out, man, emin, max_finite, subnormals, has_zero, mode, ovf, seed, r):
-    """Round every element of float64 ``x`` into ``out`` (same shape, flattened views)."""
+def quantize_float_array(x, out, man, emin, max_finite, subnormals, has_zero, mode, ovf, seed, r, nan_mode,
+                         no_negative_zero, xbits, obits):
+    """Round every element of float64 ``x`` into ``out`` (flattened views). ``nan_mode`` says what a NaN
+    input becomes in a format without NaN; ``no_negative_zero`` (fnuz formats) turns -0 into +0.
+    ``xbits``/``obits`` are uint64 views of ``x``/``out``: for HALF_EVEN on values in the target's normal
+    range the significand is rounded on the bit pattern (add 2**(d-1) - 1 + LSB, clear d bits; a carry
+    moves into the exponent as it should), which is exactly round-half-even to ``man`` bits.
+    """
     n = x.size
+    d = 52 - man
+    half_m1 = np.uint64((1 << (d - 1)) - 1)
+    keep = ~np.uint64((1 << d) - 1)
+    low = 2.0 ** emin
+    absmask = np.uint64(0x7FFFFFFFFFFFFFFF)
     for i in nb.prange(n):
+        v = x[i]
+        if mode == HALF_EVEN and abs(v) >= low and abs(v) <= 1.7976931348623157e308:
+            u = xbits[i]
+            mag = u & absmask
+            # the kept significand's LSB: a mantissa bit, or the implicit 1 when man == 0 (ties round up)
+            lsb = np.uint64(1) if man == 0 else (mag >> np.uint64(d)) & np.uint64(1)
+            mag = (mag + half_m1 + lsb) & keep
+            obits[i] = (u & ~absmask) | mag
+            y = out[i]
+            if abs(y) > max_finite:
+                if ovf == OVF_SATURATE:
+                    out[i] = math.copysign(max_finite, v)
+                elif ovf == OVF_NAN:
+                    out[i] = math.copysign(np.nan, v)
+                elif ovf == OVF_INF:
+                    out[i] = math.copysign(np.inf, v)
+            continue
+        if v != v and nan_mode != NAN_KEEP:
+            if nan_mode == NAN_TO_MAX:
+                out[i] = max_finite
+            else:
+                out[i] = 0.0 if math.copysign(1.0, v) < 0 else -0.0
+            continue
         rnd = np.int64(0)
         if mode == STOCHASTIC:
             rnd = random_bits(seed, 0, i, r)
-        out[i] = round_to_float(x[i], 0.0, man, emin, max_finite, subnormals, has_zero, mode, ovf, rnd, r)
+        y = round_to_float(v, 0.0, man, emin, max_finite, subnormals, has_zero, mode, ovf, rnd, r)
+        if no_negative_zero and y == 0.0:
+            y = 0.0
+        out[i] = y
 
 
 @nb.njit(cache=True, parallel=True)

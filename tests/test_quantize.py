@@ -163,3 +163,21 @@ def test_bad_arguments_are_named():
         quantize(np.ones(2), "e4m3", overflow="wrap")
     with pytest.raises(ValueError, match="convention must be one of"):
         quantize(np.ones(2), "e4m3", convention="numpy")
+
+
+@pytest.mark.parametrize("name", ["fp4_e3m0", "e8m0", "e4m3", "e2m1", "bf16", "e5m10_ftz"])
+def test_every_tie_between_neighbours_follows_the_reference(name):
+    """Exact midpoints are where half-even implementations go wrong (e.g. with no mantissa bits the kept
+    significand is the implicit 1, so every tie rounds up)."""
+    fmt = parse_format(name)
+    v = fmt.values() if fmt.bits <= 16 else np.ldexp(np.arange(1, 300, dtype=float), -3)
+    v = v[np.isfinite(v)]
+    if fmt.signed:
+        v = v[v >= 0]
+    mids = (v[1:] + v[:-1]) / 2
+    kind = "saturate" if fmt.specials == "none" else ("inf" if fmt.specials == "ieee" else "nan")
+    for mode in (Rounding.HALF_EVEN, Rounding.HALF_ODD, Rounding.HALF_UP):
+        got = quantize(mids, fmt, rounding=mode)
+        for x, g in zip(mids, got):
+            want = ref.quantize_float(float(x), fmt, mode, kind)
+            assert Fraction(g) == want, (name, mode, x, g, want)
