@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from .formats import Fixed, parse_format
+from .formats import Fixed, Float
 
 __all__ = ["FILE_FORMATS", "to_words", "write_words", "read_words", "export_layer", "verify_dir", "atomic_dir"]
 
@@ -154,8 +154,23 @@ def read_words(directory, entry) -> np.ndarray:
     return from_words(words, entry["bits"], entry["signed"]).reshape(entry["shape"])
 
 
-def _codes_of(values, fmt: Fixed):
+def _codes_of(values, fmt):
+    """Fixed: the stored integers; Float: the bit patterns (the values must lie on the format's grid)."""
+    if isinstance(fmt, Float):
+        return fmt.encode(values).astype(np.int64)
     return np.rint(np.ldexp(np.asarray(values, dtype=np.float64), fmt.frac)).astype(np.int64)
+
+
+def _values_of(codes, fmt):
+    """Inverse of ``_codes_of``: real values of stored integers or bit patterns."""
+    if isinstance(fmt, Float):
+        return fmt.decode(np.asarray(codes, dtype=np.int64).astype(np.uint64))
+    return np.ldexp(np.asarray(codes, dtype=np.int64).astype(np.float64), -fmt.frac)
+
+
+def _signed(fmt):
+    """Words of a Float are raw bit patterns (unsigned); Fixed words are two's complement if signed."""
+    return bool(fmt.signed) if isinstance(fmt, Fixed) else False
 
 
 def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False) -> dict:
@@ -170,21 +185,28 @@ def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False) ->
     dp = spec.datapath
     acc = dp.accumulator.fmt
     out_fmt = dp.output.fmt
+    float_acc = isinstance(acc, Float)
+    acc_codes = _codes_of(result.acc, acc) if float_acc else result.acc
+    bias_fmt = acc if float_acc else Fixed(64, acc.frac)
     with atomic_dir(out_dir, force) as tmp:
         files = {}
-        files["a"] = write_words(tmp, "a", _codes_of(A, dp.a), dp.a.bits, dp.a.signed, file_format, fmt_name=str(dp.a))
-        files["b"] = write_words(tmp, "b", _codes_of(B, dp.b), dp.b.bits, dp.b.signed, file_format, fmt_name=str(dp.b))
+
+        def put(key, codes, fmt, fmt_name=None, order="row-major"):
+            files[key] = write_words(tmp, key, codes, fmt.bits, _signed(fmt), file_format,
+                                     fmt_name=fmt_name or str(fmt), order=order)
+
+        put("a", _codes_of(A, dp.a), dp.a)
+        put("b", _codes_of(B, dp.b), dp.b)
         if bias is not None:
-            files["bias"] = write_words(tmp, "bias", _codes_of(bias, Fixed(64, acc.frac)), acc.bits, True, file_format,
+            files["bias"] = write_words(tmp, "bias", _codes_of(bias, bias_fmt), acc.bits, _signed(acc), file_format,
                                         fmt_name=f"{acc} (accumulator grid)")
-        files["acc"] = write_words(tmp, "acc", result.acc, acc.bits, acc.signed, file_format, fmt_name=str(acc))
+        put("acc", acc_codes, acc)
         if out_fmt is not None:
-            files["out"] = write_words(tmp, "out", result.codes, out_fmt.bits, out_fmt.signed, file_format,
-                                       fmt_name=str(out_fmt))
+            put("out", result.codes, out_fmt)
         for (i, j), tr in sorted(result.traces.items()):
-            files[f"trace_{i}_{j}"] = write_words(tmp, f"trace_{i}_{j}", np.ravel(tr), acc.bits, acc.signed,
-                                                  file_format, fmt_name=str(acc),
-                                                  order=f"cycle order ({dp.order.kind})")
+            tr = np.ravel(tr)
+            put(f"trace_{i}_{j}", _codes_of(tr, acc) if float_acc else tr, acc,
+                order=f"cycle order ({dp.order}): the register after the preload, then after every addition")
         manifest = {"fxsim_version": __version__, "op": spec.op, "datapath": str(dp), "spec": spec.raw,
                     "files": files, "summary": result.summary()}
         with open(os.path.join(tmp, "manifest.json"), "w") as fh:
@@ -224,20 +246,23 @@ def verify_dir(directory) -> list:
         return problems
     spec = spec_from_dict(manifest["spec"])
     dp = spec.datapath
-    A = np.ldexp(read_words(directory, files["a"]).astype(np.float64), -dp.a.frac)
-    B = np.ldexp(read_words(directory, files["b"]).astype(np.float64), -dp.b.frac)
+    acc = dp.accumulator.fmt
+    A = _values_of(read_words(directory, files["a"]), dp.a)
+    B = _values_of(read_words(directory, files["b"]), dp.b)
     bias = None
     if "bias" in files:
-        bias = np.ldexp(read_words(directory, files["bias"]).astype(np.float64), -dp.accumulator.fmt.frac)
+        bias = _values_of(read_words(directory, files["bias"]), acc)
     traces = [tuple(int(x) for x in k.split("_")[1:]) for k in files if k.startswith("trace_")]
     result, _ = run_layer(spec, trace=traces or None, data=(A, B, bias))
-    checks = {"acc": result.acc}
+    float_acc = isinstance(acc, Float)
+    checks = {"acc": _codes_of(result.acc, acc) if float_acc else result.acc}
     if "out" in files:
         checks["out"] = result.codes
     for k in files:
         if k.startswith("trace_"):
             i, j = (int(x) for x in k.split("_")[1:])
-            checks[k] = np.ravel(result.traces[(i, j)])
+            tr = np.ravel(result.traces[(i, j)])
+            checks[k] = _codes_of(tr, acc) if float_acc else tr
     for key, want in checks.items():
         if want is None:
             continue

@@ -27,12 +27,24 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 from .datapath import Accumulator, Datapath, Order, OutputStage, Requant
-from .formats import Fixed, parse_format
+from .formats import Fixed, Float, parse_format
 
 __all__ = ["SpecError", "LayerSpec", "load_spec", "parse_spec", "build_datapath", "run_layer"]
 
-_TOP = {"layer", "shape", "data", "datapath", "output", "sweep", "export"}
+_TOP = {"layer", "shape", "data", "datapath", "output"}
 _OPS = ("gemm", "conv2d")
+_KEYS = {
+    "layer": {"op", "name", "description"},
+    "shape": {"M", "K", "N", "batch", "in_channels", "height", "width", "out_channels", "kernel", "stride",
+              "padding", "dilation", "groups"},
+    "data": {"seed", "distribution", "std", "bias", "a", "b", "npz"},
+    "datapath": {"a", "b", "a_zero_point", "b_zero_point", "zero_point_bits", "product", "product_rounding",
+                 "product_overflow", "bias_preload", "fused", "accumulator", "order"},
+    "datapath.accumulator": {"format", "overflow", "rounding", "random_bits", "seed", "flush_subnormals"},
+    "datapath.order": {"kind", "lanes", "combine", "level_bits"},
+    "output": {"format", "overflow", "activation", "bias_bits", "requant"},
+    "output.requant": {"kind", "multiplier", "shift", "scale", "rounding", "zero_point"},
+}
 
 
 class SpecError(ValueError):
@@ -99,6 +111,17 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     for key in raw:
         if key not in _TOP:
             ctx.fail(key, raw[key], f"one of the tables {sorted(_TOP)}")
+        if not isinstance(raw[key], dict):
+            ctx.fail(key, raw[key], f"a table [{key}]")
+    for table, allowed in _KEYS.items():
+        t = raw
+        for part in table.split("."):
+            t = t.get(part, {}) if isinstance(t, dict) else {}
+        if not isinstance(t, dict):
+            ctx.fail(table, t, f"a table [{table}]")
+        for k, v in t.items():
+            if k not in allowed and not (isinstance(v, dict) and f"{table}.{k}" in _KEYS):
+                ctx.fail(f"{table}.{k}", v, f"one of the keys {sorted(allowed)}")
     layer = raw.get("layer", {})
     op = layer.get("op", "gemm")
     if op not in _OPS:
@@ -125,11 +148,9 @@ def _get(ctx, table, key, prefix, default=None):
 def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
     """A Datapath from the [datapath] and [output] tables of a spec."""
     ctx = ctx or _Ctx("", None)
-    allowed_dp = {"a", "b", "a_zero_point", "b_zero_point", "zero_point_bits", "product", "product_rounding",
-                  "product_overflow", "bias_preload", "accumulator", "order"}
     for k in dp_table:
-        if k not in allowed_dp:
-            ctx.fail(f"datapath.{k}", dp_table[k], f"one of the keys {sorted(allowed_dp)}")
+        if k not in _KEYS["datapath"]:
+            ctx.fail(f"datapath.{k}", dp_table[k], f"one of the keys {sorted(_KEYS['datapath'])}")
     acc_t = dp_table.get("accumulator", {})
     ord_t = dp_table.get("order", {})
     rq_t = out_table.get("requant")
@@ -154,8 +175,14 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
     for prefix, table, key, check in checks:
         if key in table:
             attempt(f"{prefix}.{key}", lambda: check(table[key]))
+    acc_fmt = attempt("datapath.accumulator.format", lambda: parse_format(acc_t.get("format", "int32"),
+                                                                          argument="format"))
+    is_float = isinstance(acc_fmt, Float)
     acc = attempt("datapath.accumulator.format", lambda: Accumulator(
-        acc_t.get("format", "int32"), overflow=acc_t.get("overflow", "wrap"), rounding=acc_t.get("rounding", "floor")))
+        acc_fmt, overflow=acc_t.get("overflow", "ieee" if is_float else "wrap"),
+        rounding=acc_t.get("rounding", "half_even" if is_float else "floor"),
+        random_bits=acc_t.get("random_bits"), seed=acc_t.get("seed"),
+        flush_subnormals=acc_t.get("flush_subnormals", False)))
     order = attempt("datapath.order.kind", lambda: Order(
         ord_t.get("kind", "sequential"), lanes=ord_t.get("lanes", 2 if ord_t.get("kind") == "chunked" else 1),
         combine=ord_t.get("combine", "sequential"), level_bits=ord_t.get("level_bits")))
@@ -175,10 +202,22 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
         a_zero_point=dp_table.get("a_zero_point", 0), b_zero_point=dp_table.get("b_zero_point", 0),
         zero_point_bits=dp_table.get("zero_point_bits"), product=dp_table.get("product"),
         product_rounding=dp_table.get("product_rounding", "floor"),
-        product_overflow=dp_table.get("product_overflow", "wrap"), bias_preload=dp_table.get("bias_preload", True)))
+        product_overflow=dp_table.get("product_overflow", "wrap"), bias_preload=dp_table.get("bias_preload", True),
+        fused=dp_table.get("fused", False)))
 
 
-def _random_codes(rng, fmt: Fixed, shape, dist, std):
+def _random_codes(rng, fmt, shape, dist, std):
+    """Random operands on ``fmt``'s grid. Fixed: integer codes (std in codes). Float: values drawn in
+    units of the format's largest finite value (std as a fraction of it, default 1/4), then rounded
+    to the format (half-even, saturating)."""
+    if isinstance(fmt, Float):
+        from .quantize import quantize
+        scale = fmt.max
+        if dist == "normal":
+            x = rng.normal(0.0, (std if std else 0.25) * scale, size=shape)
+        else:
+            x = rng.uniform(fmt.min if fmt.signed else 0.0, scale, size=shape)
+        return quantize(x, fmt, rounding="half_even", overflow="saturate")
     if dist == "normal":
         c = np.rint(rng.normal(0.0, std if std else (fmt.max_code - fmt.min_code) / 6, size=shape))
         c = np.clip(c, fmt.min_code, fmt.max_code).astype(np.int64)
@@ -209,7 +248,7 @@ def make_data(spec: LayerSpec):
         if not ("a" in d and "b" in d):
             raise SpecError("data: give both a and b files, or neither")
         A, B = _load_array(spec, "a"), _load_array(spec, "b")
-        bias = _load_array(spec, "bias") if "bias" in d else None
+        bias = _load_array(spec, "bias") if isinstance(d.get("bias"), str) else None
         return A, B, bias
     rng = np.random.default_rng(int(d.get("seed", 0)))
     dist = d.get("distribution", "uniform")
@@ -225,7 +264,9 @@ def make_data(spec: LayerSpec):
         B = _random_codes(rng, dp.b, (s["out_channels"], s["in_channels"] // s.get("groups", 1), k, k), dist, std)
         n_bias = s["out_channels"]
     bias = None
-    if d.get("bias", False) is True:
+    if d.get("bias", False) is True and isinstance(dp.accumulator.fmt, Float):
+        bias = _random_codes(rng, dp.accumulator.fmt, n_bias, "normal", 2.0 ** -8)
+    elif d.get("bias", False) is True:
         acc = dp.accumulator.fmt
         span = 1 << max(1, min(acc.bits - 4, 16))
         bias = np.ldexp(rng.integers(-span, span, size=n_bias).astype(np.float64), -acc.frac)

@@ -62,6 +62,9 @@ def _metrics(spec_raw, spec_path, config, data):
 def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True):
     """Run every configuration; returns {"rows": [...], "narrowest_exact": {...}, "bounds": {...}}."""
     from .spec import make_data
+    if not isinstance(spec.datapath.accumulator.fmt, Fixed):
+        raise ValueError(f"an accumulator width sweep needs a Fixed accumulator; the spec's accumulator is "
+                         f"{spec.datapath.accumulator.fmt}")
     data = make_data(spec)
     rows = [None] * len(configs)
     bar = None
@@ -101,8 +104,13 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True):
 
 
 def layer_bounds(spec, data):
+    """The analytical widths beside a sweep: worst case (formats and K), data-dependent (the actual
+    weights over the whole input range) and the l1-norm bound; None where an operand is not Fixed."""
     dp = spec.datapath
     A, B, bias = data
+    if not (isinstance(dp.a, Fixed) and isinstance(dp.b, Fixed)):
+        K = A.shape[1] if spec.op == "gemm" else int(np.prod(B.shape[1:]))
+        return {"worst_case_bits": None, "data_dependent_bits": None, "l1_norm_bits": None, "K": int(K)}
     if spec.op == "gemm":
         K = A.shape[1]
         W = np.rint(np.ldexp(B, dp.b.frac)).astype(np.int64)
@@ -141,8 +149,9 @@ def plot_sweep(result, path):
         ax2.plot(x, [min(r["sqnr_db"], 200) for r in rs], marker="o", label=f"{order}, {ov}")
     b = result["bounds"]
     for ax in (ax1, ax2):
-        ax.axvline(b["worst_case_bits"], color="k", ls="--", lw=0.8, label="worst case")
-        ax.axvline(b["data_dependent_bits"], color="g", ls=":", lw=0.8, label="data-dependent")
+        if b["worst_case_bits"] is not None:
+            ax.axvline(b["worst_case_bits"], color="k", ls="--", lw=0.8, label="worst case")
+            ax.axvline(b["data_dependent_bits"], color="g", ls=":", lw=0.8, label="data-dependent")
         ax.set_xlabel("accumulator bits")
         ax.grid(alpha=0.3)
     ax1.set_ylabel("outputs differing from exact (%)")
