@@ -1,5 +1,20 @@
-"""fxsim: a bit-accurate numerics simulator for neural-network accelerator datapaths."""
+"""fxsim: a bit-accurate numerics simulator for neural-network accelerator datapaths.
+
+What fxsim computes is, bit for bit, what the hardware datapath computes.
+
+    import numpy as np, fxsim
+    dp = fxsim.Datapath(a="int8", b="int8", accumulator=fxsim.Accumulator("int16", overflow="saturate"))
+    r = fxsim.gemm(A, B, dp, trace=(0, 0))     # r.values, r.acc, r.overflow_count, r.traces[(0, 0)]
+"""
 __version__ = "0.1.0"
 
 from .modes import Overflow, Rounding  # noqa: F401
 from .formats import Fixed, Float, Int, parse_format  # noqa: F401
+from .quantize import quantize, quantize_to_codes  # noqa: F401
+from .datapath import Accumulator, Datapath, Order, OutputStage, Requant  # noqa: F401
+from .result import GemmResult  # noqa: F401
+from .ops.gemm import gemm  # noqa: F401
+from .ops.conv import conv2d  # noqa: F401
+
+__all__ = ["Overflow", "Rounding", "Fixed", "Float", "Int", "parse_format", "quantize", "quantize_to_codes",
+           "Accumulator", "Datapath", "Order", "OutputStage", "Requant", "GemmResult", "gemm", "conv2d"]
