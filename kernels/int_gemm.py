@@ -295,21 +295,24 @@ def saturate_sequential_kernel(A, Bt, init, shift, lo, hi, rows, cols, acc_out, 
 
 
 @nb.njit(cache=True, parallel=True)
-def prefix_block_check(cum, S, na, nb, L, limit, unsafe):
-    """One block of K in the sequential-order saturation test (see fxsim.ops.gemm, shortcut 4).
+def prefix_block_check(init, S, na, nbn, L, limit, cum, unsafe):
+    """The sequential-order saturation test of fxsim.ops.gemm (shortcut 4), all blocks of K at once.
 
-    Every partial sum inside the block lies within cum +- ||a_i,block|| * ||b_block,j|| (Cauchy-Schwarz);
-    flag the outputs where that interval can leave [-limit, limit], then advance cum by the exact block
-    sum S (float64 from BLAS, exact integers) aligned by a left shift L. The float bound is inflated by
-    2**-40 relative (it carries at most a few roundings of 2**-53) and rounded up."""
-    M, N = cum.shape
+    S[q] holds the exact block sums (float64 from BLAS, exact integers), na[q]/nbn[q] the row/column
+    norms of block q. Every partial sum inside block q lies within cum +- na[q, i] * nbn[q, j]
+    (Cauchy-Schwarz), where cum = init + the sums of the blocks before q, aligned by a left shift L.
+    Flag the outputs where that interval can leave [-limit, limit]; cum ends as the exact sum. The float
+    bound is inflated by 2**-40 relative (it carries at most a few roundings of 2**-53) and rounded up."""
+    Q, M, N = S.shape
     scale = 2.0 ** L * (1.0 + 2.0 ** -40)
     for i in nb.prange(M):
         for j in range(N):
-            c = cum[i, j]
-            b = na[i] * nb[j] * scale
-            if b >= 4.0e18:
-                unsafe[i, j] = True
-            elif abs(c) + np.int64(b) + 1 > limit:
-                unsafe[i, j] = True
-            cum[i, j] = c + (np.int64(S[i, j]) << L)
+            c = init[i, j]
+            bad = False
+            for q in range(Q):
+                b = na[q, i] * nbn[q, j] * scale
+                if b >= 4.0e18 or abs(c) + np.int64(b) + 1 > limit:
+                    bad = True
+                c += np.int64(S[q, i, j]) << L
+            cum[i, j] = c
+            unsafe[i, j] = bad

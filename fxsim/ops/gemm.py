@@ -187,29 +187,32 @@ def _bias_codes(bias, fmt: Fixed, shape, argument="bias"):
                          "(give one value per output column, or a full (M, N) array)") from None
 
 
-_BLOCK = 64
+_BLOCK = 32
 
 
 def _sequential_prefix_test(Ae, Bt, init, L, limit):
-    """Shortcut 4 (sequential order): split K into blocks of 64; the exact running sum before each block
+    """Shortcut 4 (sequential order): split K into blocks of 32; the exact running sum before each block
     (BLAS, exact by shortcut 1) plus the Cauchy-Schwarz bound ||a_i,blk||*||b_blk,j|| on any partial sum
     inside the block encloses every partial sum the sequential accumulator sees. Where no enclosure leaves
     [-limit, limit], no addition overflows and the result is the exact sum; only the flagged outputs need
     the cycle-accurate kernel. Returns (exact sums in accumulator LSBs, flagged outputs)."""
     M, Kd = Ae.shape
     N = Bt.shape[0]
-    Af = Ae.astype(np.float64)
-    Bf = np.ascontiguousarray(Bt.T.astype(np.float64))
-    cum = init.copy()
-    unsafe = np.zeros((M, N), dtype=np.bool_)
-    for k0 in range(0, Kd, _BLOCK):
-        a = Af[:, k0:k0 + _BLOCK]
-        b = Bf[k0:k0 + _BLOCK]
-        na = np.sqrt(np.einsum("ik,ik->i", a, a))     # sums of squares < 2**53: exact; sqrt correctly rounded
-        nb_ = np.sqrt(np.einsum("kj,kj->j", b, b))
-        K.prefix_block_check(cum, a @ b, na, nb_, L, limit, unsafe)
-    if Kd == 0:
-        unsafe |= np.abs(init) > limit
+    Q = -(-Kd // _BLOCK)
+    pad = Q * _BLOCK - Kd                                           # zero products change nothing
+    Af = np.ascontiguousarray(np.pad(Ae.astype(np.float64), ((0, 0), (0, pad))).reshape(M, Q, _BLOCK)
+                              .transpose(1, 0, 2))                  # (Q, M, 32): BLAS-friendly batches
+    Bf = np.ascontiguousarray(np.pad(Bt.astype(np.float64), ((0, 0), (0, pad))).reshape(N, Q, _BLOCK)
+                              .transpose(1, 2, 0))                  # (Q, 32, N)
+    na = np.sqrt(np.einsum("qik,qik->qi", Af, Af))    # sums of squares < 2**53: exact; sqrt correctly rounded
+    nbn = np.sqrt(np.einsum("qkj,qkj->qj", Bf, Bf))
+    cum = np.empty((M, N), dtype=np.int64)
+    unsafe = np.empty((M, N), dtype=np.bool_)
+    step = max(1, (1 << 24) // max(1, Q * N))                       # rows per slab: <= 128 MiB of block sums
+    for r0 in range(0, M, step):
+        r = slice(r0, r0 + step)
+        S = np.matmul(Af[:, r], Bf)                                 # (Q, rows, N) exact block sums
+        K.prefix_block_check(init[r], S, np.ascontiguousarray(na[:, r]), nbn, L, limit, cum[r], unsafe[r])
     return cum, unsafe
 
 
@@ -257,25 +260,24 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
     T = None
     L = -plan.align_shift
     limit = min(plan.hi, -plan.lo)
+    if dp.order.kind == "tree":   # narrower adder-tree levels bound the safe range too
+        for lb in plan.levels:
+            llo, lhi = _range(int(lb), plan.signed, dp.accumulator.overflow == Overflow.SATURATE_SYMMETRIC)
+            limit = min(limit, lhi, -llo)
     levels_ok = plan.levels.size == 0 or bool(np.all(plan.levels >= plan.bits))
     wrap_all = dp.accumulator.overflow == Overflow.WRAP and levels_ok
     # the global bound K * max|a| * max|b| (Python ints) often proves everything at once, sparing |A|@|B|
     global_bound = Kd * amax * bmax
     shortcut = not stats and simple and n_out > 0
     if shortcut and global_bound < 2 ** 53:
-        Af = Ae.astype(np.float64)
-        Bf = Bt.T.astype(np.float64)
-        if not wrap_all and (global_bound << L) + imax > limit:
-            T = np.abs(Af) @ np.abs(Bf)       # exact: every partial sum <= global_bound < 2**53
+        if wrap_all or (global_bound << L) + imax <= limit:
+            T = False                          # shortcut 1 (+2 or 3) for every output at once
+        elif dp.order.kind == "sequential" and _BLOCK * max(amax, bmax) ** 2 < 2 ** 53:
+            T = "blocks"                       # shortcut 4
         else:
-            T = False
-    elif shortcut and dp.order.kind == "sequential" and not wrap_all and global_bound < 2 ** 53 and \
-            _BLOCK * max(amax, bmax) ** 2 < 2 ** 53:
-        T = "blocks"
+            T = np.abs(Ae).astype(np.float64) @ np.abs(Bt.T).astype(np.float64)   # exact: sums < 2**53
     elif shortcut:
-        Af = Ae.astype(np.float64)
-        Bf = Bt.T.astype(np.float64)
-        T = np.abs(Af) @ np.abs(Bf)
+        T = np.abs(Ae).astype(np.float64) @ np.abs(Bt.T).astype(np.float64)
         if not T.max(initial=0.0) < 2.0 ** 53:   # shortcut 1's test; otherwise run the kernel
             T = None
     if isinstance(T, str):
@@ -284,7 +286,7 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
         rows, cols = (v.astype(np.int64) for v in np.nonzero(unsafe))
         _saturating_kernel(dp, plan, Ae, Bt, init, L, rows, cols, acc, nov)
     elif T is not None:
-        S = (Af @ Bf).astype(np.int64)
+        S = (Ae.astype(np.float64) @ Bt.T.astype(np.float64)).astype(np.int64)
         exact = (S << L) + init
         if wrap_all:
             acc = register_overflow(exact, plan.bits, plan.signed, Overflow.WRAP)
