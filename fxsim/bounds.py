@@ -1,6 +1,7 @@
 """Accumulator width analysis, in Python integers (never float: FINN issue 1517 lost a bit that way).
 
-- ``worst_case_bits``: from the operand formats and K alone.
+- ``worst_case_bits``: from the operand formats and K alone (the exact range of every partial sum).
+- ``symmetric_bits``: the textbook rule, smallest W with 2**(W-1) - 1 >= K * max|product|.
 - ``data_bits``: from known weights, over every input in the operand range (FINN-style): exact.
 - ``l1_bits``: the accumulator-aware-quantization bound (A2Q, Colbert et al. 2023): ||w||_1 * max|x|.
 """
@@ -10,7 +11,7 @@ import numpy as np
 
 from .formats import Fixed
 
-__all__ = ["signed_bits_for_range", "worst_case_bits", "data_bits", "l1_bits"]
+__all__ = ["signed_bits_for_range", "worst_case_bits", "symmetric_bits", "data_bits", "l1_bits"]
 
 
 def signed_bits_for_range(lo: int, hi: int) -> int:
@@ -28,6 +29,7 @@ def _code_range(fmt: Fixed, zero_point: int = 0):
 
 def worst_case_bits(a: Fixed, b: Fixed, K: int, *, a_zero_point=0, b_zero_point=0, bias_range=(0, 0)) -> int:
     """Signed accumulator width that holds every partial sum of any K-term dot product of a and b codes."""
+    _check_k(K)
     alo, ahi = _code_range(a, a_zero_point)
     blo, bhi = _code_range(b, b_zero_point)
     corners = [alo * blo, alo * bhi, ahi * blo, ahi * bhi]
@@ -35,6 +37,25 @@ def worst_case_bits(a: Fixed, b: Fixed, K: int, *, a_zero_point=0, b_zero_point=
     lo = K * min(pmin, 0) + min(int(bias_range[0]), 0)
     hi = K * max(pmax, 0) + max(int(bias_range[1]), 0)
     return signed_bits_for_range(lo, hi)
+
+
+def symmetric_bits(a: Fixed, b: Fixed, K: int, *, a_zero_point=0, b_zero_point=0) -> int:
+    """Smallest W with 2**(W-1) - 1 >= K * max|a*b| (a symmetric register sized for the largest product
+    magnitude; at most one bit wider than ``worst_case_bits``)."""
+    _check_k(K)
+    alo, ahi = _code_range(a, a_zero_point)
+    blo, bhi = _code_range(b, b_zero_point)
+    pmax = max(abs(alo), abs(ahi)) * max(abs(blo), abs(bhi))
+    need = K * pmax
+    w = 1
+    while (1 << (w - 1)) - 1 < need:
+        w += 1
+    return w
+
+
+def _check_k(K):
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
+        raise ValueError(f"K must be a positive integer (terms per dot product), got {K!r}")
 
 
 def data_bits(weights, a: Fixed, *, a_zero_point=0) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The ``fxsim`` command: formats, run, sweep, export, verify, demo.
 
-Exit codes: 0 success; 1 a verification found mismatches; 2 bad input (spec, arguments, existing output).
+Exit codes: 0 success; 1 a verification found mismatches or checksum failures; 2 bad input (spec,
+arguments, missing files, an output directory that exists without --force).
 """
 from __future__ import annotations
 
@@ -196,7 +197,10 @@ def cmd_demo(args):
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:          # --help (0) or a usage error (2), already printed by argparse
+        return int(exc.code or 0)
     from .spec import SpecError
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
                 "verify": cmd_verify, "demo": cmd_demo}

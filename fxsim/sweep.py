@@ -22,6 +22,18 @@ __all__ = ["sweep_configs", "run_sweep", "write_sweep", "plot_sweep"]
 
 
 def sweep_configs(bits, overflows=("saturate", "wrap"), orders=("sequential",), lanes=4):
+    """Every (order, overflow, width) combination as a list of plain dicts (picklable, JSON-able)."""
+    from .modes import Overflow
+    for ov in overflows:
+        Overflow.parse(ov, argument="overflow")
+    for o in orders:
+        if o not in ("sequential", "tree", "chunked"):
+            raise ValueError(f"order must be one of ('sequential', 'tree', 'chunked'), got {o!r}")
+    for b in bits:
+        if isinstance(b, bool) or not 2 <= int(b) <= 62:
+            raise ValueError(f"accumulator bits must be in 2..62, got {b!r}")
+    if isinstance(lanes, bool) or int(lanes) < 1:
+        raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
     out = []
     for o in orders:
         for ov in overflows:

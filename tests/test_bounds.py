@@ -47,3 +47,37 @@ def test_data_bound_is_exact_over_all_inputs(ws, signed_a):
     W = np.array(ws).reshape(-1, 1)
     assert data_bits(W, a)[0] == _need(partials)
     assert l1_bits(W, a)[0] >= data_bits(W, a)[0]
+
+
+@settings(max_examples=40)
+@given(abits=st.integers(2, 3), bbits=st.integers(2, 3), asg=st.booleans(), bsg=st.booleans(), K=st.integers(1, 3),
+       azp=st.integers(-2, 2), bzp=st.integers(-2, 2))
+def test_zero_points_and_the_textbook_rule_against_brute_force(abits, bbits, asg, bsg, K, azp, bzp):
+    from fxsim.bounds import symmetric_bits
+    a, b = Fixed(abits, 0, asg), Fixed(bbits, 0, bsg)
+    avals = [x - azp for x in range(a.min_code, a.max_code + 1)]
+    bvals = [w - bzp for w in range(b.min_code, b.max_code + 1)]
+    worst = K * max(abs(x * w) for x in avals for w in bvals)
+    W = 1
+    while 2 ** (W - 1) - 1 < worst:       # the textbook rule, literally
+        W += 1
+    assert symmetric_bits(a, b, K, a_zero_point=azp, b_zero_point=bzp) == W
+    lo = K * min(min(x * w for x in avals for w in bvals), 0)
+    hi = K * max(max(x * w for x in avals for w in bvals), 0)
+    assert worst_case_bits(a, b, K, a_zero_point=azp, b_zero_point=bzp) == _need([lo, hi])
+    assert worst_case_bits(a, b, K, a_zero_point=azp, b_zero_point=bzp) <= W
+
+
+def test_hand_derived_bounds():
+    # weights (3, -5) and int4 inputs (-8..7): partial sums reach 3*-8 + -5*7 = -59 and 3*7 + -5*-8 = 61 -> 7 bits;
+    # the l1 bound (3 + 5) * 8 = 64 needs 8 bits; the worst case for int4 x int4, K = 2: 2 * 64 = 128 -> 9 bits
+    W = np.array([[3], [-5]])
+    assert data_bits(W, Fixed(4))[0] == 7
+    assert l1_bits(W, Fixed(4))[0] == 8
+    assert worst_case_bits(Fixed(4), Fixed(4), 2) == 9
+    # uint8 activations x int8 weights, K = 64: products in [-32640, 32385] -> [-2088960, 2072640] -> 22 bits
+    assert worst_case_bits(Fixed(8, 0, False), Fixed(8), 64) == 22
+    assert signed_bits_for_range(-1, 0) == 1 and signed_bits_for_range(0, 1) == 2
+    import pytest
+    with pytest.raises(ValueError, match="K must be a positive integer"):
+        worst_case_bits(Fixed(8), Fixed(8), 0)

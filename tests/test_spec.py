@@ -1,0 +1,139 @@
+"""TOML layer specs: every table and key, data sources, and errors that name key, value, allowed and line."""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from fxsim.datapath import Datapath
+from fxsim.formats import Fixed, Float, parse_format
+from fxsim.spec import SpecError, load_spec, make_data, parse_spec, run_layer
+from tests.workflow_specs import E4M3_GEMM, INT8_GEMM
+
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+
+
+def test_int8_spec_builds_the_datapath_it_describes():
+    spec = parse_spec(INT8_GEMM)
+    dp = spec.datapath
+    assert isinstance(dp, Datapath) and spec.op == "gemm"
+    assert dp.a == Fixed(8) and dp.b == Fixed(8) and dp.accumulator.fmt == Fixed(14)
+    assert dp.accumulator.overflow.name == "SATURATE" and dp.order.kind == "sequential"
+    assert dp.output.fmt == Fixed(8) and dp.output.requant.multiplier == 3 and dp.output.requant.shift == 7
+    A, B, bias = make_data(spec)
+    assert A.shape == (3, 20) and B.shape == (20, 4) and bias.shape == (4,)
+    for x in (A, B):      # integer codes in int8's range
+        assert np.array_equal(x, np.rint(x)) and x.min() >= -128 and x.max() <= 127
+    A2, B2, bias2 = make_data(parse_spec(INT8_GEMM))
+    assert np.array_equal(A, A2) and np.array_equal(B, B2) and np.array_equal(bias, bias2)   # seeded
+
+
+@pytest.mark.parametrize("edit,pattern", [
+    (('overflow = "saturate"', 'overflow = "clampy"'),
+     r"<spec>:18: datapath.accumulator.overflow: overflow must be .*got 'clampy'"),
+    (('op = "gemm"', 'op = "matmul"'), r"<spec>:3: layer.op = 'matmul' is not allowed; expected one of"),
+    (("K = 20", "K = -3"), r"<spec>:6: shape.K = -3 is not allowed; expected a positive integer"),
+    (("K = 20", "K = 2.5"), r"shape.K = 2.5 is not allowed; expected a positive integer"),
+    (("M = 3", "M = 3\nQ = 1"), r"<spec>:6: shape.Q = 1 is not allowed; expected one of the keys \["),
+    (('format = "int14"', 'format = "int14"\nwidth = 3'), r"<spec>:18: datapath.accumulator.width = 3 is not"),
+    (('a = "int8"', 'a = "int99"'), r"<spec>:14: datapath.a: .*int99"),
+    (('distribution = "normal"', 'distribution = "cauchy"'), r"data.distribution = 'cauchy' .*'uniform' or 'normal'"),
+    (('[output]', '[outputs]'), r"outputs = .* is not allowed; expected one of the tables"),
+    (('multiplier = 3', 'multiplier = 3\nbias = 1'), r"output.requant.bias = 1 is not allowed"),
+])
+def test_spec_errors_name_key_value_allowed_and_line(edit, pattern):
+    with pytest.raises(SpecError, match=pattern):
+        parse_spec(INT8_GEMM.replace(*edit))
+
+
+def test_invalid_toml_and_missing_files_are_spec_errors(tmp_path):
+    with pytest.raises(SpecError, match="not valid TOML"):
+        parse_spec("[layer\nop=1")
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "nope.toml")
+    spec = tmp_path / "s.toml"
+    spec.write_text('[data]\nnpz = "missing.npz"\n')
+    with pytest.raises(SpecError, match=r"data.npz = 'missing.npz'.*does not exist"):
+        make_data(load_spec(spec))
+    assert isinstance(SpecError("x"), ValueError)
+
+
+def test_data_from_npy_and_npz_files_relative_to_the_spec(tmp_path):
+    rng = np.random.default_rng(0)
+    A = rng.integers(-8, 8, (5, 7)).astype(np.float64)
+    B = rng.integers(-8, 8, (7, 3)).astype(np.float64)
+    bias = np.array([5.0, -9.0, 100.0])
+    np.save(tmp_path / "x.npy", A)
+    np.save(tmp_path / "w.npy", B)
+    np.save(tmp_path / "bias.npy", bias)
+    np.savez(tmp_path / "layer.npz", a=A, b=B, bias=bias)
+    tail = '[datapath]\na = "int4"\nb = "int4"\n[datapath.accumulator]\nformat = "int9"\noverflow = "wrap"\n'
+    (tmp_path / "npy.toml").write_text('[data]\na = "x.npy"\nb = "w.npy"\nbias = "bias.npy"\n' + tail)
+    (tmp_path / "npz.toml").write_text('[data]\nnpz = "layer.npz"\n' + tail)
+    for name in ("npy.toml", "npz.toml"):
+        spec = load_spec(tmp_path / name)
+        res, (A2, B2, bias2) = run_layer(spec)
+        assert np.array_equal(A2, A) and np.array_equal(B2, B) and np.array_equal(bias2, bias)
+        # independent check: 9-bit wrap of the exact dot products in k order, bias preloaded
+        for i in range(5):
+            for j in range(3):
+                acc = int(bias[j])
+                for k in range(7):
+                    acc = ((acc + int(A[i, k]) * int(B[k, j]) + 256) % 512) - 256
+                assert res.acc[i, j] == acc
+    (tmp_path / "half.toml").write_text('[data]\na = "x.npy"\n' + tail)
+    with pytest.raises(SpecError, match="both a and b"):
+        make_data(load_spec(tmp_path / "half.toml"))
+
+
+def test_conv2d_spec_matches_a_literal_convolution():
+    spec = parse_spec("""
+[layer]
+op = "conv2d"
+[shape]
+batch = 1
+in_channels = 2
+height = 5
+width = 4
+out_channels = 3
+kernel = 3
+padding = 1
+stride = 2
+[data]
+seed = 4
+[datapath]
+a = "int4"
+b = "int4"
+[datapath.accumulator]
+format = "int32"
+""")
+    res, (x, w, _) = run_layer(spec)
+    assert x.shape == (1, 2, 5, 4) and w.shape == (3, 2, 3, 3)
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    Ho, Wo = (5 + 2 - 3) // 2 + 1, (4 + 2 - 3) // 2 + 1
+    want = np.zeros((1, 3, Ho, Wo), dtype=np.int64)
+    for o in range(3):
+        for y in range(Ho):
+            for z in range(Wo):
+                want[0, o, y, z] = int(np.sum(xp[0, :, 2 * y:2 * y + 3, 2 * z:2 * z + 3] * w[o].astype(np.int64)))
+    assert np.array_equal(np.asarray(res.acc).reshape(want.shape), want)
+
+
+def test_float_spec_draws_operands_on_the_format_grids():
+    spec = parse_spec(E4M3_GEMM)
+    dp = spec.datapath
+    assert isinstance(dp.a, Float) and isinstance(dp.accumulator.fmt, Float)
+    assert dp.accumulator.rounding.name == "HALF_EVEN" and dp.accumulator.overflow.name == "IEEE"
+    A, B, bias = make_data(spec)
+    for x, fmt in ((A, dp.a), (B, dp.b), (bias, dp.accumulator.fmt)):
+        assert np.array_equal(fmt.decode(fmt.encode(x)), x)     # every value representable
+    assert len(np.unique(A)) > 10
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "examples", "*.toml")))
+                         + [os.path.join(ROOT, "fxsim", "data", "digits_fc.toml")])
+def test_every_shipped_spec_runs(path):
+    spec = load_spec(path)
+    res, _ = run_layer(spec)
+    assert res.values.size > 0
+    assert str(parse_format(str(spec.datapath.accumulator.fmt))) == str(spec.datapath.accumulator.fmt)

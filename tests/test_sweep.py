@@ -1,0 +1,73 @@
+"""Accumulator sweeps: the narrowest exact width, the bounds beside it, files written, and identical
+results serially, in a local process pool and on a real Dask cluster on loopback."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from fxsim.bounds import data_bits, worst_case_bits
+from fxsim.export import verify_dir
+from fxsim.formats import Fixed
+from fxsim.spec import parse_spec, run_layer
+from fxsim.sweep import format_table, run_sweep, sweep_configs, write_sweep
+from tests.workflow_specs import E4M3_GEMM, INT8_GEMM
+
+
+def test_sweep_finds_the_narrowest_exact_accumulator_and_the_bounds(tmp_path):
+    spec = parse_spec(INT8_GEMM.replace("bias = true", "bias = false"))
+    res = run_sweep(spec, sweep_configs(range(10, 22), ("saturate", "wrap")), workers=1, progress=False)
+    sim, (A, B, _) = run_layer(spec)
+    need = int(sim.bits_needed.max())          # from the exact partial sums of this data
+    assert res["narrowest_exact"]["sequential/saturate"] <= need
+    sat = {r["acc_bits"]: r for r in res["rows"] if r["overflow"] == "saturate"}
+    assert sat[need]["overflow_events"] == 0 and sat[need]["share_differing"] == 0 and sat[need]["sqnr_db"] == float("inf")
+    assert sat[need - 1]["overflow_events"] > 0
+    assert all(sat[b]["share_differing"] == 0 for b in range(need, 22))
+    b = res["bounds"]
+    assert b["worst_case_bits"] == worst_case_bits(Fixed(8), Fixed(8), 20) == 20   # 20 * 2**14 < 2**19
+    assert b["data_dependent_bits"] == int(data_bits(B.astype(np.int64), Fixed(8)).max())
+    assert b["worst_case_bits"] >= b["data_dependent_bits"] >= need
+    write_sweep(res, str(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    assert len(rows) == 24 and {"acc_bits", "overflow", "share_differing", "overflow_events", "max_abs_error",
+                                "sqnr_db"} <= set(rows[0])
+    assert json.loads((tmp_path / "sweep.json").read_text())["narrowest_exact"] == res["narrowest_exact"]
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "narrowest bit-exact accumulator" in format_table(res)
+
+
+def test_sweep_rejects_what_it_cannot_sweep():
+    with pytest.raises(ValueError, match="Fixed accumulator"):
+        run_sweep(parse_spec(E4M3_GEMM), sweep_configs([12]), workers=1, progress=False)
+    with pytest.raises(ValueError, match="overflow"):
+        sweep_configs([12], ("explode",))
+    with pytest.raises(ValueError, match="order must be one of"):
+        sweep_configs([12], orders=("zigzag",))
+    with pytest.raises(ValueError, match="2..62"):
+        sweep_configs([70])
+
+
+def test_sweep_in_processes_and_on_a_local_dask_cluster_equals_serial():
+    from distributed import LocalCluster
+    spec = parse_spec(INT8_GEMM)
+    configs = sweep_configs(range(12, 17), ("saturate", "wrap"), ("sequential", "chunked"), lanes=3)
+    serial = run_sweep(spec, configs, workers=1, progress=False)
+    pooled = run_sweep(spec, configs, workers=2, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        dask = run_sweep(spec, configs, scheduler=cluster.scheduler_address, progress=False)
+    key = lambda r: json.dumps(r, sort_keys=True, default=str)   # noqa: E731
+    assert key(serial) == key(pooled) == key(dask)
+    assert len({r["share_differing"] for r in serial["rows"]}) > 1    # the widths really differ
+
+
+def test_demo_writes_every_artifact(tmp_path):
+    from fxsim.demo import run_demo
+    report = run_demo(tmp_path / "demo", quick=True)
+    for f in ("sweep.csv", "sweep.json", "sweep.png", "report.json", "golden/manifest.json", "golden/trace_0_0.hex"):
+        assert (tmp_path / "demo" / f).exists(), f
+    assert report["sweep"]["narrowest_exact"]
+    assert verify_dir(str(tmp_path / "demo" / "golden")) == []
+    with pytest.raises(FileExistsError):
+        run_demo(tmp_path / "demo", quick=True)
