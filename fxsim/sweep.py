@@ -107,12 +107,23 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True):
                     bar.update()
     if bar:
         bar.close()
-    narrowest = {}
-    for r in rows:
-        key = f"{r['order']}/{r['overflow']}"
-        if r["share_differing"] == 0:
-            narrowest[key] = min(narrowest.get(key, 10 ** 9), r["acc_bits"])
-    return {"rows": rows, "narrowest_exact": narrowest, "bounds": layer_bounds(spec, data)}
+    return {"rows": rows, "narrowest_exact": narrowest_exact(rows), "bounds": layer_bounds(spec, data)}
+
+
+def narrowest_exact(rows) -> dict:
+    """Per "order/overflow": the smallest swept width from which every wider swept width is bit-exact
+    (a wrapping accumulator can be exact by luck at one width and not at the next)."""
+    out = {}
+    for key in sorted({f"{r['order']}/{r['overflow']}" for r in rows}):
+        rs = sorted((r for r in rows if f"{r['order']}/{r['overflow']}" == key), key=lambda r: -r["acc_bits"])
+        best = None
+        for r in rs:
+            if r["share_differing"] != 0:
+                break
+            best = r["acc_bits"]
+        if best is not None:
+            out[key] = best
+    return out
 
 
 def layer_bounds(spec, data):
@@ -148,29 +159,35 @@ def write_sweep(result, directory):
 
 
 def plot_sweep(result, path):
+    """PNG: share of outputs differing from exact, overflow events, max abs error and SQNR against
+    accumulator bits, one line per order/overflow, the analytical bounds as vertical lines."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = result["rows"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    rows = [r for r in result["rows"] if not r.get("error")]   # widths that cannot even hold the bias
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    panels = [("share_differing", "outputs differing from exact (%)", lambda v: 100 * v, "linear"),
+              ("overflow_events", "overflow events (wrap or saturation)", lambda v: v, "symlog"),
+              ("max_abs_error", "max abs error vs exact", lambda v: v, "symlog"),
+              ("sqnr_db", "SQNR vs exact (dB, bit-exact drawn at 200)", lambda v: min(v, 200.0), "linear")]
     keys = sorted({(r["order"], r["overflow"]) for r in rows})
-    for order, ov in keys:
-        rs = sorted((r for r in rows if r["order"] == order and r["overflow"] == ov), key=lambda r: r["acc_bits"])
-        x = [r["acc_bits"] for r in rs]
-        ax1.plot(x, [100 * r["share_differing"] for r in rs], marker="o", label=f"{order}, {ov}")
-        ax2.plot(x, [min(r["sqnr_db"], 200) for r in rs], marker="o", label=f"{order}, {ov}")
     b = result["bounds"]
-    for ax in (ax1, ax2):
-        if b["worst_case_bits"] is not None:
+    for ax, (field, label, f, scale) in zip(axes.ravel(), panels):
+        for order, ov in keys:
+            rs = sorted((r for r in rows if r["order"] == order and r["overflow"] == ov), key=lambda r: r["acc_bits"])
+            ax.plot([r["acc_bits"] for r in rs], [f(r[field]) for r in rs], marker="o", ms=3, label=f"{order}, {ov}")
+        if b.get("worst_case_bits") is not None:
             ax.axvline(b["worst_case_bits"], color="k", ls="--", lw=0.8, label="worst case")
             ax.axvline(b["data_dependent_bits"], color="g", ls=":", lw=0.8, label="data-dependent")
+        if scale == "symlog":
+            ax.set_yscale("symlog", linthresh=1)
+            ax.set_ylim(bottom=0)
         ax.set_xlabel("accumulator bits")
+        ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    ax1.set_ylabel("outputs differing from exact (%)")
-    ax2.set_ylabel("SQNR vs exact (dB, capped at 200)")
-    ax1.legend(fontsize=7)
+    axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

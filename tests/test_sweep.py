@@ -71,3 +71,11 @@ def test_demo_writes_every_artifact(tmp_path):
     assert verify_dir(str(tmp_path / "demo" / "golden")) == []
     with pytest.raises(FileExistsError):
         run_demo(tmp_path / "demo", quick=True)
+
+
+def test_narrowest_exact_needs_every_wider_width_exact():
+    from fxsim.sweep import narrowest_exact
+    rows = [{"order": "sequential", "overflow": "wrap", "acc_bits": b, "share_differing": d}
+            for b, d in ((14, 0.0), (15, 0.5), (16, 0.0), (17, 0.0))]      # exact at 14 by luck of the wrap
+    rows += [{"order": "sequential", "overflow": "saturate", "acc_bits": b, "share_differing": 0.1} for b in (16, 17)]
+    assert narrowest_exact(rows) == {"sequential/wrap": 16}
