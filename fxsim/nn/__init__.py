@@ -1,0 +1,245 @@
+"""A small layer API to train with, every GEMM running through a bit-exact datapath.
+
+    model = Sequential([Conv2d(1, 8, 3, padding=1), ReLU(), MaxPool2d(2), Flatten(), Linear(128, 10)])
+    model.configure(get_recipe("luq"), seed=0)
+    logits = model.forward(x); loss, dlogits = softmax_cross_entropy(logits, labels)
+    model.backward(dlogits); SGD(model, lr=0.1, momentum=0.9).step()
+
+Each layer keeps, after every call, per-op statistics in ``layer.stats``: accumulator overflow events of
+each GEMM and how many gradient values underflowed to zero when quantized.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops.backward import conv2d_backward, conv2d_lowered, linear_backward, relu_backward
+from ..ops.gemm import gemm
+from ..ops.pool import maxpool2d, maxpool2d_backward
+from ..quantize import quantize
+from ..recipes import Recipe
+
+__all__ = ["Linear", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Sequential", "SGD", "softmax_cross_entropy"]
+
+
+class Layer:
+    params: tuple = ()
+
+    def configure(self, recipe: Recipe, seed: int):
+        self.recipe = recipe
+        self.seed = seed
+        self.calls = 0
+        self.stats = {}
+
+    def _seed(self):
+        self.calls += 1
+        return (self.seed * 1_000_003 + self.calls) % (2 ** 62)
+
+
+def _overflows(res):
+    return int(res.overflow_count.sum())
+
+
+class _GemmLayer(Layer):
+    """Shared quantize -> datapath -> rescale logic of Linear and Conv2d."""
+
+    def _q(self, quantizer, x):
+        if quantizer is None:
+            return np.asarray(x, dtype=np.float64), 1.0, 0
+        return quantizer(x, seed=self._seed())
+
+    def _forward_operands(self, x):
+        r = self.recipe
+        xq, sx, _ = self._q(r.activations, x)
+        wq, sw, _ = self._q(r.weights, self.W)
+        return xq, sx, wq, sw
+
+    def _grad(self, dy):
+        r = self.recipe
+        gq, sg, under = self._q(r.gradients, dy)
+        self.stats["gradient_underflow_to_zero"] = self.stats.get("gradient_underflow_to_zero", 0) + under
+        return gq, sg
+
+
+class Linear(_GemmLayer):
+    """y = x @ W + b, W (in, out)."""
+
+    def __init__(self, n_in, n_out, *, rng=None):
+        rng = rng or np.random.default_rng(0)
+        self.W = rng.normal(0, np.sqrt(2.0 / n_in), (n_in, n_out))
+        self.b = np.zeros(n_out)
+        self.params = ("W", "b")
+
+    def forward(self, x):
+        xq, sx, wq, sw = self._forward_operands(x)
+        self.cache = (xq, sx, wq, sw)
+        dp = self.recipe.datapath("forward")
+        if dp is None:
+            y = xq @ wq
+        else:
+            res = gemm(xq, wq, dp)
+            self.stats["forward_overflows"] = self.stats.get("forward_overflows", 0) + _overflows(res)
+            y = res.values
+        return y * (sx * sw) + self.b
+
+    def backward(self, dy, need_dx=True):
+        xq, sx, wq, sw = self.cache
+        self.db = dy.sum(axis=0)
+        r = self.recipe
+        if r.gradients is None:
+            self.dW = (xq * sx).T @ dy
+            return dy @ (wq * sw).T if need_dx else None
+        gq, sg = self._grad(dy)
+        dx, dw, st = linear_backward(xq, wq, gq, dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"),
+                                     need_dx=need_dx)
+        for k, res in st.items():
+            self.stats[f"{k}_overflows"] = self.stats.get(f"{k}_overflows", 0) + _overflows(res)
+        self.dW = dw * (sx * sg)
+        return dx * (sg * sw) if need_dx else None
+
+
+class Conv2d(_GemmLayer):
+    """y = conv2d(x, W) + b, NCHW / OIHW, groups = 1."""
+
+    def __init__(self, c_in, c_out, kernel, *, stride=1, padding=0, rng=None):
+        rng = rng or np.random.default_rng(0)
+        self.W = rng.normal(0, np.sqrt(2.0 / (c_in * kernel * kernel)), (c_out, c_in, kernel, kernel))
+        self.b = np.zeros(c_out)
+        self.stride, self.padding = stride, padding
+        self.params = ("W", "b")
+
+    def forward(self, x):
+        xq, sx, wq, sw = self._forward_operands(x)
+        self.cache = (xq, sx, wq, sw)
+        dp = self.recipe.datapath("forward")
+        if dp is None:
+            from ..ops.backward import im2col
+            cols, (OH, OW) = im2col(xq, wq.shape[2:], stride=self.stride, padding=self.padding)
+            y = (cols @ wq.reshape(wq.shape[0], -1).T).reshape(x.shape[0], OH, OW, -1).transpose(0, 3, 1, 2)
+        else:
+            y, res = conv2d_lowered(xq, wq, dp, stride=self.stride, padding=self.padding)
+            self.stats["forward_overflows"] = self.stats.get("forward_overflows", 0) + _overflows(res)
+        return y * (sx * sw) + self.b[None, :, None, None]
+
+    def backward(self, dy, need_dx=True):
+        xq, sx, wq, sw = self.cache
+        self.db = dy.sum(axis=(0, 2, 3))
+        r = self.recipe
+        if r.gradients is None:
+            from ..datapath import Accumulator, Datapath
+            exact = Datapath(a="fp32", b="fp32", accumulator=Accumulator("fp32"))   # unused: float64 path below
+            dx, dw = _conv_backward_float64(xq * sx, wq * sw, dy, self.stride, self.padding, need_dx)
+            self.dW = dw
+            return dx
+        gq, sg = self._grad(dy)
+        dx, dw, st = conv2d_backward(xq, wq, gq, stride=self.stride, padding=self.padding,
+                                     dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"), need_dx=need_dx)
+        for k, res in st.items():
+            self.stats[f"{k}_overflows"] = self.stats.get(f"{k}_overflows", 0) + _overflows(res)
+        self.dW = dw * (sx * sg)
+        return dx * (sg * sw) if need_dx else None
+
+
+def _conv_backward_float64(x, w, dy, stride, padding, need_dx):
+    from ..ops.backward import im2col
+    N = x.shape[0]
+    O, C, KH, KW = w.shape
+    cols, (OH, OW) = im2col(x, (KH, KW), stride=stride, padding=padding)
+    dy_mat = dy.transpose(0, 2, 3, 1).reshape(-1, O)
+    dw = (dy_mat.T @ cols).reshape(w.shape)
+    dx = None
+    if need_dx:
+        dcols = (dy_mat @ w.reshape(O, -1)).reshape(N, OH, OW, C, KH, KW)
+        dx = np.zeros((N, C, x.shape[2] + 2 * padding, x.shape[3] + 2 * padding))
+        for kh in range(KH):
+            for kw in range(KW):
+                dx[:, :, kh:kh + stride * OH:stride, kw:kw + stride * OW:stride] += dcols[:, :, :, :, kh, kw].transpose(0, 3, 1, 2)
+        dx = dx[:, :, padding:padding + x.shape[2], padding:padding + x.shape[3]]
+    return dx, dw
+
+
+class ReLU(Layer):
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0.0)
+
+    def backward(self, dy, need_dx=True):
+        return relu_backward(self.x, dy)
+
+
+class MaxPool2d(Layer):
+    def __init__(self, k=2):
+        self.k = k
+
+    def forward(self, x):
+        self.shape = x.shape
+        y, self.idx = maxpool2d(x, self.k)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        return maxpool2d_backward(dy, self.idx, self.k, self.shape)
+
+
+class Flatten(Layer):
+    def forward(self, x):
+        self.shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy, need_dx=True):
+        return dy.reshape(self.shape)
+
+
+class Sequential:
+    def __init__(self, layers):
+        self.layers = list(layers)
+
+    def configure(self, recipe, seed=0):
+        for i, layer in enumerate(self.layers):
+            layer.configure(recipe, seed * 101 + i)
+        return self
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for i, layer in enumerate(reversed(self.layers)):
+            dy = layer.backward(dy, need_dx=(i < len(self.layers) - 1))
+        return dy
+
+    def stats(self):
+        return {f"{i}:{type(l).__name__}": dict(l.stats) for i, l in enumerate(self.layers) if getattr(l, "stats", None)}
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean cross-entropy and its gradient (computed in float64 on the host)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    n = logits.shape[0]
+    loss = float(-np.mean(np.log(p[np.arange(n), labels] + 1e-300)))
+    g = p.copy()
+    g[np.arange(n), labels] -= 1.0
+    return loss, g / n
+
+
+class SGD:
+    """SGD with momentum; master weights are kept in ``recipe.master`` (rounded after every update)."""
+
+    def __init__(self, model: Sequential, lr=0.1, momentum=0.9, weight_decay=0.0):
+        self.model, self.lr, self.momentum, self.wd = model, lr, momentum, weight_decay
+        self.v = {}
+
+    def step(self):
+        for li, layer in enumerate(self.model.layers):
+            for name in getattr(layer, "params", ()):
+                p = getattr(layer, name)
+                g = getattr(layer, "d" + name) + self.wd * p
+                key = (li, name)
+                v = self.momentum * self.v.get(key, 0.0) + g
+                self.v[key] = v
+                new = p - self.lr * v
+                master = getattr(layer.recipe, "master", None)
+                if master is not None and layer.recipe.gradients is not None:
+                    new = quantize(new, master)
+                setattr(layer, name, new)
