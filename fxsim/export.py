@@ -207,7 +207,8 @@ def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False) ->
             tr = np.ravel(tr)
             put(f"trace_{i}_{j}", _codes_of(tr, acc) if float_acc else tr, acc,
                 order=f"cycle order ({dp.order}): the register after the preload, then after every addition")
-        manifest = {"fxsim_version": __version__, "op": spec.op, "datapath": str(dp), "spec": spec.raw,
+        manifest = {"fxsim_version": __version__, "op": spec.op, "datapath": str(dp), "datapath_repr": repr(dp),
+                    "spec": spec.raw,
                     "files": files, "summary": result.summary()}
         with open(os.path.join(tmp, "manifest.json"), "w") as fh:
             json.dump(manifest, fh, indent=2, default=_json_default)

@@ -43,6 +43,8 @@ CASES = [
     ("int8", "int4", 13, "wrap", 3, 50, 3, 50, False),
     ("int8", "int8", 18, "saturate", 2, 200, 3, 120, True),
     ("int8", "int8", 18, "wrap", 2, 200, 3, 120, False),
+    ("uint8", "int8", 16, "saturate", 3, 64, 4, 90, True),
+    ("uint4", "int4", 9, "wrap", 3, 80, 4, 7, False),
 ]
 
 
@@ -77,7 +79,8 @@ overflow = "{ovf}"
     abits, bbits = manifest["files"]["a"]["bits"], manifest["files"]["b"]["bits"]
     proc = subprocess.run(["bash", os.path.join(RTL, "run.sh"), str(out), str(M), str(K), str(N), str(abits),
                            str(bbits), str(acc_bits), "1" if ovf == "saturate" else "0", "1" if bias else "0",
-                           str(ti), str(tj)], capture_output=True, text=True, timeout=300)
+                           str(ti), str(tj), str(int(spec.datapath.a.signed)), str(int(spec.datapath.b.signed))],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     m = re.search(r"RESULT checked=(\d+) mismatches=(\d+) trace_mismatches=(\d+)", proc.stdout)
     assert m, proc.stdout + proc.stderr
@@ -103,3 +106,22 @@ overflow = "saturate"
     proc = subprocess.run(["bash", os.path.join(RTL, "run.sh"), str(out), "2", "8", "2", "8", "8", "12", "1", "0",
                            "0", "0"], capture_output=True, text=True, timeout=300)
     assert "mismatches=1 " in proc.stdout, proc.stdout
+
+
+def test_the_shipped_demo_layer_runs_bit_exact_in_verilog(iverilog, tmp_path):
+    """uint8 pixels x int8 weights, 16-bit saturating accumulator with the bias preloaded: the layer the
+    demo exports, including the one output that saturates."""
+    from fxsim.demo import DEMO_SPEC
+    from fxsim.spec import load_spec, run_layer
+    spec = load_spec(DEMO_SPEC)
+    res, (A, B, _) = run_layer(spec)
+    ti, tj = (int(x) for x in np.unravel_index(int(np.argmax(res.overflow_count)), res.overflow_count.shape))
+    assert res.overflow_count[ti, tj] > 0
+    out = tmp_path / "golden"
+    export_layer(spec, out, traces=[(ti, tj)])
+    (M, K), N = A.shape, B.shape[1]
+    proc = subprocess.run(["bash", os.path.join(RTL, "run.sh"), str(out), str(M), str(K), str(N), "8", "8", "16",
+                           "1", "1", str(ti), str(tj), "0", "1"], capture_output=True, text=True, timeout=300)
+    assert f"RESULT checked={M * N} mismatches=0 trace_mismatches=0" in proc.stdout, proc.stdout + proc.stderr
+    assert sorted(os.listdir(out)) == sorted(["a.hex", "b.hex", "bias.hex", "acc.hex", "out.hex",
+                                              f"trace_{ti}_{tj}.hex", "manifest.json"])   # nothing left behind

@@ -1,7 +1,7 @@
 // A sequential MAC array model and its self-checking testbench, driven by fxsim golden vectors.
 //
-// Every output C[i][j] = bias[j] + sum_k A[i][k] * B[k][j] is computed by one MAC unit: a signed
-// A_BITS x B_BITS multiplier feeding an ACC_BITS accumulator that wraps (SAT = 0) or saturates
+// Every output C[i][j] = bias[j] + sum_k A[i][k] * B[k][j] is computed by one MAC unit: an
+// A_BITS x B_BITS multiplier (each operand two's complement or unsigned: A_SIGNED, B_SIGNED) feeding an ACC_BITS accumulator that wraps (SAT = 0) or saturates
 // (SAT = 1) after every single addition, in k order. The testbench reads a.hex, b.hex, bias.hex
 // (HAS_BIAS = 1), acc.hex and trace.hex (the accumulator after every cycle of output (TI, TJ)) with
 // $readmemh from the working directory, and counts mismatches.
@@ -9,17 +9,19 @@
 //   iverilog -g2012 -P mac_gemm_tb.M=8 -P mac_gemm_tb.K=64 ... -o sim mac_gemm_tb.v && vvp sim
 `timescale 1ns/1ps
 
-module mac_unit #(parameter A_BITS = 8, B_BITS = 8, ACC_BITS = 16, SAT = 1) (
+module mac_unit #(parameter A_BITS = 8, B_BITS = 8, ACC_BITS = 16, SAT = 1, A_SIGNED = 1, B_SIGNED = 1) (
     input  wire                       clk,
     input  wire                       load,      // acc <= init
     input  wire                       en,        // acc <= acc (+) a*b
     input  wire signed [ACC_BITS-1:0] init,
-    input  wire signed [A_BITS-1:0]   a,
-    input  wire signed [B_BITS-1:0]   b,
+    input  wire        [A_BITS-1:0]   a,         // two's complement if A_SIGNED, else unsigned
+    input  wire        [B_BITS-1:0]   b,
     output reg  signed [ACC_BITS-1:0] acc
 );
     localparam W = 72;                                   // wide enough for any sum of these widths
-    wire signed [W-1:0] prod = a * b;
+    wire signed [A_BITS:0] a_ext = A_SIGNED ? {a[A_BITS-1], a} : {1'b0, a};
+    wire signed [B_BITS:0] b_ext = B_SIGNED ? {b[B_BITS-1], b} : {1'b0, b};
+    wire signed [W-1:0] prod = a_ext * b_ext;
     wire signed [W-1:0] sum  = acc + prod;
     wire signed [W-1:0] maxv = (72'sd1 <<< (ACC_BITS - 1)) - 1;
     wire signed [W-1:0] minv = -(72'sd1 <<< (ACC_BITS - 1));
@@ -33,7 +35,7 @@ endmodule
 
 module mac_gemm_tb;
     parameter M = 4, K = 16, N = 4;
-    parameter A_BITS = 8, B_BITS = 8, ACC_BITS = 16, SAT = 1, HAS_BIAS = 0;
+    parameter A_BITS = 8, B_BITS = 8, ACC_BITS = 16, SAT = 1, HAS_BIAS = 0, A_SIGNED = 1, B_SIGNED = 1;
     parameter TI = 0, TJ = 0, HAS_TRACE = 1;
 
     reg [A_BITS-1:0]   a_mem   [0:M*K-1];
@@ -43,11 +45,12 @@ module mac_gemm_tb;
     reg [ACC_BITS-1:0] trace_mem[0:K];
 
     reg clk = 0, load = 0, en = 0;
-    reg signed [A_BITS-1:0]   a;
-    reg signed [B_BITS-1:0]   b;
+    reg [A_BITS-1:0]          a;
+    reg [B_BITS-1:0]          b;
     reg signed [ACC_BITS-1:0] init;
     wire signed [ACC_BITS-1:0] acc;
-    mac_unit #(.A_BITS(A_BITS), .B_BITS(B_BITS), .ACC_BITS(ACC_BITS), .SAT(SAT)) dut (
+    mac_unit #(.A_BITS(A_BITS), .B_BITS(B_BITS), .ACC_BITS(ACC_BITS), .SAT(SAT), .A_SIGNED(A_SIGNED),
+               .B_SIGNED(B_SIGNED)) dut (
         .clk(clk), .load(load), .en(en), .init(init), .a(a), .b(b), .acc(acc));
 
     always #5 clk = ~clk;
