@@ -151,6 +151,9 @@ def float_config(dp: Datapath):
     stochastic = acc.rounding == Rounding.STOCHASTIC
     cfg[FK.ACC_R] = _random_bits(fmt, acc.random_bits, "accumulator") if stochastic else 1
     fv[FK.ACC_MAX], fv[FK.ACC_MIN_NORMAL] = fmt.max, fmt.min_normal
+    cfg[FK.ACC_FP32_RNE] = int(fmt == Float(8, 23) and acc.rounding == Rounding.HALF_EVEN and
+                               cfg[FK.ACC_OVF] == float_overflow_code(fmt, Overflow.IEEE, "ml_dtypes") and
+                               not acc.flush_subnormals)
     if dp.product is not None:
         if dp.fused:
             raise ValueError(f"fused=True means the product is not rounded, but product={dp.product} was given; "

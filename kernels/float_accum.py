@@ -24,7 +24,8 @@ from .rounding import CEIL, FLOOR, JAM, STOCHASTIC, TOWARD_ZERO
 ACC_MAN, ACC_EMIN, ACC_SUB, ACC_MODE, ACC_OVF, ACC_FTZ, ACC_R = 0, 1, 2, 3, 4, 5, 6
 PROD_ON, PROD_MAN, PROD_EMIN, PROD_SUB, PROD_MODE, PROD_OVF, PROD_R = 7, 8, 9, 10, 11, 12, 13
 ORDER, LANES, COMBINE, SEED = 14, 15, 16, 17
-CFG_SIZE = 18
+ACC_FP32_RNE = 18   # 1: the accumulator is IEEE binary32, half even, inf on overflow, no FTZ (fast path)
+CFG_SIZE = 19
 # fv layout (float64)
 ACC_MAX, ACC_MIN_NORMAL, PROD_MAX = 0, 1, 2
 FV_SIZE = 3
@@ -85,6 +86,11 @@ def fadd(acc, p, cfg, fv, stream, ctr):
     s, t = two_sum(acc, p)
     if not (s - s == 0.0):
         t = 0.0
+    elif t == 0.0 and cfg[ACC_FP32_RNE] != 0:
+        # the exact sum is a float64: the CPU's own binary32 conversion rounds it correctly (half even,
+        # subnormals, overflow to inf)
+        y = np.float64(np.float32(s))
+        return y, (1 if (y - y != 0.0) else 0)
     mode = cfg[ACC_MODE]
     rnd = np.int64(0)
     r = cfg[ACC_R]

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from fxsim.datapath import Accumulator, Datapath, Order
 from fxsim.float_engine import float_gemm
@@ -243,3 +243,33 @@ def test_clear_errors():
         float_gemm(A, np.ones((3, 1)), _dp(FP32))
     with pytest.raises(ValueError, match="int64"):
         float_gemm(A, B, _dp(Fixed(60, 58)))
+
+
+# ---- an independent implementation: APyTypes' float accumulator context ---------------------------
+APY_MODES = {Rounding.HALF_EVEN: "TIES_EVEN", Rounding.TOWARD_ZERO: "TO_ZERO", Rounding.FLOOR: "TO_NEG",
+             Rounding.CEIL: "TO_POS", Rounding.HALF_AWAY: "TIES_AWAY", Rounding.HALF_TOWARD_ZERO: "TIES_ZERO",
+             Rounding.HALF_UP: "TIES_POS", Rounding.HALF_DOWN: "TIES_NEG", Rounding.HALF_ODD: "TIES_ODD",
+             Rounding.AWAY_FROM_ZERO: "TO_AWAY"}
+
+
+@settings(max_examples=40)
+@given(exp=st.integers(4, 8), man=st.integers(2, 12), mode=st.sampled_from(sorted(APY_MODES)),
+       M=st.integers(1, 4), K=st.integers(1, 40), N=st.integers(1, 4), seed=st.integers(0, 2 ** 32))
+def test_agrees_with_apytypes_accumulator_context(exp, man, mode, M, K, N, seed):
+    # APyTypes rounds each product to the accumulator format, then each addition: an unfused MAC
+    apy = pytest.importorskip("apytypes")
+    rng = np.random.default_rng(seed)
+    A = quantize(rng.normal(size=(M, K)) * 8, E4M3)
+    B = quantize(rng.normal(size=(K, N)) * 8, E4M3)
+    acc = Float(exp, man)
+    # overflow is where the two differ by design (APyTypes does not give the largest finite value for
+    # modes rounding toward zero, IEEE 754 7.4): compare where no partial sum can reach the range's end
+    assume(np.abs(A).max(initial=0) * np.abs(B).max(initial=0) * K < acc.max / 2)
+    dp = Datapath(a=E4M3, b=E4M3, product=acc, product_rounding=mode, accumulator=Accumulator(acc, rounding=mode))
+    ours = float_gemm(A, B, dp).values
+    a = apy.APyFloatArray.from_float(A, exp_bits=4, man_bits=3, bias=7)
+    b = apy.APyFloatArray.from_float(B, exp_bits=4, man_bits=3, bias=7)
+    with apy.APyFloatAccumulatorContext(exp_bits=exp, man_bits=man,
+                                        quantization=getattr(apy.QuantizationMode, APY_MODES[mode])):
+        theirs = (a @ b).to_numpy()
+    assert same(ours, theirs), (ours, theirs)
