@@ -273,3 +273,32 @@ def test_agrees_with_apytypes_accumulator_context(exp, man, mode, M, K, N, seed)
                                         quantization=getattr(apy.QuantizationMode, APY_MODES[mode])):
         theirs = (a @ b).to_numpy()
     assert same(ours, theirs), (ours, theirs)
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 2 ** 32), stride=st.integers(1, 2), padding=st.integers(0, 1), groups=st.sampled_from([1, 2]),
+       order=st.sampled_from(ORDERS), acc=st.sampled_from([FP16, BF16, Float(5, 4)]))
+def test_float_conv2d_is_the_lowered_gemm_with_the_same_order_of_additions(seed, stride, padding, groups, order, acc):
+    from fxsim.float_engine import float_conv2d
+    rng = np.random.default_rng(seed)
+    x = quantize(rng.normal(size=(2, 4, 5, 4)) * 8, E4M3)
+    w = quantize(rng.normal(size=(4, 4 // groups, 3, 2)) * 8, E5M2)
+    bias = quantize(rng.normal(size=4), acc)
+    dp = Datapath(a=E4M3, b=E5M2, accumulator=Accumulator(acc, rounding="half_even"), order=order)
+    res = float_conv2d(x, w, dp, stride=stride, padding=padding, groups=groups, bias=bias, trace=[(1, 3, 0, 1)])
+    Nn, O, OH, OW = res.values.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    Cg = 4 // groups
+    for n in range(Nn):
+        for o in range(O):
+            g = o // (O // groups)
+            for oh in range(OH):
+                for ow in range(OW):
+                    patch = xp[n, g * Cg:(g + 1) * Cg, oh * stride:oh * stride + 3, ow * stride:ow * stride + 2]
+                    # (c, kh, kw) order: the flattening the integer datapath uses
+                    a_row = [patch.ravel().tolist()]
+                    b_col = [[v] for v in w[o].ravel().tolist()]
+                    ref, _, tr = ref_float_gemm(a_row, b_col, dp, bias=[[bias[o]]], n_cols=1)
+                    assert same(res.values[n, o, oh, ow], ref[0][0])
+                    if (n, o, oh, ow) == (1, 3, 0, 1):
+                        assert same(res.traces[(1, 3, 0, 1)], tr[(0, 0)])
