@@ -131,3 +131,20 @@ def test_training_with_low_precision_recipes_learns():
     assert acc64 > 0.7 and accq > 0.6            # chance is 0.1; measured 0.85 and 0.73
     assert losses[-1] < losses[0]
     assert "gradient_underflow_to_zero" in stats["4:Linear"]
+
+
+def test_batchnorm_layer_trains_in_low_precision_and_matches_float64_gradients():
+    from fxsim.nn import BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential, softmax_cross_entropy
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (6, 2, 4, 4))
+    labels = rng.integers(0, 3, 6)
+    grads = {}
+    for name in ("float64", "hfp8"):
+        r = np.random.default_rng(1)
+        m = Sequential([Conv2d(2, 3, 3, padding=1, rng=r), BatchNorm2d(3), ReLU(), Flatten(), Linear(48, 3, rng=r)])
+        m.configure(get_recipe(name), seed=0)
+        loss, g = softmax_cross_entropy(m.forward(x), labels)
+        m.backward(g)
+        grads[name] = m.layers[1].dgamma
+    assert np.all(np.isfinite(grads["hfp8"]))
+    assert np.max(np.abs(grads["hfp8"] - grads["float64"])) < 0.1 * np.max(np.abs(grads["float64"])) + 1e-3

@@ -14,11 +14,13 @@ import numpy as np
 
 from ..ops.backward import conv2d_backward, conv2d_lowered, linear_backward, relu_backward
 from ..ops.gemm import gemm
-from ..ops.pool import maxpool2d, maxpool2d_backward
+from ..ops.norm import BatchNormConfig, batchnorm_backward, batchnorm_train_forward
+from ..ops.pool import avgpool2d, avgpool2d_backward, maxpool2d, maxpool2d_backward
 from ..quantize import quantize
 from ..recipes import Recipe
 
-__all__ = ["Linear", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Sequential", "SGD", "softmax_cross_entropy"]
+__all__ = ["Linear", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential", "SGD",
+           "softmax_cross_entropy"]
 
 
 class Layer:
@@ -177,6 +179,51 @@ class MaxPool2d(Layer):
 
     def backward(self, dy, need_dx=True):
         return maxpool2d_backward(dy, self.idx, self.k, self.shape)
+
+
+class AvgPool2d(Layer):
+    def __init__(self, k=2):
+        self.k = k
+
+    def forward(self, x):
+        self.shape = x.shape
+        return avgpool2d(x, self.k)
+
+    def backward(self, dy, need_dx=True):
+        return avgpool2d_backward(dy, self.k, self.shape)
+
+
+class BatchNorm2d(Layer):
+    """Training-mode batch norm in the formats of ``config`` (fxsim.ops.norm.BatchNormConfig); inputs are
+    first rounded to ``config.x_fmt``. With the float64 recipe it computes in float64."""
+
+    def __init__(self, channels, config: BatchNormConfig | None = None):
+        self.gamma = np.ones(channels)
+        self.beta = np.zeros(channels)
+        self.config = config or BatchNormConfig()
+        self.params = ("gamma", "beta")
+
+    def forward(self, x):
+        if self.recipe.gradients is None:
+            mu = x.mean(axis=(0, 2, 3), keepdims=True)
+            var = x.var(axis=(0, 2, 3), keepdims=True)
+            self.cache64 = ((x - mu) / np.sqrt(var + self.config.eps), 1 / np.sqrt(var + self.config.eps))
+            return self.cache64[0] * self.gamma[None, :, None, None] + self.beta[None, :, None, None]
+        xq = quantize(x, self.config.x_fmt, overflow="saturate")
+        y, self.cache, st = batchnorm_train_forward(xq, self.gamma, self.beta, self.config)
+        self.stats["statistics_overflows"] = self.stats.get("statistics_overflows", 0) + st["overflows"]
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if self.recipe.gradients is None:
+            xh, rstd = self.cache64
+            n = dy.size / dy.shape[1]
+            g = dy * self.gamma[None, :, None, None]
+            self.dgamma = (dy * xh).sum(axis=(0, 2, 3))
+            self.dbeta = dy.sum(axis=(0, 2, 3))
+            return rstd / n * (n * g - g.sum(axis=(0, 2, 3), keepdims=True) - xh * (g * xh).sum(axis=(0, 2, 3), keepdims=True))
+        dx, self.dgamma, self.dbeta = batchnorm_backward(dy, self.cache, self.config)
+        return dx
 
 
 class Flatten(Layer):
