@@ -7,7 +7,7 @@ Every exact partial sum is tracked too (the caller has proved it fits int64), fo
 import numba as nb
 import numpy as np
 
-from .rounding import SATURATE_ZERO, WRAP, overflow, shift_round
+from .rounding import SATURATE_ZERO, WRAP, overflow, shift_round, wrap
 
 # cfg layout
 P_SHIFT, P_BITS, P_SIGNED, P_LO, P_HI, P_MODE, P_OVF = 0, 1, 2, 3, 4, 5, 6
@@ -316,3 +316,15 @@ def prefix_block_check(init, S, na, nbn, L, limit, cum, unsafe):
                 c += np.int64(S[q, i, j]) << L
             cum[i, j] = c
             unsafe[i, j] = bad
+
+
+@nb.njit(cache=True, parallel=True)
+def exact_from_blas(S, L, init, bits, signed, wrap_it, exact_out, acc_out):
+    """exact = (S << L) + init from the exact float64 BLAS sums S; acc = exact wrapped to a ``bits``-wide
+    register when ``wrap_it`` (shortcut 2), else exact. One fused pass."""
+    M, N = S.shape
+    for i in nb.prange(M):
+        for j in range(N):
+            e = (np.int64(S[i, j]) << L) + init[i, j]
+            exact_out[i, j] = e
+            acc_out[i, j] = wrap(e, bits, signed) if wrap_it else e

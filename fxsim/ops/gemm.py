@@ -286,17 +286,12 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
         rows, cols = (v.astype(np.int64) for v in np.nonzero(unsafe))
         _saturating_kernel(dp, plan, Ae, Bt, init, L, rows, cols, acc, nov)
     elif T is not None:
-        S = (Ae.astype(np.float64) @ Bt.T.astype(np.float64)).astype(np.int64)
-        exact = (S << L) + init
-        if wrap_all:
-            acc = register_overflow(exact, plan.bits, plan.signed, Overflow.WRAP)
-            nov = None
-        elif T is False:
-            acc = exact
-        else:
-            reach = np.abs(init).astype(np.float64) + np.ldexp(T, L)   # exact: integers < 2**63, see product_bound
-            safe = reach <= float(limit)
-            acc[...] = exact
+        S = Ae.astype(np.float64) @ Bt.T.astype(np.float64)
+        exact = np.empty((M, N), dtype=np.int64)
+        K.exact_from_blas(S, L, init, plan.bits, plan.signed, wrap_all, exact, acc)
+        if not (wrap_all or T is False):
+            reach = np.abs(init) + (T.astype(np.int64) << L)   # integers; < 2**63 by the bound checked above
+            safe = reach <= limit
             rows, cols = np.nonzero(~safe)
             rows = rows.astype(np.int64)
             cols = cols.astype(np.int64)
@@ -327,7 +322,7 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
             traces[(i, j)] = buf[:n].copy()
 
     codes, values = output_stage(acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias)
-    acc_values = np.ldexp(acc.astype(np.float64), -acc_fmt.frac)
+    acc_values = values if codes is acc else np.ldexp(acc.astype(np.float64), -acc_fmt.frac)
     return GemmResult(values=values, codes=codes, acc=acc, overflow_count=nov, acc_values=acc_values,
                       exact=exact, max_partial=max_p, bits_needed=nbits, datapath=dp, traces=traces)
 
