@@ -180,7 +180,7 @@ def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False) ->
     if file_format not in FILE_FORMATS:
         raise ValueError(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
     if spec.op != "gemm" and traces:
-        raise ValueError("per-cycle traces are exported for gemm layers")
+        raise ValueError("per-cycle traces are exported for gemm layers, not conv2d")
     result, (A, B, bias) = run_layer(spec, trace=list(traces) or None)
     dp = spec.datapath
     acc = dp.accumulator.fmt

@@ -33,8 +33,9 @@ __all__ = ["SpecError", "LayerSpec", "load_spec", "parse_spec", "build_datapath"
 
 _TOP = {"layer", "shape", "data", "datapath", "output"}
 _OPS = ("gemm", "conv2d")
+_PASSES = ("forward", "backward_input", "backward_weight")
 _KEYS = {
-    "layer": {"op", "name", "description"},
+    "layer": {"op", "pass", "name", "description"},
     "shape": {"M", "K", "N", "batch", "in_channels", "height", "width", "out_channels", "kernel", "stride",
               "padding", "dilation", "groups"},
     "data": {"seed", "distribution", "std", "bias", "a", "b", "npz"},
@@ -53,12 +54,15 @@ class SpecError(ValueError):
 
 @dataclass
 class LayerSpec:
+    """A parsed spec. ``pass_`` is "forward", or one gradient GEMM of training: "backward_input"
+    (dX = dY . W^T; operands a = dY, b = W) or "backward_weight" (dW = X^T . dY; operands a = X, b = dY)."""
     op: str
     shape: dict
     data: dict
     datapath: Datapath
     raw: dict
     path: str | None = None
+    pass_: str = "forward"
     extra: dict = field(default_factory=dict)
 
 
@@ -126,6 +130,15 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     op = layer.get("op", "gemm")
     if op not in _OPS:
         ctx.fail("layer.op", op, f"one of {_OPS}")
+    pass_ = layer.get("pass", "forward")
+    if pass_ not in _PASSES:
+        ctx.fail("layer.pass", pass_, f"one of {_PASSES}")
+    if pass_ != "forward" and op == "conv2d":
+        for k in ("dilation", "groups"):
+            if raw.get("shape", {}).get(k, 1) != 1:
+                ctx.fail(f"shape.{k}", raw["shape"][k], f"1 (backward convolutions have {k} 1)")
+    if pass_ != "forward" and raw.get("data", {}).get("bias"):
+        ctx.fail("data.bias", raw["data"]["bias"], "no bias in a backward pass (gradients have none)")
     shape = dict(raw.get("shape", {}))
     need = ("M", "K", "N") if op == "gemm" else ("batch", "in_channels", "height", "width", "out_channels", "kernel")
     for k in need:
@@ -138,7 +151,8 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     if dist not in ("uniform", "normal"):
         ctx.fail("data.distribution", dist, "'uniform' or 'normal'")
     dp = build_datapath(raw.get("datapath", {}), raw.get("output", {}), ctx=ctx)
-    return LayerSpec(op=op, shape=shape, data=data, datapath=dp, raw=raw, path=ctx.path if ctx.path != "<spec>" else None)
+    return LayerSpec(op=op, shape=shape, data=data, datapath=dp, raw=raw,
+                     path=ctx.path if ctx.path != "<spec>" else None, pass_=pass_)
 
 
 def _get(ctx, table, key, prefix, default=None):
@@ -253,16 +267,9 @@ def make_data(spec: LayerSpec):
     rng = np.random.default_rng(int(d.get("seed", 0)))
     dist = d.get("distribution", "uniform")
     std = d.get("std")
-    s = spec.shape
-    if spec.op == "gemm":
-        A = _random_codes(rng, dp.a, (s["M"], s["K"]), dist, std)
-        B = _random_codes(rng, dp.b, (s["K"], s["N"]), dist, std)
-        n_bias = s["N"]
-    else:
-        k = s["kernel"]
-        A = _random_codes(rng, dp.a, (s["batch"], s["in_channels"], s["height"], s["width"]), dist, std)
-        B = _random_codes(rng, dp.b, (s["out_channels"], s["in_channels"] // s.get("groups", 1), k, k), dist, std)
-        n_bias = s["out_channels"]
+    A_shape, B_shape, n_bias = operand_shapes(spec)
+    A = _random_codes(rng, dp.a, A_shape, dist, std)
+    B = _random_codes(rng, dp.b, B_shape, dist, std)
     bias = None
     if d.get("bias", False) is True and isinstance(dp.accumulator.fmt, Float):
         bias = _random_codes(rng, dp.accumulator.fmt, n_bias, "normal", 2.0 ** -8)
@@ -273,10 +280,28 @@ def make_data(spec: LayerSpec):
     return A, B, bias
 
 
+def operand_shapes(spec: LayerSpec):
+    """Shapes of the two operands the spec's pass multiplies, and the bias length."""
+    s = spec.shape
+    if spec.op == "gemm":
+        M, K, N = s["M"], s["K"], s["N"]
+        return {"forward": ((M, K), (K, N)), "backward_input": ((M, N), (K, N)),
+                "backward_weight": ((M, K), (M, N))}[spec.pass_] + (N,)
+    k, st, pad = s["kernel"], s.get("stride", 1), s.get("padding", 0)
+    dil, g = s.get("dilation", 1), s.get("groups", 1)
+    n, c, h, w, o = s["batch"], s["in_channels"], s["height"], s["width"], s["out_channels"]
+    oh = (h + 2 * pad - dil * (k - 1) - 1) // st + 1
+    ow = (w + 2 * pad - dil * (k - 1) - 1) // st + 1
+    x, wt, dy = (n, c, h, w), (o, c // g, k, k), (n, o, oh, ow)
+    return {"forward": (x, wt), "backward_input": (dy, wt), "backward_weight": (x, dy)}[spec.pass_] + (o,)
+
+
 def run_layer(spec: LayerSpec, datapath: Datapath | None = None, *, trace=None, data=None):
     """Simulate the spec's layer (optionally with another datapath); returns (result, (A, B, bias))."""
     dp = datapath or spec.datapath
     A, B, bias = data if data is not None else make_data(spec)
+    if spec.pass_ != "forward":
+        return _run_backward(spec, dp, A, B, trace), (A, B, bias)
     if spec.op == "gemm":
         from .ops.gemm import gemm
         return gemm(A, B, dp, bias=bias, trace=trace), (A, B, bias)
@@ -284,3 +309,37 @@ def run_layer(spec: LayerSpec, datapath: Datapath | None = None, *, trace=None, 
     s = spec.shape
     return conv2d(A, B, dp, stride=s.get("stride", 1), padding=s.get("padding", 0), dilation=s.get("dilation", 1),
                   groups=s.get("groups", 1), bias=bias), (A, B, bias)
+
+
+def _run_backward(spec, dp, A, B, trace):
+    """The gradient GEMM of a backward pass through ``dp`` (a GemmResult, in the lowered GEMM's shape)."""
+    from .ops.gemm import gemm
+    if spec.op == "gemm":
+        if spec.pass_ == "backward_input":            # dX (M, K) = dY (M, N) . W^T (N, K)
+            return gemm(A, np.ascontiguousarray(np.asarray(B).T), dp, trace=trace)
+        return gemm(np.ascontiguousarray(np.asarray(A).T), B, dp, trace=trace)    # dW (K, N) = X^T . dY
+    from .ops.backward import conv2d_backward
+    if trace:
+        raise ValueError("per-cycle traces are recorded for gemm layers, not for conv2d backward passes")
+    s = spec.shape
+    kw = dict(stride=s.get("stride", 1), padding=s.get("padding", 0), dx_datapath=dp, dw_datapath=dp)
+    if spec.pass_ == "backward_input":               # A = dY (N, O, OH, OW), B = W (O, C, k, k)
+        x_shape = (A.shape[0], B.shape[1], s["height"], s["width"])
+        kw["dw_datapath"] = dp.replace(b=dp.a, product=None)   # the unused dW GEMM of zeros: any lossless one
+        return conv2d_backward(np.zeros(x_shape), B, A, **kw)[2]["dx"]
+    w_shape = (B.shape[1], A.shape[1], s["kernel"], s["kernel"])      # A = X, B = dY
+    return conv2d_backward(A, np.zeros(w_shape), B, need_dx=False, **kw)[2]["dw"]
+
+
+def second_operand_matrix(spec: LayerSpec, A, B) -> np.ndarray:
+    """The lowered GEMM's second operand (K, N) as real values: what every output's dot product
+    multiplies the first operand's values with (used for data-dependent accumulator bounds)."""
+    A, B = np.asarray(A), np.asarray(B)
+    if spec.op == "gemm":
+        return B.T if spec.pass_ == "backward_input" else B
+    if spec.pass_ == "forward":
+        return B.reshape(B.shape[0], -1).T
+    if spec.pass_ == "backward_weight":
+        return B.transpose(0, 2, 3, 1).reshape(-1, B.shape[1])
+    wf = B[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    return wf.reshape(wf.shape[0], -1).T

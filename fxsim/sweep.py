@@ -131,15 +131,12 @@ def layer_bounds(spec, data):
     weights over the whole input range) and the l1-norm bound; None where an operand is not Fixed."""
     dp = spec.datapath
     A, B, bias = data
+    from .spec import second_operand_matrix
+    Bm = second_operand_matrix(spec, A, B)
+    K = Bm.shape[0]
     if not (isinstance(dp.a, Fixed) and isinstance(dp.b, Fixed)):
-        K = A.shape[1] if spec.op == "gemm" else int(np.prod(B.shape[1:]))
         return {"worst_case_bits": None, "data_dependent_bits": None, "l1_norm_bits": None, "K": int(K)}
-    if spec.op == "gemm":
-        K = A.shape[1]
-        W = np.rint(np.ldexp(B, dp.b.frac)).astype(np.int64)
-    else:
-        K = int(np.prod(B.shape[1:]))
-        W = np.rint(np.ldexp(B.reshape(B.shape[0], -1).T, dp.b.frac)).astype(np.int64)
+    W = np.rint(np.ldexp(Bm, dp.b.frac)).astype(np.int64)
     return {"worst_case_bits": worst_case_bits(dp.a, dp.b, K, a_zero_point=dp.a_zero_point, b_zero_point=dp.b_zero_point),
             "data_dependent_bits": int(data_bits(W - dp.b_zero_point, dp.a, a_zero_point=dp.a_zero_point).max()),
             "l1_norm_bits": int(l1_bits(W - dp.b_zero_point, dp.a, a_zero_point=dp.a_zero_point).max()),

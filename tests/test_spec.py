@@ -137,3 +137,79 @@ def test_every_shipped_spec_runs(path):
     res, _ = run_layer(spec)
     assert res.values.size > 0
     assert str(parse_format(str(spec.datapath.accumulator.fmt))) == str(spec.datapath.accumulator.fmt)
+
+
+CONV_BACKWARD = """
+[layer]
+op = "conv2d"
+pass = "{pass_}"
+[shape]
+batch = 2
+in_channels = 3
+height = 6
+width = 5
+out_channels = 4
+kernel = 3
+padding = 1
+stride = 2
+[data]
+seed = 3
+[datapath]
+a = "int8"
+b = "int4"
+[datapath.accumulator]
+format = "int32"
+"""
+
+
+def test_gemm_backward_passes_are_the_gradient_gemms():
+    base = INT8_GEMM.replace("bias = true", "bias = false").replace("[output]\nformat = \"int8\"", "[output]")
+    base = base.split("[output.requant]")[0]
+    for pass_, want in (("backward_input", lambda A, B: A @ B.T), ("backward_weight", lambda A, B: A.T @ B)):
+        spec = parse_spec(base.replace('op = "gemm"', f'op = "gemm"\npass = "{pass_}"'))
+        res, (A, B, _) = run_layer(spec, trace=[(0, 0)])
+        Ai, Bi = A.astype(np.int64), B.astype(np.int64)
+        # int14 saturating: replay the literal sequential saturating sum of one output
+        exact = want(Ai, Bi)
+        assert np.array_equal(res.exact, exact)
+        a_row, b_col = (Ai[0], Bi[0]) if pass_ == "backward_input" else (Ai[:, 0], Bi[:, 0])
+        acc = 0
+        for x, w in zip(a_row.tolist(), b_col.tolist()):
+            acc = max(-8192, min(8191, acc + x * w))
+        assert res.acc[0, 0] == acc and res.traces[(0, 0)][-1] == acc
+
+
+def test_conv2d_backward_passes_match_literal_gradients():
+    spec = parse_spec(CONV_BACKWARD.format(pass_="backward_weight"))
+    res, (x, dy, _) = run_layer(spec)
+    assert x.shape == (2, 3, 6, 5) and dy.shape == (2, 4, 3, 3)
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    dw = np.zeros((4, 3, 3, 3), dtype=np.int64)
+    for o in range(4):
+        for c in range(3):
+            for kh in range(3):
+                for kw in range(3):
+                    dw[o, c, kh, kw] = sum(int(xp[n, c, oh * 2 + kh, ow * 2 + kw]) * int(dy[n, o, oh, ow])
+                                           for n in range(2) for oh in range(3) for ow in range(3))
+    assert np.array_equal(np.asarray(res.acc).T.reshape(4, 3, 3, 3), dw)
+
+    spec = parse_spec(CONV_BACKWARD.format(pass_="backward_input"))
+    res, (dy, w, _) = run_layer(spec)
+    assert dy.shape == (2, 4, 3, 3) and w.shape == (4, 3, 3, 3)
+    dxp = np.zeros((2, 3, 8, 7), dtype=np.int64)
+    for n in range(2):
+        for o in range(4):
+            for oh in range(3):
+                for ow in range(3):
+                    dxp[n, :, oh * 2:oh * 2 + 3, ow * 2:ow * 2 + 3] += int(dy[n, o, oh, ow]) * w[o].astype(np.int64)
+    dx = dxp[:, :, 1:7, 1:6]
+    assert np.array_equal(np.asarray(res.acc).reshape(2, 6, 5, 3).transpose(0, 3, 1, 2), dx)
+
+
+def test_backward_spec_errors():
+    with pytest.raises(SpecError, match=r"layer.pass = 'sideways' is not allowed; expected one of"):
+        parse_spec(CONV_BACKWARD.format(pass_="sideways"))
+    with pytest.raises(SpecError, match=r"data.bias = True is not allowed; expected no bias in a backward pass"):
+        parse_spec(CONV_BACKWARD.format(pass_="backward_input").replace("seed = 3", "seed = 3\nbias = true"))
+    with pytest.raises(SpecError, match=r"shape.groups = 2 .*backward convolutions have groups 1"):
+        parse_spec(CONV_BACKWARD.format(pass_="backward_input").replace("kernel = 3", "kernel = 3\ngroups = 2"))
