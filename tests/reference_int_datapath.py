@@ -125,3 +125,62 @@ def gemm_ref(A_codes, B_codes, dp, init=None, N=None):
             row.append(dot(A_codes[i], col, init[i][j] if init else 0, dp))
         out.append(row)
     return out
+
+
+def srdhm(a, b):
+    """gemmlowp SaturatingRoundingDoublingHighMul, transcribed in Python ints."""
+    if a == b == -2 ** 31:
+        return 2 ** 31 - 1
+    ab = a * b
+    t = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    q = abs(t) // (1 << 31)
+    return q if t >= 0 else -q
+
+
+def rdbpot(x, e):
+    """gemmlowp RoundingDivideByPOT, transcribed."""
+    mask = (1 << e) - 1
+    return (x >> e) + (1 if (x & mask) > (mask >> 1) + (1 if x < 0 else 0) else 0)
+
+
+def requant_one(x: int, rq, ch: int) -> int:
+    """One accumulator through a Requant, literally (``ch`` picks per-channel parameters)."""
+    import numpy as np
+    pick = lambda v: int(np.asarray(v).ravel()[ch]) if np.ndim(v) else v
+    if rq.kind == "dyadic":
+        return round_fraction(Fraction(x * pick(rq.multiplier), 2 ** pick(rq.shift)), rq.rounding)
+    if rq.kind == "shift":
+        return round_fraction(Fraction(x, 2 ** pick(rq.shift)), rq.rounding)
+    if rq.kind == "gemmlowp":
+        m, s = pick(rq.multiplier), pick(rq.shift)
+        xl = ((x << max(s, 0)) + 2 ** 31) % 2 ** 32 - 2 ** 31
+        return rdbpot(srdhm(xl, m), max(-s, 0))
+    if rq.kind == "gemmlowp_single":
+        m, s = pick(rq.multiplier), pick(rq.shift)
+        return (x * m + (1 << (30 - s))) >> (31 - s)
+    # float32: float32(x) * float32(scale) rounded once to float32 (the float64 product of two float32 is
+    # exact), then round half even
+    scale = float(np.float32(float(rq.scale) if not np.ndim(rq.scale) else np.asarray(rq.scale).ravel()[ch]))
+    return round(float(np.float32(float(np.float32(x)) * scale)))
+
+
+def output_stage_one(acc: int, bias_out, dp, ch: int) -> int:
+    """The output stage of one element: bias add, requant (+ zero point), clamp, output register."""
+    st, af = dp.output, dp.accumulator.fmt
+    x = acc
+    if bias_out is not None:
+        x, _ = register(x + bias_out, st.bias_bits or af.bits, af.signed, dp.accumulator.overflow)
+    zp = 0
+    if st.requant is not None:
+        x = requant_one(x, st.requant, ch) + st.requant.zero_point
+        zp = st.requant.zero_point
+    if st.activation == "relu":
+        x = max(x, zp)
+    elif st.activation is not None:
+        x = min(max(x, st.activation[0]), st.activation[1])
+    if st.fmt is not None:
+        hi = 2 ** (st.fmt.bits - 1) - 1 if st.fmt.signed else 2 ** st.fmt.bits - 1
+        lo = -hi - 1 if st.fmt.signed else 0
+        if not lo <= x <= hi:
+            x = overflow_int(x, st.fmt.bits, st.fmt.signed, st.overflow)
+    return x

@@ -187,3 +187,49 @@ def test_64_bit_operand_with_small_values_matches_reference():
         want = ref.gemm_ref(A.tolist(), B.tolist(), dp)[0][0]
         r = gemm(A, B, dp)
         assert (r.acc[0, 0], r.overflow_count[0, 0], r.exact[0, 0]) == want[:3]
+
+
+@st.composite
+def output_stages(draw, N):
+    from fxsim.datapath import Requant
+    kind = draw(st.sampled_from(["none", "dyadic", "shift", "gemmlowp", "gemmlowp_single", "float32"]))
+    per = draw(st.booleans())
+    vec = (lambda s: np.array(draw(st.lists(s, min_size=N, max_size=N)))) if per else draw
+    zp = draw(st.integers(-20, 20))
+    rq = None
+    if kind == "dyadic":
+        rq = Requant.dyadic(vec(st.integers(1, 2 ** 20)), vec(st.integers(0, 30)),
+                            draw(st.sampled_from([r for r in Rounding if r != Rounding.STOCHASTIC])), zp)
+    elif kind == "shift":
+        rq = Requant("shift", shift=vec(st.integers(0, 12)),
+                     rounding=draw(st.sampled_from([r for r in Rounding if r != Rounding.STOCHASTIC])), zero_point=zp)
+    elif kind in ("gemmlowp", "gemmlowp_single"):
+        rq = Requant.gemmlowp(vec(st.integers(2 ** 30, 2 ** 31 - 1)), vec(st.integers(-31, 4)), zp,
+                              single_rounding=kind == "gemmlowp_single")
+    elif kind == "float32":
+        rq = Requant.float32(vec(st.floats(1e-4, 4.0)), zp)
+    act = draw(st.sampled_from([None, "relu", (-10, 60)]))
+    fmt = draw(st.sampled_from([None, "int8", "uint8", "int4"])) if rq is not None else None
+    return OutputStage(bias_bits=draw(st.sampled_from([None, 12, 20])), requant=rq, activation=act, fmt=fmt,
+                       overflow=draw(st.sampled_from([Overflow.SATURATE, Overflow.WRAP, Overflow.SATURATE_SYMMETRIC])))
+
+
+@settings(max_examples=100)
+@given(M=st.integers(1, 3), K=st.integers(0, 10), N=st.integers(1, 3), acc_bits=st.integers(10, 32),
+       acc_ovf=st.sampled_from(ACC_OVF), preload=st.booleans(), seed=st.integers(0, 2 ** 32 - 1), data=st.data())
+def test_output_stage_matches_python_reference(M, K, N, acc_bits, acc_ovf, preload, seed, data):
+    stage = data.draw(output_stages(N))
+    dp = Datapath(accumulator=Accumulator(f"int{acc_bits}", overflow=acc_ovf), bias_preload=preload, output=stage)
+    rng = np.random.default_rng(seed)
+    A = rng.integers(-128, 128, (M, K))
+    B = rng.integers(-128, 128, (K, N))
+    bits = acc_bits if preload else min(acc_bits, stage.bias_bits or acc_bits)
+    bias = rng.integers(-2 ** (bits - 1), 2 ** (bits - 1), N)
+    r = gemm(A, B, dp, bias=bias)
+    init = [[int(bias[j]) for j in range(N)] for _ in range(M)] if preload else None
+    want = ref.gemm_ref(A.tolist(), B.tolist(), dp, init, N=N)
+    for i in range(M):
+        for j in range(N):
+            acc = want[i][j][0]
+            assert r.acc[i, j] == acc
+            assert r.codes[i, j] == ref.output_stage_one(acc, None if preload else int(bias[j]), dp, j), (str(dp), i, j)
