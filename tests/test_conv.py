@@ -131,3 +131,13 @@ def test_conv_argument_errors():
         conv2d(x, np.zeros((4, 4, 7, 7)), dp)
     with pytest.raises(ValueError, match="reduction_order must be one of"):
         conv2d(x, np.zeros((4, 4, 3, 3)), dp, reduction_order="hwc")
+
+
+def test_float_datapath_conv_goes_through_the_float_engine():
+    # e4m3 operands holding small integers, fp32 accumulator: every sum is exact, so it equals float64
+    rng = np.random.default_rng(3)
+    x = rng.integers(-8, 9, (1, 2, 5, 5)).astype(np.float64)
+    w = rng.integers(-8, 9, (3, 2, 3, 3)).astype(np.float64)
+    dp = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp32", overflow="ieee", rounding="half_even"))
+    r = conv2d(x, w, dp, padding=1)
+    np.testing.assert_array_equal(r.values, conv_float64(x, w, 1, 1, 1, 1))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..datapath import Datapath
 from ..result import GemmResult
-from .gemm import operand_codes, run_integer_gemm
+from .gemm import gemm, operand_codes, run_integer_gemm
 
 __all__ = ["conv2d", "unfold"]
 
@@ -41,7 +41,7 @@ def output_size(h, k, stride, pad, dil):
 
 
 def unfold(x_codes, kernel, *, stride=1, padding=0, dilation=1, pad_code=0, reduction_order="ckk"):
-    """im2col on int64 codes: (N, C, H, W) -> (N*OH*OW, C*KH*KW) rows ordered (n, oh, ow), columns in
+    """im2col on int64 codes (or float64 values): (N, C, H, W) -> (N*OH*OW, C*KH*KW) rows ordered (n, oh, ow), columns in
     ``reduction_order``; returns (patches, OH, OW)."""
     sh, sw = _pair(stride, "stride")
     ph, pw = _pair(padding, "padding")
@@ -51,7 +51,7 @@ def unfold(x_codes, kernel, *, stride=1, padding=0, dilation=1, pad_code=0, redu
     OH, OW = output_size(H, kh, sh, ph, dh), output_size(W, kw, sw, pw, dw)
     if OH < 1 or OW < 1:
         raise ValueError(f"the {kh}x{kw} kernel (dilation {dilation}) does not fit the padded {H}x{W} input")
-    xp = np.full((N, C, H + 2 * ph, W + 2 * pw), pad_code, dtype=np.int64)
+    xp = np.full((N, C, H + 2 * ph, W + 2 * pw), pad_code, dtype=x_codes.dtype)
     xp[:, :, ph:ph + H, pw:pw + W] = x_codes
     ih = (np.arange(OH) * sh)[:, None] + (np.arange(kh) * dh)[None, :]     # (OH, KH)
     iw = (np.arange(OW) * sw)[:, None] + (np.arange(kw) * dw)[None, :]     # (OW, KW)
@@ -92,13 +92,11 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     """Bit-exact conv2d: x (N, C, H, W) on ``datapath.a``'s grid, w (O, C/groups, KH, KW) on ``datapath.b``'s,
     bias (O,) on the accumulator's grid. Depthwise = ``groups=C``; 1x1 works as any kernel size.
     ``trace``: (n, o, oh, ow) tuples whose per-cycle register values land in ``result.traces``.
-    The result's arrays are NCHW: (N, O, OH, OW).
+    The result's arrays are NCHW: (N, O, OH, OW). Float datapaths are lowered the same way and run by
+    the float engine (``stats`` does not apply; padding is 0.0).
     """
     if not isinstance(datapath, Datapath):
         raise TypeError(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
-    if not datapath.is_integer:
-        raise NotImplementedError("conv2d runs the integer datapath; for float datapaths lower to gemm "
-                                  "with fxsim.ops.conv.unfold")
     if reduction_order not in _ORDERS:
         raise ValueError(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
     x = np.asarray(x)
@@ -121,8 +119,15 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
             raise ValueError(f"{name} must be >= 1, got {v!r}")
     if min(_pair(padding, "padding")) < 0:
         raise ValueError(f"padding must be >= 0, got {padding!r}")
-    xc = operand_codes(x, datapath.a, "x")
-    wc = operand_codes(w, datapath.b, "w")
+    integer = datapath.is_integer
+    if integer:
+        xc = operand_codes(x, datapath.a, "x")
+        wc = operand_codes(w, datapath.b, "w")
+        pad_value = datapath.a_zero_point
+    else:   # float datapaths: lower real values the same way and hand each group to gemm (float engine)
+        xc = x.astype(np.float64)
+        wc = w.astype(np.float64)
+        pad_value = 0.0
     if bias is not None:
         bias = np.asarray(bias)
         if bias.shape != (O,):
@@ -139,7 +144,7 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     traces = {}
     for g in range(groups):
         patches, OH, OW = unfold(xc[:, g * Cg:(g + 1) * Cg], (KH, KW), stride=stride, padding=padding,
-                                 dilation=dilation, pad_code=datapath.a_zero_point, reduction_order=reduction_order)
+                                 dilation=dilation, pad_code=pad_value, reduction_order=reduction_order)
         wg = _flatten_weights(wc[g * Og:(g + 1) * Og], reduction_order)
         dp_g = _slice_channels(datapath, g * Og, (g + 1) * Og, O)
         want = traces_by_group.get(g, [])
@@ -147,8 +152,11 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
             if not (0 <= n < N and 0 <= oh < OH and 0 <= ow < OW):
                 raise ValueError(f"trace index {(n, o, oh, ow)} is outside the output shape {(N, O, OH, OW)}")
         gtrace = [((n * OH + oh) * OW + ow, o - g * Og) for (n, o, oh, ow) in want]
-        r = run_integer_gemm(patches, wg, dp_g, bias=None if bias is None else bias[g * Og:(g + 1) * Og],
-                             trace=gtrace or None, stats=stats)
+        bias_g = None if bias is None else bias[g * Og:(g + 1) * Og]
+        if integer:
+            r = run_integer_gemm(patches, wg, dp_g, bias=bias_g, trace=gtrace or None, stats=stats)
+        else:
+            r = gemm(patches, wg, dp_g, bias=bias_g, trace=gtrace or None)
         for key, ij in zip(want, gtrace):
             traces[key] = r.traces[ij]
         parts.append(r)
