@@ -11,7 +11,7 @@ import numpy as np
 from .nn import SGD, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, softmax_cross_entropy
 from .recipes import get_recipe
 
-DEMO_RECIPES = ("float64", "int8", "luq", "hfp8")
+DEMO_RECIPES = ("float64", "int8", "luq", "hfp8", "sun2020", "int8_inference")
 
 
 def build_model(seed=0):
