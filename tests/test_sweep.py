@@ -65,10 +65,18 @@ def test_sweep_in_processes_and_on_a_local_dask_cluster_equals_serial():
 def test_demo_writes_every_artifact(tmp_path):
     from fxsim.demo import run_demo
     report = run_demo(tmp_path / "demo", quick=True)
-    for f in ("sweep.csv", "sweep.json", "sweep.png", "report.json", "golden/manifest.json", "golden/trace_0_0.hex"):
+    for f in ("sweep.csv", "sweep.json", "sweep.png", "report.json", "golden/manifest.json", "golden/acc.hex"):
         assert (tmp_path / "demo" / f).exists(), f
     assert report["sweep"]["narrowest_exact"]
     assert verify_dir(str(tmp_path / "demo" / "golden")) == []
+    # the shipped layer saturates once in its int16 accumulator, and the demo traces that output
+    assert report["layer"]["overflow_events"] >= 1
+    manifest = json.loads((tmp_path / "demo" / "golden" / "manifest.json").read_text())
+    assert any(k.startswith("trace_") for k in manifest["files"])
+    text = (tmp_path / "demo" / "report.json").read_text()
+    assert ".tmp-" not in text                       # paths name the final directory
+    if "training" in report:
+        assert (tmp_path / "demo" / "training" / "loss.png").exists()
     with pytest.raises(FileExistsError):
         run_demo(tmp_path / "demo", quick=True)
 
