@@ -16,7 +16,7 @@ import numba as nb
 import numpy as np
 
 from .int_gemm import dot as int_dot
-from .quantize import OVF_INF, OVF_KEEP, OVF_NAN, OVF_SATURATE, round_integer, round_to_float
+from .quantize import OVF_KEEP, OVF_NAN, OVF_SATURATE, round_integer, round_to_float
 from .random import random_bits
 from .rounding import CEIL, FLOOR, JAM, STOCHASTIC, TOWARD_ZERO
 
