@@ -36,6 +36,10 @@ class Layer:
         self.calls += 1
         return (self.seed * 1_000_003 + self.calls) % (2 ** 62)
 
+    def _count(self, key, n):
+        """Add n events to this layer's running statistic ``key``."""
+        self.stats[key] = self.stats.get(key, 0) + int(n)
+
 
 def _overflows(res):
     return int(res.overflow_count.sum())
@@ -58,7 +62,7 @@ class _GemmLayer(Layer):
     def _grad(self, dy):
         r = self.recipe
         gq, sg, under = self._q(r.gradients, dy)
-        self.stats["gradient_underflow_to_zero"] = self.stats.get("gradient_underflow_to_zero", 0) + under
+        self._count("gradient_underflow_to_zero", under)
         return gq, sg
 
 
@@ -79,7 +83,7 @@ class Linear(_GemmLayer):
             y = xq @ wq
         else:
             res = gemm(xq, wq, dp)
-            self.stats["forward_overflows"] = self.stats.get("forward_overflows", 0) + _overflows(res)
+            self._count("forward_overflows", _overflows(res))
             y = res.values
         return y * (sx * sw) + self.b
 
@@ -94,7 +98,7 @@ class Linear(_GemmLayer):
         dx, dw, st = linear_backward(xq, wq, gq, dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"),
                                      need_dx=need_dx)
         for k, res in st.items():
-            self.stats[f"{k}_overflows"] = self.stats.get(f"{k}_overflows", 0) + _overflows(res)
+            self._count(f"{k}_overflows", _overflows(res))
         self.dW = dw * (sx * sg)
         return dx * (sg * sw) if need_dx else None
 
@@ -119,7 +123,7 @@ class Conv2d(_GemmLayer):
             y = (cols @ wq.reshape(wq.shape[0], -1).T).reshape(x.shape[0], OH, OW, -1).transpose(0, 3, 1, 2)
         else:
             y, res = conv2d_lowered(xq, wq, dp, stride=self.stride, padding=self.padding)
-            self.stats["forward_overflows"] = self.stats.get("forward_overflows", 0) + _overflows(res)
+            self._count("forward_overflows", _overflows(res))
         return y * (sx * sw) + self.b[None, :, None, None]
 
     def backward(self, dy, need_dx=True):
@@ -127,8 +131,6 @@ class Conv2d(_GemmLayer):
         self.db = dy.sum(axis=(0, 2, 3))
         r = self.recipe
         if r.gradients is None:
-            from ..datapath import Accumulator, Datapath
-            exact = Datapath(a="fp32", b="fp32", accumulator=Accumulator("fp32"))   # unused: float64 path below
             dx, dw = _conv_backward_float64(xq * sx, wq * sw, dy, self.stride, self.padding, need_dx)
             self.dW = dw
             return dx
@@ -136,7 +138,7 @@ class Conv2d(_GemmLayer):
         dx, dw, st = conv2d_backward(xq, wq, gq, stride=self.stride, padding=self.padding,
                                      dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"), need_dx=need_dx)
         for k, res in st.items():
-            self.stats[f"{k}_overflows"] = self.stats.get(f"{k}_overflows", 0) + _overflows(res)
+            self._count(f"{k}_overflows", _overflows(res))
         self.dW = dw * (sx * sg)
         return dx * (sg * sw) if need_dx else None
 
@@ -211,7 +213,7 @@ class BatchNorm2d(Layer):
             return self.cache64[0] * self.gamma[None, :, None, None] + self.beta[None, :, None, None]
         xq = quantize(x, self.config.x_fmt, overflow="saturate")
         y, self.cache, st = batchnorm_train_forward(xq, self.gamma, self.beta, self.config)
-        self.stats["statistics_overflows"] = self.stats.get("statistics_overflows", 0) + st["overflows"]
+        self._count("statistics_overflows", st["overflows"])
         return y
 
     def backward(self, dy, need_dx=True):
