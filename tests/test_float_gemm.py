@@ -302,3 +302,18 @@ def test_float_conv2d_is_the_lowered_gemm_with_the_same_order_of_additions(seed,
                     assert same(res.values[n, o, oh, ow], ref[0][0])
                     if (n, o, oh, ow) == (1, 3, 0, 1):
                         assert same(res.traces[(1, 3, 0, 1)], tr[(0, 0)])
+
+
+def test_stochastic_results_do_not_depend_on_the_number_of_threads():
+    import numba
+    rng = np.random.default_rng(5)
+    A = quantize(rng.normal(size=(9, 33)), E4M3)
+    B = quantize(rng.normal(size=(33, 7)), E5M2)
+    dp = _dp(BF16, a=E4M3, b=E5M2, rounding="stochastic", seed=11, random_bits=9, order=Order("chunked", lanes=3))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = float_gemm(A, B, dp).acc
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one, float_gemm(A, B, dp).acc)
