@@ -328,3 +328,38 @@ def exact_from_blas(S, L, init, bits, signed, wrap_it, exact_out, acc_out):
             e = (np.int64(S[i, j]) << L) + init[i, j]
             exact_out[i, j] = e
             acc_out[i, j] = wrap(e, bits, signed) if wrap_it else e
+
+
+@nb.njit(cache=True, parallel=True)
+def saturate_sequential_dense(A, B, init, shift, lo, hi, acc_out, nov_out):
+    """Every output of the sequential saturating accumulator (exact products aligned by a left ``shift``,
+    range [lo, hi], bits < 64), vectorised across output columns: for each k the register of every
+    column j of a row block takes acc = clamp(acc + a[i, k] * b[k, j]). Same arithmetic, per output and
+    per addition, as saturate_sequential_kernel; B is (K, N) here."""
+    M, K = A.shape
+    N = B.shape[1]
+    RB = 4
+    nblk = (M + RB - 1) // RB
+    for blk in nb.prange(nblk):
+        i0 = blk * RB
+        i1 = min(i0 + RB, M)
+        acc = np.empty((RB, N), dtype=np.int64)
+        cnt = np.zeros((RB, N), dtype=np.int64)
+        for r in range(i1 - i0):
+            for j in range(N):
+                acc[r, j] = init[i0 + r, j]
+        for k in range(K):
+            b = B[k]
+            for r in range(i1 - i0):
+                a = A[i0 + r, k]
+                accr = acc[r]
+                cntr = cnt[r]
+                for j in range(N):
+                    s = accr[j] + ((a * b[j]) << shift)
+                    c = min(max(s, lo), hi)
+                    cntr[j] += c != s
+                    accr[j] = c
+        for r in range(i1 - i0):
+            for j in range(N):
+                acc_out[i0 + r, j] = acc[r, j]
+                nov_out[i0 + r, j] = cnt[r, j]

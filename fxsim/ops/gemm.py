@@ -220,8 +220,12 @@ def _saturating_kernel(dp, plan, Ae, Bt, init, L, rows, cols, acc, nov):
     """Run the cycle-accurate kernel on the outputs (rows[t], cols[t]) only."""
     if not rows.size:
         return
-    if dp.order.kind == "sequential" and dp.accumulator.overflow == Overflow.SATURATE and plan.bits < 64:
-        K.saturate_sequential_kernel(Ae, Bt, init, L, plan.lo, plan.hi, rows, cols, acc, nov)
+    clamp = dp.accumulator.overflow in (Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC)
+    if dp.order.kind == "sequential" and clamp and plan.bits < 64:
+        if 2 * rows.size >= acc.size:   # most outputs: the column-vectorised kernel over all of them
+            K.saturate_sequential_dense(Ae, np.ascontiguousarray(Bt.T), init, L, plan.lo, plan.hi, acc, nov)
+        else:
+            K.saturate_sequential_kernel(Ae, Bt, init, L, plan.lo, plan.hi, rows, cols, acc, nov)
     else:
         K.gemm_subset_kernel(Ae, Bt, init, plan.cfg, plan.levels, rows, cols, acc, nov)
 
