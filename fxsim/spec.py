@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,9 +27,10 @@ except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
 from .datapath import Accumulator, Datapath, Order, OutputStage, Requant
-from .formats import Fixed, Float, parse_format
+from .formats import Float, parse_format
 
-__all__ = ["SpecError", "LayerSpec", "load_spec", "parse_spec", "build_datapath", "run_layer"]
+__all__ = ["SpecError", "LayerSpec", "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
+           "run_layer", "operand_shapes"]
 
 _TOP = {"layer", "shape", "data", "datapath", "output"}
 _OPS = ("gemm", "conv2d")
@@ -63,7 +64,6 @@ class LayerSpec:
     raw: dict
     path: str | None = None
     pass_: str = "forward"
-    extra: dict = field(default_factory=dict)
 
 
 class _Ctx:
@@ -102,6 +102,7 @@ def load_spec(path) -> LayerSpec:
 
 
 def parse_spec(text: str, *, path=None) -> LayerSpec:
+    """A spec from TOML text (``path``, when given, names the file in errors and anchors data files)."""
     ctx = _Ctx(text, path)
     try:
         raw = tomllib.loads(text)
@@ -111,6 +112,7 @@ def parse_spec(text: str, *, path=None) -> LayerSpec:
 
 
 def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
+    """A spec from already-parsed tables (as stored in a golden-vector manifest)."""
     ctx = ctx or _Ctx("", None)
     for key in raw:
         if key not in _TOP:
@@ -153,10 +155,6 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     dp = build_datapath(raw.get("datapath", {}), raw.get("output", {}), ctx=ctx)
     return LayerSpec(op=op, shape=shape, data=data, datapath=dp, raw=raw,
                      path=ctx.path if ctx.path != "<spec>" else None, pass_=pass_)
-
-
-def _get(ctx, table, key, prefix, default=None):
-    return table.get(key, default)
 
 
 def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:

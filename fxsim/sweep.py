@@ -86,7 +86,9 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True):
     if scheduler:
         from distributed import Client, as_completed as d_as_completed
         with Client(scheduler) as client:
-            futs = {client.submit(_metrics, spec.raw, spec.path, c, data, pure=False): i for i, c in enumerate(configs)}
+            shared = client.scatter(data, broadcast=True)          # the layer's data goes to each worker once
+            futs = {client.submit(_metrics, spec.raw, spec.path, c, shared, pure=False): i
+                    for i, c in enumerate(configs)}
             for f in d_as_completed(list(futs)):
                 rows[futs[f]] = f.result()
                 if bar:
