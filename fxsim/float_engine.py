@@ -36,7 +36,7 @@ from .quantize import float_overflow_code
 from .requant import output_stage
 from .result import GemmResult, bits_needed
 
-__all__ = ["float_gemm", "float_conv2d", "max_random_bits", "operand_values"]
+__all__ = ["float_gemm", "max_random_bits", "operand_values"]
 
 _FLOAT64_SAFE = 2.0 ** 1020   # sums of two values below this cannot overflow float64
 
@@ -334,66 +334,3 @@ def _kulisch_gemm(Av, Bt, dp: Datapath, bias, traces) -> GemmResult:
                       acc_values=np.ldexp(acc.astype(np.float64), -acc_fmt.frac), exact=exact,
                       max_partial=np.maximum(mx, -mn), bits_needed=bits_needed(mx, mn, signed),
                       datapath=dp, traces=out)
-
-
-def float_conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=1, bias=None,
-                 reduction_order="ckk", trace=None) -> GemmResult:
-    """conv2d (NCHW x OIHW) through a float datapath: the integer datapath's im2col lowering
-    (``fxsim.ops.conv.unfold``, same per-output order of additions) applied to the operands' bit
-    patterns, then ``float_gemm``. Arguments as ``fxsim.ops.conv.conv2d``; arrays come back NCHW."""
-    from .ops.conv import _flatten_weights, unfold   # the lowering lives with the integer conv
-
-    dp = datapath
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(w, dtype=np.float64)
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"x must be NCHW and w OIHW (4-D), got shapes {x.shape} and {w.shape}")
-    N, C, H, W = x.shape
-    O, Cg, KH, KW = w.shape
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1 or C % groups \
-            or O % groups or Cg != C // groups:
-        raise ValueError(f"groups={groups!r} must divide C={C} and O={O} with w holding C/groups channels")
-    if bias is not None and np.shape(bias) != (O,):
-        raise ValueError(f"bias must have shape ({O},), got {np.shape(bias)}")
-    xc = _codes_of(x, dp.a, "x")
-    wc = _codes_of(w, dp.b, "w")
-    pad = int(_codes_of(np.zeros(1), dp.a, "x")[0]) if not isinstance(dp.a, Fixed) else int(dp.a_zero_point)
-    Og = O // groups
-    parts, traces = [], {}
-    for g in range(groups):
-        pc, OH, OW = unfold(xc[:, g * Cg:(g + 1) * Cg], (KH, KW), stride=stride, padding=padding,
-                            dilation=dilation, pad_code=pad, reduction_order=reduction_order)
-        wg = _flatten_weights(wc[g * Og:(g + 1) * Og], reduction_order)
-        want = [t for t in (trace or []) if g * Og <= t[1] < (g + 1) * Og]
-        ij = [((n * OH + oh) * OW + ow, o - g * Og) for (n, o, oh, ow) in want]
-        r = float_gemm(_values_of(pc, dp.a), _values_of(wg, dp.b), dp,
-                       bias=None if bias is None else np.asarray(bias)[g * Og:(g + 1) * Og], trace=ij or None)
-        for key, k in zip(want, ij):
-            traces[tuple(key)] = r.traces[k]
-        parts.append(r)
-
-    def nchw(name):
-        if getattr(parts[0], name) is None:
-            return None
-        arr = np.concatenate([getattr(p, name) for p in parts], axis=1)
-        return np.ascontiguousarray(arr.reshape(N, OH, OW, O).transpose(0, 3, 1, 2))
-
-    return GemmResult(values=nchw("values"), codes=nchw("codes"), acc=nchw("acc"),
-                      overflow_count=nchw("overflow_count"), acc_values=nchw("acc_values"), exact=nchw("exact"),
-                      max_partial=nchw("max_partial"), bits_needed=nchw("bits_needed"), datapath=dp, traces=traces)
-
-
-def _codes_of(values, fmt, argument):
-    """Operand bit patterns (int64) -- what the im2col lowering moves around."""
-    try:
-        if isinstance(fmt, Fixed):
-            return fmt.codes_to_ints(fmt.encode(values))
-        return fmt.encode(values).astype(np.int64)
-    except ValueError as exc:
-        raise ValueError(f"{argument}: {exc}") from None
-
-
-def _values_of(codes, fmt):
-    if isinstance(fmt, Fixed):
-        return np.ldexp(np.asarray(codes, dtype=np.float64), -fmt.frac)
-    return fmt.decode(np.asarray(codes, dtype=np.int64))

@@ -278,14 +278,14 @@ def test_agrees_with_apytypes_accumulator_context(exp, man, mode, M, K, N, seed)
 @settings(max_examples=25)
 @given(seed=st.integers(0, 2 ** 32), stride=st.integers(1, 2), padding=st.integers(0, 1), groups=st.sampled_from([1, 2]),
        order=st.sampled_from(ORDERS), acc=st.sampled_from([FP16, BF16, Float(5, 4)]))
-def test_float_conv2d_is_the_lowered_gemm_with_the_same_order_of_additions(seed, stride, padding, groups, order, acc):
-    from fxsim.float_engine import float_conv2d
+def test_conv2d_through_the_float_engine_keeps_the_order_of_additions(seed, stride, padding, groups, order, acc):
+    from fxsim.ops.conv import conv2d
     rng = np.random.default_rng(seed)
     x = quantize(rng.normal(size=(2, 4, 5, 4)) * 8, E4M3)
     w = quantize(rng.normal(size=(4, 4 // groups, 3, 2)) * 8, E5M2)
     bias = quantize(rng.normal(size=4), acc)
     dp = Datapath(a=E4M3, b=E5M2, accumulator=Accumulator(acc, rounding="half_even"), order=order)
-    res = float_conv2d(x, w, dp, stride=stride, padding=padding, groups=groups, bias=bias, trace=[(1, 3, 0, 1)])
+    res = conv2d(x, w, dp, stride=stride, padding=padding, groups=groups, bias=bias, trace=[(1, 3, 0, 1)])
     Nn, O, OH, OW = res.values.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     Cg = 4 // groups
