@@ -317,3 +317,17 @@ def test_stochastic_results_do_not_depend_on_the_number_of_threads():
     finally:
         numba.set_num_threads(before)
     assert np.array_equal(one, float_gemm(A, B, dp).acc)
+
+
+def test_inf_and_nan_operands_propagate_as_ieee_and_are_not_counted_as_overflow():
+    # E5M2 has inf and NaN: inf * 1 + 1 = inf; inf * 0 = NaN; -inf + inf = NaN; an FP16 register holds them
+    a = np.array([[np.inf, 1.0], [np.inf, 0.0], [np.inf, -np.inf], [np.nan, 1.0]])
+    b = np.array([[1.0], [1.0]])
+    r = float_gemm(a, b, _dp(FP16, a=E5M2, b=E5M2, rounding="half_even"))
+    assert r.acc[0, 0] == math.inf
+    assert math.isnan(r.acc[2, 0]) and math.isnan(r.acc[3, 0])
+    assert r.acc[1, 0] == math.inf          # inf * 1 + 0 * 1
+    assert r.overflow_count.sum() == 0
+    # a saturating register turns an inf operand's sum into the largest finite value
+    s = float_gemm(a[:1], b, _dp(FP16, a=E5M2, b=E5M2, rounding="half_even", overflow="saturate"))
+    assert s.acc[0, 0] == 65504.0
