@@ -42,42 +42,67 @@ def sweep_configs(bits, overflows=("saturate", "wrap"), orders=("sequential",), 
     return out
 
 
-def _metrics(spec_raw, spec_path, config, data):
-    """One configuration: simulate, compare with the unbounded accumulator. Runs in a worker."""
+def _order(config):
+    return Order(config["order"], lanes=config["lanes"] if config["order"] == "chunked" else 1)
+
+
+def exact_reference(spec, config, data):
+    """The layer through the same datapath and order on a 62-bit accumulator (no partial sum of these
+    layers comes near it): (output values, output codes)."""
+    from .spec import run_layer
+    base = spec.datapath
+    acc = base.accumulator.fmt
+    wide = base.replace(accumulator=Accumulator(Fixed(62, acc.frac, True), overflow="wrap",
+                                                rounding=base.accumulator.rounding), order=_order(config))
+    ref, _ = run_layer(spec, wide, data=data)
+    return ref.values, ref.codes
+
+
+def _metrics(spec_raw, spec_path, config, data, reference, threads=None):
+    """One configuration: simulate, compare with the exact reference. Runs in a worker; ``threads`` caps
+    Numba's threads there (one per process when processes share the cores)."""
+    if threads:
+        import numba
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     from .spec import run_layer, spec_from_dict
     spec = spec_from_dict(spec_raw)
     spec.path = spec_path
     base = spec.datapath
     acc = base.accumulator.fmt
-    order = Order(config["order"], lanes=config["lanes"] if config["order"] == "chunked" else 1)
     dp = base.replace(accumulator=Accumulator(Fixed(config["acc_bits"], acc.frac, acc.signed),
                                               overflow=config["overflow"], rounding=base.accumulator.rounding),
-                      order=order)
-    wide = base.replace(accumulator=Accumulator(Fixed(62, acc.frac, True), overflow="wrap",
-                                                rounding=base.accumulator.rounding), order=order)
-    ref, _ = run_layer(spec, wide, data=data)
+                      order=_order(config))
+    ref_values, ref_codes = reference
     try:
         res, _ = run_layer(spec, dp, data=data)
     except ValueError as exc:   # e.g. a preloaded bias that does not fit this accumulator
         return {**config, "share_differing": 1.0, "overflow_events": -1, "outputs_with_overflow": -1,
                 "max_abs_error": float("nan"), "sqnr_db": float("nan"), "error": str(exc)}
-    err = res.values - ref.values
-    sig = float(np.sum(ref.values ** 2))
+    err = res.values - ref_values
+    sig = float(np.sum(ref_values ** 2))
     noise = float(np.sum(err ** 2))
     sqnr = float("inf") if noise == 0 else (10 * np.log10(sig / noise) if sig > 0 else float("-inf"))
-    return {**config, "share_differing": float(np.mean(res.codes != ref.codes)),
+    return {**config, "share_differing": float(np.mean(res.codes != ref_codes)),
             "overflow_events": int(res.overflow_count.sum()),
             "outputs_with_overflow": int(np.count_nonzero(res.overflow_count)),
             "max_abs_error": float(np.max(np.abs(err))) if err.size else 0.0, "sqnr_db": sqnr, "error": ""}
 
 
 def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True):
-    """Run every configuration; returns {"rows": [...], "narrowest_exact": {...}, "bounds": {...}}."""
+    """Run every configuration; returns {"rows": [...], "narrowest_exact": {...}, "bounds": {...}}.
+
+    ``workers``: local processes (default one per core; 1 runs serially in this process). ``scheduler``:
+    the address of a Dask distributed scheduler, which then runs the configurations instead."""
     from .spec import make_data
     if not isinstance(spec.datapath.accumulator.fmt, Fixed):
         raise ValueError(f"an accumulator width sweep needs a Fixed accumulator; the spec's accumulator is "
                          f"{spec.datapath.accumulator.fmt}")
     data = make_data(spec)
+    refs = {}                                  # the exact reference, once per order
+    for c in configs:
+        key = (c["order"], c["lanes"])
+        if key not in refs:
+            refs[key] = exact_reference(spec, c, data)
     rows = [None] * len(configs)
     bar = None
     if progress:
@@ -87,22 +112,26 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True):
         from distributed import Client, as_completed as d_as_completed
         with Client(scheduler) as client:
             shared = client.scatter(data, broadcast=True)          # the layer's data goes to each worker once
-            futs = {client.submit(_metrics, spec.raw, spec.path, c, shared, pure=False): i
-                    for i, c in enumerate(configs)}
+            shared_refs = {k: client.scatter(v, broadcast=True) for k, v in refs.items()}
+            futs = {client.submit(_metrics, spec.raw, spec.path, c, shared, shared_refs[(c["order"], c["lanes"])],
+                                  pure=False): i for i, c in enumerate(configs)}
             for f in d_as_completed(list(futs)):
                 rows[futs[f]] = f.result()
                 if bar:
                     bar.update()
     elif workers == 1:
         for i, c in enumerate(configs):
-            rows[i] = _metrics(spec.raw, spec.path, c, data)
+            rows[i] = _metrics(spec.raw, spec.path, c, data, refs[(c["order"], c["lanes"])])
             if bar:
                 bar.update()
     else:
         # spawn, not fork: Numba's OpenMP threads must not be forked
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), mp_context=ctx) as ex:
-            futs = {ex.submit(_metrics, spec.raw, spec.path, c, data): i for i, c in enumerate(configs)}
+        n = workers or os.cpu_count() or 1
+        threads = max(1, (os.cpu_count() or 1) // n)
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as ex:
+            futs = {ex.submit(_metrics, spec.raw, spec.path, c, data, refs[(c["order"], c["lanes"])], threads): i
+                    for i, c in enumerate(configs)}
             for f in as_completed(futs):
                 rows[futs[f]] = f.result()
                 if bar:
