@@ -142,6 +142,12 @@ def _sqnr(ref, got):
 def cmd_run(args):
     from .spec import load_spec, make_data, run_layer
     spec = load_spec(args.spec)
+    if spec.op == "batch_norm":
+        from .spec import run_batch_norm
+        print(spec.batch_norm)
+        for k, v in run_batch_norm(spec).items():
+            print(f"  {k}: {v}")
+        return EXIT_OK
     data = make_data(spec)
     result, (A, B, bias) = run_layer(spec, data=data)
     print(spec.datapath)

@@ -32,8 +32,8 @@ from .formats import Float, parse_format
 __all__ = ["SpecError", "LayerSpec", "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
            "run_layer", "operand_shapes"]
 
-_TOP = {"layer", "shape", "data", "datapath", "output"}
-_OPS = ("gemm", "conv2d")
+_TOP = {"layer", "shape", "data", "datapath", "output", "batch_norm"}
+_OPS = ("gemm", "conv2d", "batch_norm")
 _PASSES = ("forward", "backward_input", "backward_weight")
 _KEYS = {
     "layer": {"op", "pass", "name", "description"},
@@ -45,6 +45,8 @@ _KEYS = {
     "datapath.accumulator": {"format", "overflow", "rounding", "random_bits", "seed", "flush_subnormals"},
     "datapath.order": {"kind", "lanes", "combine", "level_bits"},
     "output": {"format", "overflow", "activation", "bias_bits", "requant"},
+    "batch_norm": {"x_fmt", "acc", "stat_fmt", "rsqrt_method", "rsqrt_fmt", "rsqrt_frac", "out_fmt", "grad_fmt",
+                   "range_bn", "eps"},
     "output.requant": {"kind", "multiplier", "shift", "scale", "rounding", "zero_point"},
 }
 
@@ -64,6 +66,7 @@ class LayerSpec:
     raw: dict
     path: str | None = None
     pass_: str = "forward"
+    batch_norm: object = None       # fxsim.ops.norm.BatchNormConfig for op = "batch_norm"
 
 
 class _Ctx:
@@ -142,7 +145,11 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     if pass_ != "forward" and raw.get("data", {}).get("bias"):
         ctx.fail("data.bias", raw["data"]["bias"], "no bias in a backward pass (gradients have none)")
     shape = dict(raw.get("shape", {}))
-    need = ("M", "K", "N") if op == "gemm" else ("batch", "in_channels", "height", "width", "out_channels", "kernel")
+    if op == "batch_norm" and pass_ == "backward_weight":
+        ctx.fail("layer.pass", pass_, "'forward' or 'backward_input' for batch_norm (its backward gives dx, "
+                 "dgamma and dbeta together)")
+    need = {"gemm": ("M", "K", "N"), "batch_norm": ("batch", "in_channels", "height", "width")}.get(
+        op, ("batch", "in_channels", "height", "width", "out_channels", "kernel"))
     for k in need:
         if k not in shape and not raw.get("data", {}).get("npz") and not raw.get("data", {}).get("a"):
             ctx.fail(f"shape.{k}", None, "a positive integer")
@@ -153,8 +160,25 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     if dist not in ("uniform", "normal"):
         ctx.fail("data.distribution", dist, "'uniform' or 'normal'")
     dp = build_datapath(raw.get("datapath", {}), raw.get("output", {}), ctx=ctx)
+    bn = _batch_norm_config(raw.get("batch_norm", {}), ctx) if op == "batch_norm" else None
     return LayerSpec(op=op, shape=shape, data=data, datapath=dp, raw=raw,
-                     path=ctx.path if ctx.path != "<spec>" else None, pass_=pass_)
+                     path=ctx.path if ctx.path != "<spec>" else None, pass_=pass_, batch_norm=bn)
+
+
+def _batch_norm_config(table, ctx):
+    from .ops.norm import BatchNormConfig
+    for key in ("x_fmt", "acc", "stat_fmt", "rsqrt_fmt", "out_fmt", "grad_fmt"):
+        if key in table:
+            try:
+                parse_format(table[key], argument=key)
+            except (ValueError, TypeError) as exc:
+                ln = ctx.line(f"batch_norm.{key}")
+                raise SpecError(f"{ctx.path}:{ln}: batch_norm.{key}: {exc}" if ln else
+                                f"{ctx.path}: batch_norm.{key}: {exc}") from None
+    method = table.get("rsqrt_method", "float")
+    if method not in ("float", "newton", "lut"):
+        ctx.fail("batch_norm.rsqrt_method", method, "'float', 'newton' or 'lut'")
+    return BatchNormConfig(**table)
 
 
 def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
@@ -249,6 +273,9 @@ def _load_array(spec: LayerSpec, name):
 
 def make_data(spec: LayerSpec):
     """The layer's operands (A, B, bias) as real values on the operand grids."""
+    if spec.op == "batch_norm":
+        raise ValueError("a batch_norm layer is not one GEMM: simulate it with run_batch_norm (fxsim run); "
+                         "sweep and export take gemm and conv2d layers")
     d = spec.data
     dp = spec.datapath
     if "npz" in d:
@@ -296,6 +323,9 @@ def operand_shapes(spec: LayerSpec):
 
 def run_layer(spec: LayerSpec, datapath: Datapath | None = None, *, trace=None, data=None):
     """Simulate the spec's layer (optionally with another datapath); returns (result, (A, B, bias))."""
+    if spec.op == "batch_norm":
+        raise ValueError("a batch_norm layer is not one GEMM: simulate it with run_batch_norm (fxsim run); "
+                         "sweep and export take gemm and conv2d layers")
     dp = datapath or spec.datapath
     A, B, bias = data if data is not None else make_data(spec)
     if spec.pass_ != "forward":
@@ -341,3 +371,47 @@ def second_operand_matrix(spec: LayerSpec, A, B) -> np.ndarray:
         return B.transpose(0, 2, 3, 1).reshape(-1, B.shape[1])
     wf = B[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
     return wf.reshape(wf.shape[0], -1).T
+
+
+def run_batch_norm(spec: LayerSpec) -> dict:
+    """Simulate a batch_norm spec (training mode, fxsim.ops.norm) on its random data and compare with a
+    float64 batch norm: max abs error and SQNR of y (forward) or of dx, dgamma, dbeta (backward_input)."""
+    from .ops.norm import batchnorm_backward, batchnorm_train_forward
+    cfg = spec.batch_norm
+    s, d = spec.shape, spec.data
+    rng = np.random.default_rng(int(d.get("seed", 0)))
+    x_fmt = parse_format(cfg.x_fmt)
+    C = s["in_channels"]
+    x = _random_codes(rng, x_fmt, (s["batch"], C, s["height"], s["width"]), d.get("distribution", "normal"),
+                      d.get("std"))
+    gamma = 1.0 + 0.25 * rng.standard_normal(C)
+    beta = 0.1 * rng.standard_normal(C)
+    y, cache, stats = batchnorm_train_forward(x, gamma, beta, cfg)
+    axes = (0, 2, 3)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    xhat = (x - mean) / np.sqrt(var + cfg.eps)
+    g4 = gamma.reshape(1, -1, 1, 1)
+    out = {"op": "batch_norm", "pass": spec.pass_, "elements": int(x.size),
+           "reduction_overflow_events": int(stats["overflows"])}
+
+    def compare(name, got, ref):
+        err = np.asarray(got, dtype=np.float64) - ref
+        out[f"{name}_max_abs_error_vs_float64"] = float(np.max(np.abs(err)))
+        with np.errstate(all="ignore"):
+            noise, sig = float(np.sum(err ** 2)), float(np.sum(ref ** 2))
+        out[f"{name}_sqnr_db_vs_float64"] = float("inf") if noise == 0 else float(10 * np.log10(sig / noise))
+
+    if spec.pass_ == "forward":
+        compare("y", y, g4 * xhat + beta.reshape(1, -1, 1, 1))
+        return out
+    dy = rng.standard_normal(x.shape)
+    dx, dgamma, dbeta = batchnorm_backward(dy, cache, cfg)
+    n = x.size // C
+    g = dy * g4
+    ref_dx = (n * g - g.sum(axis=axes, keepdims=True) - xhat * (g * xhat).sum(axis=axes, keepdims=True)) \
+        / (n * np.sqrt(var + cfg.eps))
+    compare("dx", dx, ref_dx)
+    compare("dgamma", dgamma, (dy * xhat).sum(axis=axes))
+    compare("dbeta", dbeta, dy.sum(axis=axes))
+    return out

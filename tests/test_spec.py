@@ -134,6 +134,10 @@ def test_float_spec_draws_operands_on_the_format_grids():
                          + [os.path.join(ROOT, "fxsim", "data", "digits_fc.toml")])
 def test_every_shipped_spec_runs(path):
     spec = load_spec(path)
+    if spec.op == "batch_norm":
+        from fxsim.spec import run_batch_norm
+        assert run_batch_norm(spec)["y_sqnr_db_vs_float64"] > 40
+        return
     res, _ = run_layer(spec)
     assert res.values.size > 0
     assert str(parse_format(str(spec.datapath.accumulator.fmt))) == str(spec.datapath.accumulator.fmt)
@@ -213,3 +217,53 @@ def test_backward_spec_errors():
         parse_spec(CONV_BACKWARD.format(pass_="backward_input").replace("seed = 3", "seed = 3\nbias = true"))
     with pytest.raises(SpecError, match=r"shape.groups = 2 .*backward convolutions have groups 1"):
         parse_spec(CONV_BACKWARD.format(pass_="backward_input").replace("kernel = 3", "kernel = 3\ngroups = 2"))
+
+
+BATCH_NORM = """
+[layer]
+op = "batch_norm"
+pass = "{pass_}"
+[shape]
+batch = 4
+in_channels = 3
+height = 5
+width = 5
+[data]
+seed = 9
+std = 300
+[batch_norm]
+x_fmt = "Q7.8"
+acc = "int48"
+stat_fmt = "e10m48"
+rsqrt_fmt = "e10m48"
+out_fmt = "{out}"
+grad_fmt = "{out}"
+"""
+
+
+@pytest.mark.parametrize("pass_", ["forward", "backward_input"])
+def test_batch_norm_spec_in_float64_formats_matches_the_float64_definition(pass_):
+    from fxsim.spec import run_batch_norm
+    wide = run_batch_norm(parse_spec(BATCH_NORM.format(pass_=pass_, out="e10m48")))
+    narrow = run_batch_norm(parse_spec(BATCH_NORM.format(pass_=pass_, out="fp16")))
+    keys = [k for k in wide if k.endswith("max_abs_error_vs_float64")]
+    assert keys == (["y_max_abs_error_vs_float64"] if pass_ == "forward" else
+                    ["dx_max_abs_error_vs_float64", "dgamma_max_abs_error_vs_float64", "dbeta_max_abs_error_vs_float64"])
+    for k in keys:
+        assert wide[k] < 1e-9             # every register ~float64 (48-bit mantissas): rounding noise only
+        assert narrow[k] > 1e-5           # fp16 products: visibly rounded
+    assert wide["reduction_overflow_events"] == 0
+
+
+def test_batch_norm_spec_errors():
+    text = BATCH_NORM.format(pass_="forward", out="fp16")
+    with pytest.raises(SpecError, match=r"<spec>:18: batch_norm.out_fmt: .*fp99"):
+        parse_spec(text.replace('out_fmt = "fp16"', 'out_fmt = "fp99"'))
+    with pytest.raises(SpecError, match=r"batch_norm.rsqrt_method = 'magic' is not allowed"):
+        parse_spec(text.replace('out_fmt = "fp16"', 'out_fmt = "fp16"\nrsqrt_method = "magic"'))
+    with pytest.raises(SpecError, match=r"batch_norm.momentum = 0.9 is not allowed; expected one of the keys"):
+        parse_spec(text.replace('out_fmt = "fp16"', 'out_fmt = "fp16"\nmomentum = 0.9'))
+    with pytest.raises(SpecError, match=r"layer.pass = 'backward_weight' .*batch_norm"):
+        parse_spec(BATCH_NORM.format(pass_="backward_weight", out="fp16"))
+    with pytest.raises(ValueError, match="not one GEMM"):
+        run_layer(parse_spec(text))
