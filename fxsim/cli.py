@@ -215,6 +215,9 @@ def main(argv=None) -> int:
     except (SpecError, ValueError, TypeError, FileExistsError, FileNotFoundError, OverflowError) as exc:
         print(f"fxsim {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except BrokenPipeError:           # output piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

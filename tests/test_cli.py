@@ -81,3 +81,24 @@ def test_spec_errors_point_at_the_file_and_line(tmp_path, capsys):
 def test_help_exits_0(capsys):
     assert main(["--help"]) == EXIT_OK
     assert "sweep" in capsys.readouterr().out
+
+
+def test_sweep_writes_csv_json_png_and_prints_the_narrowest_width(spec, tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert main(["sweep", str(spec), "--acc-bits", "12:20", "--overflow", "saturate,wrap", "--workers", "1",
+                 "--out", str(out)]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "narrowest bit-exact accumulator on this data" in text and "analytical bounds (K=20)" in text
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.json", "sweep.png"]
+    assert main(["sweep", str(spec), "--acc-bits", "12,14", "--workers", "1", "--out", str(out)]) == EXIT_INPUT
+    assert main(["sweep", str(spec), "--acc-bits", "12,14", "--workers", "1", "--out", str(out), "--force"]) == EXIT_OK
+    assert len((out / "sweep.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_batch_norm_run(tmp_path, capsys):
+    import glob
+    path = glob.glob(os.path.join(os.path.dirname(__file__), os.pardir, "examples", "batch_norm_training.toml"))[0]
+    assert main(["run", path]) == EXIT_OK
+    assert "y_sqnr_db_vs_float64" in capsys.readouterr().out
+    assert main(["export", path, "--out", str(tmp_path / "x")]) == EXIT_INPUT
+    assert "not one GEMM" in capsys.readouterr().err
