@@ -15,6 +15,11 @@ from .datapath import Accumulator, Datapath, Order, OutputStage, Requant  # noqa
 from .result import GemmResult  # noqa: F401
 from .ops.gemm import gemm  # noqa: F401
 from .ops.conv import conv2d  # noqa: F401
+from .float_engine import float_gemm  # noqa: F401
+from .mx import (BlockArray, BlockFormat, MXFP4, MXFP6_E2M3, MXFP6_E3M2, MXFP8_E4M3, MXFP8_E5M2,  # noqa: F401
+                 MXINT8, NVFP4, bfp, block_quantize, mx_gemm)
 
 __all__ = ["Overflow", "Rounding", "Fixed", "Float", "Int", "parse_format", "quantize", "quantize_to_codes",
-           "Accumulator", "Datapath", "Order", "OutputStage", "Requant", "GemmResult", "gemm", "conv2d"]
+           "Accumulator", "Datapath", "Order", "OutputStage", "Requant", "GemmResult", "gemm", "conv2d",
+           "float_gemm", "BlockArray", "BlockFormat", "MXFP4", "MXFP6_E2M3", "MXFP6_E3M2", "MXFP8_E4M3",
+           "MXFP8_E5M2", "MXINT8", "NVFP4", "bfp", "block_quantize", "mx_gemm"]

@@ -111,9 +111,11 @@ class Fixed:
         if self.bits < 64:
             if np.any(u >> np.uint64(self.bits)):
                 raise ValueError(f"codes must fit in {self.bits} bits for {self}")
-        ints = u.astype(np.int64) if self.bits == 64 else u.astype(np.int64)
+        ints = u.astype(np.int64)
         if self.signed and self.bits < 64:
-            ints = np.where(ints >= (1 << (self.bits - 1)), ints - (1 << self.bits), ints)
+            # sign-extend by shifting the sign bit to bit 63 and back (no intermediate leaves int64)
+            sh = np.int64(64 - self.bits)
+            ints = (ints << sh) >> sh
         elif not self.signed and self.bits == 64:
             raise ValueError("unsigned 64-bit codes do not fit int64; use 63 bits or fewer")
         return ints

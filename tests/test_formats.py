@@ -98,3 +98,11 @@ def test_encode_rejects_values_off_the_grid():
         parse_format("e4m3").encode([1.0, 0.3])
     with pytest.raises(ValueError, match="outside the range"):
         parse_format("int8").encode([200])
+
+
+@pytest.mark.parametrize("bits", [53, 62, 63, 64])
+def test_wide_codes_sign_extend_exactly(bits):
+    f = Fixed(bits, 0, True)
+    codes = np.array([0, 1, (1 << (bits - 1)) - 1, 1 << (bits - 1), (1 << bits) - 1], dtype=np.uint64)
+    want = [0, 1, (1 << (bits - 1)) - 1, -(1 << (bits - 1)), -1]
+    assert [int(v) for v in f.codes_to_ints(codes)] == want
