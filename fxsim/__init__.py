@@ -16,10 +16,16 @@ from .result import GemmResult  # noqa: F401
 from .ops.gemm import gemm  # noqa: F401
 from .ops.conv import conv2d  # noqa: F401
 from .float_engine import float_gemm  # noqa: F401
+from .bounds import data_bits, l1_bits, symmetric_bits, worst_case_bits  # noqa: F401
+from .spec import SpecError, load_spec, parse_spec, run_layer  # noqa: F401
+from .sweep import run_sweep, sweep_configs  # noqa: F401
+from .export import export_layer, verify_dir  # noqa: F401
 from .mx import (BlockArray, BlockFormat, MXFP4, MXFP6_E2M3, MXFP6_E3M2, MXFP8_E4M3, MXFP8_E5M2,  # noqa: F401
                  MXINT8, NVFP4, bfp, block_quantize, mx_gemm)
 
 __all__ = ["Overflow", "Rounding", "Fixed", "Float", "Int", "parse_format", "quantize", "quantize_to_codes",
            "Accumulator", "Datapath", "Order", "OutputStage", "Requant", "GemmResult", "gemm", "conv2d",
            "float_gemm", "BlockArray", "BlockFormat", "MXFP4", "MXFP6_E2M3", "MXFP6_E3M2", "MXFP8_E4M3",
-           "MXFP8_E5M2", "MXINT8", "NVFP4", "bfp", "block_quantize", "mx_gemm"]
+           "MXFP8_E5M2", "MXINT8", "NVFP4", "bfp", "block_quantize", "mx_gemm", "data_bits", "l1_bits",
+           "symmetric_bits", "worst_case_bits", "SpecError", "load_spec", "parse_spec", "run_layer", "run_sweep",
+           "sweep_configs", "export_layer", "verify_dir"]
