@@ -15,6 +15,9 @@ TYPES = {"e4m3": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2, "e2m1":
          "e4m3fnuz": ml_dtypes.float8_e4m3fnuz, "e5m2fnuz": ml_dtypes.float8_e5m2fnuz,
          "e4m3b11fnuz": ml_dtypes.float8_e4m3b11fnuz}
 
+# casting NaN, inf and out-of-range probes to float32 / ml_dtypes is the point here, not a mistake
+pytestmark = pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered in cast:RuntimeWarning")
+
 
 def _probe_inputs(fmt):
     v = fmt.values()
@@ -52,19 +55,25 @@ def test_quantize_agrees_with_ml_dtypes_bit_for_bit(name):
     assert not np.any(bad), f"{np.count_nonzero(bad)} mismatches, e.g. x={x[bad][:5]} got={got[bad][:5]} want={want[bad][:5]}"
 
 
-@pytest.mark.parametrize("name", ["e4m3", "e5m2", "e2m1"])
+@pytest.mark.parametrize("name", list(TYPES))
 def test_encode_gives_ml_dtypes_bit_patterns(name):
     fmt = parse_format(name)
     x = _probe_inputs(fmt)
-    want = x.astype(TYPES[name])
-    if want.dtype.itemsize == 1:
-        want_codes = want.view(np.uint8).astype(np.uint64)
-    else:
-        want_codes = want.view(np.uint8).astype(np.uint64)
+    if name == "e8m0":   # the documented subnormal quirk (see above)
+        x = x[~((x > 2.0 ** -127) & (x < 1.5 * 2.0 ** -127))]
+    want_codes = x.astype(TYPES[name]).view(np.uint8).astype(np.uint64)
     got = fmt.encode(quantize(x, fmt))
-    if name == "e2m1":   # ml_dtypes stores 4-bit values in the low nibble of a byte
-        want_codes &= np.uint64(0xF)
-    assert np.array_equal(got, want_codes)
+    # ml_dtypes stores 4- and 6-bit values in the low bits of a byte
+    assert np.array_equal(got, want_codes & np.uint64((1 << fmt.bits) - 1))
+
+
+@pytest.mark.parametrize("name", ["e4m3", "e5m2", "e2m1", "e2m3", "e3m2", "e4m3fnuz"])
+def test_via_float32_reproduces_ml_dtypes_on_float64_inputs(name):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(300_000) * 2.0 ** rng.integers(-24, 24, 300_000)
+    x[::1000] = np.nextafter(x[::1000].astype(np.float32).astype(np.float64), np.inf)  # just above float32s
+    want = x.astype(TYPES[name]).astype(np.float64)
+    assert np.all(_same(quantize(x, name, via_float32=True), want))
 
 
 def test_float64_inputs_round_once_by_default_and_twice_via_float32():
