@@ -1,0 +1,117 @@
+"""Plain-Python references of the training ops: literal loops over the definitions, listing each output's
+operand pairs in the order the hardware adds them, then handing the pairs to a literal accumulator
+(``dot(a_list, b_list) -> value``) — the integer or float datapath reference of the tests."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def conv_forward_pairs(x, w, stride, pad):
+    """{(n, o, i, j): (x list, w list)} in (c, kh, kw) order, padding zeros included."""
+    N, C, H, W = x.shape
+    O, _, K, _ = w.shape
+    OH, OW = (H + 2 * pad - K) // stride + 1, (W + 2 * pad - K) // stride + 1
+    out = {}
+    for n in range(N):
+        for o in range(O):
+            for i in range(OH):
+                for j in range(OW):
+                    xs, ws = [], []
+                    for c in range(C):
+                        for kh in range(K):
+                            for kw in range(K):
+                                h, v = i * stride + kh - pad, j * stride + kw - pad
+                                xs.append(float(x[n, c, h, v]) if 0 <= h < H and 0 <= v < W else 0.0)
+                                ws.append(float(w[o, c, kh, kw]))
+                    out[(n, o, i, j)] = (xs, ws)
+    return out, (N, O, OH, OW)
+
+
+def conv_dx_pairs(w, dy, x_shape, stride, pad):
+    """Input gradient as the transposed convolution computes it: for input (n, c, h, v) the pairs
+    (dY, W) over (o, kh', kw') with the flipped kernel W[o, c, K-1-kh', K-1-kw'] and dY read at position
+    (h + kh' - (K-1-pad), v + kw' - (K-1-pad)) of dY dilated by the stride (zero where no output lies)."""
+    N, C, H, W = x_shape
+    O, _, K, _ = w.shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    q = K - 1 - pad
+
+    def dil(n, o, p, r):
+        if p < 0 or r < 0 or p % stride or r % stride or p // stride >= OH or r // stride >= OW:
+            return 0.0
+        return float(dy[n, o, p // stride, r // stride])
+
+    out = {}
+    for n in range(N):
+        for c in range(C):
+            for h in range(H):
+                for v in range(W):
+                    gs, ws = [], []
+                    for o in range(O):
+                        for kh in range(K):
+                            for kw in range(K):
+                                gs.append(dil(n, o, h + kh - q, v + kw - q))
+                                ws.append(float(w[o, c, K - 1 - kh, K - 1 - kw]))
+                    out[(n, c, h, v)] = (gs, ws)
+    return out
+
+
+def conv_dw_pairs(x, dy, w_shape, stride, pad):
+    """Weight gradient dW[o, c, kh, kw]: pairs (x, dY) over (n, oh, ow) in that order, padding included."""
+    N, C, H, W = x.shape
+    O, _, K, _ = w_shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    out = {}
+    for o in range(O):
+        for c in range(C):
+            for kh in range(K):
+                for kw in range(K):
+                    xs, gs = [], []
+                    for n in range(N):
+                        for i in range(OH):
+                            for j in range(OW):
+                                h, v = i * stride + kh - pad, j * stride + kw - pad
+                                xs.append(float(x[n, c, h, v]) if 0 <= h < H and 0 <= v < W else 0.0)
+                                gs.append(float(dy[n, o, i, j]))
+                    out[(o, c, kh, kw)] = (xs, gs)
+    return out
+
+
+def evaluate(pairs, shape, dot):
+    """Array of ``shape`` whose entry at each key is dot(*pairs[key])."""
+    y = np.zeros(shape)
+    for key, (a, b) in pairs.items():
+        y[key] = dot(a, b)
+    return y
+
+
+def maxpool_backward_ref(x, dy, k):
+    """Each output gradient goes to the first maximum of its k x k window (row-major scan)."""
+    g = np.zeros_like(x)
+    N, C, H, W = x.shape
+    for n in range(N):
+        for c in range(C):
+            for i in range(H // k):
+                for j in range(W // k):
+                    best = None
+                    for a in range(k):
+                        for b in range(k):
+                            if best is None or x[n, c, i * k + a, j * k + b] > x[n, c, best[0], best[1]]:
+                                best = (i * k + a, j * k + b)
+                    g[n, c, best[0], best[1]] += dy[n, c, i, j]
+    return g
+
+
+def loss_and_finite_difference(f, p, eps=2.0 ** -20):
+    """Central differences of the scalar f() with respect to every entry of the array p (modified in place
+    and restored)."""
+    g = np.zeros_like(p)
+    for idx in np.ndindex(p.shape):
+        old = p[idx]
+        p[idx] = old + eps
+        up = f()
+        p[idx] = old - eps
+        down = f()
+        p[idx] = old
+        g[idx] = (up - down) / (2 * eps)
+    return g

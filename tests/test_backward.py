@@ -1,0 +1,158 @@
+"""Backward ops: lossless datapaths give exactly the gradients of the definitions; narrow integer and float
+datapaths match a literal per-addition reference in the stated order, bit for bit."""
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from fxsim.datapath import Accumulator, Datapath, Order
+from fxsim.formats import parse_format
+from fxsim.ops.backward import conv2d_backward, conv2d_lowered, linear_backward, relu_backward
+from fxsim.ops.pool import avgpool2d, avgpool2d_backward, maxpool2d, maxpool2d_backward
+from tests.reference_float_datapath import RefFloatDatapath
+from tests.reference_int_datapath import dot as int_dot
+from tests.reference_training import (conv_dw_pairs, conv_dx_pairs, conv_forward_pairs, evaluate,
+                                      maxpool_backward_ref)
+
+WIDE = Datapath(a="int8", b="int8", accumulator=Accumulator("int40"))
+ORDERS = st.sampled_from([Order("sequential"), Order("chunked", lanes=2), Order("chunked", lanes=3), Order("tree")])
+
+
+def exact_dot(a, b):
+    return float(sum(int(p) * int(q) for p, q in zip(a, b)))
+
+
+def int_ref(dp):
+    return lambda a, b: float(int_dot([int(v) for v in a], [int(v) for v in b], 0, dp)[0])
+
+
+def float_ref(dp):
+    ref = RefFloatDatapath(dp)
+    return lambda a, b: ref.dot(a, b, 0.0, 0)[0]
+
+
+shapes = dict(N=st.integers(1, 2), C=st.integers(1, 3), O=st.integers(1, 3), H=st.integers(3, 6),
+              K=st.sampled_from([1, 2, 3]), stride=st.integers(1, 2), pad=st.integers(0, 1), seed=st.integers(0, 2**16))
+
+
+def _case(N, C, O, H, K, stride, pad, seed, lo=-128, hi=128):
+    pad = min(pad, K - 1)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(lo, hi, (N, C, H, H)).astype(float)
+    w = rng.integers(lo, hi, (O, C, K, K)).astype(float)
+    return x, w, pad, rng
+
+
+@settings(max_examples=20)
+@given(**shapes)
+def test_lossless_conv_gradients_equal_their_definition(N, C, O, H, K, stride, pad, seed):
+    x, w, pad, rng = _case(N, C, O, H, K, stride, pad, seed)
+    y, _ = conv2d_lowered(x, w, WIDE, stride=stride, padding=pad)
+    pairs, shape = conv_forward_pairs(x, w, stride, pad)
+    assert np.array_equal(y, evaluate(pairs, shape, exact_dot))
+    dy = rng.integers(-128, 128, y.shape).astype(float)
+    dx, dw, _ = conv2d_backward(x, w, dy, stride=stride, padding=pad, dx_datapath=WIDE, dw_datapath=WIDE)
+    # dX, dW of L = sum(y * dy) by their definition (independent of the transposed-convolution order)
+    rdx, rdw = np.zeros(x.shape), np.zeros(w.shape)
+    for (n, o, i, j), (xs, ws) in pairs.items():
+        for t, (c, kh, kw) in enumerate(np.ndindex(C, K, K)):
+            h, v = i * stride + kh - pad, j * stride + kw - pad
+            if 0 <= h < H and 0 <= v < H:
+                rdx[n, c, h, v] += dy[n, o, i, j] * ws[t]
+                rdw[o, c, kh, kw] += dy[n, o, i, j] * xs[t]
+    assert np.array_equal(dx, rdx) and np.array_equal(dw, rdw)
+
+
+@settings(max_examples=25)
+@given(**shapes, bits=st.integers(9, 18), overflow=st.sampled_from(["wrap", "saturate"]), order=ORDERS)
+def test_narrow_integer_conv_gradients_match_per_addition_reference(N, C, O, H, K, stride, pad, seed, bits,
+                                                                    overflow, order):
+    x, w, pad, rng = _case(N, C, O, H, K, stride, pad, seed)
+    OH = (H + 2 * pad - K) // stride + 1
+    dy = rng.integers(-128, 128, (N, O, OH, OH)).astype(float)
+    dp = Datapath(a="int8", b="int8", accumulator=Accumulator(f"int{bits}", overflow=overflow), order=order)
+    dx, dw, stats = conv2d_backward(x, w, dy, stride=stride, padding=pad, dx_datapath=dp, dw_datapath=dp)
+    assert np.array_equal(dx, evaluate(conv_dx_pairs(w, dy, x.shape, stride, pad), x.shape, int_ref(dp)))
+    dw_ref = evaluate(conv_dw_pairs(x, dy, w.shape, stride, pad), w.shape, int_ref(dp))
+    assert np.array_equal(dw, dw_ref)
+
+
+@settings(max_examples=15)
+@given(**shapes, acc=st.sampled_from(["fp16", "bf16", "e5m2"]), order=ORDERS,
+       rounding=st.sampled_from(["half_even", "toward_zero"]))
+def test_luq_style_float_conv_gradients_match_per_addition_reference(N, C, O, H, K, stride, pad, seed, acc, order,
+                                                                     rounding):
+    """FP4 [1,3,0] gradients x INT4 weights / UINT4 activations into a narrow float accumulator."""
+    x, w, pad, rng = _case(N, C, O, H, K, stride, pad, seed, lo=-8, hi=8)
+    x = np.abs(x)
+    levels = parse_format("fp4_e3m0").values()
+    OH = (H + 2 * pad - K) // stride + 1
+    dy = rng.choice(levels[np.isfinite(levels)], (N, O, OH, OH))
+    acc_kw = dict(overflow="ieee", rounding=rounding)
+    dxp = Datapath(a="fp4_e3m0", b="int4", accumulator=Accumulator(acc, **acc_kw), order=order)
+    dwp = Datapath(a="uint4", b="fp4_e3m0", accumulator=Accumulator(acc, **acc_kw), order=order)
+    dx, dw, _ = conv2d_backward(x, w, dy, stride=stride, padding=pad, dx_datapath=dxp, dw_datapath=dwp)
+    want_dx = evaluate(conv_dx_pairs(w, dy, x.shape, stride, pad), x.shape, float_ref(dxp))
+    want_dw = evaluate(conv_dw_pairs(x, dy, w.shape, stride, pad), w.shape, float_ref(dwp))
+    assert np.array_equal(dx, want_dx) and np.array_equal(dw, want_dw)
+
+
+@settings(max_examples=20)
+@given(M=st.integers(1, 4), K=st.integers(1, 40), N=st.integers(1, 4), bits=st.integers(9, 16),
+       overflow=st.sampled_from(["wrap", "saturate"]), order=ORDERS, seed=st.integers(0, 2**16))
+def test_linear_gradient_gemms_match_per_addition_reference(M, K, N, bits, overflow, order, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (M, K)).astype(float)
+    w = rng.integers(-128, 128, (K, N)).astype(float)
+    dy = rng.integers(-128, 128, (M, N)).astype(float)
+    dp = Datapath(a="int8", b="int8", accumulator=Accumulator(f"int{bits}", overflow=overflow), order=order)
+    dx, dw, st_ = linear_backward(x, w, dy, dx_datapath=dp, dw_datapath=dp)
+    ref = int_ref(dp)
+    assert dx.tolist() == [[ref(dy[i], w[k]) for k in range(K)] for i in range(M)]
+    assert dw.tolist() == [[ref(x[:, k], dy[:, j]) for j in range(N)] for k in range(K)]
+    n_ov = sum(int_dot([int(v) for v in dy[i]], [int(v) for v in w[k]], 0, dp)[1] for i in range(M) for k in range(K))
+    assert int(st_["dx"].overflow_count.sum()) == n_ov
+
+
+def test_lossless_linear_gradients_equal_float64():
+    rng = np.random.default_rng(0)
+    x, w, dy = (rng.integers(-128, 128, s).astype(float) for s in [(5, 7), (7, 3), (5, 3)])
+    dx, dw, _ = linear_backward(x, w, dy, dx_datapath=WIDE, dw_datapath=WIDE)
+    assert np.array_equal(dx, dy @ w.T) and np.array_equal(dw, x.T @ dy)
+
+
+def test_a_12_bit_saturating_gradient_accumulator_really_saturates():
+    rng = np.random.default_rng(2)
+    dy = rng.integers(-128, 128, (3, 40)).astype(float)
+    w = rng.integers(-128, 128, (6, 40)).astype(float)
+    dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int12", overflow="saturate"))
+    dx, _, st_ = linear_backward(np.zeros((3, 6)), w, dy, dx_datapath=dp, dw_datapath=WIDE)
+    assert st_["dx"].overflow_count.sum() > 0 and dx.min() >= -2048 and dx.max() <= 2047
+    assert np.isin(dx, [-2048.0, 2047.0]).any()
+
+
+@settings(max_examples=30)
+@given(N=st.integers(1, 2), C=st.integers(1, 2), h=st.integers(1, 3), k=st.sampled_from([1, 2, 4]),
+       seed=st.integers(0, 2**16))
+def test_pooling_and_relu_backward_match_literal_routing(N, C, h, k, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, (N, C, h * k, h * k)).astype(float)        # small range: ties are frequent
+    dy = rng.integers(-50, 50, (N, C, h, h)).astype(float)
+    y, idx = maxpool2d(x, k)
+    assert np.array_equal(y, x.reshape(N, C, h, k, h, k).max(axis=(3, 5)))
+    assert np.array_equal(maxpool2d_backward(dy, idx, k, x.shape), maxpool_backward_ref(x, dy, k))
+    g = avgpool2d_backward(dy, k, x.shape)
+    for a in range(k):
+        for b in range(k):
+            assert np.array_equal(g[:, :, a::k, b::k], dy / (k * k))
+    assert np.array_equal(avgpool2d(x, k), x.reshape(N, C, h, k, h, k).sum(axis=(3, 5)) / (k * k))
+    assert np.array_equal(relu_backward(x, x + 100), np.where(x > 0, x + 100, 0.0))
+
+
+def test_relu_and_pooling_backward_by_hand():
+    x = np.array([[[[1.0, -2.0], [3.0, 0.5]]]])
+    dy = np.array([[[[10.0]]]])
+    y, idx = maxpool2d(x, 2)
+    assert y[0, 0, 0, 0] == 3.0
+    assert maxpool2d_backward(dy, idx, 2, x.shape).tolist() == [[[[0, 0], [10.0, 0]]]]
+    assert relu_backward(x, np.ones_like(x)).tolist() == [[[[1, 0], [1, 1]]]]
+    assert avgpool2d(x, 2)[0, 0, 0, 0] == 0.625
+    assert avgpool2d_backward(dy, 2, x.shape).tolist() == [[[[2.5, 2.5], [2.5, 2.5]]]]
