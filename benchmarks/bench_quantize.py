@@ -9,11 +9,14 @@ measured in the same run (best of 3, after a warm-up call that includes Numba's 
 import argparse
 import os
 import platform
+import sys
 import time
 
 import numpy as np
 
-from fxsim.quantize import quantize
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from fxsim.quantize import quantize  # noqa: E402
 
 
 def best(fn, repeat=3):

@@ -98,14 +98,14 @@ def quantize(x, fmt, *, rounding=None, overflow=None, seed=None, random_bits=Non
     if isinstance(fmt, Fixed):
         if via_float32:
             x = np.asarray(x, dtype=np.float32)
-        codes = quantize_to_codes(x, fmt, rounding=rounding, overflow=overflow, seed=seed,
-                                  random_bits=random_bits)
-        if fmt.bits > 53:
+        codes, values = _quantize_fixed(x, fmt, rounding, overflow, seed, random_bits, want_values=True)
+        if values is None:
             big = np.abs(codes) > (1 << 53)
             if np.any(big):
                 raise ValueError(f"{fmt}: results wider than 53 bits have no exact float64 value; "
                                  "use quantize_to_codes()")
-        return np.ldexp(codes.astype(np.float64), -fmt.frac)
+            return np.ldexp(codes.astype(np.float64), -fmt.frac)
+        return values
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     rounding = Rounding.HALF_EVEN if rounding is None else Rounding.parse(rounding, argument="rounding")
@@ -224,6 +224,11 @@ def quantize_to_codes(x, fmt, *, rounding=None, overflow=None, seed=None, random
     fmt = parse_format(fmt)
     if not isinstance(fmt, Fixed):
         raise TypeError(f"quantize_to_codes needs a Fixed format, got {fmt}; use quantize() or fmt.encode()")
+    return _quantize_fixed(x, fmt, rounding, overflow, seed, random_bits, want_values=False)[0]
+
+
+def _quantize_fixed(x, fmt: Fixed, rounding, overflow, seed, random_bits, *, want_values):
+    """(int64 codes, float64 values or None) of ``x`` rounded to ``fmt``, in one pass over the data."""
     if rounding is None:
         rounding = fmt.rounding if fmt.rounding is not None else Rounding.HALF_EVEN
     rounding = Rounding.parse(rounding, argument="rounding")
@@ -244,13 +249,18 @@ def quantize_to_codes(x, fmt, *, rounding=None, overflow=None, seed=None, random
                          "to fixed point")
     r = _random_bits_arg(random_bits)
     seed_i = _seed_arg(seed, rounding)
-    codes = np.empty(flat.shape, dtype=np.int64)
-    flags = np.empty(flat.shape, dtype=np.uint8)
+    n = flat.size
+    values_only = want_values and fmt.bits <= 53   # every code is then an exact float64 value
+    codes = np.empty(0 if values_only else n, dtype=np.int64)
+    flags = np.empty(n if overflow == Overflow.ERROR else 0, dtype=np.uint8)
+    values = np.empty(n if values_only else 0, dtype=np.float64)
     _kq.quantize_fixed_array(flat, codes, fmt.frac, fmt.bits, fmt.signed, fmt.min_code, fmt.max_code,
-                             int(rounding), int(overflow), seed_i, r, flags)
+                             int(rounding), int(overflow), seed_i, r, flags, values)
     if overflow == Overflow.ERROR:
         _raise_overflow(flags.astype(bool), fmt)
-    return codes.reshape(xa.shape)
+    if values_only:
+        return None, values.reshape(xa.shape)
+    return codes.reshape(xa.shape), None
 
 
 def _raise_overflow(mask, fmt):

@@ -179,45 +179,75 @@ def quantize_float_array(x, out, man, emin, max_finite, subnormals, has_zero, mo
 
 
 @nb.njit(cache=True, parallel=True)
-def quantize_fixed_array(x, codes, frac, bits, signed, lo, hi, mode, ovf_mode, seed, r, flags):
+def quantize_fixed_array(x, codes, frac, bits, signed, lo, hi, mode, ovf_mode, seed, r, flags, values):
     """Round float64 ``x`` to integer codes of a ``bits``-wide fixed-point register with ``frac``
     fractional bits, then apply the overflow stage. ``flags[i]`` is set to 1 where the value overflowed
-    (before the overflow stage), so the caller can count or raise.
+    (before the overflow stage), so the caller can count or raise. When ``values`` has the size of ``x``
+    it also receives code * 2**-frac (exact for registers of at most 53 bits). ``codes`` and ``flags``
+    may be empty arrays when the caller does not need them (fewer bytes written).
+
+    Fast path: for half-even and the directed modes, y = x * 2**frac is exact when y is a normal number
+    (a power-of-two scaling), and for |y| < 2**52 ``rint``/``floor``/``ceil``/``trunc`` of y are exact
+    integers, equal to the integer rounder's result.
     """
     n = x.size
+    want_values = values.size == n
+    want_codes = codes.size == n
+    want_flags = flags.size == n
+    scale = math.ldexp(1.0, frac) if -1000 < frac < 1000 else 0.0
+    inv_scale = math.ldexp(1.0, -frac) if -1000 < frac < 1000 else 0.0
+    fast_mode = scale != 0.0 and (mode == HALF_EVEN or mode == FLOOR or mode == CEIL or mode == TOWARD_ZERO)
     for i in nb.prange(n):
         v = x[i]
-        flags[i] = 0
-        if v == 0.0:
-            codes[i] = 0
-            continue
-        M, E = _decompose(v)
-        sh = E + frac
-        rnd = np.int64(0)
-        if mode == STOCHASTIC:
-            rnd = random_bits(seed, 0, i, r)
-        if sh >= 0:
-            # |v| * 2**frac >= 2**52-ish: integer already; may exceed int64
-            if sh <= 10:  # |M| < 2**53, so |M << sh| < 2**63
-                q = M << sh
+        y = v * scale
+        ay = abs(y)
+        if fast_mode and ay < 4503599627370496.0 and (ay >= 2.2250738585072014e-308 or v == 0.0):
+            if mode == HALF_EVEN:
+                fq = np.rint(y)
+            elif mode == FLOOR:
+                fq = math.floor(y)
+            elif mode == CEIL:
+                fq = math.ceil(y)
             else:
-                # too large for int64: out of range for every register <= 64 bits except via wrap
-                flags[i] = 1
+                fq = math.trunc(y)
+            q = np.int64(fq)
+        elif v == 0.0:
+            q = np.int64(0)
+        else:
+            M, E = _decompose(v)
+            sh = E + frac
+            rnd = np.int64(0)
+            if mode == STOCHASTIC:
+                rnd = random_bits(seed, 0, i, r)
+            if sh >= 0 and sh > 10:
+                # |v| * 2**frac >= 2**62: out of range for every register <= 64 bits except via wrap
+                if want_flags:
+                    flags[i] = 1
                 if ovf_mode == 0:  # WRAP: the low bits of M << sh
                     if sh >= 64:
-                        q = np.int64(0)
+                        c = np.int64(0)
                     else:
-                        q = np.int64(np.uint64(M) << np.uint64(sh))
-                    codes[i] = wrap(q, bits, signed)
+                        c = np.int64(np.uint64(M) << np.uint64(sh))
+                    c = wrap(c, bits, signed)
                 elif ovf_mode == 3:
-                    codes[i] = 0
+                    c = np.int64(0)
                 elif ovf_mode == 2 and signed and v < 0:
-                    codes[i] = -hi
+                    c = -hi
                 else:
-                    codes[i] = hi if v > 0 else lo
+                    c = hi if v > 0 else lo
+                if want_codes:
+                    codes[i] = c
+                if want_values:
+                    values[i] = float(c) * inv_scale if inv_scale != 0.0 else math.ldexp(float(c), -frac)
                 continue
-        else:
-            q = round_integer(M, -sh, mode, rnd, r)
-        if q < lo or q > hi:
-            flags[i] = 1
-        codes[i] = overflow(q, lo, hi, bits, signed, ovf_mode)
+            elif sh >= 0:
+                q = M << sh   # |M| < 2**53 and sh <= 10: fits int64
+            else:
+                q = round_integer(M, -sh, mode, rnd, r)
+        if want_flags:
+            flags[i] = 1 if (q < lo or q > hi) else 0
+        c = overflow(q, lo, hi, bits, signed, ovf_mode)
+        if want_codes:
+            codes[i] = c
+        if want_values:
+            values[i] = float(c) * inv_scale if inv_scale != 0.0 else math.ldexp(float(c), -frac)

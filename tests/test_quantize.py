@@ -51,8 +51,37 @@ def test_fixed_quantize_matches_fraction_reference(fmt, mode, ovf, r, seed, data
     xs = data.draw(st.lists(values_near(fmt.resolution), min_size=1, max_size=8))
     got = quantize_to_codes(np.array(xs), fmt, rounding=mode, overflow=ovf, seed=seed, random_bits=r)
     rnd = _draws(seed, len(xs), r)
-    for x, g, R in zip(xs, got, rnd):
-        assert g == ref.quantize_fixed(x, fmt.bits, fmt.frac, fmt.signed, mode, ovf, int(R), r), (x, fmt)
+    want = [ref.quantize_fixed(x, fmt.bits, fmt.frac, fmt.signed, mode, ovf, int(R), r) for x, R in zip(xs, rnd)]
+    assert list(got) == want, (xs, fmt)
+    if fmt.bits <= 53:   # quantize() writes the values in the same pass; they must equal code * 2**-frac
+        vals = quantize(np.array(xs), fmt, rounding=mode, overflow=ovf, seed=seed, random_bits=r)
+        assert [Fraction(v) for v in vals] == [Fraction(c) / Fraction(2) ** fmt.frac for c in want], (xs, fmt)
+
+
+@pytest.mark.parametrize("mode", [Rounding.HALF_EVEN, Rounding.FLOOR, Rounding.CEIL, Rounding.TOWARD_ZERO,
+                                  Rounding.HALF_AWAY])
+@pytest.mark.parametrize("frac", [-1000, -999, -60, 0, 7, 52, 999, 1000])
+def test_fixed_fast_path_edges_follow_the_reference(mode, frac):
+    """Where x * 2**frac stops being exact (subnormal, beyond 2**52) or 2**frac is not a normal float."""
+    big = 2.0 ** 52
+    cands = [big, big - 0.5, big - 1, big + 2, big * 2 - 1, 0.5, 1.5, 2.5, -0.5, -2.5, 2.0 ** -1030,
+             3 * 2.0 ** -1074, 2.0 ** -1022, 2.0 ** -1022 * 1.5, 1.0 + 2.0 ** -52]
+    xs = []
+    for c in cands:
+        for sign in (1.0, -1.0):
+            v = sign * c * 2.0 ** -frac if abs(frac) < 1000 else sign * c
+            if np.isfinite(v):
+                xs.append(v)
+    xs.append(5e-324)
+    xs.append(-5e-324)
+    for bits, signed in [(8, True), (53, True), (63, True), (16, False)]:
+        fmt = Fixed(bits, frac, signed)
+        got = quantize_to_codes(np.array(xs), fmt, rounding=mode, overflow="wrap")
+        want = [ref.quantize_fixed(x, bits, frac, signed, mode, Overflow.WRAP, 0, 62) for x in xs]
+        assert list(got) == want, (fmt, mode)
+        if bits <= 53:
+            vals = quantize(np.array(xs), fmt, rounding=mode, overflow="wrap")
+            assert [Fraction(v) for v in vals] == [Fraction(c) / Fraction(2) ** frac for c in want]
 
 
 @st.composite
