@@ -14,7 +14,7 @@ from .datapath import Accumulator, Datapath
 from .formats import Fixed, Float, parse_format
 from .quantize import quantize
 
-__all__ = ["TensorQuantizer", "Recipe", "RECIPES", "get_recipe"]
+__all__ = ["TensorQuantizer", "LogQuantizer", "Recipe", "RECIPES", "get_recipe"]
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,18 @@ class TensorQuantizer:
     ``scale_rule``: "pow2" — the smallest power of two with max|x| / scale <= fmt.max (values then round
     onto the grid without overflow); "max" — scale = max|x| / fmt.max exactly (LUQ: the largest magnitude
     lands on the top level). ``rounding``: any Rounding; stochastic draws from ``seed`` + a call counter.
+    ``phase``: the scale is multiplied by 2**phase — phase 1 on a radix-4 format gives the odd powers of
+    two of two-phase rounding (Sun et al. 2020).
     """
 
     fmt: object
     rounding: str = "half_even"
     scale_rule: str = "pow2"
+    phase: int = 0
+
+    def __post_init__(self):
+        if self.scale_rule not in ("pow2", "max"):
+            raise ValueError(f"scale_rule must be 'pow2' or 'max', got {self.scale_rule!r}")
 
     def __call__(self, x, *, seed=0):
         fmt = parse_format(self.fmt)
@@ -39,6 +46,7 @@ class TensorQuantizer:
             scale = amax / fmt.max
         else:
             scale = 2.0 ** int(np.ceil(np.log2(amax / fmt.max)))
+        scale *= 2.0 ** self.phase
         q = quantize(np.asarray(x, dtype=np.float64) / scale, fmt, rounding=self.rounding, overflow="saturate",
                      seed=seed)
         underflow = int(np.count_nonzero((q == 0) & (np.asarray(x) != 0)))
@@ -46,8 +54,64 @@ class TensorQuantizer:
 
 
 @dataclass(frozen=True)
+class LogQuantizer:
+    """LUQ's logarithmic gradient quantizer (Chmiel et al., arXiv 2112.10769): levels 0 and ±α·2^k,
+    k = 0..levels-1; between levels stochastic rounding (unbiased), below α unbiased stochastic underflow
+    (|x| < α -> sign(x)·α with probability |x|/α, else 0), above the top level saturation.
+
+    ``alpha`` names the rule for α from m = max|x|: "top" — α = m / 2^(levels-1), the maximum lands on the
+    top level (the fxsim preset, 7 levels: a 4-bit code); "paper" — α = m / 2^(2^(bits-1)) (eq. 10-11 of
+    the paper); "code" — α = m / 128 (the published code, with levels=8 that needs 5 bits).
+    The GEMM operand format is a radix-2 E?M0 float holding exactly those levels (``fmt``); the scaled
+    tensor is rounded onto it by fxsim.quantize, so the random bits are the library's reproducible stream.
+    """
+
+    levels: int = 7
+    alpha: str = "top"
+    bits: int = 4
+    rounding: str = "stochastic"
+
+    def __post_init__(self):
+        if not isinstance(self.levels, int) or not 1 <= self.levels <= 1023:
+            raise ValueError(f"levels must be an integer in 1..1023, got {self.levels!r}")
+        if self.alpha not in ("top", "paper", "code"):
+            raise ValueError(f"alpha must be 'top', 'paper' or 'code', got {self.alpha!r}")
+
+    @property
+    def fmt(self) -> Float:
+        e = int(np.ceil(np.log2(self.levels + 1)))
+        return Float(max(e, 1), 0, specials="none")
+
+    def alpha_of(self, amax: float) -> float:
+        if self.alpha == "top":
+            return amax / 2.0 ** (self.levels - 1)
+        if self.alpha == "paper":
+            return amax / 2.0 ** (2 ** (self.bits - 1))
+        return amax / 128.0
+
+    def __call__(self, x, *, seed=0):
+        """Returns (q on ``fmt``'s grid, scale, underflows to zero); x ≈ scale * q."""
+        fmt = self.fmt
+        x = np.asarray(x, dtype=np.float64)
+        amax = float(np.max(np.abs(x))) if x.size else 0.0
+        if amax == 0.0:
+            return np.zeros_like(x), 1.0, 0
+        low = fmt.min_subnormal                               # the level α on the grid
+        scale = self.alpha_of(amax) / low
+        top = low * 2.0 ** (self.levels - 1)
+        y = np.clip(x / scale, -top, top)                     # saturation above the top level
+        q = quantize(y, fmt, rounding=self.rounding, overflow="saturate", seed=seed)
+        underflow = int(np.count_nonzero((q == 0) & (x != 0)))
+        return q, scale, underflow
+
+
+@dataclass(frozen=True)
 class Recipe:
-    """Formats and datapaths of one training scheme. ``None`` formats mean float64 (no quantization)."""
+    """Formats and datapaths of one training scheme. ``None`` formats mean float64 (no quantization).
+
+    ``gradients`` quantizes the output gradient for the weight-gradient GEMM and, unless
+    ``gradients_dx`` is given (two-phase rounding: a second copy of the gradient on another grid), for
+    the input-gradient GEMM too."""
 
     name: str
     paper: str
@@ -55,6 +119,7 @@ class Recipe:
     weights: TensorQuantizer | None = None
     activations: TensorQuantizer | None = None
     gradients: TensorQuantizer | None = None
+    gradients_dx: TensorQuantizer | None = None
     forward_acc: object = "int32"
     backward_acc: object = "fp32"
     master: object = "fp32"
@@ -72,10 +137,11 @@ class Recipe:
         w = parse_format(self.weights.fmt) if self.weights else None
         a = parse_format(self.activations.fmt) if self.activations else None
         g = parse_format(self.gradients.fmt) if self.gradients else None
+        gdx = parse_format(self.gradients_dx.fmt) if self.gradients_dx else g
         if which == "forward":
             ops = (a, w, self.forward_acc)
         elif which == "dx":
-            ops = (g, w, self.backward_acc)
+            ops = (gdx, w, self.backward_acc)
         else:
             ops = (a, g, self.backward_acc)
         if ops[0] is None or ops[1] is None:
@@ -94,13 +160,14 @@ RECIPES = {
         gradients=TensorQuantizer("int8", rounding="stochastic"), forward_acc="int32", backward_acc="int32"),
     "luq": Recipe(
         "luq", "Chmiel et al., Logarithmic unbiased quantization, arXiv 2112.10769",
-        "INT4 forward (weights, activations; power-of-two scales, int32 accumulator). Gradients in radix-2 "
-        "FP4 [1,3,0] (levels 0, ±α·2^k, k = 0..6, α = max|g|/16 so the maximum is the top level), with "
-        "stochastic rounding between levels and unbiased stochastic underflow below α (both are stochastic "
-        "rounding on the fp4_e3m0 grid). Backward GEMMs FP4 x INT4 with an FP32 accumulator. Not modelled: "
+        "INT4 forward (weights, activations; power-of-two scales, int32 accumulator). Gradients by "
+        "LogQuantizer(levels=7, alpha='top'): radix-2 FP4 [1,3,0] levels 0, ±α·2^k, k = 0..6, with "
+        "α = max|g|/64 so the maximum is the top level (the 4-bit budget; the paper's α rule and the code's "
+        "8 levels are the other options), stochastic rounding between levels and unbiased stochastic "
+        "underflow below α. Backward GEMMs FP4 x INT4 with an FP32 accumulator. Not modelled: "
         "the paper's SMP (multiple samples) and the high-precision fine-tuning phase.",
         weights=TensorQuantizer("int4"), activations=TensorQuantizer("uint4"),
-        gradients=TensorQuantizer("fp4_e3m0", rounding="stochastic", scale_rule="max"),
+        gradients=LogQuantizer(levels=7, alpha="top"),
         forward_acc="int32", backward_acc="fp32"),
     "hfp8": Recipe(
         "hfp8", "Sun et al., Hybrid 8-bit floating point training, NeurIPS 2019",
@@ -111,11 +178,14 @@ RECIPES = {
         gradients=TensorQuantizer("e5m2", rounding="half_even"), forward_acc="fp32", backward_acc="fp32"),
     "sun2020": Recipe(
         "sun2020", "Sun et al., Ultra-low precision 4-bit training, NeurIPS 2020 (partial)",
-        "Radix-4 FP4 [1,3,0] gradients (levels spaced by 4) with stochastic rounding and a max-based "
-        "per-tensor scale; 4-bit INT forward. Not modelled: two-phase rounding (two gradient copies with "
-        "even and odd powers of two) and trainable GradScale.",
+        "Radix-4 FP4 [1,3,0] gradients (levels spaced by 4) with a max-based per-tensor scale and two-phase "
+        "rounding: the output gradient is quantized twice, on the even-power grid for the weight-gradient "
+        "GEMM and on the grid shifted by 2 (odd powers) for the input-gradient GEMM; stochastic rounding "
+        "in each (a parameter). 4-bit INT forward. Not modelled: trainable per-layer GradScale (the "
+        "scale here is the tensor maximum) and the paper's 8-bit first/last layers.",
         weights=TensorQuantizer("int4"), activations=TensorQuantizer("uint4"),
         gradients=TensorQuantizer("fp4_e3m0_r4", rounding="stochastic", scale_rule="max"),
+        gradients_dx=TensorQuantizer("fp4_e3m0_r4", rounding="stochastic", scale_rule="max", phase=1),
         forward_acc="int32", backward_acc="fp32"),
     "int8_inference": Recipe(
         "int8_inference", "QAT-style INT8 inference (Jacob et al., CVPR 2018)",

@@ -60,10 +60,15 @@ class _GemmLayer(Layer):
         return xq, sx, wq, sw
 
     def _grad(self, dy):
+        """(gradient for dW, its scale, gradient for dX, its scale): two copies under two-phase rounding."""
         r = self.recipe
         gq, sg, under = self._q(r.gradients, dy)
         self._count("gradient_underflow_to_zero", under)
-        return gq, sg
+        if r.gradients_dx is None:
+            return gq, sg, gq, sg
+        gx, sgx, under = self._q(r.gradients_dx, dy)
+        self._count("gradient_dx_underflow_to_zero", under)
+        return gq, sg, gx, sgx
 
 
 class Linear(_GemmLayer):
@@ -94,13 +99,13 @@ class Linear(_GemmLayer):
         if r.gradients is None:
             self.dW = (xq * sx).T @ dy
             return dy @ (wq * sw).T if need_dx else None
-        gq, sg = self._grad(dy)
+        gq, sg, gx, sgx = self._grad(dy)
         dx, dw, st = linear_backward(xq, wq, gq, dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"),
-                                     need_dx=need_dx)
+                                     need_dx=need_dx, dy_for_dx=gx)
         for k, res in st.items():
             self._count(f"{k}_overflows", _overflows(res))
         self.dW = dw * (sx * sg)
-        return dx * (sg * sw) if need_dx else None
+        return dx * (sgx * sw) if need_dx else None
 
 
 class Conv2d(_GemmLayer):
@@ -134,13 +139,14 @@ class Conv2d(_GemmLayer):
             dx, dw = _conv_backward_float64(xq * sx, wq * sw, dy, self.stride, self.padding, need_dx)
             self.dW = dw
             return dx
-        gq, sg = self._grad(dy)
+        gq, sg, gx, sgx = self._grad(dy)
         dx, dw, st = conv2d_backward(xq, wq, gq, stride=self.stride, padding=self.padding,
-                                     dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"), need_dx=need_dx)
+                                     dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"), need_dx=need_dx,
+                                     dy_for_dx=gx)
         for k, res in st.items():
             self._count(f"{k}_overflows", _overflows(res))
         self.dW = dw * (sx * sg)
-        return dx * (sg * sw) if need_dx else None
+        return dx * (sgx * sw) if need_dx else None
 
 
 def _conv_backward_float64(x, w, dy, stride, padding, need_dx):

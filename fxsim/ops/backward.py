@@ -42,21 +42,23 @@ def conv2d_lowered(x, w, dp: Datapath, *, stride=1, padding=0):
     return y, res
 
 
-def linear_backward(x, w, dy, *, dx_datapath: Datapath, dw_datapath: Datapath, need_dx=True):
+def linear_backward(x, w, dy, *, dx_datapath: Datapath, dw_datapath: Datapath, need_dx=True, dy_for_dx=None):
     """dX = dY @ Wᵀ and dW = Xᵀ @ dY for y = x @ w; each GEMM through its own datapath.
+    ``dy_for_dx``: a second copy of the gradient for the dX GEMM (two-phase rounding); default ``dy``.
     Returns (dX values or None, dW values, {"dx": GemmResult, "dw": GemmResult})."""
     stats = {}
     dx = None
     if need_dx:
-        r = gemm(dy, np.ascontiguousarray(w.T), dx_datapath)
+        r = gemm(dy if dy_for_dx is None else dy_for_dx, np.ascontiguousarray(w.T), dx_datapath)
         dx, stats["dx"] = r.values, r
     r = gemm(np.ascontiguousarray(x.T), dy, dw_datapath)
     stats["dw"] = r
     return dx, r.values, stats
 
 
-def conv2d_backward(x, w, dy, *, stride=1, padding=0, dx_datapath: Datapath, dw_datapath: Datapath, need_dx=True):
-    """Gradients of y = conv2d(x, w) (groups=1, dilation=1).
+def conv2d_backward(x, w, dy, *, stride=1, padding=0, dx_datapath: Datapath, dw_datapath: Datapath, need_dx=True,
+                    dy_for_dx=None):
+    """Gradients of y = conv2d(x, w) (groups=1, dilation=1); ``dy_for_dx`` as in linear_backward.
 
     - dW[o, c, kh, kw] = sum over (n, oh, ow) of x_patch * dY[n, o, oh, ow]: one GEMM im2col(x)ᵀ @ dY.
     - dX = transposed convolution: dY dilated by ``stride`` (zeros inserted), padded by K-1-padding, then a
@@ -74,7 +76,7 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dx_datapath: Datapath, dw_
     dx = None
     if need_dx:
         dil = np.zeros((N, O, (OH - 1) * stride + 1, (OW - 1) * stride + 1), dtype=dy.dtype)
-        dil[:, :, ::stride, ::stride] = dy
+        dil[:, :, ::stride, ::stride] = dy if dy_for_dx is None else dy_for_dx
         # rows/cols of x that no output window reaches get no gradient: pad the far side to restore H, W
         extra_h = H + 2 * padding - ((OH - 1) * stride + KH)
         extra_w = W + 2 * padding - ((OW - 1) * stride + KW)
