@@ -111,7 +111,8 @@ class Recipe:
 
     ``gradients`` quantizes the output gradient for the weight-gradient GEMM and, unless
     ``gradients_dx`` is given (two-phase rounding: a second copy of the gradient on another grid), for
-    the input-gradient GEMM too."""
+    the input-gradient GEMM too. ``order`` (an fxsim.datapath.Order, default sequential) is the
+    accumulation order of every GEMM."""
 
     name: str
     paper: str
@@ -123,6 +124,7 @@ class Recipe:
     forward_acc: object = "int32"
     backward_acc: object = "fp32"
     master: object = "fp32"
+    order: object = None
 
     def _acc(self, fmt_like, a, b):
         acc = parse_format(fmt_like)
@@ -146,7 +148,8 @@ class Recipe:
             ops = (a, g, self.backward_acc)
         if ops[0] is None or ops[1] is None:
             return None
-        return Datapath(a=ops[0], b=ops[1], accumulator=self._acc(ops[2], ops[0], ops[1]))
+        extra = {} if self.order is None else {"order": self.order}
+        return Datapath(a=ops[0], b=ops[1], accumulator=self._acc(ops[2], ops[0], ops[1]), **extra)
 
 
 RECIPES = {
@@ -172,8 +175,9 @@ RECIPES = {
     "hfp8": Recipe(
         "hfp8", "Sun et al., Hybrid 8-bit floating point training, NeurIPS 2019",
         "E4M3 (bias 11, fnuz) weights and activations forward, E5M2 gradients backward, power-of-two "
-        "per-tensor scales, FP32 accumulators (the paper used FP16 chunked accumulation: set "
-        "backward_acc/forward_acc to 'fp16' with Order('chunked') to model it).",
+        "per-tensor scales, FP32 accumulators (the paper used FP16 chunked accumulation: "
+        "dataclasses.replace(recipe, forward_acc='fp16', backward_acc='fp16', order=Order('chunked', lanes=64)) "
+        "models it).",
         weights=TensorQuantizer("e4m3b11fnuz"), activations=TensorQuantizer("e4m3b11fnuz"),
         gradients=TensorQuantizer("e5m2", rounding="half_even"), forward_acc="fp32", backward_acc="fp32"),
     "sun2020": Recipe(

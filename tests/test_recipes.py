@@ -87,3 +87,13 @@ def test_two_phase_rounding_copies_lie_on_even_and_odd_powers_of_two():
     po = {int(np.round(np.log2(abs(v) * so))) % 2 for v in odd if v}
     assert len(pe) == 1 and len(po) == 1 and pe != po
     assert r.datapath("dx").a == fmt and r.datapath("dw").b == fmt
+
+
+def test_hfp8_with_chunked_fp16_accumulation_as_the_paper_ran_it():
+    import dataclasses
+    from fxsim.datapath import Order
+    r = dataclasses.replace(get_recipe("hfp8"), forward_acc="fp16", backward_acc="fp16",
+                            order=Order("chunked", lanes=64))
+    for which in ("forward", "dx", "dw"):
+        dp = r.datapath(which)
+        assert dp.accumulator.fmt == parse_format("fp16") and dp.order == Order("chunked", lanes=64)
