@@ -115,3 +115,61 @@ def loss_and_finite_difference(f, p, eps=2.0 ** -20):
         p[idx] = old
         g[idx] = (up - down) / (2 * eps)
     return g
+
+
+def batchnorm_ref(x, gamma, beta, dy, cfg, rstd_of):
+    """Training batch norm of x (N, C, H, W) step by step in exact Fractions, each step rounded once to its
+    stated float format (reference_float_datapath.round_fraction, half-even): channel sums exact (a wide
+    fixed-point accumulator), the squared deviations summed sequentially in the statistics format, the
+    backward reductions sequentially in the gradient format. ``rstd_of(v)`` is the 1/sqrt unit's
+    reference. Returns (y, dx, dgamma, dbeta) as float64 arrays."""
+    from fractions import Fraction as F
+
+    from fxsim.formats import parse_format
+    from fxsim.modes import Overflow, Rounding
+    from tests.reference_float_datapath import round_fraction
+
+    stat, out, gf = (parse_format(f) for f in (cfg.stat_fmt, cfg.out_fmt, cfg.grad_fmt))
+
+    def R(v, fmt):
+        return F(round_fraction(F(v), fmt, Rounding.HALF_EVEN, Overflow.IEEE)[0])
+
+    def seq_sum(vals, fmt):
+        acc = F(0)
+        for v in vals:
+            acc = R(acc + v, fmt)
+        return acc
+
+    N, C, H, W = x.shape
+    n = N * H * W
+    y, dx = np.zeros(x.shape), np.zeros(x.shape)
+    dgamma, dbeta = np.zeros(C), np.zeros(C)
+    inv_n = R(F(1, n), stat)
+    for c in range(C):
+        xs = [F(float(x[a, c, h, w])) for a in range(N) for h in range(H) for w in range(W)]
+        dys = [F(float(dy[a, c, h, w])) for a in range(N) for h in range(H) for w in range(W)]
+        g_c, b_c = F(float(gamma[c])), F(float(beta[c]))
+        mean = R(sum(xs) * inv_n, stat)
+        d = [R(v - mean, stat) for v in xs]
+        var = R(seq_sum([R(v * v, stat) for v in d], stat) * inv_n, stat)
+        rstd = F(rstd_of(float(var) + cfg.eps))
+        xhat = [R(v * rstd, out) for v in d]
+        ys = [R(R(v * g_c, out) + b_c, out) for v in xhat]
+        dq = [R(v, gf) for v in dys]
+        db = seq_sum(dq, gf)
+        dg = seq_sum([R(p * q, gf) for p, q in zip(dq, xhat)], gf)
+        sum_g, sum_gx = R(db * g_c, gf), R(dg * g_c, gf)
+        scale = R(rstd / n, gf)
+        dxs = []
+        for p, q in zip(dq, xhat):
+            inner = R(R(n * R(p * g_c, gf), gf) - sum_g, gf)
+            inner = R(inner - R(q * sum_gx, gf), gf)
+            dxs.append(R(inner * scale, gf))
+        k = 0
+        for a in range(N):
+            for h in range(H):
+                for w in range(W):
+                    y[a, c, h, w], dx[a, c, h, w] = float(ys[k]), float(dxs[k])
+                    k += 1
+        dgamma[c], dbeta[c] = float(dg), float(db)
+    return y, dx, dgamma, dbeta

@@ -127,3 +127,21 @@ def test_low_precision_batch_norm_stays_close_and_range_bn_approximates_std():
     # Banner et al. 2018: for Gaussian data 0.325·sigma <= C(n)·range <= 2·sigma, C(n) = 1/sqrt(2 ln n)
     ratio = np.sqrt(st["var"]) / x.std(axis=(0, 2, 3))
     assert np.all((ratio >= 0.325) & (ratio <= 2.0))
+
+
+@pytest.mark.parametrize("stat,out,grad,method", [("fp16", "bf16", "bf16", "newton"), ("bf16", "fp16", "fp16", "lut"),
+                                                  ("fp32", "fp16", "e5m2", "newton")])
+def test_low_precision_batch_norm_is_bit_exact_against_a_fraction_reference(stat, out, grad, method):
+    from tests.reference_training import batchnorm_ref
+    rng = np.random.default_rng(3)
+    x = quantize(rng.normal(0.5, 3, (3, 2, 5, 3)), "Q7.8")           # n = 45: 1/n is not a power of two
+    g, b = quantize(np.array([0.8, -1.3]), "bf16"), quantize(np.array([0.1, -0.7]), "bf16")
+    dy = rng.normal(0, 1, x.shape)
+    cfg = BatchNormConfig(x_fmt="Q7.8", acc="int40", stat_fmt=stat, rsqrt_method=method, rsqrt_frac=12,
+                          out_fmt=out, grad_fmt=grad)
+    y, cache, _ = batchnorm_train_forward(x, g, b, cfg)
+    dx, dg, db = batchnorm_backward(dy, cache, cfg)
+    unit = (lambda v: newton_ref(v, 12, 3)) if method == "newton" else (lambda v: lut_ref(v, 12, 4))
+    ry, rdx, rdg, rdb = batchnorm_ref(x, g, b, dy, cfg, unit)
+    assert np.array_equal(y, ry) and np.array_equal(dx, rdx)
+    assert np.array_equal(dg, rdg) and np.array_equal(db, rdb)
