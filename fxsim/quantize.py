@@ -168,7 +168,7 @@ def _quantize_sparse_grid(x, fmt: Float, rounding, ovf, seed, r):
     levels lo < |x| < hi, decided by exact comparisons (|x|/lo and |x|/hi are exact power-of-two scalings).
     """
     levels = fmt.values()
-    levels = levels[np.isfinite(levels) & (levels >= 0)]
+    levels = np.abs(levels[np.isfinite(levels) & (levels >= 0)])   # values() may list zero as -0.0
     a = np.abs(x)
     neg = np.signbit(x)
     idx = np.clip(np.searchsorted(levels, a, side="right") - 1, 0, len(levels) - 1)
@@ -176,7 +176,7 @@ def _quantize_sparse_grid(x, fmt: Float, rounding, ovf, seed, r):
     hi = levels[np.minimum(idx + 1, len(levels) - 1)]
     beyond = a > levels[-1]
     hi = np.where(beyond, lo * fmt.radix, hi)   # the unbounded grid continues one level up
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):   # the branch not taken may overflow
         num = np.where(lo > 0, a / np.where(lo > 0, lo, 1.0) - 1.0, a / hi)   # exact
         den = np.where(lo > 0, hi / np.where(lo > 0, lo, 1.0) - 1.0, 1.0)     # 3 for radix 4, 1 below min
     exact = num == 0
@@ -188,7 +188,12 @@ def _quantize_sparse_grid(x, fmt: Float, rounding, ovf, seed, r):
     if rounding == R.STOCHASTIC:
         rnd = np.empty(a.shape, dtype=np.int64)
         fill_random_bits(seed, 0, r, rnd)
-        mag_up = rnd.astype(np.float64) * den < np.ldexp(num, r)
+        # up iff rnd * den < num * 2**r, compared exactly as unsigned integers (a float64 product of a
+        # 62-bit rnd would round): rnd * den < 3 * 2**62 fits uint64, and ceil(num * 2**r) is capped at
+        # 2**64 - 2048 (beyond the largest left side; NaN/inf inputs are replaced below)
+        with np.errstate(over="ignore"):
+            bound = np.fmin(np.ceil(np.ldexp(num, r)), 18446744073709549568.0).astype(np.uint64)
+        mag_up = rnd.astype(np.uint64) * den.astype(np.uint64) < bound
     elif rounding in (R.HALF_EVEN, R.HALF_ODD, R.HALF_UP, R.HALF_DOWN, R.HALF_AWAY, R.HALF_TOWARD_ZERO):
         tie_up = {R.HALF_EVEN: ~lo_code_even, R.HALF_ODD: lo_code_even, R.HALF_AWAY: True,
                   R.HALF_TOWARD_ZERO: False, R.HALF_UP: ~neg, R.HALF_DOWN: neg}[rounding]

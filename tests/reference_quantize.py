@@ -130,3 +130,65 @@ def decode_float(code: int, exp: int, man: int, bias: int, signed: bool, special
     else:
         mag = (1 + Fraction(m, 1 << man)) * Fraction(radix) ** (e - bias)
     return -mag if s else mag
+
+
+def grid_levels(fmt):
+    """The non-negative finite values of ``fmt`` as sorted Fractions, by literal decoding of every code."""
+    vals = set()
+    for code in range(1 << fmt.bits):
+        v = decode_float(code, fmt.exp, fmt.man, fmt.bias, fmt.signed, fmt.specials, fmt.subnormals, fmt.zero,
+                         fmt.radix)
+        if not isinstance(v, str) and v >= 0:
+            vals.add(v)
+    return sorted(vals)
+
+
+def quantize_on_grid(x: float, levels, radix: int, mode, overflow_kind: str, rnd=0, r=62):
+    """Round finite x onto a sign-symmetric grid given by its sorted non-negative ``levels`` (any radix).
+
+    Between the neighbouring levels lo <= |x| < hi (above the top level the grid continues at
+    top * radix): nearest modes compare |x| - lo with hi - |x|, ties go by the parity of lo's index (even
+    = the level whose code ends in 0); directed modes act on the signed value; stochastic rounds the
+    magnitude up when rnd < (|x| - lo) / (hi - lo) * 2**r. Overflow as ``quantize_float``.
+    """
+    q = Fraction(x)
+    a = abs(q)
+    neg = q < 0
+    idx = max(i for i, v in enumerate(levels) if v <= a)
+    lo = levels[idx]
+    hi = levels[idx + 1] if idx + 1 < len(levels) else lo * radix
+    if a == lo:
+        mag = lo
+    else:
+        d_lo, d_hi = a - lo, hi - a
+        lo_even = idx % 2 == 0
+        R = Rounding
+        if mode == R.STOCHASTIC:
+            up = rnd < (a - lo) / (hi - lo) * 2 ** r
+        elif mode in (R.HALF_EVEN, R.HALF_ODD, R.HALF_UP, R.HALF_DOWN, R.HALF_AWAY, R.HALF_TOWARD_ZERO):
+            if d_lo != d_hi:
+                up = d_hi < d_lo
+            else:
+                up = {R.HALF_EVEN: not lo_even, R.HALF_ODD: lo_even, R.HALF_AWAY: True,
+                      R.HALF_TOWARD_ZERO: False, R.HALF_UP: not neg, R.HALF_DOWN: neg}[mode]
+        elif mode == R.AWAY_FROM_ZERO:
+            up = True
+        elif mode == R.JAM:
+            up = lo_even
+        elif mode == R.CEIL:
+            up = not neg
+        elif mode == R.FLOOR:
+            up = neg
+        else:
+            up = False
+        mag = hi if up else lo
+    if mag <= levels[-1]:
+        return -mag if neg else mag
+    sat = -levels[-1] if neg else levels[-1]
+    toward_zero = mode in (Rounding.TOWARD_ZERO, Rounding.JAM) or (mode == Rounding.FLOOR and not neg) or \
+        (mode == Rounding.CEIL and neg)
+    if overflow_kind == "saturate" or toward_zero:
+        return sat
+    if overflow_kind == "nan":
+        return "nan"
+    return "-inf" if neg else "inf"

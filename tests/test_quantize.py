@@ -113,6 +113,51 @@ def test_float_quantize_matches_fraction_reference(fmt, mode, ovf, r, seed, data
             assert Fraction(g) == want, (x, fmt, mode, g, want)
 
 
+@st.composite
+def radix4_formats(draw):
+    exp = draw(st.integers(1, 4))   # radix-4 formats have no mantissa bits
+    bias = draw(st.integers(max(0, (1 << (exp - 1)) - 2), (1 << (exp - 1)) + 2))
+    return Float(exp, 0, bias=bias, specials="none", subnormals=draw(st.booleans()), radix=4)
+
+
+@settings(max_examples=150)
+@given(fmt=radix4_formats(), mode=st.sampled_from(list(Rounding)), r=st.integers(1, 62),
+       seed=st.integers(0, 2 ** 40), data=st.data())
+def test_radix4_quantize_matches_the_literal_grid_reference(fmt, mode, r, seed, data):
+    """Radix-4 grids (FP4 [1,3,0] of Sun et al. and relatives) against a search over every decoded code."""
+    levels = ref.grid_levels(fmt)
+    scale = float(levels[-1]) / 4.0 ** data.draw(st.integers(0, 2 ** fmt.exp))
+    xs = data.draw(st.lists(values_near(scale), min_size=1, max_size=8))
+    ovf = data.draw(st.sampled_from([Overflow.IEEE, Overflow.SATURATE]))
+    got = quantize(np.array(xs), fmt, rounding=mode, overflow=ovf, seed=seed, random_bits=r)
+    rnd = _draws(seed, len(xs), r)
+    for x, g, R in zip(xs, got, rnd):
+        assert Fraction(g) == ref.quantize_on_grid(x, levels, 4, mode, "saturate", int(R), r), (x, fmt, mode)
+        assert np.signbit(g) == np.signbit(x), (x, g)   # sign-magnitude: zero keeps the sign too
+
+
+@pytest.mark.parametrize("name", ["fp4_e3m0", "e2m1", "e3m2"])
+@pytest.mark.parametrize("mode", DET_MODES)
+def test_grid_reference_agrees_with_the_radix2_reference(name, mode):
+    """The two references (binade arithmetic and grid search) agree, so neither hides a shared mistake.
+
+    Except the modes that look at the kept LSB (ties to even/odd, jam) with no mantissa bits: a
+    significand rounder sees the implicit 1 as that LSB, so radix-2 E?M0 ties go to the larger magnitude
+    (as ml_dtypes' E8M0 does) and jam truncates; the grid search takes the parity of the code, the rule
+    fxsim uses on radix-4 grids.
+    """
+    fmt = parse_format(name)
+    if fmt.man == 0 and mode in (Rounding.HALF_EVEN, Rounding.HALF_ODD, Rounding.JAM):
+        return
+    levels = ref.grid_levels(fmt)
+    vals = [float(v) for v in levels]
+    xs = [v * k for v in vals for k in (1.0, 0.75, 1.25, 0.875, 1.5)] + [(a + b) / 2 for a, b in zip(vals, vals[1:])]
+    xs += [-x for x in xs]
+    for x in xs:
+        assert ref.quantize_on_grid(x, levels, 2, mode, "saturate") == \
+            ref.quantize_float(x, fmt, mode, "saturate"), (x, mode)
+
+
 @pytest.mark.parametrize("name", ["int8", "Q1.14", "e4m3", "e5m2", "e2m1", "e3m2", "fp4_e3m0", "fp4_e3m0_r4",
                                   "bf16", "fp16"])
 @pytest.mark.parametrize("mode", DET_MODES)
