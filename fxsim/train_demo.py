@@ -54,7 +54,7 @@ def run_training_demo(out_dir, *, quick=False, recipes=DEMO_RECIPES) -> dict:
     """Train every recipe, write training.json and loss.png to ``out_dir``; return the summary."""
     os.makedirs(out_dir, exist_ok=True)
     data = load_data()
-    kw = dict(epochs=1, n_train=500) if quick else dict(epochs=5)
+    kw = dict(epochs=2, n_train=600, lr=0.1) if quick else dict(epochs=5)
     summary = {"dataset": "scikit-learn digits 8x8 (1500 train / 297 test)", "model":
                "Conv2d(1->8, 3x3, pad 1) - ReLU - MaxPool 2 - Linear(128->10)", "recipes": {}}
     curves = {}
