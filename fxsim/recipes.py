@@ -37,6 +37,11 @@ class TensorQuantizer:
         if self.scale_rule not in ("pow2", "max"):
             raise ValueError(f"scale_rule must be 'pow2' or 'max', got {self.scale_rule!r}")
 
+    @property
+    def top(self) -> float:
+        """The largest magnitude q can take; |x| / scale beyond it saturates."""
+        return float(parse_format(self.fmt).max)
+
     def __call__(self, x, *, seed=0):
         fmt = parse_format(self.fmt)
         amax = float(np.max(np.abs(x))) if np.size(x) else 0.0
@@ -82,6 +87,11 @@ class LogQuantizer:
         e = int(np.ceil(np.log2(self.levels + 1)))
         return Float(max(e, 1), 0, specials="none")
 
+    @property
+    def top(self) -> float:
+        """The top level α·2^(levels-1) on ``fmt``'s grid; larger magnitudes saturate there."""
+        return self.fmt.min_subnormal * 2.0 ** (self.levels - 1)
+
     def alpha_of(self, amax: float) -> float:
         if self.alpha == "top":
             return amax / 2.0 ** (self.levels - 1)
@@ -98,7 +108,7 @@ class LogQuantizer:
             return np.zeros_like(x), 1.0, 0
         low = fmt.min_subnormal                               # the level α on the grid
         scale = self.alpha_of(amax) / low
-        top = low * 2.0 ** (self.levels - 1)
+        top = self.top
         y = np.clip(x / scale, -top, top)                     # saturation above the top level
         q = quantize(y, fmt, rounding=self.rounding, overflow="saturate", seed=seed)
         underflow = int(np.count_nonzero((q == 0) & (x != 0)))

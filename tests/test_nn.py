@@ -131,3 +131,20 @@ def test_batchnorm_layer_in_low_precision_stays_close_to_float64():
         grads[name] = m.layers[1].dgamma
     assert np.all(np.isfinite(grads["hfp8"]))
     assert np.max(np.abs(grads["hfp8"] - grads["float64"])) < 0.1 * np.max(np.abs(grads["float64"])) + 1e-3
+
+
+def test_gradient_saturations_are_counted_when_the_alpha_rule_puts_the_top_level_below_the_maximum():
+    from fxsim.recipes import LogQuantizer
+    r = Recipe("paper-alpha", "-", "-", weights=TensorQuantizer("int4"), activations=TensorQuantizer("int4"),
+               gradients=LogQuantizer(levels=7, alpha="paper"))
+    rng = np.random.default_rng(0)
+    m = Sequential([Linear(8, 4, rng=rng)]).configure(r)
+    m.forward(rng.normal(0, 1, (16, 8)))
+    dy = rng.normal(0, 1, (16, 4))
+    m.backward(dy)
+    top = np.max(np.abs(dy)) / 4                     # alpha = max/256, top level 64 alpha = max/4
+    assert m.stats()["0:Linear"]["gradient_saturations"] == np.count_nonzero(np.abs(dy) > top) > 0
+    m2 = Sequential([Linear(8, 4, rng=rng)]).configure(get_recipe("luq"))
+    m2.forward(rng.normal(0, 1, (16, 8)))
+    m2.backward(dy)
+    assert m2.stats()["0:Linear"]["gradient_saturations"] == 0

@@ -6,7 +6,7 @@
     model.backward(dlogits); SGD(model, lr=0.1, momentum=0.9).step()
 
 Each layer keeps, after every call, per-op statistics in ``layer.stats``: accumulator overflow events of
-each GEMM and how many gradient values underflowed to zero when quantized.
+each GEMM, how many gradient values underflowed to zero and how many saturated when quantized.
 """
 from __future__ import annotations
 
@@ -64,6 +64,8 @@ class _GemmLayer(Layer):
         r = self.recipe
         gq, sg, under = self._q(r.gradients, dy)
         self._count("gradient_underflow_to_zero", under)
+        # beyond the top level by more than the float64 rounding of the scaling step
+        self._count("gradient_saturations", np.count_nonzero(np.abs(dy) / sg > r.gradients.top * (1 + 2.0 ** -40)))
         if r.gradients_dx is None:
             return gq, sg, gq, sg
         gx, sgx, under = self._q(r.gradients_dx, dy)
