@@ -41,7 +41,7 @@ def _case(N, C, O, H, K, stride, pad, seed, lo=-128, hi=128):
     return x, w, pad, rng
 
 
-@settings(max_examples=20)
+@settings(max_examples=30)
 @given(**shapes)
 def test_lossless_conv_gradients_equal_their_definition(N, C, O, H, K, stride, pad, seed):
     x, w, pad, rng = _case(N, C, O, H, K, stride, pad, seed)
@@ -61,7 +61,7 @@ def test_lossless_conv_gradients_equal_their_definition(N, C, O, H, K, stride, p
     assert np.array_equal(dx, rdx) and np.array_equal(dw, rdw)
 
 
-@settings(max_examples=25)
+@settings(max_examples=60)
 @given(**shapes, bits=st.integers(9, 18), overflow=st.sampled_from(["wrap", "saturate"]), order=ORDERS)
 def test_narrow_integer_conv_gradients_match_per_addition_reference(N, C, O, H, K, stride, pad, seed, bits,
                                                                     overflow, order):
@@ -75,7 +75,7 @@ def test_narrow_integer_conv_gradients_match_per_addition_reference(N, C, O, H, 
     assert np.array_equal(dw, dw_ref)
 
 
-@settings(max_examples=15)
+@settings(max_examples=40)
 @given(**shapes, acc=st.sampled_from(["fp16", "bf16", "e5m2"]), order=ORDERS,
        rounding=st.sampled_from(["half_even", "toward_zero"]))
 def test_luq_style_float_conv_gradients_match_per_addition_reference(N, C, O, H, K, stride, pad, seed, acc, order,
@@ -95,7 +95,7 @@ def test_luq_style_float_conv_gradients_match_per_addition_reference(N, C, O, H,
     assert np.array_equal(dx, want_dx) and np.array_equal(dw, want_dw)
 
 
-@settings(max_examples=20)
+@settings(max_examples=50)
 @given(M=st.integers(1, 4), K=st.integers(1, 40), N=st.integers(1, 4), bits=st.integers(9, 16),
        overflow=st.sampled_from(["wrap", "saturate"]), order=ORDERS, seed=st.integers(0, 2**16))
 def test_linear_gradient_gemms_match_per_addition_reference(M, K, N, bits, overflow, order, seed):
