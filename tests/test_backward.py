@@ -156,3 +156,18 @@ def test_relu_and_pooling_backward_by_hand():
     assert relu_backward(x, np.ones_like(x)).tolist() == [[[[1, 0], [1, 1]]]]
     assert avgpool2d(x, 2)[0, 0, 0, 0] == 0.625
     assert avgpool2d_backward(dy, 2, x.shape).tolist() == [[[[2.5, 2.5], [2.5, 2.5]]]]
+
+
+@settings(max_examples=20)
+@given(**shapes, acc=st.sampled_from(["int12", "int20", "fp16", "e5m2"]), order=ORDERS)
+def test_the_training_lowering_agrees_with_the_conv2d_op(N, C, O, H, K, stride, pad, seed, acc, order):
+    """fxsim.ops.backward's im2col lowering and fxsim.ops.conv.conv2d add the same products in the same
+    (c, kh, kw) order, so their outputs and overflow counts agree bit for bit."""
+    from fxsim.ops.conv import conv2d
+    x, w, pad, _ = _case(N, C, O, H, K, stride, pad, seed, lo=-8, hi=8)
+    kw = dict(overflow="ieee", rounding="half_even") if acc[0] in "fe" else dict(overflow="saturate")
+    dp = Datapath(a="int4", b="int4", accumulator=Accumulator(acc, **kw), order=order)
+    y, res = conv2d_lowered(x, w, dp, stride=stride, padding=pad)
+    ref = conv2d(x, w, dp, stride=stride, padding=pad)
+    assert np.array_equal(y, ref.values)
+    assert int(res.overflow_count.sum()) == int(ref.overflow_count.sum())
