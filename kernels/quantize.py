@@ -9,8 +9,7 @@ import numba as nb
 import numpy as np
 
 from .random import random_bits
-from .rounding import (AWAY_FROM_ZERO, CEIL, FLOOR, HALF_EVEN, JAM, STOCHASTIC, TOWARD_ZERO, overflow,
-                       shift_round, wrap)
+from .rounding import CEIL, FLOOR, HALF_EVEN, JAM, STOCHASTIC, TOWARD_ZERO, overflow, shift_round, wrap
 
 # What a float format does with a finite value beyond its largest finite value.
 OVF_INF = 0        # ±inf (IEEE formats)

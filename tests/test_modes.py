@@ -1,6 +1,5 @@
 """Rounding/overflow enums and the integer rounder against the literal definitions."""
 import numba as nb
-import numpy as np
 import pytest
 from fractions import Fraction
 from hypothesis import given, settings, strategies as st

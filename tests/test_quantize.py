@@ -3,7 +3,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fxsim.formats import Fixed, Float, parse_format
 from fxsim.modes import Overflow, Rounding
