@@ -26,8 +26,8 @@ class _AliasedEnum(enum.IntEnum):
                 return member
         allowed = ", ".join(m.name.lower() for m in cls)
         raise ValueError(
-            f"{argument} must be a {cls.__name__} or one of its names ({allowed}; "
-            f"aliases from ap_fixed, MATLAB and IEEE 754 are accepted), got {value!r}")
+            f"{argument} must be one of {allowed} (or an alias from ap_fixed, MATLAB or IEEE 754), "
+            f"got {value!r}")
 
     @classmethod
     def _alias_table(cls):
