@@ -100,7 +100,7 @@ class Fixed:
             if np.any(big):
                 raise ValueError(f"{self}: codes wider than 53 bits have no exact float64 value; "
                                  "use codes_to_ints() for the integers")
-        return np.ldexp(ints.astype(np.float64), -self.frac)
+        return ints_to_values(ints, self.frac)
 
     def codes_to_ints(self, codes) -> np.ndarray:
         """Bit patterns -> the stored two's complement integers (int64)."""
@@ -169,6 +169,20 @@ class Fixed:
             self.overflow is None else (f"Fixed({self.bits}, {self.frac}, signed={self.signed}, "
                                         f"rounding={self.rounding and self.rounding.name}, "
                                         f"overflow={self.overflow and self.overflow.name})")
+
+
+def ints_to_values(ints, frac: int) -> np.ndarray:
+    """Stored integers of a fixed-point register with ``frac`` fractional bits -> float64 values
+    (ints * 2**-frac; integers beyond 2**53 round to nearest, as float64 does). Multiplying by a power of
+    two is exact while the result stays normal, and is several times faster than np.ldexp; any other
+    ``frac`` takes np.ldexp."""
+    v = np.asarray(ints).astype(np.float64)
+    if frac == 0:
+        return v
+    if -960 <= frac <= 1022:   # |ints| < 2**64: results neither overflow nor go subnormal
+        v *= 2.0 ** -frac
+        return v
+    return np.ldexp(v, -frac)
 
 
 def Int(bits: int, signed: bool = True) -> Fixed:

@@ -8,6 +8,7 @@ import numpy as np
 
 from kernels.requant import shift_round_array
 
+from .formats import ints_to_values
 from .modes import Overflow, Rounding
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -158,4 +159,4 @@ def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None):
                              "rounding=...)")
         x = register_overflow(x, stage.fmt.bits, stage.fmt.signed, stage.overflow)
         frac = stage.fmt.frac
-    return x, np.ldexp(x.astype(np.float64), -frac)
+    return x, ints_to_values(x, frac)

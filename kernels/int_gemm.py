@@ -294,28 +294,63 @@ def saturate_sequential_kernel(A, Bt, init, shift, lo, hi, rows, cols, acc_out, 
         nov_out[i, j] = n
 
 
-@nb.njit(cache=True, parallel=True)
-def prefix_block_check(init, S, na, nbn, L, limit, cum, unsafe):
-    """The sequential-order saturation test of fxsim.ops.gemm (shortcut 4), all blocks of K at once.
+@nb.njit(cache=True)
+def block_norms(X, blk, axis, out):
+    """out[q, r] = sqrt(sum of x**2 over block q of K) for the rows of A (axis=1: X is (M, K)) or the
+    columns of B (axis=0: X is (K, N)). The sums of squares are exact int64 (the caller has proved
+    blk * max|x|**2 < 2**53, so their float64 conversion is exact too); sqrt is correctly rounded."""
+    Q = out.shape[0]
+    if axis == 1:
+        M, K = X.shape
+        for r in range(M):
+            for q in range(Q):
+                s = np.int64(0)
+                for k in range(q * blk, min(K, (q + 1) * blk)):
+                    s += X[r, k] * X[r, k]
+                out[q, r] = np.sqrt(np.float64(s))
+    else:
+        K, N = X.shape
+        acc = np.empty(N, dtype=np.int64)
+        for q in range(Q):
+            acc[:] = 0
+            for k in range(q * blk, min(K, (q + 1) * blk)):
+                for j in range(N):
+                    acc[j] += X[k, j] * X[k, j]
+            for j in range(N):
+                out[q, j] = np.sqrt(np.float64(acc[j]))
 
-    S[q] holds the exact block sums (float64 from BLAS, exact integers), na[q]/nbn[q] the row/column
-    norms of block q. Every partial sum inside block q lies within cum +- na[q, i] * nbn[q, j]
-    (Cauchy-Schwarz), where cum = init + the sums of the blocks before q, aligned by a left shift L.
-    Flag the outputs where that interval can leave [-limit, limit]; cum ends as the exact sum. The float
-    bound is inflated by 2**-40 relative (it carries at most a few roundings of 2**-53) and rounded up."""
+
+@nb.njit(cache=True)
+def prefix_block_check(init, S, na, nbn, L, limit, cum, unsafe):
+    """The sequential-order saturation test of fxsim.ops.gemm (shortcut 4) on a slab of rows.
+
+    S[q] holds the exact sums of block q of K (float32/float64 from BLAS, exact integers), na[q]/nbn[q]
+    the row/column norms of block q. With c0, c1 the exact partial sums before and after block q (init
+    included, products aligned by a left shift L) and CS = na[q, i] * nbn[q, j] * 2**L, every partial sum
+    P inside the block satisfies P <= c0 + x and P <= c1 + y, where x, y are the Cauchy-Schwarz bounds of
+    the block's prefix and suffix and x + y <= CS (Cauchy-Schwarz again, on the 2-vectors of the prefix and
+    suffix norms); hence P <= (c0 + c1 + CS) / 2 and, symmetrically, P >= (c0 + c1 - CS) / 2. Flag the
+    outputs where |c0 + c1| + CS > 2 * limit for some block; ``cum`` ends as the exact sum. The float bound
+    carries at most five roundings of 2**-53 relative; it is inflated by 2**-40 and rounded up.
+    Serial on purpose: it runs right after the BLAS call (see exact_from_blas). The caller guarantees
+    |c0 + c1| < 2**63 and 2 * limit < 2**63."""
     Q, M, N = S.shape
     scale = 2.0 ** L * (1.0 + 2.0 ** -40)
-    for i in nb.prange(M):
+    lim2 = 2 * limit
+    for i in range(M):
+        c = cum[i]
+        u = unsafe[i]
         for j in range(N):
-            c = init[i, j]
-            bad = False
-            for q in range(Q):
-                b = na[q, i] * nbn[q, j] * scale
-                if b >= 4.0e18 or abs(c) + np.int64(b) + 1 > limit:
-                    bad = True
-                c += np.int64(S[q, i, j]) << L
-            cum[i, j] = c
-            unsafe[i, j] = bad
+            c[j] = init[i, j]
+            u[j] = False
+        for q in range(Q):
+            a = na[q, i] * scale
+            for j in range(N):
+                c0 = c[j]
+                c1 = c0 + (np.int64(S[q, i, j]) << L)
+                b = min(a * nbn[q, j], 4.0e18)
+                u[j] = u[j] | (b >= 4.0e18) | (abs(c0 + c1) + np.int64(b) + 1 > lim2)
+                c[j] = c1
 
 
 @nb.njit(cache=True)

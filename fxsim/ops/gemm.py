@@ -39,7 +39,7 @@ from kernels import int_gemm as K
 from kernels.rounding import STOCHASTIC
 
 from ..datapath import Datapath
-from ..formats import Fixed
+from ..formats import Fixed, ints_to_values
 from ..modes import Overflow, Rounding
 from ..requant import output_stage, register_overflow
 from ..result import GemmResult, bits_needed
@@ -55,15 +55,14 @@ def operand_codes(x, fmt: Fixed, argument: str) -> np.ndarray:
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{argument} must be a numeric array, got dtype {arr.dtype}")
     if arr.dtype.kind in "iu" and fmt.frac == 0:
-        ints = arr.astype(np.int64)
-        bad = (ints < fmt.min_code) | (ints > fmt.max_code)
-        if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and np.any(arr > np.iinfo(np.int64).max):
-            bad = np.ones(arr.shape, dtype=bool)
-        if np.any(bad):
-            idx = np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape)
-            raise ValueError(f"{argument}[{', '.join(map(str, idx))}] = {arr[idx]} is outside {fmt} "
-                             f"[{fmt.min_code}, {fmt.max_code}]; quantize it first (fxsim.quantize.quantize)")
-        return ints
+        if arr.size:   # one min/max pass; the offending element is located only on error
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < fmt.min_code or hi > fmt.max_code:
+                flat = int(arr.argmin()) if lo < fmt.min_code else int(arr.argmax())
+                idx = np.unravel_index(flat, arr.shape)
+                raise ValueError(f"{argument}[{', '.join(map(str, idx))}] = {arr[idx]} is outside {fmt} "
+                                 f"[{fmt.min_code}, {fmt.max_code}]; quantize it first (fxsim.quantize.quantize)")
+        return arr.astype(np.int64, copy=False)
     v = arr.astype(np.float64)
     scaled = np.ldexp(v, fmt.frac)
     off = ~np.isfinite(scaled) | (scaled != np.floor(scaled))
@@ -187,71 +186,97 @@ def _bias_codes(bias, fmt: Fixed, shape, argument="bias"):
                          "(give one value per output column, or a full (M, N) array)") from None
 
 
-_BLOCK = 32
+_BLOCK = 64
 
 
-def _sequential_prefix_test(Ae, Bt, init, L, limit):
-    """Shortcut 4 (sequential order): split K into blocks of 32; the exact running sum before each block
-    (BLAS, exact by shortcut 1) plus the Cauchy-Schwarz bound ||a_i,blk||*||b_blk,j|| on any partial sum
-    inside the block encloses every partial sum the sequential accumulator sees. Where no enclosure leaves
-    [-limit, limit], no addition overflows and the result is the exact sum; only the flagged outputs need
-    the cycle-accurate kernel. Returns (exact sums in accumulator LSBs, flagged outputs)."""
+def _blas_exact(X, Y, bound: int):
+    """Shortcut 1: the integer product X @ Y of int64 codes by BLAS, exact when ``bound`` (a proven bound
+    on every |entry| of X and Y and on the sum of |x * y| of every output) is < 2**53. In float32 when
+    ``bound`` <= 2**24: every product and every partial sum, in whatever order and blocking (FMA included)
+    the BLAS uses, is then an integer of magnitude <= 2**24, which float32 holds exactly -- and single
+    precision GEMM runs twice as fast as double. Otherwise in float64 (exact below 2**53 for the same
+    reason)."""
+    dt = np.float32 if bound <= 2 ** 24 else np.float64
+    return X.astype(dt) @ Y.astype(dt)
+
+
+def _absmax(x) -> int:
+    return max(-int(x.min()), int(x.max())) if x.size else 0
+
+
+def _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax):
+    """Shortcut 4 (sequential order): split K into blocks of 64; the exact running sums before and after
+    each block (from BLAS block sums, exact by shortcut 1) and the Cauchy-Schwarz norms of the block
+    enclose every partial sum the sequential accumulator sees (kernels.int_gemm.prefix_block_check).
+    Where no enclosure leaves [-limit, limit], no addition overflows and the result is the exact sum;
+    only the flagged outputs need the cycle-accurate kernel. Returns (exact sums in accumulator LSBs,
+    flagged outputs)."""
     M, Kd = Ae.shape
-    N = Bt.shape[0]
+    N = Be.shape[1]
     Q = -(-Kd // _BLOCK)
-    pad = Q * _BLOCK - Kd                                           # zero products change nothing
-    Af = np.ascontiguousarray(np.pad(Ae.astype(np.float64), ((0, 0), (0, pad))).reshape(M, Q, _BLOCK)
-                              .transpose(1, 0, 2))                  # (Q, M, 32): BLAS-friendly batches
-    Bf = np.ascontiguousarray(np.pad(Bt.astype(np.float64), ((0, 0), (0, pad))).reshape(N, Q, _BLOCK)
-                              .transpose(1, 2, 0))                  # (Q, 32, N)
-    na = np.sqrt(np.einsum("qik,qik->qi", Af, Af))    # sums of squares < 2**53: exact; sqrt correctly rounded
-    nbn = np.sqrt(np.einsum("qkj,qkj->qj", Bf, Bf))
+    dt = np.float32 if _BLOCK * amax * bmax <= 2 ** 24 else np.float64
+    Af, Bf = Ae.astype(dt), Be.astype(dt)
+    na = np.empty((Q, M))
+    nbn = np.empty((Q, N))
+    K.block_norms(Ae, _BLOCK, 1, na)
+    K.block_norms(Be, _BLOCK, 0, nbn)
     cum = np.empty((M, N), dtype=np.int64)
     unsafe = np.empty((M, N), dtype=np.bool_)
-    step = max(1, (1 << 24) // max(1, Q * N))                       # rows per slab: <= 128 MiB of block sums
+    step = max(1, (1 << 24) // max(1, Q * N))                       # rows per slab: <= 16 M block sums
+    S = np.empty((Q, min(step, M), N), dtype=dt)
     for r0 in range(0, M, step):
-        r = slice(r0, r0 + step)
-        S = np.matmul(Af[:, r], Bf)                                 # (Q, rows, N) exact block sums
-        K.prefix_block_check(init[r], S, np.ascontiguousarray(na[:, r]), nbn, L, limit, cum[r], unsafe[r])
+        r = slice(r0, min(r0 + step, M))
+        rows = r.stop - r.start
+        for q in range(Q):                                          # exact block sums, one BLAS call each
+            k = slice(q * _BLOCK, min(Kd, (q + 1) * _BLOCK))
+            np.matmul(Af[r, k], Bf[k], out=S[q, :rows])
+        K.prefix_block_check(init[r], S[:, :rows], np.ascontiguousarray(na[:, r]), nbn, L, limit,
+                             cum[r], unsafe[r])
     return cum, unsafe
 
 
-def _saturating_kernel(dp, plan, Ae, Bt, init, L, rows, cols, acc, nov):
-    """Run the cycle-accurate kernel on the outputs (rows[t], cols[t]) only."""
+def _saturating_kernel(dp, plan, Ae, Be, Bt, init, L, rows, cols, acc, nov):
+    """Run the cycle-accurate kernel on the outputs (rows[t], cols[t]) only (Bt(): B transposed)."""
     if not rows.size:
         return
     clamp = dp.accumulator.overflow in (Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC)
     if dp.order.kind == "sequential" and clamp and plan.bits < 64:
         if 2 * rows.size >= acc.size:   # most outputs: the column-vectorised kernel over all of them
-            K.saturate_sequential_dense(Ae, np.ascontiguousarray(Bt.T), init, L, plan.lo, plan.hi, acc, nov)
+            K.saturate_sequential_dense(Ae, np.ascontiguousarray(Be), init, L, plan.lo, plan.hi, acc, nov)
         else:
-            K.saturate_sequential_kernel(Ae, Bt, init, L, plan.lo, plan.hi, rows, cols, acc, nov)
+            K.saturate_sequential_kernel(Ae, Bt(), init, L, plan.lo, plan.hi, rows, cols, acc, nov)
     else:
-        K.gemm_subset_kernel(Ae, Bt, init, plan.cfg, plan.levels, rows, cols, acc, nov)
+        K.gemm_subset_kernel(Ae, Bt(), init, plan.cfg, plan.levels, rows, cols, acc, nov)
 
 
 def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True) -> GemmResult:
     """The engine on int64 operand codes Ac (M, K), Bc (K, N) (conv2d lowers to this)."""
     plan = IntegerPlan(dp)
     Ae = np.ascontiguousarray(plan.zero_point_adjust(Ac, dp.a_zero_point, dp.a, "a"), dtype=np.int64)
-    Be = plan.zero_point_adjust(Bc, dp.b_zero_point, dp.b, "b")
-    Bt = np.ascontiguousarray(np.asarray(Be, dtype=np.int64).T)
+    Be = np.asarray(plan.zero_point_adjust(Bc, dp.b_zero_point, dp.b, "b"), dtype=np.int64)
     M, Kd = Ae.shape
-    N = Bt.shape[0]
+    N = Be.shape[1]
+    bt = []
+
+    def Bt():   # B transposed (N, K), contiguous: built once, and only when a per-output kernel runs
+        if not bt:
+            bt.append(np.ascontiguousarray(Be.T))
+        return bt[0]
+
     acc_fmt = plan.acc_fmt
     # bias: preloaded into the accumulator, or added in the output stage
     init = np.zeros((M, N), dtype=np.int64)
+    imax = 0
     out_bias = None
     if bias is not None:
         if dp.bias_preload:
             init = _bias_codes(bias, acc_fmt, (M, N))
+            imax = _absmax(init)
         else:
             bb = dp.output.bias_bits or acc_fmt.bits
             out_bias = _bias_codes(bias, Fixed(bb, acc_fmt.frac, True), (M, N))
-    amax = int(np.abs(Ae).max()) if Ae.size else 0
-    bmax = int(np.abs(Bt).max()) if Bt.size else 0
+    amax, bmax = _absmax(Ae), _absmax(Be)
     pmax = plan.product_bound(amax, bmax)
-    imax = int(np.abs(init).max()) if init.size else 0
     if Kd * pmax + imax >= _I63:
         raise ValueError(f"exact partial sums could reach {(Kd * pmax + imax).bit_length()} bits (K={Kd}); the "
                          "engine tracks them in int64: use narrower operands or split K")
@@ -261,7 +286,6 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
     nov = np.zeros((M, N), dtype=np.int64)
     acc = np.empty((M, N), dtype=np.int64)
     simple = dp.product is None and plan.align_shift <= 0
-    T = None
     L = -plan.align_shift
     limit = min(plan.hi, -plan.lo)
     if dp.order.kind == "tree":   # narrower adder-tree levels bound the safe range too
@@ -272,42 +296,46 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
     wrap_all = dp.accumulator.overflow == Overflow.WRAP and levels_ok
     # the global bound K * max|a| * max|b| (Python ints) often proves everything at once, sparing |A|@|B|
     global_bound = Kd * amax * bmax
-    shortcut = not stats and simple and n_out > 0
-    if shortcut and global_bound < 2 ** 53:
-        if wrap_all or (global_bound << L) + imax <= limit:
-            T = False                          # shortcut 1 (+2 or 3) for every output at once
-        elif dp.order.kind == "sequential" and _BLOCK * max(amax, bmax) ** 2 < 2 ** 53:
-            T = "blocks"                       # shortcut 4
+    path = None
+    if not stats and simple and n_out > 0:
+        if global_bound >= 2 ** 53:
+            path = "T"
+        elif wrap_all or (global_bound << L) + imax <= limit:
+            path = "all"                      # shortcut 1 (+2 or 3) for every output at once
+        elif imax <= limit and _cauchy_schwarz_bound(Ae, Be, amax, bmax) << (2 * L) <= (limit - imax) ** 2:
+            path = "all"                      # shortcut 3 with the Cauchy-Schwarz bound, every output
+        elif (dp.order.kind == "sequential" and _BLOCK * max(amax, bmax) ** 2 < 2 ** 53 and limit < 2 ** 61
+              and (global_bound << L) + imax < 2 ** 61):
+            path = "blocks"                   # shortcut 4
         else:
-            T = np.abs(Ae).astype(np.float64) @ np.abs(Bt.T).astype(np.float64)   # exact: sums < 2**53
-    elif shortcut:
-        T = np.abs(Ae).astype(np.float64) @ np.abs(Bt.T).astype(np.float64)
-        if not T.max(initial=0.0) < 2.0 ** 53:   # shortcut 1's test; otherwise run the kernel
-            T = None
-    if isinstance(T, str):
-        exact, unsafe = _sequential_prefix_test(Ae, Bt, init, L, limit)
+            path = "T"
+    if path == "blocks":
+        exact, unsafe = _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax)
         acc[...] = exact
         rows, cols = (v.astype(np.int64) for v in np.nonzero(unsafe))
-        _saturating_kernel(dp, plan, Ae, Bt, init, L, rows, cols, acc, nov)
-    elif T is not None:
-        S = Ae.astype(np.float64) @ Bt.T.astype(np.float64)
+        _saturating_kernel(dp, plan, Ae, Be, Bt, init, L, rows, cols, acc, nov)
+    elif path is not None:
+        T = None
+        if path == "T":
+            T = _blas_exact(np.abs(Ae), np.abs(Be), global_bound)   # |A| @ |B|
+            if not T.max(initial=0.0) < 2.0 ** 53:   # shortcut 1's test failed: run the kernel
+                path = None
+    if path in ("all", "T"):
+        S = _blas_exact(Ae, Be, min(global_bound, 2 ** 53 - 1))
         exact = np.empty((M, N), dtype=np.int64)
         K.exact_from_blas(S, L, init, plan.bits, plan.signed, wrap_all, exact, acc)
-        if not (wrap_all or T is False):
+        if path == "T" and not wrap_all:
             reach = np.abs(init) + (T.astype(np.int64) << L)   # integers; < 2**63 by the bound checked above
-            safe = reach <= limit
-            rows, cols = np.nonzero(~safe)
-            rows = rows.astype(np.int64)
-            cols = cols.astype(np.int64)
-            _saturating_kernel(dp, plan, Ae, Bt, init, L, rows, cols, acc, nov)
-    elif not stats:
+            rows, cols = (v.astype(np.int64) for v in np.nonzero(reach > limit))
+            _saturating_kernel(dp, plan, Ae, Be, Bt, init, L, rows, cols, acc, nov)
+    elif path is None and not stats:
         rows, cols = (a.ravel().astype(np.int64) for a in np.indices((M, N)))
-        K.gemm_subset_kernel(Ae, Bt, init, plan.cfg, plan.levels, rows, cols, acc, nov)
-    else:
+        K.gemm_subset_kernel(Ae, Bt(), init, plan.cfg, plan.levels, rows, cols, acc, nov)
+    elif path is None:
         exact = np.empty((M, N), dtype=np.int64)
         mx = np.empty((M, N), dtype=np.int64)
         mn = np.empty((M, N), dtype=np.int64)
-        K.gemm_kernel(Ae, Bt, init, plan.cfg, plan.levels, acc, nov, mx, mn, exact)
+        K.gemm_kernel(Ae, Bt(), init, plan.cfg, plan.levels, acc, nov, mx, mn, exact)
         max_p = np.maximum(mx, -mn)
         nbits = bits_needed(mx, mn, plan.signed)
     if not stats:
@@ -322,13 +350,25 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
             i, j = (int(v) for v in ij)
             if not (0 <= i < M and 0 <= j < N):
                 raise ValueError(f"trace index {ij!r} is outside the output shape {(M, N)}")
-            n = K.trace_one(Ae[i], Bt[j], init[i, j], plan.cfg, plan.levels, buf)
+            n = K.trace_one(Ae[i], np.ascontiguousarray(Be[:, j]), init[i, j], plan.cfg, plan.levels, buf)
             traces[(i, j)] = buf[:n].copy()
 
     codes, values = output_stage(acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias)
-    acc_values = values if codes is acc else np.ldexp(acc.astype(np.float64), -acc_fmt.frac)
+    acc_values = values if codes is acc else ints_to_values(acc, acc_fmt.frac)
     return GemmResult(values=values, codes=codes, acc=acc, overflow_count=nov, acc_values=acc_values,
                       exact=exact, max_partial=max_p, bits_needed=nbits, datapath=dp, traces=traces)
+
+
+def _cauchy_schwarz_bound(Ae, Be, amax, bmax) -> int:
+    """max_i ||a_i||**2 * max_j ||b_j||**2 (Python int), which bounds the square of every partial sum of
+    products of every output in every order: |sum over any subset of a_k * b_k| <= ||a|| * ||b||
+    (Cauchy-Schwarz). Returns a value that fails every test when the squares could leave int64."""
+    Kd = Ae.shape[1]
+    if Kd * max(amax, bmax) ** 2 >= _I63:
+        return 1 << 200
+    na2 = np.einsum("ik,ik->i", Ae, Ae)       # int64, exact by the test above
+    nb2 = np.einsum("kj,kj->j", Be, Be)
+    return int(na2.max()) * int(nb2.max())
 
 
 def gemm(A, B, datapath: Datapath, *, bias=None, trace=None, stats: bool = True) -> GemmResult:
