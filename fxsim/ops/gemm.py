@@ -33,6 +33,9 @@ statistics (overflow count, largest partial sum, bits needed).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+import numba as nb
 import numpy as np
 
 from kernels import int_gemm as K
@@ -43,6 +46,7 @@ from ..formats import Fixed, ints_to_values
 from ..modes import Overflow, Rounding
 from ..requant import output_stage, register_overflow
 from ..result import GemmResult, bits_needed
+from ..scratch import scratch
 
 __all__ = ["gemm", "operand_codes", "IntegerPlan", "plan_integer", "run_integer_gemm"]
 
@@ -137,7 +141,7 @@ class IntegerPlan:
             return codes
         if fmt.bits == 64:
             raise ValueError(f"zero points on a 64-bit operand ({argument}) do not fit the int64 engine")
-        d = codes - np.int64(zp)
+        d = np.asarray(codes).astype(compact_int_dtype(fmt.min_code - zp, fmt.max_code - zp)) - zp
         if self.dp.zero_point_bits is not None:
             d = register_overflow(d, self.dp.zero_point_bits, True, Overflow.WRAP)
         return d
@@ -170,6 +174,15 @@ class IntegerPlan:
         return p
 
 
+def compact_int_dtype(lo: int, hi: int) -> np.dtype:
+    """The narrowest NumPy integer dtype holding every integer in [lo, hi] (int64 when none does)."""
+    for dt in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
 def _as_2d(x, name):
     arr = np.asarray(x)
     if arr.ndim != 2:
@@ -189,79 +202,146 @@ def _bias_codes(bias, fmt: Fixed, shape, argument="bias"):
 _BLOCK = 64
 
 
-def _blas_exact(X, Y, bound: int):
+def _blas_exact(X, Y, bound: int, name: str):
     """Shortcut 1: the integer product X @ Y of int64 codes by BLAS, exact when ``bound`` (a proven bound
     on every |entry| of X and Y and on the sum of |x * y| of every output) is < 2**53. In float32 when
     ``bound`` <= 2**24: every product and every partial sum, in whatever order and blocking (FMA included)
     the BLAS uses, is then an integer of magnitude <= 2**24, which float32 holds exactly -- and single
     precision GEMM runs twice as fast as double. Otherwise in float64 (exact below 2**53 for the same
-    reason)."""
+    reason). The result lives in the scratch buffer ``name``."""
     dt = np.float32 if bound <= 2 ** 24 else np.float64
-    return X.astype(dt) @ Y.astype(dt)
+    Xf = scratch(name + " x", X.shape, dt)
+    Yf = scratch(name + " y", Y.shape, dt)
+    np.copyto(Xf, X, casting="unsafe")
+    np.copyto(Yf, Y, casting="unsafe")
+    return np.matmul(Xf, Yf, out=scratch(name, (X.shape[0], Y.shape[1]), dt))
 
 
 def _absmax(x) -> int:
     return max(-int(x.min()), int(x.max())) if x.size else 0
 
 
-def _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax):
+def _integer_operand(codes) -> np.ndarray:
+    """Operand codes as a C-contiguous integer array the kernels take (uint64 codes become int64: the
+    format checks have bounded them below 2**63)."""
+    x = np.asarray(codes)
+    if x.dtype.kind not in "iu" or x.dtype == np.uint64:
+        x = x.astype(np.int64)
+    return np.ascontiguousarray(x)
+
+
+def _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb):
     """Shortcut 4 (sequential order): split K into blocks of 64; the exact running sums before and after
     each block (from BLAS block sums, exact by shortcut 1) and the Cauchy-Schwarz norms of the block
-    enclose every partial sum the sequential accumulator sees (kernels.int_gemm.prefix_block_check).
-    Where no enclosure leaves [-limit, limit], no addition overflows and the result is the exact sum;
-    only the flagged outputs need the cycle-accurate kernel. Returns (exact sums in accumulator LSBs,
-    flagged outputs)."""
+    (from the exact block sums of squares ``sqa`` (Q, M), ``sqb`` (Q, N)) enclose every partial sum the
+    sequential accumulator sees (kernels.int_gemm.prefix_block_check). Where no enclosure leaves
+    [-limit, limit], no addition overflows and the result is the exact sum; only the flagged outputs need
+    the cycle-accurate kernel, and only from their first flagged block on, where the register still
+    holds the exact partial sum. Returns (exact sums in accumulator LSBs, flagged rows, cols, the cycle
+    and the register value to resume them from)."""
     M, Kd = Ae.shape
     N = Be.shape[1]
-    Q = -(-Kd // _BLOCK)
+    Q = sqa.shape[0]
     dt = np.float32 if _BLOCK * amax * bmax <= 2 ** 24 else np.float64
-    Af, Bf = Ae.astype(dt), Be.astype(dt)
-    na = np.empty((Q, M))
-    nbn = np.empty((Q, N))
-    K.block_norms(Ae, _BLOCK, 1, na)
-    K.block_norms(Be, _BLOCK, 0, nbn)
+    Af, Bf = scratch("gemm A@B x", Ae.shape, dt), scratch("gemm A@B y", Be.shape, dt)
+    np.copyto(Af, Ae, casting="unsafe")
+    np.copyto(Bf, Be, casting="unsafe")
+    na = np.sqrt(sqa.astype(np.float64))      # sums of squares < 2**53: exact; sqrt correctly rounded
+    nbn = np.sqrt(sqb.astype(np.float64))
     cum = np.empty((M, N), dtype=np.int64)
-    unsafe = np.empty((M, N), dtype=np.bool_)
+    flagged = scratch("gemm flagged", (4, M * N), np.int64)        # pages are touched only as used
+    count = np.zeros(1, dtype=np.int64)
     step = max(1, (1 << 24) // max(1, Q * N))                       # rows per slab: <= 16 M block sums
-    S = np.empty((Q, min(step, M), N), dtype=dt)
+    S = scratch("gemm block sums", (Q, min(step, M), N), dt)
     for r0 in range(0, M, step):
         r = slice(r0, min(r0 + step, M))
         rows = r.stop - r.start
         for q in range(Q):                                          # exact block sums, one BLAS call each
             k = slice(q * _BLOCK, min(Kd, (q + 1) * _BLOCK))
             np.matmul(Af[r, k], Bf[k], out=S[q, :rows])
-        K.prefix_block_check(init[r], S[:, :rows], np.ascontiguousarray(na[:, r]), nbn, L, limit,
-                             cum[r], unsafe[r])
-    return cum, unsafe
+        K.prefix_block_check(init[r], S[:, :rows], np.ascontiguousarray(na[:, r]), nbn, L, limit, _BLOCK, r0,
+                             cum[r], flagged, count)
+    rows, cols, start_k, start_acc = flagged[:, :count[0]]
+    return cum, rows, cols, start_k, start_acc
 
 
-def _saturating_kernel(dp, plan, Ae, Be, Bt, init, L, rows, cols, acc, nov):
-    """Run the cycle-accurate kernel on the outputs (rows[t], cols[t]) only (Bt(): B transposed)."""
+def _square_sums(Ae, Be, blk, amax, bmax):
+    """Exact int64 sums of squares of A's rows and B's columns over blocks of ``blk`` along K: (Q, M) and
+    (Q, N); None when the full-K sums could leave int64."""
+    M, Kd = Ae.shape
+    if Kd * max(amax, bmax) ** 2 >= _I63:
+        return None, None
+    Q = max(1, -(-Kd // blk))
+    sqa = np.empty((Q, M), dtype=np.int64)
+    sqb = np.empty((Q, Be.shape[1]), dtype=np.int64)
+    K.block_square_sums(Ae, blk, 1, sqa)
+    K.block_square_sums(Be, blk, 0, sqb)
+    return sqa, sqb
+
+
+@contextmanager
+def _threads_for(work: int):
+    """One thread for small kernel calls: a parallel region started right after a BLAS call waits for the
+    BLAS threads, which keep spinning for a while (measured: 1.5-4 ms on 2 cores, for any amount of work)."""
+    if work >= 1 << 22:
+        yield
+        return
+    n = nb.get_num_threads()
+    nb.set_num_threads(1)
+    try:
+        yield
+    finally:
+        nb.set_num_threads(n)
+
+
+def _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, start_k=None, start_acc=None):
+    """Run the cycle-accurate kernel on the outputs (rows[t], cols[t]) only (A64(), B64(): int64 operands,
+    Bt(): B transposed); with
+    start_k/start_acc, output t resumes at cycle start_k[t] holding start_acc[t] (sequential order)."""
     if not rows.size:
         return
     clamp = dp.accumulator.overflow in (Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC)
-    if dp.order.kind == "sequential" and clamp and plan.bits < 64:
-        if 2 * rows.size >= acc.size:   # most outputs: the column-vectorised kernel over all of them
-            K.saturate_sequential_dense(Ae, np.ascontiguousarray(Be), init, L, plan.lo, plan.hi, acc, nov)
+    sequential = dp.order.kind == "sequential" and clamp and plan.bits < 64
+    with _threads_for(rows.size * A64().shape[1]):
+        if sequential and 2 * rows.size >= acc.size:
+            # most outputs: the column-vectorised kernel over all of them
+            K.saturate_sequential_dense(A64(), B64(), init, L, plan.lo, plan.hi, acc, nov)
+        elif sequential:
+            if start_k is None:
+                start_k, start_acc = np.zeros(rows.size, dtype=np.int64), init[rows, cols]
+            K.saturate_sequential_kernel(A64(), Bt(), start_k, start_acc, L, plan.lo, plan.hi, rows, cols,
+                                         acc, nov)
         else:
-            K.saturate_sequential_kernel(Ae, Bt(), init, L, plan.lo, plan.hi, rows, cols, acc, nov)
-    else:
-        K.gemm_subset_kernel(Ae, Bt(), init, plan.cfg, plan.levels, rows, cols, acc, nov)
+            K.gemm_subset_kernel(A64(), Bt(), init, plan.cfg, plan.levels, rows, cols, acc, nov)
 
 
 def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True) -> GemmResult:
     """The engine on int64 operand codes Ac (M, K), Bc (K, N) (conv2d lowers to this)."""
     plan = IntegerPlan(dp)
-    Ae = np.ascontiguousarray(plan.zero_point_adjust(Ac, dp.a_zero_point, dp.a, "a"), dtype=np.int64)
-    Be = np.asarray(plan.zero_point_adjust(Bc, dp.b_zero_point, dp.b, "b"), dtype=np.int64)
+    # operands stay in the integer dtype they come in (conv2d passes int8 patches for int8 formats): the
+    # BLAS shortcuts read them directly; int64 copies are made only when a per-output kernel runs
+    Ae = _integer_operand(plan.zero_point_adjust(Ac, dp.a_zero_point, dp.a, "a"))
+    Be = _integer_operand(plan.zero_point_adjust(Bc, dp.b_zero_point, dp.b, "b"))
     M, Kd = Ae.shape
     N = Be.shape[1]
-    bt = []
+    lazy = {}
 
-    def Bt():   # B transposed (N, K), contiguous: built once, and only when a per-output kernel runs
-        if not bt:
-            bt.append(np.ascontiguousarray(Be.T))
-        return bt[0]
+    def A64():
+        if "a" not in lazy:
+            lazy["a"] = np.ascontiguousarray(Ae, dtype=np.int64)
+        return lazy["a"]
+
+    def B64():
+        if "b" not in lazy:
+            lazy["b"] = np.ascontiguousarray(Be, dtype=np.int64)
+        return lazy["b"]
+
+    def Bt():
+        """B transposed (N, K), int64, contiguous, for the per-output kernels: built once, when one runs."""
+        if "bt" not in lazy:
+            lazy["bt"] = scratch("gemm B.T", (N, Kd), np.int64)
+            K.transpose_into(Be, lazy["bt"])
+        return lazy["bt"]
 
     acc_fmt = plan.acc_fmt
     # bias: preloaded into the accumulator, or added in the output stage
@@ -302,40 +382,44 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
             path = "T"
         elif wrap_all or (global_bound << L) + imax <= limit:
             path = "all"                      # shortcut 1 (+2 or 3) for every output at once
-        elif imax <= limit and _cauchy_schwarz_bound(Ae, Be, amax, bmax) << (2 * L) <= (limit - imax) ** 2:
-            path = "all"                      # shortcut 3 with the Cauchy-Schwarz bound, every output
-        elif (dp.order.kind == "sequential" and _BLOCK * max(amax, bmax) ** 2 < 2 ** 53 and limit < 2 ** 61
-              and (global_bound << L) + imax < 2 ** 61):
-            path = "blocks"                   # shortcut 4
         else:
-            path = "T"
+            sequential = dp.order.kind == "sequential"
+            sqa, sqb = _square_sums(Ae, Be, _BLOCK if sequential else max(Kd, 1), amax, bmax)
+            if (sqa is not None and imax <= limit
+                    and int(sqa.sum(0).max()) * int(sqb.sum(0).max()) << (2 * L) <= (limit - imax) ** 2):
+                path = "all"                  # shortcut 3 with the Cauchy-Schwarz bound, every output
+            elif (sequential and sqa is not None and _BLOCK * max(amax, bmax) ** 2 < 2 ** 53
+                  and limit < 2 ** 52 and (global_bound << L) + imax < 2 ** 52):
+                path = "blocks"               # shortcut 4
+            else:
+                path = "T"
     if path == "blocks":
-        exact, unsafe = _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax)
+        exact, rows, cols, start_k, start_acc = _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax,
+                                                                        sqa, sqb)
         acc[...] = exact
-        rows, cols = (v.astype(np.int64) for v in np.nonzero(unsafe))
-        _saturating_kernel(dp, plan, Ae, Be, Bt, init, L, rows, cols, acc, nov)
+        _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, start_k, start_acc)
     elif path is not None:
         T = None
         if path == "T":
-            T = _blas_exact(np.abs(Ae), np.abs(Be), global_bound)   # |A| @ |B|
+            T = _blas_exact(np.abs(A64()), np.abs(B64()), global_bound, "gemm |A|@|B|")
             if not T.max(initial=0.0) < 2.0 ** 53:   # shortcut 1's test failed: run the kernel
                 path = None
     if path in ("all", "T"):
-        S = _blas_exact(Ae, Be, min(global_bound, 2 ** 53 - 1))
+        S = _blas_exact(Ae, Be, min(global_bound, 2 ** 53 - 1), "gemm A@B")
         exact = np.empty((M, N), dtype=np.int64)
         K.exact_from_blas(S, L, init, plan.bits, plan.signed, wrap_all, exact, acc)
         if path == "T" and not wrap_all:
             reach = np.abs(init) + (T.astype(np.int64) << L)   # integers; < 2**63 by the bound checked above
             rows, cols = (v.astype(np.int64) for v in np.nonzero(reach > limit))
-            _saturating_kernel(dp, plan, Ae, Be, Bt, init, L, rows, cols, acc, nov)
+            _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov)
     elif path is None and not stats:
         rows, cols = (a.ravel().astype(np.int64) for a in np.indices((M, N)))
-        K.gemm_subset_kernel(Ae, Bt(), init, plan.cfg, plan.levels, rows, cols, acc, nov)
+        K.gemm_subset_kernel(A64(), Bt(), init, plan.cfg, plan.levels, rows, cols, acc, nov)
     elif path is None:
         exact = np.empty((M, N), dtype=np.int64)
         mx = np.empty((M, N), dtype=np.int64)
         mn = np.empty((M, N), dtype=np.int64)
-        K.gemm_kernel(Ae, Bt(), init, plan.cfg, plan.levels, acc, nov, mx, mn, exact)
+        K.gemm_kernel(A64(), Bt(), init, plan.cfg, plan.levels, acc, nov, mx, mn, exact)
         max_p = np.maximum(mx, -mn)
         nbits = bits_needed(mx, mn, plan.signed)
     if not stats:
@@ -350,25 +434,13 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
             i, j = (int(v) for v in ij)
             if not (0 <= i < M and 0 <= j < N):
                 raise ValueError(f"trace index {ij!r} is outside the output shape {(M, N)}")
-            n = K.trace_one(Ae[i], np.ascontiguousarray(Be[:, j]), init[i, j], plan.cfg, plan.levels, buf)
+            n = K.trace_one(A64()[i], np.ascontiguousarray(Be[:, j], dtype=np.int64), init[i, j], plan.cfg, plan.levels, buf)
             traces[(i, j)] = buf[:n].copy()
 
     codes, values = output_stage(acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias)
     acc_values = values if codes is acc else ints_to_values(acc, acc_fmt.frac)
     return GemmResult(values=values, codes=codes, acc=acc, overflow_count=nov, acc_values=acc_values,
                       exact=exact, max_partial=max_p, bits_needed=nbits, datapath=dp, traces=traces)
-
-
-def _cauchy_schwarz_bound(Ae, Be, amax, bmax) -> int:
-    """max_i ||a_i||**2 * max_j ||b_j||**2 (Python int), which bounds the square of every partial sum of
-    products of every output in every order: |sum over any subset of a_k * b_k| <= ||a|| * ||b||
-    (Cauchy-Schwarz). Returns a value that fails every test when the squares could leave int64."""
-    Kd = Ae.shape[1]
-    if Kd * max(amax, bmax) ** 2 >= _I63:
-        return 1 << 200
-    na2 = np.einsum("ik,ik->i", Ae, Ae)       # int64, exact by the test above
-    nb2 = np.einsum("kj,kj->j", Be, Be)
-    return int(na2.max()) * int(nb2.max())
 
 
 def gemm(A, B, datapath: Datapath, *, bias=None, trace=None, stats: bool = True) -> GemmResult:

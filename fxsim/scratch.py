@@ -1,0 +1,36 @@
+"""Reusable scratch buffers for the engines' large temporaries.
+
+A fresh multi-megabyte NumPy array is new memory from the operating system: the first write to each 4 KiB
+page faults, and freeing it hands the pages back. For a 512 x 512 x 512 saturating GEMM that was 1.8 ms of
+4.8 ms (block sums, float copies of the operands). Temporaries that never leave an engine call come from
+here instead: one buffer per thread and per name, grown when needed, never shared between threads, so
+concurrent calls from several threads stay independent. Their contents are undefined on return.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+__all__ = ["scratch"]
+
+_MAX_BYTES = 256 << 20   # larger temporaries are allocated fresh each time
+_local = threading.local()
+
+
+def scratch(name: str, shape, dtype) -> np.ndarray:
+    """An uninitialised array of ``shape``/``dtype`` backed by this thread's buffer ``name``.
+
+    Valid until the next request for the same name on the same thread: use one name per temporary that
+    is alive at the same time, and never return the array to a caller."""
+    dtype = np.dtype(dtype)
+    shape = tuple(int(s) for s in np.atleast_1d(shape)) if not isinstance(shape, int) else (shape,)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes > _MAX_BYTES:
+        return np.empty(shape, dtype=dtype)
+    bufs = _local.__dict__.setdefault("buffers", {})
+    buf = bufs.get(name)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.empty(max(nbytes, 64), dtype=np.uint8)
+        bufs[name] = buf
+    return buf[:nbytes].view(dtype).reshape(shape)
