@@ -335,7 +335,7 @@ def block_square_sums(X, blk, axis, out):
                     out[q, j] += v * v
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def prefix_block_check(init, S, na, nbn, L, limit, blk, row0, cum, flagged, count):
     """The sequential-order saturation test of fxsim.ops.gemm (shortcut 4) on a slab of rows.
 
@@ -397,7 +397,7 @@ def prefix_block_check(init, S, na, nbn, L, limit, blk, row0, cum, flagged, coun
     count[0] = n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def exact_from_blas(S, L, init, bits, signed, wrap_it, exact_out, acc_out):
     """exact = (S << L) + init from the exact float64 BLAS sums S; acc = exact wrapped to a ``bits``-wide
     register when ``wrap_it`` (shortcut 2), else exact. One fused pass, deliberately serial: it runs right

@@ -46,6 +46,7 @@ from ..formats import Fixed, ints_to_values
 from ..modes import Overflow, Rounding
 from ..requant import output_stage, register_overflow
 from ..result import GemmResult, bits_needed
+from ..blas_threads import row_parallel
 from ..scratch import scratch
 
 __all__ = ["gemm", "operand_codes", "IntegerPlan", "plan_integer", "run_integer_gemm"]
@@ -202,19 +203,38 @@ def _bias_codes(bias, fmt: Fixed, shape, argument="bias"):
 _BLOCK = 64
 
 
-def _blas_exact(X, Y, bound: int, name: str):
-    """Shortcut 1: the integer product X @ Y of int64 codes by BLAS, exact when ``bound`` (a proven bound
-    on every |entry| of X and Y and on the sum of |x * y| of every output) is < 2**53. In float32 when
-    ``bound`` <= 2**24: every product and every partial sum, in whatever order and blocking (FMA included)
-    the BLAS uses, is then an integer of magnitude <= 2**24, which float32 holds exactly -- and single
-    precision GEMM runs twice as fast as double. Otherwise in float64 (exact below 2**53 for the same
-    reason). The result lives in the scratch buffer ``name``."""
-    dt = np.float32 if bound <= 2 ** 24 else np.float64
-    Xf = scratch(name + " x", X.shape, dt)
-    Yf = scratch(name + " y", Y.shape, dt)
+def _float_dtype(bound: int):
+    """Shortcut 1's arithmetic: BLAS on integers is exact when ``bound`` (a proven bound on every |entry|
+    of both operands and on the sum of |x * y| of every output) is < 2**53: every product and every partial
+    sum, in whatever order and blocking (FMA included) the BLAS uses, is then an integer the float format
+    holds exactly. float32 when ``bound`` <= 2**24 (single precision GEMM runs twice as fast), else
+    float64."""
+    return np.float32 if bound <= 2 ** 24 else np.float64
+
+
+def _as_float(X, dt, name):
+    """X converted to ``dt`` in the scratch buffer ``name`` (exact: |entries| are bounded as above)."""
+    Xf = scratch(name, X.shape, dt)
     np.copyto(Xf, X, casting="unsafe")
-    np.copyto(Yf, Y, casting="unsafe")
-    return np.matmul(Xf, Yf, out=scratch(name, (X.shape[0], Y.shape[1]), dt))
+    return Xf
+
+
+def _exact_products(Ae, Be, bound, init, L, bits, signed, wrap_it, exact, acc, T=None):
+    """Shortcuts 1 and 2 by row slabs (fxsim.blas_threads): exact = A @ B (BLAS) aligned by L plus init;
+    acc = exact, wrapped to ``bits`` when ``wrap_it``. With T (an output array), also T = |A| @ |B|."""
+    dt = _float_dtype(bound)
+    Bf = _as_float(Be, dt, "gemm B float")
+    Bfa = None if T is None else _as_float(np.abs(Be), dt, "gemm |B| float")
+
+    def slab(r):
+        Af = _as_float(Ae[r], dt, "gemm A float")
+        S = np.matmul(Af, Bf, out=scratch("gemm A@B", (Af.shape[0], Bf.shape[1]), dt))
+        K.exact_from_blas(S, L, init[r], bits, signed, wrap_it, exact[r], acc[r])
+        if T is not None:
+            np.abs(Af, out=Af)
+            np.matmul(Af, Bfa, out=T[r])
+
+    row_parallel(slab, Ae.shape[0], work=Ae.size * Be.shape[1])
 
 
 def _absmax(x) -> int:
@@ -242,26 +262,31 @@ def _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb):
     M, Kd = Ae.shape
     N = Be.shape[1]
     Q = sqa.shape[0]
-    dt = np.float32 if _BLOCK * amax * bmax <= 2 ** 24 else np.float64
-    Af, Bf = scratch("gemm A@B x", Ae.shape, dt), scratch("gemm A@B y", Be.shape, dt)
-    np.copyto(Af, Ae, casting="unsafe")
-    np.copyto(Bf, Be, casting="unsafe")
+    dt = _float_dtype(_BLOCK * amax * bmax)
+    Bf = _as_float(Be, dt, "gemm B float")
     na = np.sqrt(sqa.astype(np.float64))      # sums of squares < 2**53: exact; sqrt correctly rounded
     nbn = np.sqrt(sqb.astype(np.float64))
     cum = np.empty((M, N), dtype=np.int64)
-    flagged = scratch("gemm flagged", (4, M * N), np.int64)        # pages are touched only as used
-    count = np.zeros(1, dtype=np.int64)
-    step = max(1, (1 << 24) // max(1, Q * N))                       # rows per slab: <= 16 M block sums
-    S = scratch("gemm block sums", (Q, min(step, M), N), dt)
-    for r0 in range(0, M, step):
-        r = slice(r0, min(r0 + step, M))
-        rows = r.stop - r.start
-        for q in range(Q):                                          # exact block sums, one BLAS call each
-            k = slice(q * _BLOCK, min(Kd, (q + 1) * _BLOCK))
-            np.matmul(Af[r, k], Bf[k], out=S[q, :rows])
-        K.prefix_block_check(init[r], S[:, :rows], np.ascontiguousarray(na[:, r]), nbn, L, limit, _BLOCK, r0,
-                             cum[r], flagged, count)
-    rows, cols, start_k, start_acc = flagged[:, :count[0]]
+
+    def slab(rs):
+        m = rs.stop - rs.start
+        Af = _as_float(Ae[rs], dt, "gemm A float")
+        flagged = scratch("gemm flagged", (4, m * N), np.int64)    # pages are touched only as used
+        count = np.zeros(1, dtype=np.int64)
+        step = max(1, (1 << 23) // max(1, Q * N))                   # rows per pass: <= 8 M block sums
+        S = scratch("gemm block sums", (Q, min(step, m), N), dt)
+        for r0 in range(0, m, step):
+            r = slice(r0, min(r0 + step, m))
+            g = slice(rs.start + r.start, rs.start + r.stop)        # the same rows, in the whole output
+            for q in range(Q):                                      # exact block sums, one BLAS call each
+                k = slice(q * _BLOCK, min(Kd, (q + 1) * _BLOCK))
+                np.matmul(Af[r, k], Bf[k], out=S[q, :r.stop - r.start])
+            K.prefix_block_check(init[g], S[:, :r.stop - r.start], np.ascontiguousarray(na[:, g]), nbn, L,
+                                 limit, _BLOCK, g.start, cum[g], flagged, count)
+        return flagged[:, :count[0]].copy()
+
+    flagged = np.concatenate(row_parallel(slab, M, work=Ae.size * N), axis=1)
+    rows, cols, start_k, start_acc = flagged
     return cum, rows, cols, start_k, start_acc
 
 
@@ -399,20 +424,20 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
         acc[...] = exact
         _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, start_k, start_acc)
     elif path is not None:
+        exact = np.empty((M, N), dtype=np.int64)
         T = None
         if path == "T":
-            T = _blas_exact(np.abs(A64()), np.abs(B64()), global_bound, "gemm |A|@|B|")
-            if not T.max(initial=0.0) < 2.0 ** 53:   # shortcut 1's test failed: run the kernel
-                path = None
-    if path in ("all", "T"):
-        S = _blas_exact(Ae, Be, min(global_bound, 2 ** 53 - 1), "gemm A@B")
-        exact = np.empty((M, N), dtype=np.int64)
-        K.exact_from_blas(S, L, init, plan.bits, plan.signed, wrap_all, exact, acc)
-        if path == "T" and not wrap_all:
+            T = np.empty((M, N), dtype=_float_dtype(global_bound))
+        _exact_products(Ae, Be, min(global_bound, 2 ** 53 - 1), init, L, plan.bits, plan.signed, wrap_all,
+                        exact, acc, T)
+        if path == "T" and not T.max(initial=0.0) < 2.0 ** 53:   # shortcut 1's test failed: run the kernel
+            path = None
+            exact = None
+        elif path == "T" and not wrap_all:
             reach = np.abs(init) + (T.astype(np.int64) << L)   # integers; < 2**63 by the bound checked above
             rows, cols = (v.astype(np.int64) for v in np.nonzero(reach > limit))
             _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov)
-    elif path is None and not stats:
+    if path is None and not stats:
         rows, cols = (a.ravel().astype(np.int64) for a in np.indices((M, N)))
         K.gemm_subset_kernel(A64(), Bt(), init, plan.cfg, plan.levels, rows, cols, acc, nov)
     elif path is None:
