@@ -51,7 +51,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller shapes, one repeat")
     args = ap.parse_args()
     n = 128 if args.quick else 512
-    repeat = 1 if args.quick else 3
+    repeat = 1 if args.quick else 7
     rng = np.random.default_rng(0)
     A = rng.integers(-128, 128, (n, n))
     B = rng.integers(-128, 128, (n, n))

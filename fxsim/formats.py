@@ -171,18 +171,22 @@ class Fixed:
                                         f"overflow={self.overflow and self.overflow.name})")
 
 
-def ints_to_values(ints, frac: int) -> np.ndarray:
+def ints_to_values(ints, frac: int, out=None) -> np.ndarray:
     """Stored integers of a fixed-point register with ``frac`` fractional bits -> float64 values
-    (ints * 2**-frac; integers beyond 2**53 round to nearest, as float64 does). Multiplying by a power of
-    two is exact while the result stays normal, and is several times faster than np.ldexp; any other
-    ``frac`` takes np.ldexp."""
-    v = np.asarray(ints).astype(np.float64)
+    (ints * 2**-frac; integers beyond 2**53 round to nearest, as float64 does), into ``out`` when given.
+    Multiplying by a power of two is exact while the result stays normal, and is several times faster
+    than np.ldexp; any other ``frac`` takes np.ldexp."""
+    if out is None:
+        v = np.asarray(ints).astype(np.float64)
+    else:
+        v = out
+        np.copyto(v, ints, casting="unsafe")
     if frac == 0:
         return v
     if -960 <= frac <= 1022:   # |ints| < 2**64: results neither overflow nor go subnormal
         v *= 2.0 ** -frac
         return v
-    return np.ldexp(v, -frac)
+    return np.ldexp(v, -frac, out=v)
 
 
 def Int(bits: int, signed: bool = True) -> Fixed:

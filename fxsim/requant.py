@@ -120,8 +120,9 @@ def requantize(acc, requant, acc_bits: int) -> np.ndarray:
     return rounding_shift(acc * np.asarray(requant.multiplier, dtype=np.int64), requant.shift, requant.rounding)
 
 
-def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None):
-    """The output stage after accumulation, in hardware order; returns (int64 codes, float64 values).
+def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None, values_out=None):
+    """The output stage after accumulation, in hardware order; returns (int64 codes, float64 values), the
+    values written into ``values_out`` when given.
 
     1. bias add (when the bias was not preloaded): acc + bias in a ``stage.bias_bits``-wide register
        (default: the accumulator's width) with the accumulator's overflow mode;
@@ -159,4 +160,4 @@ def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None):
                              "rounding=...)")
         x = register_overflow(x, stage.fmt.bits, stage.fmt.signed, stage.overflow)
         frac = stage.fmt.frac
-    return x, ints_to_values(x, frac)
+    return x, ints_to_values(x, frac, out=values_out)

@@ -147,6 +147,14 @@ class IntegerPlan:
             d = register_overflow(d, self.dp.zero_point_bits, True, Overflow.WRAP)
         return d
 
+    def operand_bound(self, which: str) -> int:
+        """The largest |code - zero point| operand ``which`` ("a" or "b") can present to the multiplier."""
+        fmt, zp = (self.dp.a, self.dp.a_zero_point) if which == "a" else (self.dp.b, self.dp.b_zero_point)
+        bound = max(abs(fmt.min_code - int(zp)), abs(fmt.max_code - int(zp)))
+        if self.dp.zero_point_bits is not None:   # the wrapping subtractor: never beyond its range
+            bound = min(bound, 1 << (self.dp.zero_point_bits - 1))
+        return bound
+
     def product_bound(self, amax: int, bmax: int) -> int:
         """The largest aligned-product magnitude (in accumulator LSBs) these operands can produce;
         raises if any stage's exact value could leave int64."""
@@ -250,15 +258,15 @@ def _integer_operand(codes) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb):
+def _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb, cum):
     """Shortcut 4 (sequential order): split K into blocks of 64; the exact running sums before and after
     each block (from BLAS block sums, exact by shortcut 1) and the Cauchy-Schwarz norms of the block
     (from the exact block sums of squares ``sqa`` (Q, M), ``sqb`` (Q, N)) enclose every partial sum the
     sequential accumulator sees (kernels.int_gemm.prefix_block_check). Where no enclosure leaves
     [-limit, limit], no addition overflows and the result is the exact sum; only the flagged outputs need
     the cycle-accurate kernel, and only from their first flagged block on, where the register still
-    holds the exact partial sum. Returns (exact sums in accumulator LSBs, flagged rows, cols, the cycle
-    and the register value to resume them from)."""
+    holds the exact partial sum. Writes the exact sums (accumulator LSBs) into ``cum``; returns the
+    flagged rows, cols, the cycle and the register value to resume them from."""
     M, Kd = Ae.shape
     N = Be.shape[1]
     Q = sqa.shape[0]
@@ -266,7 +274,6 @@ def _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb):
     Bf = _as_float(Be, dt, "gemm B float")
     na = np.sqrt(sqa.astype(np.float64))      # sums of squares < 2**53: exact; sqrt correctly rounded
     nbn = np.sqrt(sqb.astype(np.float64))
-    cum = np.empty((M, N), dtype=np.int64)
 
     def slab(rs):
         m = rs.stop - rs.start
@@ -287,7 +294,7 @@ def _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb):
 
     flagged = np.concatenate(row_parallel(slab, M, work=Ae.size * N), axis=1)
     rows, cols, start_k, start_acc = flagged
-    return cum, rows, cols, start_k, start_acc
+    return rows, cols, start_k, start_acc
 
 
 def _square_sums(Ae, Be, blk, amax, bmax):
@@ -306,9 +313,9 @@ def _square_sums(Ae, Be, blk, amax, bmax):
 
 @contextmanager
 def _threads_for(work: int):
-    """One thread for small kernel calls: a parallel region started right after a BLAS call waits for the
-    BLAS threads, which keep spinning for a while (measured: 1.5-4 ms on 2 cores, for any amount of work)."""
-    if work >= 1 << 22:
+    """One thread for small kernel calls (below 2**18 MACs), where starting a parallel region costs more
+    than it saves."""
+    if work >= 1 << 18:
         yield
         return
     n = nb.get_num_threads()
@@ -370,7 +377,8 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
 
     acc_fmt = plan.acc_fmt
     # bias: preloaded into the accumulator, or added in the output stage
-    init = np.zeros((M, N), dtype=np.int64)
+    init = scratch("gemm zero init", (M, N), np.int64)   # read only by the kernels; never returned
+    init.fill(0)
     imax = 0
     out_bias = None
     if bias is not None:
@@ -380,16 +388,37 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
         else:
             bb = dp.output.bias_bits or acc_fmt.bits
             out_bias = _bias_codes(bias, Fixed(bb, acc_fmt.frac, True), (M, N))
-    amax, bmax = _absmax(Ae), _absmax(Be)
-    pmax = plan.product_bound(amax, bmax)
+    # bounds on |a| and |b|: first from the formats (free), from the data (one pass each) where the
+    # format's bound is too loose to prove what is needed
+    amax, bmax = plan.operand_bound("a"), plan.operand_bound("b")
+    data_bounds = False
+
+    def use_data_bounds():
+        nonlocal amax, bmax, data_bounds
+        if not data_bounds:
+            amax, bmax, data_bounds = min(amax, _absmax(Ae)), min(bmax, _absmax(Be)), True
+        return True
+
+    try:
+        pmax = plan.product_bound(amax, bmax)
+    except ValueError:
+        use_data_bounds()
+        pmax = plan.product_bound(amax, bmax)
+    if Kd * pmax + imax >= _I63 and use_data_bounds():
+        pmax = plan.product_bound(amax, bmax)
     if Kd * pmax + imax >= _I63:
         raise ValueError(f"exact partial sums could reach {(Kd * pmax + imax).bit_length()} bits (K={Kd}); the "
                          "engine tracks them in int64: use narrower operands or split K")
 
     n_out = M * N
     exact = max_p = nbits = None
-    nov = np.zeros((M, N), dtype=np.int64)
-    acc = np.empty((M, N), dtype=np.int64)
+    # overflow counts are returned only with stats; without, the kernels write them into scratch
+    nov = np.zeros((M, N), dtype=np.int64) if stats else scratch("gemm overflow counts", (M, N), np.int64)
+    # the exact sums, the accumulators and the values share one allocation: a fresh multi-megabyte array
+    # per result costs a page fault per 4 KiB on first write (0.9 ms of 1.1 for 512x512), while numpy
+    # backs allocations of 4 MiB and more with huge pages
+    planes = np.empty((3, M, N), dtype=np.int64)
+    acc = planes[1]
     simple = dp.product is None and plan.align_shift <= 0
     L = -plan.align_shift
     limit = min(plan.hi, -plan.lo)
@@ -402,6 +431,9 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
     # the global bound K * max|a| * max|b| (Python ints) often proves everything at once, sparing |A|@|B|
     global_bound = Kd * amax * bmax
     path = None
+    if not stats and simple and n_out > 0 and not (
+            global_bound < 2 ** 53 and (wrap_all or (global_bound << L) + imax <= limit)) and use_data_bounds():
+        global_bound = Kd * amax * bmax
     if not stats and simple and n_out > 0:
         if global_bound >= 2 ** 53:
             path = "T"
@@ -419,12 +451,13 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
             else:
                 path = "T"
     if path == "blocks":
-        exact, rows, cols, start_k, start_acc = _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax,
-                                                                        sqa, sqb)
+        exact = planes[0]
+        rows, cols, start_k, start_acc = _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb,
+                                                                 exact)
         acc[...] = exact
         _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, start_k, start_acc)
     elif path is not None:
-        exact = np.empty((M, N), dtype=np.int64)
+        exact = planes[0]
         T = None
         if path == "T":
             T = np.empty((M, N), dtype=_float_dtype(global_bound))
@@ -441,7 +474,7 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
         rows, cols = (a.ravel().astype(np.int64) for a in np.indices((M, N)))
         K.gemm_subset_kernel(A64(), Bt(), init, plan.cfg, plan.levels, rows, cols, acc, nov)
     elif path is None:
-        exact = np.empty((M, N), dtype=np.int64)
+        exact = planes[0]
         mx = np.empty((M, N), dtype=np.int64)
         mn = np.empty((M, N), dtype=np.int64)
         K.gemm_kernel(A64(), Bt(), init, plan.cfg, plan.levels, acc, nov, mx, mn, exact)
@@ -462,7 +495,8 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True)
             n = K.trace_one(A64()[i], np.ascontiguousarray(Be[:, j], dtype=np.int64), init[i, j], plan.cfg, plan.levels, buf)
             traces[(i, j)] = buf[:n].copy()
 
-    codes, values = output_stage(acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias)
+    codes, values = output_stage(acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias,
+                                 values_out=planes[2].view(np.float64))
     acc_values = values if codes is acc else ints_to_values(acc, acc_fmt.frac)
     return GemmResult(values=values, codes=codes, acc=acc, overflow_count=nov, acc_values=acc_values,
                       exact=exact, max_partial=max_p, bits_needed=nbits, datapath=dp, traces=traces)
