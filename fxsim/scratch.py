@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["scratch"]
+__all__ = ["scratch", "zeros"]
 
 _MAX_BYTES = 256 << 20   # larger temporaries are allocated fresh each time
 _local = threading.local()
@@ -33,4 +33,21 @@ def scratch(name: str, shape, dtype) -> np.ndarray:
     if buf is None or buf.nbytes < nbytes:
         buf = np.empty(max(nbytes, 64), dtype=np.uint8)
         bufs[name] = buf
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def zeros(shape, dtype) -> np.ndarray:
+    """A zero array of ``shape``/``dtype`` shared by every caller on this thread: for inputs that are
+    read and never written (the engines' zero initial accumulators). It is zeroed once, when allocated or
+    grown, never again -- writing into it is a bug."""
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes > _MAX_BYTES:
+        return np.zeros(shape, dtype=dtype)
+    bufs = _local.__dict__.setdefault("zeros", {})
+    buf = bufs.get(0)
+    if buf is None or buf.nbytes < nbytes:
+        buf = np.zeros(max(nbytes, 64), dtype=np.uint8)
+        bufs[0] = buf
     return buf[:nbytes].view(dtype).reshape(shape)

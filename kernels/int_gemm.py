@@ -269,15 +269,16 @@ def gemm_subset_kernel(A, Bt, init, cfg, levels, rows, cols, acc_out, nov_out):
         nov_out[i, j] = nov
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
 def saturate_sequential_kernel(A, Bt, start_k, start_acc, shift, lo, hi, rows, cols, acc_out, nov_out):
     """The common case, specialised: exact products aligned by a left ``shift``, one sequential
     saturating accumulator in [lo, hi] (bits < 64). Output t = (rows[t], cols[t]) starts at cycle
     start_k[t] with the register holding start_acc[t] (cycle 0 and the initial value for a full run; a
     later cycle and the exact partial sum there when the cycles before are proven free of overflow).
-    Same results as gemm_kernel for that datapath."""
+    Same results as gemm_kernel for that datapath. Serial and nogil: callers split the outputs across
+    threads (fxsim.blas_threads), so no OpenMP team is left spinning next to the BLAS calls."""
     K = A.shape[1]
-    for t in nb.prange(rows.shape[0]):
+    for t in range(rows.shape[0]):
         i = rows[t]
         j = cols[t]
         a = A[i]

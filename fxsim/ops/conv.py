@@ -22,7 +22,7 @@ from kernels.im2col import unfold_into
 
 from ..datapath import Datapath
 from ..result import GemmResult
-from .gemm import compact_int_dtype, gemm, operand_codes, run_integer_gemm
+from .gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
 
 __all__ = ["conv2d", "unfold"]
 
@@ -119,8 +119,12 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     integer = datapath.is_integer
     if integer:
         # codes in the narrowest dtype of their format: the patch matrix is 8x smaller for INT8
-        xc = operand_codes(x, datapath.a, "x").astype(compact_int_dtype(datapath.a.min_code, datapath.a.max_code))
-        wc = operand_codes(w, datapath.b, "w").astype(compact_int_dtype(datapath.b.min_code, datapath.b.max_code))
+        xc, xlo, xhi = operand_codes_range(x, datapath.a, "x")
+        wc, wlo, whi = operand_codes_range(w, datapath.b, "w")
+        xc = xc.astype(compact_int_dtype(datapath.a.min_code, datapath.a.max_code))
+        wc = wc.astype(compact_int_dtype(datapath.b.min_code, datapath.b.max_code))
+        zpa = int(datapath.a_zero_point)   # padding inserts it: patch codes lie in the range below
+        code_ranges = ((min(xlo, zpa), max(xhi, zpa)), (wlo, whi))
         pad_value = datapath.a_zero_point
     else:   # float datapaths: lower real values the same way and hand each group to gemm (float engine)
         xc = x.astype(np.float64)
@@ -152,7 +156,8 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
         gtrace = [((n * OH + oh) * OW + ow, o - g * Og) for (n, o, oh, ow) in want]
         bias_g = None if bias is None else bias[g * Og:(g + 1) * Og]
         if integer:
-            r = run_integer_gemm(patches, wg, dp_g, bias=bias_g, trace=gtrace or None, stats=stats)
+            r = run_integer_gemm(patches, wg, dp_g, bias=bias_g, trace=gtrace or None, stats=stats,
+                                 code_ranges=code_ranges)
         else:
             r = gemm(patches, wg, dp_g, bias=bias_g, trace=gtrace or None)
         for key, ij in zip(want, gtrace):
