@@ -91,8 +91,8 @@ def quantize(x, fmt, *, rounding=None, overflow=None, seed=None, random_bits=Non
       discarded). The same seed gives the same result.
     - ``convention`` (floats): "ml_dtypes" (default), "torch" (E4M3 saturates finite overflow and ±inf),
       "ocp_saturate" (everything saturates), "onnx" (NaN becomes +max in formats without NaN).
-    - ``via_float32``: round through float32 first, reproducing ml_dtypes'/torch's double rounding of
-      float64 arrays bit for bit.
+    - ``via_float32``: round through float32 first, reproducing the double rounding of float64 arrays by
+      torch and by ml_dtypes before 0.7, bit for bit.
     """
     fmt = parse_format(fmt)
     if isinstance(fmt, Fixed):

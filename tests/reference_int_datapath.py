@@ -178,9 +178,6 @@ def output_stage_one(acc: int, bias_out, dp, ch: int) -> int:
         x = max(x, zp)
     elif st.activation is not None:
         x = min(max(x, st.activation[0]), st.activation[1])
-    if st.fmt is not None:
-        hi = 2 ** (st.fmt.bits - 1) - 1 if st.fmt.signed else 2 ** st.fmt.bits - 1
-        lo = -hi - 1 if st.fmt.signed else 0
-        if not lo <= x <= hi:
-            x = overflow_int(x, st.fmt.bits, st.fmt.signed, st.overflow)
+    if st.fmt is not None:   # a symmetric register has no most-negative code: register() knows
+        x, _ = register(x, st.fmt.bits, st.fmt.signed, st.overflow)
     return x

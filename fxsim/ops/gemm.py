@@ -149,7 +149,9 @@ class IntegerPlan:
             return codes
         if fmt.bits == 64:
             raise ValueError(f"zero points on a 64-bit operand ({argument}) do not fit the int64 engine")
-        d = np.asarray(codes).astype(compact_int_dtype(fmt.min_code - zp, fmt.max_code - zp)) - zp
+        zp = int(zp)   # a dtype holding the codes, the zero point and every difference
+        dt = compact_int_dtype(min(fmt.min_code, fmt.min_code - zp), max(fmt.max_code, fmt.max_code - zp))
+        d = np.asarray(codes).astype(dt) - dt.type(zp)
         if self.dp.zero_point_bits is not None:
             d = register_overflow(d, self.dp.zero_point_bits, True, Overflow.WRAP)
         return d

@@ -1,0 +1,159 @@
+"""The exact shortcuts of the integer engine (stats=False), each driven on purpose and checked against the
+cycle-accurate kernel and the plain-Python reference: float32 BLAS at its 2**24 limit, the Cauchy-Schwarz
+proof, the blocked midpoint enclosure with flagged outputs resumed mid-K, narrow operand dtypes with zero
+points, and concurrent calls from several threads."""
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fxsim.datapath import Accumulator, Datapath, Order
+from fxsim.formats import Fixed
+from fxsim.ops import gemm as gemm_module
+from fxsim.ops.gemm import gemm
+from tests import reference_int_datapath as ref
+
+
+def reference_acc(A, B, dp, i, j, init=0):
+    return ref.dot([int(v) for v in A[i]], [int(v) for v in B[:, j]], init, dp)[0]
+
+
+class Spy:
+    """Counts the calls of a module function while delegating to it."""
+
+    def __init__(self, monkeypatch, module, name):
+        self.calls = 0
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, name, wrapper)
+
+
+def test_float32_blas_is_exact_up_to_two_to_the_24_and_float64_beyond(monkeypatch):
+    # every product 2**12 * 2**12 = 2**24 / K: partial sums climb to exactly 2**24, the float32 limit; one
+    # more unit of K and the engine must move to float64 (float32 would drop the odd low bits)
+    real = gemm_module._as_float
+    dtypes = []
+    monkeypatch.setattr(gemm_module, "_as_float", lambda X, dt, name: dtypes.append(dt) or real(X, dt, name))
+    for K, want_dtype in ((1, np.float32), (3, np.float64)):
+        dtypes.clear()
+        A = np.full((2, K), 2 ** 12 - 1, dtype=np.int64)
+        A[1, :] = -(2 ** 12)
+        B = np.full((K, 3), -(2 ** 12), dtype=np.int64)
+        B[:, 1] = 2 ** 12 - 1
+        B[0, 2] = 1                                        # an odd product keeps the low bit significant
+        dp = Datapath(a="int13", b="int13", accumulator=Accumulator("int40", overflow="wrap"))
+        r = gemm(A, B, dp, stats=False)
+        assert set(dtypes) == {want_dtype}
+        for i in range(2):
+            for j in range(3):
+                assert r.acc[i, j] == sum(int(A[i, k]) * int(B[k, j]) for k in range(K))
+
+
+def test_cauchy_schwarz_proves_no_saturation_without_a_kernel(monkeypatch):
+    rng = np.random.default_rng(1)
+    A = rng.integers(-128, 128, (40, 512))
+    B = rng.integers(-128, 128, (512, 30))
+    dp = Datapath(accumulator=Accumulator("int24", overflow="saturate"))   # K*128*128 = 2**23 > its range
+    blocks = Spy(monkeypatch, gemm_module, "_sequential_prefix_test")
+    kernel = Spy(monkeypatch, gemm_module, "_saturating_kernel")
+    fast = gemm(A, B, dp, stats=False)
+    assert blocks.calls == 0 and kernel.calls == 0               # proven for every output at once
+    np.testing.assert_array_equal(fast.acc, A @ B)
+    np.testing.assert_array_equal(fast.acc, gemm(A, B, dp).acc)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_block_enclosure_flags_outputs_and_resumes_them_mid_k(monkeypatch, seed):
+    rng = np.random.default_rng(seed)
+    A = rng.integers(-128, 128, (24, 512))
+    B = rng.integers(-128, 128, (512, 20))
+    # a few outputs drift to the rails late in K: their first flagged block is well past the start
+    A[:4, 300:] = np.abs(A[:4, 300:]) // 2 + 60
+    B[300:, :3] = np.abs(B[300:, :3]) // 2 + 60
+    dp = Datapath(accumulator=Accumulator("int20", overflow="saturate"))
+    blocks = Spy(monkeypatch, gemm_module, "_sequential_prefix_test")
+    flagged = []
+    real = gemm_module._saturating_kernel
+
+    def spy_kernel(*args, **kwargs):
+        rows, start_k = args[7], kwargs.get("start_k", args[11] if len(args) > 11 else None)
+        flagged.append((rows.size, None if start_k is None else int(np.max(start_k, initial=0))))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(gemm_module, "_saturating_kernel", spy_kernel)
+    fast = gemm(A, B, dp, stats=False)
+    slow = gemm(A, B, dp)
+    assert blocks.calls == 1
+    assert flagged and 0 < flagged[0][0] < A.shape[0] * B.shape[1] and flagged[0][1] >= 256
+    assert np.any(slow.overflow_count > 0)                       # the drift really saturates
+    np.testing.assert_array_equal(fast.acc, slow.acc)
+    np.testing.assert_array_equal(fast.exact, slow.exact)
+    for i, j in [(0, 0), (3, 2), (10, 10)]:
+        assert fast.acc[i, j] == reference_acc(A, B, dp, i, j)
+
+
+@pytest.mark.parametrize("peak_over", [0, 1])
+def test_midpoint_enclosure_never_misses_a_peak_inside_a_block(peak_over):
+    # inside the first 64-block the partial sum climbs by 32 v and comes back: both block ends equal the
+    # preloaded init, and with equal magnitudes the enclosure (c0 + c1 + CS) / 2 = init + 32 v is exactly
+    # the peak. The peak sits at the accumulator's maximum (no saturation) or one above it (one addition
+    # saturates, and the result ends one below init).
+    v = 2 ** 9
+    a = np.ones((1, 128), dtype=np.int64)
+    b = np.zeros((128, 1), dtype=np.int64)
+    b[:32, 0], b[32:64, 0] = v, -v
+    acc = Fixed(16, 0)
+    init = acc.max_code - 32 * v + peak_over
+    dp = Datapath(a="int8", b="int12", accumulator=Accumulator(acc, overflow="saturate"), bias_preload=True)
+    fast = gemm(a, b, dp, bias=np.array([init]), stats=False)
+    want = reference_acc(a, b, dp, 0, 0, init=init)
+    assert want == init - peak_over
+    assert fast.acc[0, 0] == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from([np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64]),
+       zp_frac=st.floats(0, 1), M=st.integers(1, 5), K=st.integers(1, 200), N=st.integers(1, 5),
+       acc_bits=st.integers(10, 32), ovf=st.sampled_from(["wrap", "saturate"]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_narrow_operand_dtypes_with_zero_points(dtype, zp_frac, M, K, N, acc_bits, ovf, seed):
+    info = np.iinfo(dtype)
+    bits = min(info.bits, 12)
+    fmt = Fixed(bits, 0, info.min < 0)
+    zp = int(fmt.min_code + zp_frac * (fmt.max_code - fmt.min_code))
+    rng = np.random.default_rng(seed)
+    A = rng.integers(fmt.min_code, fmt.max_code + 1, (M, K)).astype(dtype)
+    B = rng.integers(fmt.min_code, fmt.max_code + 1, (K, N)).astype(dtype)
+    dp = Datapath(a=fmt, b=fmt, a_zero_point=zp, b_zero_point=-(zp // 2) if info.min < 0 else zp // 2,
+                  accumulator=Accumulator(f"int{acc_bits}", overflow=ovf))
+    fast = gemm(A, B, dp, stats=False)
+    slow = gemm(A.astype(np.int64), B.astype(np.int64), dp)
+    np.testing.assert_array_equal(fast.acc, slow.acc)
+    assert fast.acc[M - 1, N - 1] == reference_acc(A, B, dp, M - 1, N - 1)
+
+
+def test_concurrent_calls_from_threads_match_serial_calls():
+    rng = np.random.default_rng(5)
+    jobs = []
+    for t in range(6):
+        A = rng.integers(-128, 128, (96, 512))
+        B = rng.integers(-128, 128, (512, 64))
+        bits, ovf = [(20, "saturate"), (16, "wrap"), (24, "saturate")][t % 3]
+        jobs.append((A, B, Datapath(accumulator=Accumulator(f"int{bits}", overflow=ovf), order=Order())))
+    want = [gemm(A, B, dp, stats=False).acc for A, B, dp in jobs]
+    got = [None] * len(jobs)
+
+    def run(t):
+        for _ in range(3):
+            got[t] = gemm(*jobs[t][:2], jobs[t][2], stats=False).acc
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(len(jobs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(w, g)
