@@ -337,7 +337,7 @@ def block_square_sums(X, blk, axis, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def prefix_block_check(init, S, na, nbn, L, limit, blk, row0, cum, flagged, count):
+def prefix_block_check(init, S, na, nbn, L, limit, inflate, blk, row0, cum, flagged, count):
     """The sequential-order saturation test of fxsim.ops.gemm (shortcut 4) on a slab of rows.
 
     S[q] holds the exact sums of block q (``blk`` wide) of K (float32/float64 from BLAS, exact integers),
@@ -351,15 +351,20 @@ def prefix_block_check(init, S, na, nbn, L, limit, blk, row0, cum, flagged, coun
     the exact c0 there. Flagged outputs are appended to ``flagged`` (rows: row0 + i, cols, first cycle of
     that block, c0) at position count[0], which is advanced.
 
-    Arithmetic in float64, exactly: the caller guarantees that every |partial sum| and 2 * limit are
-    below 2**52, so c0, c1, c0 + c1 and 2 * limit - |c0 + c1| are exact integers; the computed CS carries
-    at most five roundings of 2**-53 relative and is inflated by 2**-40, so it is >= the true CS.
+    Arithmetic in na's dtype, exactly. float64: the caller guarantees that every |partial sum| and
+    2 * limit are below 2**52, so c0, c1, c0 + c1 and 2 * limit - |c0 + c1| are exact integers; the computed
+    CS carries at most five roundings of 2**-53 relative and is inflated by ``inflate`` = 2**-40, so it is >= the
+    true CS. float32 (twice the vector width): every |partial sum| <= 2**23 and 2 * limit <= 2**24, so the same
+    integers are exact in float32; na and nbn are float32 values rounded up, and the two float32
+    roundings of na * scale * nbn (2**-23 relative at most) are covered by ``inflate`` = 2**-20.
     Serial on purpose: it runs right after the BLAS call (see exact_from_blas)."""
     Q, M, N = S.shape
-    scale = 2.0 ** L * (1.0 + 2.0 ** -40)
-    shift = 2.0 ** L
-    lim2 = 2.0 * limit
-    c = np.empty(N)
+    k = np.empty(4, dtype=na.dtype)             # constants in the arithmetic's dtype
+    k[0] = 2.0 ** L * (1.0 + inflate)
+    k[1] = 2.0 ** L
+    k[2] = 2.0 * limit
+    scale, shift, lim2 = k[0], k[1], k[2]
+    c = np.empty(N, dtype=na.dtype)
     bad = np.empty(N, dtype=np.bool_)
     n = count[0]
     for i in range(M):
@@ -372,15 +377,16 @@ def prefix_block_check(init, S, na, nbn, L, limit, blk, row0, cum, flagged, coun
             nq = nbn[q]
             for j in range(N):                  # no branches: the loop vectorises
                 c0 = c[j]
-                c1 = c0 + np.float64(s[j]) * shift
+                c1 = c0 + s[j] * shift
                 bad[j] |= a * nq[j] > lim2 - abs(c0 + c1)
                 c[j] = c1
         for j in range(N):
             cum[i, j] = np.int64(c[j])
             if bad[j]:                          # rare: find the first flagged block and the sum before it
-                c0 = np.float64(init[i, j])
+                c[j] = init[i, j]
                 for q in range(Q):
-                    c1 = c0 + np.float64(S[q, i, j]) * shift
+                    c0 = c[j]
+                    c1 = c0 + S[q, i, j] * shift
                     if na[q, i] * scale * nbn[q, j] > lim2 - abs(c0 + c1):
                         flagged[0, n] = row0 + i
                         flagged[1, n] = j
@@ -388,7 +394,7 @@ def prefix_block_check(init, S, na, nbn, L, limit, blk, row0, cum, flagged, coun
                         flagged[3, n] = np.int64(c0)
                         n += 1
                         break
-                    c0 = c1
+                    c[j] = c1
                 else:                           # not reached (same arithmetic as above); stay safe
                     flagged[0, n] = row0 + i
                     flagged[1, n] = j

@@ -66,15 +66,17 @@ def test_cauchy_schwarz_proves_no_saturation_without_a_kernel(monkeypatch):
     np.testing.assert_array_equal(fast.acc, gemm(A, B, dp).acc)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_block_enclosure_flags_outputs_and_resumes_them_mid_k(monkeypatch, seed):
+@pytest.mark.parametrize("seed,bits,acc_bits", [(0, 8, 20), (1, 8, 20), (2, 12, 28), (3, 12, 28)])
+def test_block_enclosure_flags_outputs_and_resumes_them_mid_k(monkeypatch, seed, bits, acc_bits):
+    # INT8 runs the test's arithmetic in float32, 12-bit operands in float64
     rng = np.random.default_rng(seed)
-    A = rng.integers(-128, 128, (24, 512))
-    B = rng.integers(-128, 128, (512, 20))
+    top = 2 ** (bits - 1)
+    A = rng.integers(-top, top, (24, 512))
+    B = rng.integers(-top, top, (512, 20))
     # a few outputs drift to the rails late in K: their first flagged block is well past the start
-    A[:4, 300:] = np.abs(A[:4, 300:]) // 2 + 60
-    B[300:, :3] = np.abs(B[300:, :3]) // 2 + 60
-    dp = Datapath(accumulator=Accumulator("int20", overflow="saturate"))
+    A[:4, 300:] = np.abs(A[:4, 300:]) // 2 + top // 2 - 1
+    B[300:, :3] = np.abs(B[300:, :3]) // 2 + top // 2 - 1
+    dp = Datapath(a=f"int{bits}", b=f"int{bits}", accumulator=Accumulator(f"int{acc_bits}", overflow="saturate"))
     blocks = Spy(monkeypatch, gemm_module, "_sequential_prefix_test")
     flagged = []
     real = gemm_module._saturating_kernel
@@ -96,18 +98,18 @@ def test_block_enclosure_flags_outputs_and_resumes_them_mid_k(monkeypatch, seed)
 
 
 @pytest.mark.parametrize("peak_over", [0, 1])
-def test_midpoint_enclosure_never_misses_a_peak_inside_a_block(peak_over):
+@pytest.mark.parametrize("v,bbits,acc_bits", [(2 ** 9, 12, 16), (2 ** 19, 21, 26)])   # float32 / float64 test
+def test_midpoint_enclosure_never_misses_a_peak_inside_a_block(peak_over, v, bbits, acc_bits):
     # inside the first 64-block the partial sum climbs by 32 v and comes back: both block ends equal the
     # preloaded init, and with equal magnitudes the enclosure (c0 + c1 + CS) / 2 = init + 32 v is exactly
     # the peak. The peak sits at the accumulator's maximum (no saturation) or one above it (one addition
     # saturates, and the result ends one below init).
-    v = 2 ** 9
     a = np.ones((1, 128), dtype=np.int64)
     b = np.zeros((128, 1), dtype=np.int64)
     b[:32, 0], b[32:64, 0] = v, -v
-    acc = Fixed(16, 0)
+    acc = Fixed(acc_bits, 0)
     init = acc.max_code - 32 * v + peak_over
-    dp = Datapath(a="int8", b="int12", accumulator=Accumulator(acc, overflow="saturate"), bias_preload=True)
+    dp = Datapath(a="int8", b=f"int{bbits}", accumulator=Accumulator(acc, overflow="saturate"), bias_preload=True)
     fast = gemm(a, b, dp, bias=np.array([init]), stats=False)
     want = reference_acc(a, b, dp, 0, 0, init=init)
     assert want == init - peak_over

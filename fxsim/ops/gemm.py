@@ -283,6 +283,10 @@ def _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb, cum):
     Bf = _as_float(Be, dt, "gemm B float")
     na = np.sqrt(sqa.astype(np.float64))      # sums of squares < 2**53: exact; sqrt correctly rounded
     nbn = np.sqrt(sqb.astype(np.float64))
+    inflate = 2.0 ** -40
+    if dt == np.float32 and (Kd * amax * bmax << L) + _absmax(init) <= 2 ** 23 and limit <= 2 ** 23:
+        na, nbn = _float32_up(na), _float32_up(nbn)   # the test's arithmetic in float32 (see the kernel)
+        inflate = 2.0 ** -20
 
     def slab(rs):
         m = rs.stop - rs.start
@@ -298,12 +302,20 @@ def _sequential_prefix_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb, cum):
                 k = slice(q * _BLOCK, min(Kd, (q + 1) * _BLOCK))
                 np.matmul(Af[r, k], Bf[k], out=S[q, :r.stop - r.start])
             K.prefix_block_check(init[g], S[:, :r.stop - r.start], np.ascontiguousarray(na[:, g]), nbn, L,
-                                 limit, _BLOCK, g.start, cum[g], flagged, count)
+                                 limit, inflate, _BLOCK, g.start, cum[g], flagged, count)
         return flagged[:, :count[0]].copy()
 
     flagged = np.concatenate(row_parallel(slab, M, work=Ae.size * N), axis=1)
     rows, cols, start_k, start_acc = flagged
     return rows, cols, start_k, start_acc
+
+
+def _float32_up(x):
+    """float64 -> the float32 values at or above them (upper bounds survive the narrowing)."""
+    y = x.astype(np.float32)
+    low = y.astype(np.float64) < x
+    y[low] = np.nextafter(y[low], np.float32(np.inf))
+    return y
 
 
 def _square_sums(Ae, Be, blk, amax, bmax):
