@@ -11,22 +11,31 @@ could leave int64 (e.g. 64 x 64-bit products); it never computes a wrong value s
 
 Shortcuts (``stats=False``), each exact:
 
-1. *Exact sums by BLAS.* Let T = |A_eff| @ |B_eff| (float64). All terms are non-negative integers, so as long
-   as every true partial sum of T is <= 2**53 each floating-point partial sum equals it exactly (integers up
-   to 2**53 are float64 values), and once a true partial sum exceeds 2**53 the computed one is >= 2**53 by
-   monotonicity of rounding, whatever order or blocking the BLAS uses. Hence "computed T < 2**53" proves the
-   true T < 2**53; then every partial sum of A_eff @ B_eff (in any order) has magnitude <= T < 2**53, so the
-   float64 BLAS product S is the exact integer dot product.
+1. *Exact sums by BLAS.* Let T = |A_eff| @ |B_eff|. All terms are non-negative integers, so as long as every
+   true partial sum of T is <= 2**53 each float64 partial sum equals it exactly (integers up to 2**53 are
+   float64 values), and once a true partial sum exceeds 2**53 the computed one is >= 2**53 by monotonicity
+   of rounding, whatever order or blocking the BLAS uses. Hence "computed T < 2**53" proves the true
+   T < 2**53; then every partial sum of A_eff @ B_eff (in any order) has magnitude <= T < 2**53, so the
+   float64 BLAS product is the exact integer dot product. The same argument with 2**24 makes float32 BLAS
+   exact when K * max|a| * max|b| <= 2**24 (INT8 x INT8 up to K = 1024), at twice the speed.
 2. *Wrap is the exact sum mod 2**W.* Reduction mod 2**W is a ring homomorphism from the integers onto the
    W-bit register, so wrapping after every addition, in any order, equals wrapping once at the end -- as
    long as every register on the path is at least W bits wide (tree level widths >= W).
-3. *Saturation only where a partial sum can leave the range.* If |init| + (T << L) <= min(hi, -lo), every
-   partial sum of every order lies inside [lo, hi], no addition saturates, and the result is the exact sum.
-   Only the remaining outputs run the cycle-accurate kernel. (When K * max|a| * max|b| already proves it
-   for every output, T is not computed at all.)
-4. *Sequential order, blocked enclosure.* For the sequential order the bound of 3 is refined per block of
-   K: see ``_sequential_prefix_test``. Same conclusion: outputs whose every partial sum is enclosed in the
-   range equal the exact sum; the others run the kernel.
+3. *Saturation only where a partial sum can leave the range.* Every partial sum, in every order, is a sum
+   over a subset of the K products, so its magnitude is at most T and, by Cauchy-Schwarz, at most
+   ||a_i|| * ||b_j||. If |init| + (bound << L) <= min(hi, -lo), no addition saturates and the result is
+   the exact sum. Tried in order of cost: K * max|a| * max|b| for all outputs at once (from the formats'
+   ranges, then from the data), max ||a_i|| * max ||b_j|| for all outputs at once, then T per output;
+   only the outputs left unproven run the cycle-accurate kernel.
+4. *Sequential order, blocked midpoint enclosure.* For the sequential order K is cut into blocks of 64
+   whose exact sums come from BLAS; with the exact partial sums c0, c1 at both ends of a block, every
+   partial sum inside lies within (c0 + c1 +- ||a_blk|| * ||b_blk||) / 2 (``kernels.int_gemm.
+   prefix_block_check`` gives the proof). Outputs whose every block is enclosed equal the exact sum; the
+   others resume the cycle-accurate kernel at their first unproven block, from the exact partial sum there.
+
+Speed without loss of exactness: the BLAS calls and the passes over their results run by row slabs, one
+thread each, with single-threaded BLAS (``fxsim.blas_threads``); large temporaries come from per-thread
+scratch buffers (``fxsim.scratch``); operands stay in the integer dtype they arrive in.
 
 With ``stats=True`` (the default) every output runs the cycle-accurate kernel, which also records the exact
 statistics (overflow count, largest partial sum, bits needed).
