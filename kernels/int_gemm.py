@@ -71,6 +71,41 @@ def _range(bits, signed, ovf_sym):
     return lo, hi
 
 
+@nb.njit(cache=True, inline="always")
+def _pairwise(reg, ex, n, levels, bits, signed, lo, hi, ovf, trace, record, t, mx, mn):
+    """A pairwise adder tree over reg[:n] (their exact values in ex[:n]): level l adds neighbours in a
+    register of levels[l] bits (the accumulator's width beyond the given levels); an odd last term passes
+    through to the next level. The root ends in reg[0] / ex[0]; each adder's output goes to trace[t...].
+    Returns (overflow count, next t, max and min exact partial sums)."""
+    nov = 0
+    level = 0
+    while n > 1:
+        lb = bits
+        llo, lhi = lo, hi
+        if level < levels.shape[0]:
+            lb = levels[level]
+            llo, lhi = _range(lb, signed, lo == -hi and signed)
+        for q in range(n // 2):
+            r, of = add(reg[2 * q], reg[2 * q + 1], lb, signed, llo, lhi, ovf)
+            nov += of
+            e = ex[2 * q] + ex[2 * q + 1]
+            reg[q] = r
+            ex[q] = e
+            if e > mx:
+                mx = e
+            if e < mn:
+                mn = e
+            if record:
+                trace[t] = r
+            t += 1
+        if n % 2 == 1:
+            reg[n // 2] = reg[n - 1]
+            ex[n // 2] = ex[n - 1]
+        n = (n + 1) // 2
+        level += 1
+    return nov, t, mx, mn
+
+
 @nb.njit(cache=True)
 def dot(a, b, init, cfg, levels, trace, record, stats):
     """One output: returns (accumulator, overflow count); stats = (max exact partial sum, min exact
@@ -146,25 +181,8 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
                     trace[t] = acc
                 t += 1
         else:
-            n = P
-            while n > 1:
-                for q in range(n // 2):
-                    r, of = add(reg[2 * q], reg[2 * q + 1], bits, signed, lo, hi, ovf)
-                    nov += of
-                    e = ex[2 * q] + ex[2 * q + 1]
-                    reg[q] = r
-                    ex[q] = e
-                    if e > mx:
-                        mx = e
-                    if e < mn:
-                        mn = e
-                    if record:
-                        trace[t] = r
-                    t += 1
-                if n % 2 == 1:
-                    reg[n // 2] = reg[n - 1]
-                    ex[n // 2] = ex[n - 1]
-                n = (n + 1) // 2
+            of, t, mx, mn = _pairwise(reg, ex, P, levels[:0], bits, signed, lo, hi, ovf, trace, record, t, mx, mn)
+            nov += of
             acc = reg[0]
             exact = ex[0]
         stats[0] = mx
@@ -186,33 +204,8 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
     if K == 0:
         reg[0] = 0
         ex[0] = 0
-    n = K
-    level = 0
-    t = 0
-    while n > 1:
-        lb = bits
-        llo, lhi = lo, hi
-        if level < levels.shape[0]:
-            lb = levels[level]
-            llo, lhi = _range(lb, signed, lo == -hi and signed)
-        for q in range(n // 2):
-            r, of = add(reg[2 * q], reg[2 * q + 1], lb, signed, llo, lhi, ovf)
-            nov += of
-            e = ex[2 * q] + ex[2 * q + 1]
-            reg[q] = r
-            ex[q] = e
-            if e > mx:
-                mx = e
-            if e < mn:
-                mn = e
-            if record:
-                trace[t] = r
-            t += 1
-        if n % 2 == 1:
-            reg[n // 2] = reg[n - 1]
-            ex[n // 2] = ex[n - 1]
-        n = (n + 1) // 2
-        level += 1
+    of, t, mx, mn = _pairwise(reg, ex, K, levels, bits, signed, lo, hi, ovf, trace, record, 0, mx, mn)
+    nov += of
     acc, of = add(init, reg[0], bits, signed, lo, hi, ovf)
     nov += of
     e = init + ex[0]
