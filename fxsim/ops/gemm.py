@@ -360,26 +360,27 @@ def _threads_for(work: int):
 
 def _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, start_k=None, start_acc=None):
     """Run the cycle-accurate kernel on the outputs (rows[t], cols[t]) only (A64(), B64(): int64 operands,
-    Bt(): B transposed); with
-    start_k/start_acc, output t resumes at cycle start_k[t] holding start_acc[t] (sequential order)."""
+    Bt(): B transposed); with start_k/start_acc, output t resumes at cycle start_k[t] holding start_acc[t]
+    (sequential order)."""
     if not rows.size:
         return
     clamp = dp.accumulator.overflow in (Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC)
     sequential = dp.order.kind == "sequential" and clamp and plan.bits < 64
-    with _threads_for(rows.size * A64().shape[1]):
-        if sequential and 2 * rows.size >= acc.size:
-            # most outputs: the column-vectorised kernel over all of them
+    work = rows.size * A64().shape[1]
+    if sequential and 2 * rows.size < acc.size:   # serial nogil kernel, the outputs split across threads
+        if start_k is None:
+            start_k, start_acc = np.zeros(rows.size, dtype=np.int64), init[rows, cols]
+        Aw, Bw = A64(), Bt()
+
+        def part(t):   # outputs t of the list, on one thread
+            K.saturate_sequential_kernel(Aw, Bw, start_k[t], start_acc[t], L, plan.lo, plan.hi, rows[t],
+                                         cols[t], acc, nov)
+
+        row_parallel(part, rows.size, work=work, min_work=1 << 16)
+        return
+    with _threads_for(work):
+        if sequential:   # most outputs: the column-vectorised kernel over all of them
             K.saturate_sequential_dense(A64(), B64(), init, L, plan.lo, plan.hi, acc, nov)
-        elif sequential:
-            if start_k is None:
-                start_k, start_acc = np.zeros(rows.size, dtype=np.int64), init[rows, cols]
-            Aw, Bw = A64(), Bt()
-
-            def part(t):   # outputs t of the list, on one thread
-                K.saturate_sequential_kernel(Aw, Bw, start_k[t], start_acc[t], L, plan.lo, plan.hi, rows[t],
-                                             cols[t], acc, nov)
-
-            row_parallel(part, rows.size, work=rows.size * Aw.shape[1], min_work=1 << 16)
         else:
             K.gemm_subset_kernel(A64(), Bt(), init, plan.cfg, plan.levels, rows, cols, acc, nov)
 
