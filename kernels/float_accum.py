@@ -121,6 +121,27 @@ def fproduct(a, b, cfg, fv, stream, k):
     return p
 
 
+@nb.njit(cache=True, inline="always")
+def _pairwise(reg, n, cfg, fv, stream, ctr, trace, record, t):
+    """A pairwise adder tree over reg[:n]: each level adds neighbours with rounded additions (counters
+    ctr, ctr + 1, ...); an odd last term passes through to the next level unrounded. The root ends in
+    reg[0]; each adder's output goes to trace[t...]. Returns (overflow count, next ctr, next t)."""
+    nov = 0
+    while n > 1:
+        for q in range(n // 2):
+            y, of = fadd(reg[2 * q], reg[2 * q + 1], cfg, fv, stream, ctr)
+            ctr += 1
+            nov += of
+            reg[q] = y
+            if record:
+                trace[t] = y
+            t += 1
+        if n % 2 == 1:
+            reg[n // 2] = reg[n - 1]
+        n = (n + 1) // 2
+    return nov, ctr, t
+
+
 @nb.njit(cache=True)
 def float_dot(a, b, init, cfg, fv, stream, trace, record, out):
     """One output: returns the accumulator register; out[0] = additions that overflowed, out[1] = the
@@ -174,19 +195,8 @@ def float_dot(a, b, init, cfg, fv, stream, trace, record, out):
                     trace[t] = acc
                 t += 1
         else:
-            n = P
-            while n > 1:
-                for q in range(n // 2):
-                    y, of = fadd(reg[2 * q], reg[2 * q + 1], cfg, fv, stream, ctr)
-                    ctr += 1
-                    nov += of
-                    reg[q] = y
-                    if record:
-                        trace[t] = y
-                    t += 1
-                if n % 2 == 1:
-                    reg[n // 2] = reg[n - 1]
-                n = (n + 1) // 2
+            of, ctr, t = _pairwise(reg, P, cfg, fv, stream, ctr, trace, record, t)
+            nov += of
             acc = reg[0]
         out[0] = nov
         out[1] = t
@@ -195,20 +205,8 @@ def float_dot(a, b, init, cfg, fv, stream, trace, record, out):
     reg = np.zeros(max(K, 1), dtype=np.float64)
     for k in range(K):
         reg[k] = fproduct(a[k], b[k], cfg, fv, stream, k)
-    n = K
-    t = 0
-    while n > 1:
-        for q in range(n // 2):
-            y, of = fadd(reg[2 * q], reg[2 * q + 1], cfg, fv, stream, ctr)
-            ctr += 1
-            nov += of
-            reg[q] = y
-            if record:
-                trace[t] = y
-            t += 1
-        if n % 2 == 1:
-            reg[n // 2] = reg[n - 1]
-        n = (n + 1) // 2
+    of, ctr, t = _pairwise(reg, K, cfg, fv, stream, ctr, trace, record, 0)
+    nov += of
     acc, of = fadd(init, reg[0], cfg, fv, stream, ctr)
     nov += of
     if record:
