@@ -36,6 +36,29 @@ def products(a_row, b_col, dp):
     return out
 
 
+def tree(regs, exs, level_bits, W, sg, ov, partials):
+    """Pairwise adder tree: level l adds neighbours in a register of level_bits[l] bits (W beyond the
+    given levels); an odd last term passes through to the next level. Appends each adder's exact sum to
+    partials; returns (registers, exact values, overflow count) after the last level."""
+    n_ov = 0
+    level = 0
+    while len(regs) > 1:
+        lb = level_bits[level] if level < len(level_bits) else W
+        nr, ne = [], []
+        for q in range(len(regs) // 2):
+            r, o = register(regs[2 * q] + regs[2 * q + 1], lb, sg, ov)
+            n_ov += o
+            nr.append(r)
+            ne.append(exs[2 * q] + exs[2 * q + 1])
+            partials.append(ne[-1])
+        if len(regs) % 2:
+            nr.append(regs[-1])
+            ne.append(exs[-1])
+        regs, exs = nr, ne
+        level += 1
+    return regs, exs, n_ov
+
+
 def dot(a_row, b_col, init, dp):
     """Returns (accumulator, overflow count, exact sum, max exact partial, min exact partial)."""
     acc_fmt = dp.accumulator.fmt
@@ -73,39 +96,14 @@ def dot(a_row, b_col, init, dp):
                 exact += e
                 partials.append(exact)
         else:
-            while len(regs) > 1:
-                nr, ne = [], []
-                for q in range(len(regs) // 2):
-                    r, o = register(regs[2 * q] + regs[2 * q + 1], W, sg, ov)
-                    n_ov += o
-                    nr.append(r)
-                    ne.append(exs[2 * q] + exs[2 * q + 1])
-                    partials.append(ne[-1])
-                if len(regs) % 2:
-                    nr.append(regs[-1])
-                    ne.append(exs[-1])
-                regs, exs = nr, ne
+            regs, exs, o = tree(regs, exs, (), W, sg, ov, partials)
+            n_ov += o
             acc, exact = regs[0], exs[0]
     else:  # tree
         regs, exs = list(ps), list(ps)
         partials += ps
-        level = 0
-        while len(regs) > 1:
-            lb = W
-            if dp.order.level_bits and level < len(dp.order.level_bits):
-                lb = dp.order.level_bits[level]
-            nr, ne = [], []
-            for q in range(len(regs) // 2):
-                r, o = register(regs[2 * q] + regs[2 * q + 1], lb, sg, ov)
-                n_ov += o
-                nr.append(r)
-                ne.append(exs[2 * q] + exs[2 * q + 1])
-                partials.append(ne[-1])
-            if len(regs) % 2:
-                nr.append(regs[-1])
-                ne.append(exs[-1])
-            regs, exs = nr, ne
-            level += 1
+        regs, exs, o = tree(regs, exs, dp.order.level_bits or (), W, sg, ov, partials)
+        n_ov += o
         root, eroot = (regs[0], exs[0]) if regs else (0, 0)
         acc, o = register(init + root, W, sg, ov)
         n_ov += o
