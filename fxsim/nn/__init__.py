@@ -54,10 +54,13 @@ class _GemmLayer(Layer):
         return quantizer(x, seed=self._seed())
 
     def _forward_operands(self, x):
+        """Quantized activations and weights with their scales (kept for the backward pass), and the
+        forward GEMM's datapath (None: a float64 GEMM)."""
         r = self.recipe
         xq, sx, _ = self._q(r.activations, x)
         wq, sw, _ = self._q(r.weights, self.W)
-        return xq, sx, wq, sw
+        self.cache = (xq, sx, wq, sw)
+        return xq, sx, wq, sw, r.datapath("forward")
 
     def _grad(self, dy):
         """(gradient for dW, its scale, gradient for dX, its scale): two copies under two-phase rounding."""
@@ -72,6 +75,20 @@ class _GemmLayer(Layer):
         self._count("gradient_dx_underflow_to_zero", under)
         return gq, sg, gx, sgx
 
+    def _quantized_backward(self, dy, need_dx, backward, **kw):
+        """The backward GEMMs on quantized gradients: ``backward`` (linear_backward or conv2d_backward)
+        runs dX and dW through the recipe's datapaths; their overflows are counted and the results
+        rescaled. Returns dX (None unless need_dx); sets self.dW."""
+        xq, sx, wq, sw = self.cache
+        r = self.recipe
+        gq, sg, gx, sgx = self._grad(dy)
+        dx, dw, st = backward(xq, wq, gq, dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"),
+                              need_dx=need_dx, dy_for_dx=gx, **kw)
+        for k, res in st.items():
+            self._count(f"{k}_overflows", _overflows(res))
+        self.dW = dw * (sx * sg)
+        return dx * (sgx * sw) if need_dx else None
+
 
 class Linear(_GemmLayer):
     """y = x @ W + b, W (in, out)."""
@@ -83,9 +100,7 @@ class Linear(_GemmLayer):
         self.params = ("W", "b")
 
     def forward(self, x):
-        xq, sx, wq, sw = self._forward_operands(x)
-        self.cache = (xq, sx, wq, sw)
-        dp = self.recipe.datapath("forward")
+        xq, sx, wq, sw, dp = self._forward_operands(x)
         if dp is None:
             y = xq @ wq
         else:
@@ -97,17 +112,10 @@ class Linear(_GemmLayer):
     def backward(self, dy, need_dx=True):
         xq, sx, wq, sw = self.cache
         self.db = dy.sum(axis=0)
-        r = self.recipe
-        if r.gradients is None:
+        if self.recipe.gradients is None:
             self.dW = (xq * sx).T @ dy
             return dy @ (wq * sw).T if need_dx else None
-        gq, sg, gx, sgx = self._grad(dy)
-        dx, dw, st = linear_backward(xq, wq, gq, dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"),
-                                     need_dx=need_dx, dy_for_dx=gx)
-        for k, res in st.items():
-            self._count(f"{k}_overflows", _overflows(res))
-        self.dW = dw * (sx * sg)
-        return dx * (sgx * sw) if need_dx else None
+        return self._quantized_backward(dy, need_dx, linear_backward)
 
 
 class Conv2d(_GemmLayer):
@@ -121,9 +129,7 @@ class Conv2d(_GemmLayer):
         self.params = ("W", "b")
 
     def forward(self, x):
-        xq, sx, wq, sw = self._forward_operands(x)
-        self.cache = (xq, sx, wq, sw)
-        dp = self.recipe.datapath("forward")
+        xq, sx, wq, sw, dp = self._forward_operands(x)
         if dp is None:
             from ..ops.backward import im2col
             cols, (OH, OW) = im2col(xq, wq.shape[2:], stride=self.stride, padding=self.padding)
@@ -136,19 +142,11 @@ class Conv2d(_GemmLayer):
     def backward(self, dy, need_dx=True):
         xq, sx, wq, sw = self.cache
         self.db = dy.sum(axis=(0, 2, 3))
-        r = self.recipe
-        if r.gradients is None:
+        if self.recipe.gradients is None:
             dx, dw = _conv_backward_float64(xq * sx, wq * sw, dy, self.stride, self.padding, need_dx)
             self.dW = dw
             return dx
-        gq, sg, gx, sgx = self._grad(dy)
-        dx, dw, st = conv2d_backward(xq, wq, gq, stride=self.stride, padding=self.padding,
-                                     dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"), need_dx=need_dx,
-                                     dy_for_dx=gx)
-        for k, res in st.items():
-            self._count(f"{k}_overflows", _overflows(res))
-        self.dW = dw * (sx * sg)
-        return dx * (sgx * sw) if need_dx else None
+        return self._quantized_backward(dy, need_dx, conv2d_backward, stride=self.stride, padding=self.padding)
 
 
 def _conv_backward_float64(x, w, dy, stride, padding, need_dx):
