@@ -23,6 +23,8 @@ _lock = threading.Lock()
 _pool = None
 _pool_size = 0
 _controller = None
+_blas_users = 0          # pipelines running now; the first saves OpenBLAS's setting, the last restores it
+_blas_limiter = None
 
 
 def thread_count() -> int:
@@ -55,11 +57,32 @@ def row_parallel(fn, M: int, *, work: int, min_work: int = 1 << 22):
         return [fn(slice(0, M))]
     bounds = [M * t // n for t in range(n + 1)]
     slabs = [slice(bounds[t], bounds[t + 1]) for t in range(n)]
-    pool, controller = _resources(n - 1)
-    with controller.limit(limits=1, user_api="blas"):
+    pool, _ = _resources(n - 1)
+    with _single_threaded_blas():
         futures = [pool.submit(fn, s) for s in slabs[1:]]
         try:
             first = fn(slabs[0])   # the calling thread takes one slab itself
         finally:
             rest = [f.result() for f in futures]   # never leave a slab running past this call
         return [first] + rest
+
+
+class _single_threaded_blas:
+    """OpenBLAS at one thread while any pipeline runs. The setting is process-wide, so concurrent
+    pipelines share one limit: the first to enter sets it, the last to leave restores the user's."""
+
+    def __enter__(self):
+        global _blas_users, _blas_limiter
+        _, controller = _resources(1)
+        with _lock:
+            if _blas_users == 0:
+                _blas_limiter = controller.limit(limits=1, user_api="blas")
+            _blas_users += 1
+
+    def __exit__(self, *exc):
+        global _blas_users, _blas_limiter
+        with _lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None

@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+import threadpoolctl
 from hypothesis import given, settings, strategies as st
 
 from fxsim.datapath import Accumulator, Datapath, Order
@@ -137,7 +138,13 @@ def test_narrow_operand_dtypes_with_zero_points(dtype, zp_frac, M, K, N, acc_bit
     assert fast.acc[M - 1, N - 1] == reference_acc(A, B, dp, M - 1, N - 1)
 
 
+def _blas_threads():
+    return sorted(m["num_threads"] for m in threadpoolctl.threadpool_info() if m["user_api"] == "blas")
+
+
 def test_concurrent_calls_from_threads_match_serial_calls():
+    # ... and leave OpenBLAS's thread count as they found it, however their single-threaded spans overlap
+    before = _blas_threads()
     rng = np.random.default_rng(5)
     jobs = []
     for t in range(6):
@@ -159,3 +166,4 @@ def test_concurrent_calls_from_threads_match_serial_calls():
         th.join()
     for w, g in zip(want, got):
         np.testing.assert_array_equal(w, g)
+    assert _blas_threads() == before
