@@ -139,7 +139,7 @@ def test_narrow_operand_dtypes_with_zero_points(dtype, zp_frac, M, K, N, acc_bit
 
 
 def _blas_threads():
-    return sorted(m["num_threads"] for m in threadpoolctl.threadpool_info() if m["user_api"] == "blas")
+    return {m["filepath"]: m["num_threads"] for m in threadpoolctl.threadpool_info() if m["user_api"] == "blas"}
 
 
 def test_concurrent_calls_from_threads_match_serial_calls():
@@ -166,4 +166,18 @@ def test_concurrent_calls_from_threads_match_serial_calls():
         th.join()
     for w, g in zip(want, got):
         np.testing.assert_array_equal(w, g)
-    assert _blas_threads() == before
+    after = _blas_threads()
+    assert before and all(after[lib] == n for lib, n in before.items())
+
+
+def test_overlapping_single_threaded_blas_spans_restore_the_users_setting():
+    # two pipelines whose spans overlap (A starts, B starts, A ends, B ends), as concurrent calls do
+    from fxsim.blas_threads import _single_threaded_blas
+    before = _blas_threads()
+    a, b = _single_threaded_blas(), _single_threaded_blas()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    assert all(_blas_threads()[lib] == 1 for lib in before)      # B still runs: still one thread
+    b.__exit__(None, None, None)
+    assert all(_blas_threads()[lib] == n for lib, n in before.items())
