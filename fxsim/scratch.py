@@ -14,7 +14,9 @@ import numpy as np
 
 __all__ = ["scratch", "zeros"]
 
-_MAX_BYTES = 256 << 20   # larger temporaries are allocated fresh each time
+_MAX_BYTES = 64 << 20    # larger temporaries are allocated fresh each time (their page faults are a
+                         # small share of the work that needs them), so a thread keeps a few buffers of
+                         # at most 64 MiB each
 _local = threading.local()
 
 
