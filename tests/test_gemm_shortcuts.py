@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from fxsim.datapath import Accumulator, Datapath, Order
 from fxsim.formats import Fixed
-from fxsim.ops import gemm as gemm_module
+from fxsim.ops import exact_shortcuts, gemm as gemm_module
 from fxsim.ops.gemm import gemm
 from tests import reference_int_datapath as ref
 
@@ -36,9 +36,9 @@ class Spy:
 def test_float32_blas_is_exact_up_to_two_to_the_24_and_float64_beyond(monkeypatch):
     # every product 2**12 * 2**12 = 2**24 / K: partial sums climb to exactly 2**24, the float32 limit; one
     # more unit of K and the engine must move to float64 (float32 would drop the odd low bits)
-    real = gemm_module._as_float
+    real = exact_shortcuts._as_float
     dtypes = []
-    monkeypatch.setattr(gemm_module, "_as_float", lambda X, dt, name: dtypes.append(dt) or real(X, dt, name))
+    monkeypatch.setattr(exact_shortcuts, "_as_float", lambda X, dt, name: dtypes.append(dt) or real(X, dt, name))
     for K, want_dtype in ((1, np.float32), (3, np.float64)):
         dtypes.clear()
         A = np.full((2, K), 2 ** 12 - 1, dtype=np.int64)
@@ -59,7 +59,7 @@ def test_cauchy_schwarz_proves_no_saturation_without_a_kernel(monkeypatch):
     A = rng.integers(-128, 128, (40, 512))
     B = rng.integers(-128, 128, (512, 30))
     dp = Datapath(accumulator=Accumulator("int24", overflow="saturate"))   # K*128*128 = 2**23 > its range
-    blocks = Spy(monkeypatch, gemm_module, "_sequential_prefix_test")
+    blocks = Spy(monkeypatch, gemm_module, "sequential_block_test")
     kernel = Spy(monkeypatch, gemm_module, "_saturating_kernel")
     fast = gemm(A, B, dp, stats=False)
     assert blocks.calls == 0 and kernel.calls == 0               # proven for every output at once
@@ -78,7 +78,7 @@ def test_block_enclosure_flags_outputs_and_resumes_them_mid_k(monkeypatch, seed,
     A[:4, 300:] = np.abs(A[:4, 300:]) // 2 + top // 2 - 1
     B[300:, :3] = np.abs(B[300:, :3]) // 2 + top // 2 - 1
     dp = Datapath(a=f"int{bits}", b=f"int{bits}", accumulator=Accumulator(f"int{acc_bits}", overflow="saturate"))
-    blocks = Spy(monkeypatch, gemm_module, "_sequential_prefix_test")
+    blocks = Spy(monkeypatch, gemm_module, "sequential_block_test")
     flagged = []
     real = gemm_module._saturating_kernel
 

@@ -1,0 +1,151 @@
+"""The exact shortcuts of the integer GEMM engine (``gemm(..., stats=False)``) and their proofs.
+
+The cycle-accurate kernel applies the accumulator's overflow after every addition. These shortcuts give
+the same bits faster wherever a proof allows; ``fxsim.ops.gemm`` picks them, cheapest first.
+
+1. *Exact sums by BLAS.* Let T = |A_eff| @ |B_eff|. All terms are non-negative integers, so as long as every
+   true partial sum of T is <= 2**53 each float64 partial sum equals it exactly (integers up to 2**53 are
+   float64 values), and once a true partial sum exceeds 2**53 the computed one is >= 2**53 by monotonicity
+   of rounding, whatever order or blocking the BLAS uses. Hence "computed T < 2**53" proves the true
+   T < 2**53; then every partial sum of A_eff @ B_eff (in any order) has magnitude <= T < 2**53, so the
+   float64 BLAS product is the exact integer dot product. The same argument with 2**24 makes float32 BLAS
+   exact when K * max|a| * max|b| <= 2**24 (INT8 x INT8 up to K = 1024), at twice the speed.
+2. *Wrap is the exact sum mod 2**W.* Reduction mod 2**W is a ring homomorphism from the integers onto the
+   W-bit register, so wrapping after every addition, in any order, equals wrapping once at the end -- as
+   long as every register on the path is at least W bits wide (tree level widths >= W).
+3. *Saturation only where a partial sum can leave the range.* Every partial sum, in every order, is a sum
+   over a subset of the K products, so its magnitude is at most T and, by Cauchy-Schwarz, at most
+   ||a_i|| * ||b_j||. If |init| + (bound << L) <= min(hi, -lo), no addition saturates and the result is
+   the exact sum. Tried in order of cost: K * max|a| * max|b| for all outputs at once (from the formats'
+   ranges, then from the data), max ||a_i|| * max ||b_j|| for all outputs at once, then T per output;
+   only the outputs left unproven run the cycle-accurate kernel.
+4. *Sequential order, blocked midpoint enclosure.* For the sequential order K is cut into blocks of 64
+   whose exact sums come from BLAS; with the exact partial sums c0, c1 at both ends of a block, every
+   partial sum inside lies within (c0 + c1 +- ||a_blk|| * ||b_blk||) / 2 (``kernels.int_gemm.
+   prefix_block_check`` gives the proof). Outputs whose every block is enclosed equal the exact sum; the
+   others resume the cycle-accurate kernel at their first unproven block, from the exact partial sum there.
+
+Speed without loss of exactness: the BLAS calls and the passes over their results run by row slabs, one
+thread each, with single-threaded BLAS (``fxsim.blas_threads``); large temporaries come from per-thread
+scratch buffers (``fxsim.scratch``); operands stay in the integer dtype they arrive in.
+
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import int_gemm as K
+
+from ..blas_threads import row_parallel
+from ..scratch import scratch
+
+_I63 = 2 ** 63
+
+
+def _absmax(x) -> int:
+    return max(-int(x.min()), int(x.max())) if x.size else 0
+
+__all__ = ["BLOCK", "float_dtype", "exact_products", "sequential_block_test", "square_sums"]
+
+BLOCK = 64
+
+
+def float_dtype(bound: int):
+    """Shortcut 1's arithmetic: BLAS on integers is exact when ``bound`` (a proven bound on every |entry|
+    of both operands and on the sum of |x * y| of every output) is < 2**53: every product and every partial
+    sum, in whatever order and blocking (FMA included) the BLAS uses, is then an integer the float format
+    holds exactly. float32 when ``bound`` <= 2**24 (single precision GEMM runs twice as fast), else
+    float64."""
+    return np.float32 if bound <= 2 ** 24 else np.float64
+
+
+def _as_float(X, dt, name):
+    """X converted to ``dt`` in the scratch buffer ``name`` (exact: |entries| are bounded as above)."""
+    Xf = scratch(name, X.shape, dt)
+    np.copyto(Xf, X, casting="unsafe")
+    return Xf
+
+
+def exact_products(Ae, Be, bound, init, L, bits, signed, wrap_it, exact, acc, T=None):
+    """Shortcuts 1 and 2 by row slabs (fxsim.blas_threads): exact = A @ B (BLAS) aligned by L plus init;
+    acc = exact, wrapped to ``bits`` when ``wrap_it``. With T (an output array), also T = |A| @ |B|."""
+    dt = float_dtype(bound)
+    Bf = _as_float(Be, dt, "gemm B float")
+    Bfa = None if T is None else _as_float(np.abs(Be), dt, "gemm |B| float")
+
+    def slab(r):
+        Af = _as_float(Ae[r], dt, "gemm A float")
+        S = np.matmul(Af, Bf, out=scratch("gemm A@B", (Af.shape[0], Bf.shape[1]), dt))
+        K.exact_from_blas(S, L, init[r], bits, signed, wrap_it, exact[r], acc[r])
+        if T is not None:
+            np.abs(Af, out=Af)
+            np.matmul(Af, Bfa, out=T[r])
+
+    row_parallel(slab, Ae.shape[0], work=Ae.size * Be.shape[1])
+
+
+def sequential_block_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb, cum):
+    """Shortcut 4 (sequential order): split K into blocks of 64; the exact running sums before and after
+    each block (from BLAS block sums, exact by shortcut 1) and the Cauchy-Schwarz norms of the block
+    (from the exact block sums of squares ``sqa`` (Q, M), ``sqb`` (Q, N)) enclose every partial sum the
+    sequential accumulator sees (kernels.int_gemm.prefix_block_check). Where no enclosure leaves
+    [-limit, limit], no addition overflows and the result is the exact sum; only the flagged outputs need
+    the cycle-accurate kernel, and only from their first flagged block on, where the register still
+    holds the exact partial sum. Writes the exact sums (accumulator LSBs) into ``cum``; returns the
+    flagged rows, cols, the cycle and the register value to resume them from."""
+    M, Kd = Ae.shape
+    N = Be.shape[1]
+    Q = sqa.shape[0]
+    dt = float_dtype(BLOCK * amax * bmax)
+    Bf = _as_float(Be, dt, "gemm B float")
+    na = np.sqrt(sqa.astype(np.float64))      # sums of squares < 2**53: exact; sqrt correctly rounded
+    nbn = np.sqrt(sqb.astype(np.float64))
+    inflate = 2.0 ** -40
+    if dt == np.float32 and (Kd * amax * bmax << L) + _absmax(init) <= 2 ** 23 and limit <= 2 ** 23:
+        na, nbn = _float32_up(na), _float32_up(nbn)   # the test's arithmetic in float32 (see the kernel)
+        inflate = 2.0 ** -20
+
+    def slab(rs):
+        m = rs.stop - rs.start
+        Af = _as_float(Ae[rs], dt, "gemm A float")
+        flagged = scratch("gemm flagged", (4, m * N), np.int64)    # pages are touched only as used
+        count = np.zeros(1, dtype=np.int64)
+        step = max(1, (1 << 23) // max(1, Q * N))                   # rows per pass: <= 8 M block sums
+        S = scratch("gemm block sums", (Q, min(step, m), N), dt)
+        for r0 in range(0, m, step):
+            r = slice(r0, min(r0 + step, m))
+            g = slice(rs.start + r.start, rs.start + r.stop)        # the same rows, in the whole output
+            for q in range(Q):                                      # exact block sums, one BLAS call each
+                k = slice(q * BLOCK, min(Kd, (q + 1) * BLOCK))
+                np.matmul(Af[r, k], Bf[k], out=S[q, :r.stop - r.start])
+            K.prefix_block_check(init[g], S[:, :r.stop - r.start], np.ascontiguousarray(na[:, g]), nbn, L,
+                                 limit, inflate, BLOCK, g.start, cum[g], flagged, count)
+        return flagged[:, :count[0]].copy()
+
+    flagged = np.concatenate(row_parallel(slab, M, work=Ae.size * N), axis=1)
+    rows, cols, start_k, start_acc = flagged
+    return rows, cols, start_k, start_acc
+
+
+def _float32_up(x):
+    """float64 -> the float32 values at or above them (upper bounds survive the narrowing)."""
+    y = x.astype(np.float32)
+    low = y.astype(np.float64) < x
+    y[low] = np.nextafter(y[low], np.float32(np.inf))
+    return y
+
+
+def square_sums(Ae, Be, blk, amax, bmax):
+    """Exact int64 sums of squares of A's rows and B's columns over blocks of ``blk`` along K: (Q, M) and
+    (Q, N); None when the full-K sums could leave int64."""
+    M, Kd = Ae.shape
+    if Kd * max(amax, bmax) ** 2 >= _I63:
+        return None, None
+    Q = max(1, -(-Kd // blk))
+    sqa = np.empty((Q, M), dtype=np.int64)
+    sqb = np.empty((Q, Be.shape[1]), dtype=np.int64)
+    K.block_square_sums(Ae, blk, 1, sqa)
+    K.block_square_sums(Be, blk, 0, sqb)
+    return sqa, sqb
+
+
