@@ -43,8 +43,9 @@ def output_size(h, k, stride, pad, dil):
 
 
 def unfold(x_codes, kernel, *, stride=1, padding=0, dilation=1, pad_code=0, reduction_order="ckk"):
-    """im2col on integer codes (any dtype holding pad_code) or float64 values: (N, C, H, W) -> (N*OH*OW, C*KH*KW) rows ordered (n, oh, ow), columns in
-    ``reduction_order``; returns (patches, OH, OW)."""
+    """im2col on integer codes (any dtype holding pad_code) or float64 values: (N, C, H, W) ->
+    (N*OH*OW, C*KH*KW), rows ordered (n, oh, ow), columns in ``reduction_order``, in x's dtype; returns
+    (patches, OH, OW)."""
     sh, sw = _pair(stride, "stride")
     ph, pw = _pair(padding, "padding")
     dh, dw = _pair(dilation, "dilation")

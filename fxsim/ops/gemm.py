@@ -318,14 +318,14 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
             else:
                 amax, bmax = min(amax, _absmax(Ae)), min(bmax, _absmax(Be))
             data_bounds = True
-        return True
 
     try:
         pmax = plan.product_bound(amax, bmax)
     except ValueError:
         use_data_bounds()
         pmax = plan.product_bound(amax, bmax)
-    if Kd * pmax + imax >= _I63 and use_data_bounds():
+    if Kd * pmax + imax >= _I63:
+        use_data_bounds()
         pmax = plan.product_bound(amax, bmax)
     if Kd * pmax + imax >= _I63:
         raise ValueError(f"exact partial sums could reach {(Kd * pmax + imax).bit_length()} bits (K={Kd}); the "
@@ -352,10 +352,11 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
     # the global bound K * max|a| * max|b| (Python ints) often proves everything at once, sparing |A|@|B|
     global_bound = Kd * amax * bmax
     path = None
-    if not stats and simple and n_out > 0 and not (
-            global_bound < 2 ** 53 and (wrap_all or (global_bound << L) + imax <= limit)) and use_data_bounds():
+    shortcut = not stats and simple and n_out > 0
+    if shortcut and not (global_bound < 2 ** 53 and (wrap_all or (global_bound << L) + imax <= limit)):
+        use_data_bounds()                     # the formats' bound decides nothing: tighten it from the data
         global_bound = Kd * amax * bmax
-    if not stats and simple and n_out > 0:
+    if shortcut:
         if global_bound >= 2 ** 53:
             path = "T"
         elif wrap_all or (global_bound << L) + imax <= limit:
@@ -413,7 +414,8 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
             i, j = (int(v) for v in ij)
             if not (0 <= i < M and 0 <= j < N):
                 raise ValueError(f"trace index {ij!r} is outside the output shape {(M, N)}")
-            n = K.trace_one(A64()[i], np.ascontiguousarray(Be[:, j], dtype=np.int64), init[i, j], plan.cfg, plan.levels, buf)
+            n = K.trace_one(A64()[i], np.ascontiguousarray(Be[:, j], dtype=np.int64), init[i, j], plan.cfg,
+                            plan.levels, buf)
             traces[(i, j)] = buf[:n].copy()
 
     codes, values = output_stage(acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias,
