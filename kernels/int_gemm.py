@@ -268,7 +268,8 @@ def saturate_sequential_kernel(A, Bt, start_k, start_acc, shift, lo, hi, rows, c
     saturating accumulator in [lo, hi] (bits < 64). Output t = (rows[t], cols[t]) starts at cycle
     start_k[t] with the register holding start_acc[t] (cycle 0 and the initial value for a full run; a
     later cycle and the exact partial sum there when the cycles before are proven free of overflow).
-    Same results as gemm_kernel for that datapath. Serial and nogil: callers split the outputs across
+    Bt may hold B's codes as floats (exact integers, |b| <= 2**24 in float32). Same results as gemm_kernel
+    for that datapath. Serial and nogil: callers split the outputs across
     threads (fxsim.blas_threads), so no OpenMP team is left spinning next to the BLAS calls."""
     K = A.shape[1]
     for t in range(rows.shape[0]):
@@ -279,7 +280,7 @@ def saturate_sequential_kernel(A, Bt, start_k, start_acc, shift, lo, hi, rows, c
         acc = start_acc[t]
         n = 0
         for k in range(start_k[t], K):
-            s = acc + ((a[k] * b[k]) << shift)
+            s = acc + ((a[k] * np.int64(b[k])) << shift)
             if s > hi:
                 s = hi
                 n += 1

@@ -233,10 +233,12 @@ def _threads_for(work: int):
         nb.set_num_threads(n)
 
 
-def _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, start_k=None, start_acc=None):
+def _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, start_k=None, start_acc=None,
+                       Bt_exact_floats=None):
     """Run the cycle-accurate kernel on the outputs (rows[t], cols[t]) only (A64(), B64(): int64 operands,
     Bt(): B transposed); with start_k/start_acc, output t resumes at cycle start_k[t] holding start_acc[t]
-    (sequential order)."""
+    (sequential order). Bt_exact_floats(), when given, is B transposed as exact floats, which the
+    sequential saturating kernel may read instead of Bt()."""
     if not rows.size:
         return
     clamp = dp.accumulator.overflow in (Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC)
@@ -245,7 +247,7 @@ def _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, st
     if sequential and 2 * rows.size < acc.size:   # serial nogil kernel, the outputs split across threads
         if start_k is None:
             start_k, start_acc = np.zeros(rows.size, dtype=np.int64), init[rows, cols]
-        Aw, Bw = A64(), Bt()
+        Aw, Bw = A64(), (Bt_exact_floats or Bt)()
 
         def part(t):   # outputs t of the list, on one thread
             K.saturate_sequential_kernel(Aw, Bw, start_k[t], start_acc[t], L, plan.lo, plan.hi, rows[t],
@@ -374,10 +376,17 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
                 path = "T"
     if path == "blocks":
         exact = planes[0]
-        rows, cols, start_k, start_acc = sequential_block_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb,
-                                                                 exact)
+        rows, cols, start_k, start_acc, Bf = sequential_block_test(Ae, Be, init, L, limit, amax, bmax, sqa,
+                                                                     sqb, exact)
         acc[...] = exact
-        _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, start_k, start_acc)
+
+        def Bft():   # the test's float copy of B, still in cache, transposed: half the bytes of int64
+            if "bft" not in lazy:
+                lazy["bft"] = scratch("gemm B.T float", (N, Kd), Bf.dtype)
+                K.transpose_into(Bf, lazy["bft"])
+            return lazy["bft"]
+
+        _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, start_k, start_acc, Bft)
     elif path is not None:
         exact = planes[0]
         T = None
