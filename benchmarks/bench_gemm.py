@@ -5,8 +5,8 @@ APyTypes' fixed-point matmul under an accumulator context, measured in the same 
 
 Every fxsim row runs with stats=False (the exact shortcuts of fxsim.ops.gemm); the "stats" rows run the
 cycle-accurate kernel on every output and also return per-output overflow counts and partial-sum maxima.
-Times are the best of 7 runs after a warm-up; 'x f64 BLAS' = our time / numpy's float64 matmul time
-(lower is better), 'vs APyTypes' = APyTypes' time / ours (higher: fxsim faster).
+Times are the best of 25 runs after a warm-up (3 for the "+ stats" rows); 'x f64 BLAS' = our time /
+numpy's float64 matmul time of the same shape, measured just before each row (lower is better); 'vs APyTypes' = APyTypes' time / ours (higher: fxsim faster).
 """
 import argparse
 import os
@@ -25,6 +25,16 @@ try:
     import apytypes as apy
 except ImportError:   # optional comparison
     apy = None
+
+
+def paired(f, ref, repeat):
+    """Best times of f and of the reference ref, measured back to back so both see the same machine state
+    (a 2-core virtual machine drifts by 10-30% between minutes). A pause separates them: OpenBLAS's
+    threads keep spinning for a while after a call and would slow whatever runs next."""
+    t_ref, _ = best_of(ref, repeat)
+    time.sleep(0.2)
+    t, out = best_of(f, repeat)
+    return t, t_ref, out
 
 
 def best_of(f, repeat):
@@ -53,7 +63,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller shapes, one repeat")
     args = ap.parse_args()
     n = 128 if args.quick else 512
-    repeat = 1 if args.quick else 7
+    repeat = 1 if args.quick else 25
     rng = np.random.default_rng(0)
     A = rng.integers(-128, 128, (n, n))
     B = rng.integers(-128, 128, (n, n))
@@ -67,22 +77,24 @@ def main():
     print(hdr)
     print("-" * len(hdr))
 
-    def row(name, t, t_apy=None, frac_sat=None, agree=None):
+    def row(name, t, t_ref, t_apy=None, frac_sat=None, agree=None):
         apy_s = (f"{t_apy * 1e3:>13.1f}{t_apy / t:>12.0f}x{agree:>10.1%}" if t_apy
                  else f"{'-':>13}{'-':>13}{'-':>10}")
         sat = f"{frac_sat:>15.0%}" if frac_sat is not None else f"{'-':>16}"
-        print(f"{name:<34}{t * 1e3:>9.2f}{macs / t / 1e9:>9.2f}{t / t_blas:>12.2f}{apy_s} {sat}")
+        print(f"{name:<34}{t * 1e3:>9.2f}{macs / t / 1e9:>9.2f}{t / t_ref:>12.2f}{apy_s} {sat}")
+
+    blas = lambda: Af @ Bf   # noqa: E731
 
     cases = [(bits, ov) for bits in (16, 20, 24, 32) for ov in ("wrap", "saturate")]
     for bits, ov in cases:
         dp = Datapath(a="int8", b="int8", accumulator=Accumulator(f"int{bits}", overflow=ov))
-        t, r = best_of(lambda: gemm(A, B, dp, stats=False), repeat)
+        t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=False), blas, repeat)
         t_apy = agree = None
         if apy is not None and not args.quick:
             t_apy, c = best_of(apy_matmul(A, B, bits, ov), 1)
             agree = float(np.mean(np.asarray(c.to_numpy()).astype(np.int64) == r.acc))
         sat = float(np.mean(r.acc != r.exact)) if r.exact is not None else None
-        row(f"int{bits} acc, {ov}", t, t_apy, sat, agree)
+        row(f"int{bits} acc, {ov}", t, t_ref, t_apy, sat, agree)
     if apy is not None and not args.quick:
         print(f"APy same: outputs where APyTypes {apy.__version__} (matmul under APyFixedAccumulatorContext) equals "
               "the per-addition overflow result")
@@ -90,13 +102,13 @@ def main():
     P = rng.integers(64, 128, (n, n))
     Q = rng.integers(64, 128, (n, n))
     dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int16", overflow="saturate"))
-    t, r = best_of(lambda: gemm(P, Q, dp, stats=False), repeat)
-    row("int16 saturate, every output sat.", t, None, float(np.mean(r.acc != r.exact)))
-    t, r = best_of(lambda: gemm(A, B, dp, stats=True), repeat)
-    row("int16 saturate + stats (kernel)", t, None, float(np.mean(r.overflow_count > 0)))
+    t, t_ref, r = paired(lambda: gemm(P, Q, dp, stats=False), blas, repeat)
+    row("int16 saturate, every output sat.", t, t_ref, None, float(np.mean(r.acc != r.exact)))
+    t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=True), blas, 3)
+    row("int16 saturate + stats (kernel)", t, t_ref, None, float(np.mean(r.overflow_count > 0)))
     dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int32", overflow="wrap"))
-    t, r = best_of(lambda: gemm(A, B, dp, stats=True), repeat)
-    row("int32 wrap + stats (kernel)", t, None, float(np.mean(r.overflow_count > 0)))
+    t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=True), blas, 3)
+    row("int32 wrap + stats (kernel)", t, t_ref, None, float(np.mean(r.overflow_count > 0)))
 
     # ResNet-style 3x3 conv, 64 -> 64 channels, 56x56, batch 1
     C, HW = (16, 28) if args.quick else (64, 56)
@@ -106,15 +118,16 @@ def main():
     cols, _, _ = unfold(x, (3, 3), padding=1)
     Wf = w.reshape(C, -1).T.astype(np.float64)
     colsf = cols.astype(np.float64)
-    t_blas, _ = best_of(lambda: colsf @ Wf, repeat)
+    blas = lambda: colsf @ Wf   # noqa: E731
+    t_blas, _ = best_of(blas, repeat)
     print(f"\n3x3 conv {C}->{C} channels, {HW}x{HW}, batch 1 ({macs / 1e6:.0f} MMAC); numpy float64 matmul "
           f"of the unfolded patches: {t_blas * 1e3:.2f} ms")
     print(hdr)
     print("-" * len(hdr))
     for bits, ov in [(16, "wrap"), (16, "saturate"), (32, "saturate")]:
         dp = Datapath(a="int8", b="int8", accumulator=Accumulator(f"int{bits}", overflow=ov))
-        t, r = best_of(lambda: conv2d(x, w, dp, padding=1, stats=False), repeat)
-        row(f"conv int{bits} acc, {ov}", t, None, float(np.mean(r.acc != r.exact)))
+        t, t_ref, r = paired(lambda: conv2d(x, w, dp, padding=1, stats=False), blas, repeat)
+        row(f"conv int{bits} acc, {ov}", t, t_ref, None, float(np.mean(r.acc != r.exact)))
 
 
 if __name__ == "__main__":
