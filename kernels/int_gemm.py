@@ -305,6 +305,39 @@ def transpose_into(B, out):
 
 
 @nb.njit(cache=True)
+def scan_operand(X, blk, axis, xf, sq):
+    """One pass over an operand's integer codes: returns (min, max), writes the codes as floats into xf
+    (same shape; exact, the caller has bounded them) and their block sums of squares into sq, as
+    block_square_sums does (axis=1: X is A (M, K), sq (Q, M); axis=0: X is B (K, N), sq (Q, N)). One
+    read of X instead of four (min, max, squares, conversion)."""
+    R, C = X.shape
+    lo = np.int64(X[0, 0]) if X.size else np.int64(0)
+    hi = lo
+    sq[:] = 0
+    Q = sq.shape[0]
+    for r in range(R):
+        if axis == 1:                 # blocks run along the row
+            for q in range(Q):
+                s = np.int64(0)
+                for c in range(q * blk, min(C, (q + 1) * blk)):
+                    v = np.int64(X[r, c])
+                    lo = min(lo, v)
+                    hi = max(hi, v)
+                    xf[r, c] = v
+                    s += v * v
+                sq[q, r] = s
+        else:                         # row r of B belongs to block r // blk
+            acc = sq[r // blk]
+            for c in range(C):
+                v = np.int64(X[r, c])
+                lo = min(lo, v)
+                hi = max(hi, v)
+                xf[r, c] = v
+                acc[c] += v * v
+    return lo, hi
+
+
+@nb.njit(cache=True)
 def block_square_sums(X, blk, axis, out):
     """out[q, r] = sum of x**2 over block q (width ``blk``) of K, for the rows of A (axis=1: X is (M, K))
     or the columns of B (axis=0: X is (K, N)), any integer dtype; exact int64 (the caller has proved

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from fxsim.datapath import Accumulator, Datapath, Order
 from fxsim.formats import Fixed
-from fxsim.ops import exact_shortcuts, gemm as gemm_module
+from fxsim.ops import gemm as gemm_module
 from fxsim.ops.gemm import gemm
 from tests import reference_int_datapath as ref
 
@@ -36,9 +36,9 @@ class Spy:
 def test_float32_blas_is_exact_up_to_two_to_the_24_and_float64_beyond(monkeypatch):
     # every product 2**12 * 2**12 = 2**24 / K: partial sums climb to exactly 2**24, the float32 limit; one
     # more unit of K and the engine must move to float64 (float32 would drop the odd low bits)
-    real = exact_shortcuts._as_float
+    real = gemm_module.exact_products
     dtypes = []
-    monkeypatch.setattr(exact_shortcuts, "_as_float", lambda X, dt, name: dtypes.append(dt) or real(X, dt, name))
+    monkeypatch.setattr(gemm_module, "exact_products", lambda Af, *a, **k: dtypes.append(Af.dtype) or real(Af, *a, **k))
     for K, want_dtype in ((1, np.float32), (3, np.float64)):
         dtypes.clear()
         A = np.full((2, K), 2 ** 12 - 1, dtype=np.int64)
@@ -48,7 +48,7 @@ def test_float32_blas_is_exact_up_to_two_to_the_24_and_float64_beyond(monkeypatc
         B[0, 2] = 1                                        # an odd product keeps the low bit significant
         dp = Datapath(a="int13", b="int13", accumulator=Accumulator("int40", overflow="wrap"))
         r = gemm(A, B, dp, stats=False)
-        assert set(dtypes) == {want_dtype}
+        assert set(dtypes) == {np.dtype(want_dtype)}
         for i in range(2):
             for j in range(3):
                 assert r.acc[i, j] == sum(int(A[i, k]) * int(B[k, j]) for k in range(K))
@@ -181,3 +181,21 @@ def test_overlapping_single_threaded_blas_spans_restore_the_users_setting():
     assert all(_blas_threads()[lib] == 1 for lib in before)      # B still runs: still one thread
     b.__exit__(None, None, None)
     assert all(_blas_threads()[lib] == n for lib, n in before.items())
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int64])
+@pytest.mark.parametrize("bad", [200, -129, 2 ** 40])
+def test_codes_out_of_range_are_reported_on_the_fast_path_too(dtype, bad):
+    # without statistics the engine range-checks integer codes in its single pass over each operand
+    if np.iinfo(dtype).max < bad:
+        return
+    A = np.zeros((2, 3), dtype=dtype)
+    B = np.ones((3, 2), dtype=dtype)
+    dp = Datapath(accumulator=Accumulator("int20", overflow="saturate"))
+    A[1, 2] = bad
+    with pytest.raises(ValueError, match=rf"A\[1, 2\] = {bad} is outside int8"):
+        gemm(A, B, dp, stats=False)
+    A[1, 2] = 0
+    B[2, 0] = bad
+    with pytest.raises(ValueError, match=rf"B\[2, 0\] = {bad} is outside int8"):
+        gemm(A, B, dp, stats=False)

@@ -32,6 +32,8 @@ scratch buffers (``fxsim.scratch``); operands stay in the integer dtype they arr
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from kernels import int_gemm as K
@@ -45,7 +47,8 @@ _I63 = 2 ** 63
 def _absmax(x) -> int:
     return max(-int(x.min()), int(x.max())) if x.size else 0
 
-__all__ = ["BLOCK", "float_dtype", "exact_products", "sequential_block_test", "square_sums"]
+__all__ = ["BLOCK", "Scan", "scan_operands", "float_copies", "float_dtype", "exact_products",
+           "sequential_block_test", "square_sums"]
 
 BLOCK = 64
 
@@ -66,38 +69,76 @@ def _as_float(X, dt, name):
     return Xf
 
 
-def exact_products(Ae, Be, bound, init, L, bits, signed, wrap_it, exact, acc, T=None):
-    """Shortcuts 1 and 2 by row slabs (fxsim.blas_threads): exact = A @ B (BLAS) aligned by L plus init;
-    acc = exact, wrapped to ``bits`` when ``wrap_it``. With T (an output array), also T = |A| @ |B|."""
-    dt = float_dtype(bound)
-    Bf = _as_float(Be, dt, "gemm B float")
-    Bfa = None if T is None else _as_float(np.abs(Be), dt, "gemm |B| float")
-
-    def slab(r):
-        Af = _as_float(Ae[r], dt, "gemm A float")
-        S = np.matmul(Af, Bf, out=scratch("gemm A@B", (Af.shape[0], Bf.shape[1]), dt))
-        K.exact_from_blas(S, L, init[r], bits, signed, wrap_it, exact[r], acc[r])
-        if T is not None:
-            np.abs(Af, out=Af)
-            np.matmul(Af, Bfa, out=T[r])
-
-    row_parallel(slab, Ae.shape[0], work=Ae.size * Be.shape[1])
+class Scan(NamedTuple):
+    """One pass over both operands (``scan_operands``): their code ranges, exact float copies and sums
+    of squares per 64-wide block of K."""
+    a_lo: int
+    a_hi: int
+    b_lo: int
+    b_hi: int
+    Af: np.ndarray
+    Bf: np.ndarray
+    sqa: np.ndarray
+    sqb: np.ndarray
 
 
-def sequential_block_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb, cum):
-    """Shortcut 4 (sequential order): split K into blocks of 64; the exact running sums before and after
-    each block (from BLAS block sums, exact by shortcut 1) and the Cauchy-Schwarz norms of the block
-    (from the exact block sums of squares ``sqa`` (Q, M), ``sqb`` (Q, N)) enclose every partial sum the
-    sequential accumulator sees (kernels.int_gemm.prefix_block_check). Where no enclosure leaves
-    [-limit, limit], no addition overflows and the result is the exact sum; only the flagged outputs need
-    the cycle-accurate kernel, and only from their first flagged block on, where the register still
-    holds the exact partial sum. Writes the exact sums (accumulator LSBs) into ``cum``; returns the
-    flagged rows, cols, the cycle and the register value to resume them from, and B as floats (exact)."""
+def scan_operands(Ae, Be, a_bound: int, b_bound: int):
+    """Read each operand once (kernels.int_gemm.scan_operand) for everything the shortcuts need: min and
+    max codes, float copies for BLAS and block sums of squares for the Cauchy-Schwarz tests. The float
+    dtype follows shortcut 1 on the bounds ``a_bound``/``b_bound`` the caller vouches for (the formats');
+    None when they are too wide (floats or squares could be inexact): the caller then goes the long way.
+    The copies live in this thread's scratch buffers."""
     M, Kd = Ae.shape
     N = Be.shape[1]
+    big = max(a_bound, b_bound)
+    if Kd == 0 or Kd * a_bound * b_bound >= 2 ** 53 or big >= 2 ** 53 or Kd * big * big >= _I63:
+        return None
+    dt = float_dtype(max(Kd * a_bound * b_bound, big))
+    Af, Bf = scratch("gemm A float", (M, Kd), dt), scratch("gemm B float", (Kd, N), dt)
+    Q = -(-Kd // BLOCK)
+    sqa, sqb = np.empty((Q, M), dtype=np.int64), np.empty((Q, N), dtype=np.int64)
+    a_lo, a_hi = K.scan_operand(Ae, BLOCK, 1, Af, sqa)
+    b_lo, b_hi = K.scan_operand(Be, BLOCK, 0, Bf, sqb)
+    return Scan(int(a_lo), int(a_hi), int(b_lo), int(b_hi), Af, Bf, sqa, sqb)
+
+
+def float_copies(Ae, Be, bound):
+    """Exact float copies of both operands for BLAS (shortcut 1's dtype for ``bound``), in scratch."""
+    dt = float_dtype(bound)
+    return _as_float(Ae, dt, "gemm A float"), _as_float(Be, dt, "gemm B float")
+
+
+def exact_products(Af, Bf, init, L, bits, signed, wrap_it, exact, acc, T=None):
+    """Shortcuts 1 and 2 by row slabs (fxsim.blas_threads): exact = A @ B (BLAS on the exact float copies
+    Af, Bf) aligned by L plus init; acc = exact, wrapped to ``bits`` when ``wrap_it``. With T (an output
+    array), also T = |A| @ |B|."""
+    dt = Af.dtype
+    Bfa = None if T is None else np.abs(Bf, out=scratch("gemm |B| float", Bf.shape, dt))
+
+    def slab(r):
+        S = np.matmul(Af[r], Bf, out=scratch("gemm A@B", (r.stop - r.start, Bf.shape[1]), dt))
+        K.exact_from_blas(S, L, init[r], bits, signed, wrap_it, exact[r], acc[r])
+        if T is not None:
+            np.matmul(np.abs(Af[r], out=scratch("gemm |A| float", (r.stop - r.start, Af.shape[1]), dt)), Bfa,
+                      out=T[r])
+
+    row_parallel(slab, Af.shape[0], work=Af.size * Bf.shape[1])
+
+
+def sequential_block_test(Af, Bf, init, L, limit, amax, bmax, sqa, sqb, cum):
+    """Shortcut 4 (sequential order): split K into blocks of 64; the exact running sums before and after
+    each block (from BLAS block sums on the exact float copies Af, Bf: exact by shortcut 1) and the
+    Cauchy-Schwarz norms of the block (from the exact block sums of squares ``sqa`` (Q, M), ``sqb``
+    (Q, N)) enclose every partial sum the sequential accumulator sees (kernels.int_gemm.
+    prefix_block_check). Where no enclosure leaves [-limit, limit], no addition overflows and the result
+    is the exact sum; only the flagged outputs need the cycle-accurate kernel, and only from their first
+    flagged block on, where the register still holds the exact partial sum. Writes the exact sums
+    (accumulator LSBs) into ``cum``; returns the flagged rows, cols, the cycle and the register value to
+    resume them from."""
+    M, Kd = Af.shape
+    N = Bf.shape[1]
     Q = sqa.shape[0]
-    dt = float_dtype(BLOCK * amax * bmax)
-    Bf = _as_float(Be, dt, "gemm B float")
+    dt = Af.dtype
     na = np.sqrt(sqa.astype(np.float64))      # sums of squares < 2**53: exact; sqrt correctly rounded
     nbn = np.sqrt(sqb.astype(np.float64))
     inflate = 2.0 ** -40
@@ -107,7 +148,6 @@ def sequential_block_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb, cum):
 
     def slab(rs):
         m = rs.stop - rs.start
-        Af = _as_float(Ae[rs], dt, "gemm A float")
         flagged = scratch("gemm flagged", (4, m * N), np.int64)    # pages are touched only as used
         count = np.zeros(1, dtype=np.int64)
         step = max(1, (1 << 23) // max(1, Q * N))                   # rows per pass: <= 8 M block sums
@@ -117,14 +157,14 @@ def sequential_block_test(Ae, Be, init, L, limit, amax, bmax, sqa, sqb, cum):
             g = slice(rs.start + r.start, rs.start + r.stop)        # the same rows, in the whole output
             for q in range(Q):                                      # exact block sums, one BLAS call each
                 k = slice(q * BLOCK, min(Kd, (q + 1) * BLOCK))
-                np.matmul(Af[r, k], Bf[k], out=S[q, :r.stop - r.start])
+                np.matmul(Af[g, k], Bf[k], out=S[q, :r.stop - r.start])
             K.prefix_block_check(init[g], S[:, :r.stop - r.start], np.ascontiguousarray(na[:, g]), nbn, L,
                                  limit, inflate, BLOCK, g.start, cum[g], flagged, count)
         return flagged[:, :count[0]].copy()
 
-    flagged = np.concatenate(row_parallel(slab, M, work=Ae.size * N), axis=1)
+    flagged = np.concatenate(row_parallel(slab, M, work=Af.size * N), axis=1)
     rows, cols, start_k, start_acc = flagged
-    return rows, cols, start_k, start_acc, Bf
+    return rows, cols, start_k, start_acc
 
 
 def _float32_up(x):

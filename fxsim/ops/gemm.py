@@ -33,7 +33,8 @@ from ..modes import Overflow, Rounding
 from ..requant import output_stage, register_overflow
 from ..result import GemmResult, bits_needed
 from ..scratch import scratch, zeros
-from .exact_shortcuts import BLOCK, exact_products, float_dtype, sequential_block_test, square_sums
+from .exact_shortcuts import (BLOCK, exact_products, float_copies, float_dtype, scan_operands,
+                              sequential_block_test, square_sums)
 
 __all__ = ["gemm", "operand_codes", "IntegerPlan", "plan_integer", "run_integer_gemm"]
 
@@ -262,10 +263,13 @@ def _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, st
             K.gemm_subset_kernel(A64(), Bt(), init, plan.cfg, plan.levels, rows, cols, acc, nov)
 
 
-def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True, code_ranges=None) -> GemmResult:
+def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True, code_ranges=None,
+                     unchecked=()) -> GemmResult:
     """The engine on integer operand codes Ac (M, K), Bc (K, N) (conv2d lowers to this). ``code_ranges``
     ((a_lo, a_hi), (b_lo, b_hi)), when the caller knows them, bound the codes and spare a pass over the
-    data (they must hold every code; they need not be attained)."""
+    data (they must hold every code; they need not be attained). ``unchecked``: (key "a"/"b", argument
+    name, array, format) for operands whose codes the caller has not range-checked; the engine checks
+    them in its own pass (only for operands without a zero point, whose codes reach it unchanged)."""
     plan = IntegerPlan(dp)
     # operands stay in the integer dtype they come in (conv2d passes int8 patches for int8 formats): the
     # BLAS shortcuts read them directly; int64 copies are made only when a per-output kernel runs
@@ -304,15 +308,26 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
         else:
             bb = dp.output.bias_bits or acc_fmt.bits
             out_bias = _bias_codes(bias, Fixed(bb, acc_fmt.frac, True), (M, N))
-    # bounds on |a| and |b|: first from the formats (free), from the data (one pass each) where the
-    # format's bound is too loose to prove what is needed
+    simple = dp.product is None and plan.align_shift <= 0
+    shortcut = not stats and simple and M * N > 0
+    # the shortcuts read each operand once for its range, float copy and block sums of squares
+    scan = scan_operands(Ae, Be, plan.operand_bound("a"), plan.operand_bound("b")) if shortcut else None
+    for key, name, x, fmt in unchecked:   # codes the caller left to be range-checked here
+        lo, hi = (None, None) if scan is None else (scan.a_lo, scan.a_hi) if key == "a" else (scan.b_lo, scan.b_hi)
+        if lo is None or lo < fmt.min_code or hi > fmt.max_code:
+            operand_codes_range(x, fmt, name)   # locates and reports an offending element
+    # bounds on |a| and |b|: first from the formats (free), from the data where the format's bound is too
+    # loose to prove what is needed (the scan's range, the caller's, or one pass each)
     amax, bmax = plan.operand_bound("a"), plan.operand_bound("b")
     data_bounds = False
 
     def use_data_bounds():
         nonlocal amax, bmax, data_bounds
         if not data_bounds:
-            if code_ranges is not None and dp.zero_point_bits is None:
+            if scan is not None:
+                amax = min(amax, max(-scan.a_lo, scan.a_hi))
+                bmax = min(bmax, max(-scan.b_lo, scan.b_hi))
+            elif code_ranges is not None and dp.zero_point_bits is None:
                 (alo, ahi), (blo, bhi) = code_ranges
                 za, zb = int(dp.a_zero_point), int(dp.b_zero_point)
                 amax = min(amax, max(abs(alo - za), abs(ahi - za)))
@@ -333,7 +348,6 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
         raise ValueError(f"exact partial sums could reach {(Kd * pmax + imax).bit_length()} bits (K={Kd}); the "
                          "engine tracks them in int64: use narrower operands or split K")
 
-    n_out = M * N
     exact = max_p = nbits = None
     # overflow counts are returned only with stats; without, the kernels write them into scratch
     nov = np.zeros((M, N), dtype=np.int64) if stats else scratch("gemm overflow counts", (M, N), np.int64)
@@ -342,7 +356,6 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
     # backs allocations of 4 MiB and more with huge pages
     planes = np.empty((3, M, N), dtype=np.int64)
     acc = planes[1]
-    simple = dp.product is None and plan.align_shift <= 0
     L = -plan.align_shift
     limit = min(plan.hi, -plan.lo)
     if dp.order.kind == "tree":   # narrower adder-tree levels bound the safe range too
@@ -354,7 +367,6 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
     # the global bound K * max|a| * max|b| (Python ints) often proves everything at once, sparing |A|@|B|
     global_bound = Kd * amax * bmax
     path = None
-    shortcut = not stats and simple and n_out > 0
     if shortcut and not (global_bound < 2 ** 53 and (wrap_all or (global_bound << L) + imax <= limit)):
         use_data_bounds()                     # the formats' bound decides nothing: tighten it from the data
         global_bound = Kd * amax * bmax
@@ -365,7 +377,7 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
             path = "all"                      # shortcut 1 (+2 or 3) for every output at once
         else:
             sequential = dp.order.kind == "sequential"
-            sqa, sqb = square_sums(Ae, Be, BLOCK if sequential else max(Kd, 1), amax, bmax)
+            sqa, sqb = (scan.sqa, scan.sqb) if scan is not None else square_sums(Ae, Be, BLOCK, amax, bmax)
             if (sqa is not None and imax <= limit
                     and int(sqa.sum(0).max()) * int(sqb.sum(0).max()) << (2 * L) <= (limit - imax) ** 2):
                 path = "all"                  # shortcut 3 with the Cauchy-Schwarz bound, every output
@@ -376,8 +388,9 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
                 path = "T"
     if path == "blocks":
         exact = planes[0]
-        rows, cols, start_k, start_acc, Bf = sequential_block_test(Ae, Be, init, L, limit, amax, bmax, sqa,
-                                                                     sqb, exact)
+        Af, Bf = (scan.Af, scan.Bf) if scan is not None else float_copies(Ae, Be, BLOCK * amax * bmax)
+        rows, cols, start_k, start_acc = sequential_block_test(Af, Bf, init, L, limit, amax, bmax, sqa, sqb,
+                                                                 exact)
         acc[...] = exact
 
         def Bft():   # the test's float copy of B, still in cache, transposed: half the bytes of int64
@@ -392,8 +405,10 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
         T = None
         if path == "T":
             T = np.empty((M, N), dtype=float_dtype(global_bound))
-        exact_products(Ae, Be, min(global_bound, 2 ** 53 - 1), init, L, plan.bits, plan.signed, wrap_all,
-                        exact, acc, T)
+        bound = min(global_bound, 2 ** 53 - 1)
+        # the scan's copies are exact: their dtype was chosen for the formats' bounds, which hold the data's
+        Af, Bf = (scan.Af, scan.Bf) if scan is not None else float_copies(Ae, Be, bound)
+        exact_products(Af, Bf, init, L, plan.bits, plan.signed, wrap_all, exact, acc, T)
         if path == "T" and not T.max(initial=0.0) < 2.0 ** 53:   # shortcut 1's test failed: run the kernel
             path = None
             exact = None
@@ -452,10 +467,19 @@ def gemm(A, B, datapath: Datapath, *, bias=None, trace=None, stats: bool = True)
     B = _as_2d(B, "B")
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"A is {A.shape} and B is {B.shape}: inner dimensions must match")
-    Ac, alo, ahi = operand_codes_range(A, datapath.a, "A")
-    Bc, blo, bhi = operand_codes_range(B, datapath.b, "B")
-    return run_integer_gemm(Ac, Bc, datapath, bias=bias, trace=trace, stats=stats,
-                            code_ranges=((alo, ahi), (blo, bhi)))
+    codes, ranges, unchecked = [], [], []
+    for key, name, x, fmt, zp in (("a", "A", A, datapath.a, datapath.a_zero_point),
+                                  ("b", "B", B, datapath.b, datapath.b_zero_point)):
+        if (not stats and x.dtype.kind in "iu" and x.dtype != np.uint64 and fmt.frac == 0 and int(zp) == 0
+                and datapath.zero_point_bits is None):
+            codes.append(x)   # integer codes as they are: the engine range-checks them in its one pass
+            unchecked.append((key, name, x, fmt))
+        else:
+            c, lo, hi = operand_codes_range(x, fmt, name)
+            codes.append(c)
+            ranges.append((lo, hi))
+    return run_integer_gemm(codes[0], codes[1], datapath, bias=bias, trace=trace, stats=stats,
+                            code_ranges=tuple(ranges) if len(ranges) == 2 else None, unchecked=tuple(unchecked))
 
 
 def plan_integer(datapath: Datapath) -> IntegerPlan:
