@@ -38,7 +38,8 @@ def test_float32_blas_is_exact_up_to_two_to_the_24_and_float64_beyond(monkeypatc
     # more unit of K and the engine must move to float64 (float32 would drop the odd low bits)
     real = gemm_module.exact_products
     dtypes = []
-    monkeypatch.setattr(gemm_module, "exact_products", lambda Af, *a, **k: dtypes.append(Af.dtype) or real(Af, *a, **k))
+    monkeypatch.setattr(gemm_module, "exact_products",
+                        lambda Ae, Be, dt, *a, **k: dtypes.append(np.dtype(dt)) or real(Ae, Be, dt, *a, **k))
     for K, want_dtype in ((1, np.float32), (3, np.float64)):
         dtypes.clear()
         A = np.full((2, K), 2 ** 12 - 1, dtype=np.int64)

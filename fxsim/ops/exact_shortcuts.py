@@ -108,21 +108,24 @@ def float_copies(Ae, Be, bound):
     return _as_float(Ae, dt, "gemm A float"), _as_float(Be, dt, "gemm B float")
 
 
-def exact_products(Af, Bf, init, L, bits, signed, wrap_it, exact, acc, T=None):
-    """Shortcuts 1 and 2 by row slabs (fxsim.blas_threads): exact = A @ B (BLAS on the exact float copies
-    Af, Bf) aligned by L plus init; acc = exact, wrapped to ``bits`` when ``wrap_it``. With T (an output
-    array), also T = |A| @ |B|."""
-    dt = Af.dtype
+def exact_products(Ae, Be, dt, init, L, bits, signed, wrap_it, exact, acc, T=None, Af=None, Bf=None):
+    """Shortcuts 1 and 2 by row slabs (fxsim.blas_threads): exact = A @ B (BLAS in ``dt`` on exact float
+    copies) aligned by L plus init; acc = exact, wrapped to ``bits`` when ``wrap_it``. With T (an output
+    array), also T = |A| @ |B|. Af, Bf: float copies made already (``scan_operands``); without them each
+    slab converts its own rows of A, in parallel."""
+    if Bf is None:
+        Bf = _as_float(Be, dt, "gemm B float")
     Bfa = None if T is None else np.abs(Bf, out=scratch("gemm |B| float", Bf.shape, dt))
 
     def slab(r):
-        S = np.matmul(Af[r], Bf, out=scratch("gemm A@B", (r.stop - r.start, Bf.shape[1]), dt))
+        m = r.stop - r.start
+        Ar = Af[r] if Af is not None else _as_float(Ae[r], dt, "gemm A float slab")
+        S = np.matmul(Ar, Bf, out=scratch("gemm A@B", (m, Bf.shape[1]), dt))
         K.exact_from_blas(S, L, init[r], bits, signed, wrap_it, exact[r], acc[r])
         if T is not None:
-            np.matmul(np.abs(Af[r], out=scratch("gemm |A| float", (r.stop - r.start, Af.shape[1]), dt)), Bfa,
-                      out=T[r])
+            np.matmul(np.abs(Ar, out=scratch("gemm |A| float", (m, Ar.shape[1]), dt)), Bfa, out=T[r])
 
-    row_parallel(slab, Af.shape[0], work=Af.size * Bf.shape[1])
+    row_parallel(slab, Ae.shape[0], work=Ae.size * Be.shape[1])
 
 
 def sequential_block_test(Af, Bf, init, L, limit, amax, bmax, sqa, sqb, cum):

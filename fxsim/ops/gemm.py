@@ -310,8 +310,21 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
             out_bias = _bias_codes(bias, Fixed(bb, acc_fmt.frac, True), (M, N))
     simple = dp.product is None and plan.align_shift <= 0
     shortcut = not stats and simple and M * N > 0
-    # the shortcuts read each operand once for its range, float copy and block sums of squares
-    scan = scan_operands(Ae, Be, plan.operand_bound("a"), plan.operand_bound("b")) if shortcut else None
+    L = -plan.align_shift
+    limit = min(plan.hi, -plan.lo)
+    if dp.order.kind == "tree":   # narrower adder-tree levels bound the safe range too
+        for lb in plan.levels:
+            llo, lhi = _range(int(lb), plan.signed, dp.accumulator.overflow == Overflow.SATURATE_SYMMETRIC)
+            limit = min(limit, lhi, -llo)
+    levels_ok = plan.levels.size == 0 or bool(np.all(plan.levels >= plan.bits))
+    wrap_all = dp.accumulator.overflow == Overflow.WRAP and levels_ok
+    fmt_bound = Kd * plan.operand_bound("a") * plan.operand_bound("b")
+    formats_decide = shortcut and fmt_bound < 2 ** 53 and (wrap_all or (fmt_bound << L) + imax <= limit)
+    # where the formats alone do not prove shortcut 1 + 2 or 3, the data must: read each operand once for
+    # its range, float copy and block sums of squares
+    scan = None
+    if shortcut and not formats_decide:
+        scan = scan_operands(Ae, Be, plan.operand_bound("a"), plan.operand_bound("b"))
     for key, name, x, fmt in unchecked:   # codes the caller left to be range-checked here
         lo, hi = (None, None) if scan is None else (scan.a_lo, scan.a_hi) if key == "a" else (scan.b_lo, scan.b_hi)
         if lo is None or lo < fmt.min_code or hi > fmt.max_code:
@@ -356,14 +369,6 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
     # backs allocations of 4 MiB and more with huge pages
     planes = np.empty((3, M, N), dtype=np.int64)
     acc = planes[1]
-    L = -plan.align_shift
-    limit = min(plan.hi, -plan.lo)
-    if dp.order.kind == "tree":   # narrower adder-tree levels bound the safe range too
-        for lb in plan.levels:
-            llo, lhi = _range(int(lb), plan.signed, dp.accumulator.overflow == Overflow.SATURATE_SYMMETRIC)
-            limit = min(limit, lhi, -llo)
-    levels_ok = plan.levels.size == 0 or bool(np.all(plan.levels >= plan.bits))
-    wrap_all = dp.accumulator.overflow == Overflow.WRAP and levels_ok
     # the global bound K * max|a| * max|b| (Python ints) often proves everything at once, sparing |A|@|B|
     global_bound = Kd * amax * bmax
     path = None
@@ -405,10 +410,10 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
         T = None
         if path == "T":
             T = np.empty((M, N), dtype=float_dtype(global_bound))
-        bound = min(global_bound, 2 ** 53 - 1)
         # the scan's copies are exact: their dtype was chosen for the formats' bounds, which hold the data's
-        Af, Bf = (scan.Af, scan.Bf) if scan is not None else float_copies(Ae, Be, bound)
-        exact_products(Af, Bf, init, L, plan.bits, plan.signed, wrap_all, exact, acc, T)
+        copies = {} if scan is None else {"Af": scan.Af, "Bf": scan.Bf}
+        dt = scan.Af.dtype if scan is not None else float_dtype(min(global_bound, 2 ** 53 - 1))
+        exact_products(Ae, Be, dt, init, L, plan.bits, plan.signed, wrap_all, exact, acc, T, **copies)
         if path == "T" and not T.max(initial=0.0) < 2.0 ** 53:   # shortcut 1's test failed: run the kernel
             path = None
             exact = None
