@@ -254,7 +254,7 @@ def _saturating_kernel(dp, plan, A64, B64, Bt, init, L, rows, cols, acc, nov, st
             K.saturate_sequential_kernel(Aw, Bw, start_k[t], start_acc[t], L, plan.lo, plan.hi, rows[t],
                                          cols[t], acc, nov)
 
-        row_parallel(part, rows.size, work=work, min_work=1 << 16)
+        row_parallel(part, rows.size, work=work, min_work=1 << 21)   # below: a thread hand-off costs more
         return
     with _threads_for(work):
         if sequential:   # most outputs: the column-vectorised kernel over all of them
