@@ -384,7 +384,7 @@ def prefix_block_check(init, S, na, nbn, L, limit, inflate, blk, row0, cum, flag
     true CS. float32 (twice the vector width): every |partial sum| <= 2**23 and 2 * limit <= 2**24, so the same
     integers are exact in float32; na and nbn are float32 values rounded up, and the two float32
     roundings of na * scale * nbn (2**-23 relative at most) are covered by ``inflate`` = 2**-20.
-    Serial on purpose: it runs right after the BLAS call (see exact_from_blas)."""
+    Serial and nogil: the callers run one slab of rows per thread (fxsim.blas_threads)."""
     Q, M, N = S.shape
     k = np.empty(4, dtype=na.dtype)             # constants in the arithmetic's dtype
     k[0] = 2.0 ** L * (1.0 + inflate)
@@ -433,12 +433,11 @@ def prefix_block_check(init, S, na, nbn, L, limit, inflate, blk, row0, cum, flag
 
 @nb.njit(cache=True, nogil=True)
 def exact_from_blas(S, L, init, bits, signed, wrap_it, exact_out, acc_out):
-    """exact = (S << L) + init from the exact float64 BLAS sums S; acc = exact wrapped to a ``bits``-wide
-    register when ``wrap_it`` (shortcut 2), else exact. One fused pass, deliberately serial: it runs right
-    after the BLAS call, whose threads are still spinning, and a parallel pass there measured 3x slower
-    than BLAS + this serial pass (6.4 ms vs 1.9 ms for 512x512 on 2 cores)."""
+    """exact = (S << L) + init from the exact BLAS sums S (float32 or float64, exact integers); acc = exact
+    wrapped to a ``bits``-wide register when ``wrap_it`` (shortcut 2), else exact. One fused pass over a
+    slab of rows, serial and nogil: the callers run one slab per thread (fxsim.blas_threads)."""
     M, N = S.shape
-    for i in nb.prange(M):
+    for i in range(M):
         for j in range(N):
             e = (np.int64(S[i, j]) << L) + init[i, j]
             exact_out[i, j] = e
