@@ -27,6 +27,18 @@ _blas_users = 0          # pipelines running now; the first saves OpenBLAS's set
 _blas_limiter = None
 
 
+def _forget_after_fork():
+    """A forked child has none of its parent's threads: start afresh, or its first slab would wait forever
+    on a pool whose workers do not exist."""
+    global _lock, _pool, _pool_size, _blas_users, _blas_limiter
+    _lock = threading.Lock()
+    _pool, _pool_size, _blas_users, _blas_limiter = None, 0, 0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def thread_count() -> int:
     """Threads to use: Numba's setting (NUMBA_NUM_THREADS / numba.set_num_threads), else the CPU count."""
     try:

@@ -200,3 +200,29 @@ def test_codes_out_of_range_are_reported_on_the_fast_path_too(dtype, bad):
     B[2, 0] = bad
     with pytest.raises(ValueError, match=rf"B\[2, 0\] = {bad} is outside int8"):
         gemm(A, B, dp, stats=False)
+
+
+def _gemm_in_child(conn, A, B, bits):
+    dp = Datapath(accumulator=Accumulator(f"int{bits}", overflow="saturate"))
+    conn.send(gemm(A, B, dp, stats=False).acc)
+    conn.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork() is POSIX-only")
+def test_a_forked_child_runs_the_row_parallel_shortcuts():
+    # the parent's thread pool does not survive fork(): the child must build its own, not wait on it
+    import multiprocessing
+    rng = np.random.default_rng(9)
+    A = rng.integers(-128, 128, (256, 512))
+    B = rng.integers(-128, 128, (512, 256))
+    want = gemm(A, B, Datapath(accumulator=Accumulator("int20", overflow="saturate")), stats=False).acc
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_gemm_in_child, args=(child, A, B, 20))
+    proc.start()
+    try:
+        assert parent.poll(60), "the forked child did not finish"
+        np.testing.assert_array_equal(parent.recv(), want)
+    finally:
+        proc.kill()
+        proc.join(10)
