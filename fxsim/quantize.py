@@ -180,8 +180,9 @@ def _quantize_sparse_grid(x, fmt: Float, rounding, ovf, seed, r):
         num = np.where(lo > 0, a / np.where(lo > 0, lo, 1.0) - 1.0, a / hi)   # exact
         den = np.where(lo > 0, hi / np.where(lo > 0, lo, 1.0) - 1.0, 1.0)     # 3 for radix 4, 1 below min
     exact = num == 0
-    tie = 2 * num == den
-    above_half = 2 * num > den
+    with np.errstate(over="ignore"):   # 2 * num may overflow to inf for huge |x|: still "above half"
+        tie = 2 * num == den
+        above_half = 2 * num > den
     lo_code_even = (idx % 2) == 0
     mag_up = np.zeros(a.shape, dtype=bool)
     R = Rounding
