@@ -121,13 +121,19 @@ def main():
     blas = lambda: colsf @ Wf   # noqa: E731
     t_blas, _ = best_of(blas, repeat)
     print(f"\n3x3 conv {C}->{C} channels, {HW}x{HW}, batch 1 ({macs / 1e6:.0f} MMAC); numpy float64 matmul "
-          f"of the unfolded patches: {t_blas * 1e3:.2f} ms")
+          f"of the unfolded patches: {t_blas * 1e3:.2f} ms; APyTypes: its matmul on the same patches")
     print(hdr)
     print("-" * len(hdr))
+    Wc = w.reshape(C, -1).T          # (C*9, C): the unfolded weights, (c, kh, kw) order like the patches
     for bits, ov in [(16, "wrap"), (16, "saturate"), (32, "saturate")]:
         dp = Datapath(a="int8", b="int8", accumulator=Accumulator(f"int{bits}", overflow=ov))
         t, t_ref, r = paired(lambda: conv2d(x, w, dp, padding=1, stats=False), blas, repeat)
-        row(f"conv int{bits} acc, {ov}", t, t_ref, None, float(np.mean(r.acc != r.exact)))
+        t_apy = agree = None
+        if apy is not None and not args.quick:   # APyTypes has no conv: its matmul on the same patches
+            t_apy, c = best_of(apy_matmul(cols, Wc, bits, ov), 1)
+            ours = r.acc.transpose(0, 2, 3, 1).reshape(-1, C)          # NCHW -> rows (n, oh, ow)
+            agree = float(np.mean(np.asarray(c.to_numpy()).astype(np.int64) == ours))
+        row(f"conv int{bits} acc, {ov}", t, t_ref, t_apy, float(np.mean(r.acc != r.exact)), agree)
 
 
 if __name__ == "__main__":
