@@ -445,6 +445,84 @@ def exact_from_blas(S, L, init, bits, signed, wrap_it, exact_out, acc_out):
 
 
 @nb.njit(cache=True, parallel=True)
+def sequential_stats_dense(A, B, init, shift, bits, signed, lo, hi, mode, acc_out, nov_out, max_out, min_out,
+                           exact_out):
+    """gemm_kernel for the common datapath, vectorised across output columns: exact products aligned by a
+    left ``shift``, one sequential accumulator of ``bits`` < 64 bits in [lo, hi] whose overflow ``mode``
+    (WRAP, SATURATE, SATURATE_SYMMETRIC or SATURATE_ZERO) applies after every addition. For each k every
+    column j of a row block takes the addition, while the exact running sum, its extremes (starting from
+    init and 0, as ``dot`` does) and the overflow count are kept per output. B is (K, N)."""
+    M, K = A.shape
+    N = B.shape[1]
+    RB = 4
+    nblk = (M + RB - 1) // RB
+    mask = (np.int64(1) << bits) - 1
+    half = np.int64(1) << (bits - 1)
+    for blk in nb.prange(nblk):
+        i0 = blk * RB
+        rows = min(i0 + RB, M) - i0
+        acc = np.empty((RB, N), dtype=np.int64)
+        cnt = np.zeros((RB, N), dtype=np.int64)
+        ex = np.empty((RB, N), dtype=np.int64)
+        mx = np.empty((RB, N), dtype=np.int64)
+        mn = np.empty((RB, N), dtype=np.int64)
+        for r in range(rows):
+            for j in range(N):
+                v = init[i0 + r, j]
+                acc[r, j] = v
+                ex[r, j] = v
+                mx[r, j] = max(v, 0)
+                mn[r, j] = min(v, 0)
+        for k in range(K):
+            b = B[k]
+            for r in range(rows):
+                a = A[i0 + r, k]
+                accr, cntr, exr, mxr, mnr = acc[r], cnt[r], ex[r], mx[r], mn[r]
+                if mode == WRAP:
+                    for j in range(N):
+                        p = (a * b[j]) << shift
+                        e = exr[j] + p
+                        exr[j] = e
+                        mxr[j] = max(mxr[j], e)
+                        mnr[j] = min(mnr[j], e)
+                        s = accr[j] + p
+                        w = s & mask
+                        if signed:
+                            w = ((w + half) & mask) - half
+                        cntr[j] += w != s
+                        accr[j] = w
+                elif mode == SATURATE_ZERO:
+                    for j in range(N):
+                        p = (a * b[j]) << shift
+                        e = exr[j] + p
+                        exr[j] = e
+                        mxr[j] = max(mxr[j], e)
+                        mnr[j] = min(mnr[j], e)
+                        s = accr[j] + p
+                        out = (s < lo) | (s > hi)
+                        cntr[j] += out
+                        accr[j] = 0 if out else s
+                else:   # SATURATE, SATURATE_SYMMETRIC: lo, hi say which
+                    for j in range(N):
+                        p = (a * b[j]) << shift
+                        e = exr[j] + p
+                        exr[j] = e
+                        mxr[j] = max(mxr[j], e)
+                        mnr[j] = min(mnr[j], e)
+                        s = accr[j] + p
+                        c = min(max(s, lo), hi)
+                        cntr[j] += c != s
+                        accr[j] = c
+        for r in range(rows):
+            for j in range(N):
+                acc_out[i0 + r, j] = acc[r, j]
+                nov_out[i0 + r, j] = cnt[r, j]
+                max_out[i0 + r, j] = mx[r, j]
+                min_out[i0 + r, j] = mn[r, j]
+                exact_out[i0 + r, j] = ex[r, j]
+
+
+@nb.njit(cache=True, parallel=True)
 def saturate_sequential_dense(A, B, init, shift, lo, hi, acc_out, nov_out):
     """Every output of the sequential saturating accumulator (exact products aligned by a left ``shift``,
     range [lo, hi], bits < 64), vectorised across output columns: for each k the register of every

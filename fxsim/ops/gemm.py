@@ -428,7 +428,13 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
         exact = planes[0]
         mx = np.empty((M, N), dtype=np.int64)
         mn = np.empty((M, N), dtype=np.int64)
-        K.gemm_kernel(A64(), Bt(), init, plan.cfg, plan.levels, acc, nov, mx, mn, exact)
+        dense_modes = (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO)
+        if dp.order.kind == "sequential" and simple and plan.bits < 64 and dp.accumulator.overflow in dense_modes:
+            # the common datapath, vectorised across columns (several times the per-output kernel's speed)
+            K.sequential_stats_dense(A64(), B64(), init, L, plan.bits, plan.signed, plan.lo, plan.hi, plan.ovf,
+                                     acc, nov, mx, mn, exact)
+        else:
+            K.gemm_kernel(A64(), Bt(), init, plan.cfg, plan.levels, acc, nov, mx, mn, exact)
         max_p = np.maximum(mx, -mn)
         nbits = bits_needed(mx, mn, plan.signed)
     if not stats:
