@@ -473,19 +473,21 @@ def sequential_stats_dense(A, B, init, shift, bits, signed, lo, hi, mode, acc_ou
                 ex[r, j] = v
                 mx[r, j] = max(v, 0)
                 mn[r, j] = min(v, 0)
+        p = np.empty(N, dtype=np.int64)
         for k in range(K):
             b = B[k]
             for r in range(rows):
                 a = A[i0 + r, k]
                 accr, cntr, exr, mxr, mnr = acc[r], cnt[r], ex[r], mx[r], mn[r]
-                if mode == WRAP:
+                for j in range(N):               # the aligned product and the exact running sum
+                    p[j] = (a * b[j]) << shift
+                    e = exr[j] + p[j]
+                    exr[j] = e
+                    mxr[j] = max(mxr[j], e)
+                    mnr[j] = min(mnr[j], e)
+                if mode == WRAP:                 # the register: one branch-free loop per mode
                     for j in range(N):
-                        p = (a * b[j]) << shift
-                        e = exr[j] + p
-                        exr[j] = e
-                        mxr[j] = max(mxr[j], e)
-                        mnr[j] = min(mnr[j], e)
-                        s = accr[j] + p
+                        s = accr[j] + p[j]
                         w = s & mask
                         if signed:
                             w = ((w + half) & mask) - half
@@ -493,23 +495,13 @@ def sequential_stats_dense(A, B, init, shift, bits, signed, lo, hi, mode, acc_ou
                         accr[j] = w
                 elif mode == SATURATE_ZERO:
                     for j in range(N):
-                        p = (a * b[j]) << shift
-                        e = exr[j] + p
-                        exr[j] = e
-                        mxr[j] = max(mxr[j], e)
-                        mnr[j] = min(mnr[j], e)
-                        s = accr[j] + p
+                        s = accr[j] + p[j]
                         out = (s < lo) | (s > hi)
                         cntr[j] += out
                         accr[j] = 0 if out else s
-                else:   # SATURATE, SATURATE_SYMMETRIC: lo, hi say which
+                else:                            # SATURATE, SATURATE_SYMMETRIC: lo, hi say which
                     for j in range(N):
-                        p = (a * b[j]) << shift
-                        e = exr[j] + p
-                        exr[j] = e
-                        mxr[j] = max(mxr[j], e)
-                        mnr[j] = min(mnr[j], e)
-                        s = accr[j] + p
+                        s = accr[j] + p[j]
                         c = min(max(s, lo), hi)
                         cntr[j] += c != s
                         accr[j] = c
