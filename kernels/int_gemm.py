@@ -91,10 +91,7 @@ def _pairwise(reg, ex, n, levels, bits, signed, lo, hi, ovf, trace, record, t, m
             e = ex[2 * q] + ex[2 * q + 1]
             reg[q] = r
             ex[q] = e
-            if e > mx:
-                mx = e
-            if e < mn:
-                mn = e
+            mx, mn = max(mx, e), min(mn, e)
             if record:
                 trace[t] = r
             t += 1
@@ -131,10 +128,7 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
             acc, of = add(acc, p, bits, signed, lo, hi, ovf)
             nov += of
             exact += p
-            if exact > mx:
-                mx = exact
-            if exact < mn:
-                mn = exact
+            mx, mn = max(mx, exact), min(mn, exact)
             if record:
                 trace[k + 1] = acc
         stats[0] = mx
@@ -159,10 +153,7 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
                     reg[l] = r
                     nov += of
                     ex[l] += p
-                    if ex[l] > mx:
-                        mx = ex[l]
-                    if ex[l] < mn:
-                        mn = ex[l]
+                    mx, mn = max(mx, ex[l]), min(mn, ex[l])
                 if record:
                     trace[t] = reg[l]
                 t += 1
@@ -173,10 +164,7 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
                 acc, of = add(acc, reg[l], bits, signed, lo, hi, ovf)
                 nov += of
                 exact += ex[l]
-                if exact > mx:
-                    mx = exact
-                if exact < mn:
-                    mn = exact
+                mx, mn = max(mx, exact), min(mn, exact)
                 if record:
                     trace[t] = acc
                 t += 1
@@ -197,10 +185,7 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
         p = product(a[k], b[k], cfg)
         reg[k] = p
         ex[k] = p
-        if p > mx:
-            mx = p
-        if p < mn:
-            mn = p
+        mx, mn = max(mx, p), min(mn, p)
     if K == 0:
         reg[0] = 0
         ex[0] = 0
@@ -209,10 +194,7 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
     acc, of = add(init, reg[0], bits, signed, lo, hi, ovf)
     nov += of
     e = init + ex[0]
-    if e > mx:
-        mx = e
-    if e < mn:
-        mn = e
+    mx, mn = max(mx, e), min(mn, e)
     if record:
         trace[t] = acc
     stats[0] = mx
@@ -307,9 +289,9 @@ def transpose_into(B, out):
 @nb.njit(cache=True)
 def scan_operand(X, blk, axis, xf, sq):
     """One pass over an operand's integer codes: returns (min, max), writes the codes as floats into xf
-    (same shape; exact, the caller has bounded them) and their block sums of squares into sq, as
-    block_square_sums does (axis=1: X is A (M, K), sq (Q, M); axis=0: X is B (K, N), sq (Q, N)). One
-    read of X instead of four (min, max, squares, conversion)."""
+    (same shape; exact, the caller has bounded them) and their exact int64 sums of squares per block of
+    ``blk`` along K into sq (axis=1: X is A (M, K), sq (Q, M); axis=0: X is B (K, N), sq (Q, N); the caller
+    has proved K * max|x|**2 < 2**63). One read of X instead of four (min, max, squares, conversion)."""
     R, C = X.shape
     lo = np.int64(X[0, 0]) if X.size else np.int64(0)
     hi = lo
@@ -335,32 +317,6 @@ def scan_operand(X, blk, axis, xf, sq):
                 xf[r, c] = v
                 acc[c] += v * v
     return lo, hi
-
-
-@nb.njit(cache=True)
-def block_square_sums(X, blk, axis, out):
-    """out[q, r] = sum of x**2 over block q (width ``blk``) of K, for the rows of A (axis=1: X is (M, K))
-    or the columns of B (axis=0: X is (K, N)), any integer dtype; exact int64 (the caller has proved
-    blk * max|x|**2 < 2**63)."""
-    Q = out.shape[0]
-    if axis == 1:
-        M, K = X.shape
-        for r in range(M):
-            for q in range(Q):
-                s = np.int64(0)
-                for k in range(q * blk, min(K, (q + 1) * blk)):
-                    v = np.int64(X[r, k])
-                    s += v * v
-                out[q, r] = s
-    else:
-        K, N = X.shape
-        for q in range(Q):
-            for j in range(N):
-                out[q, j] = 0
-            for k in range(q * blk, min(K, (q + 1) * blk)):
-                for j in range(N):
-                    v = np.int64(X[k, j])
-                    out[q, j] += v * v
 
 
 @nb.njit(cache=True, nogil=True)

@@ -41,15 +41,9 @@ from kernels import int_gemm as K
 from ..blas_threads import row_parallel
 from ..scratch import scratch
 
+__all__ = ["BLOCK", "Scan", "scan_operands", "float_dtype", "exact_products", "sequential_block_test"]
+
 _I63 = 2 ** 63
-
-
-def _absmax(x) -> int:
-    return max(-int(x.min()), int(x.max())) if x.size else 0
-
-__all__ = ["BLOCK", "Scan", "scan_operands", "float_copies", "float_dtype", "exact_products",
-           "sequential_block_test", "square_sums"]
-
 BLOCK = 64
 
 
@@ -85,9 +79,9 @@ class Scan(NamedTuple):
 def scan_operands(Ae, Be, a_bound: int, b_bound: int):
     """Read each operand once (kernels.int_gemm.scan_operand) for everything the shortcuts need: min and
     max codes, float copies for BLAS and block sums of squares for the Cauchy-Schwarz tests. The float
-    dtype follows shortcut 1 on the bounds ``a_bound``/``b_bound`` the caller vouches for (the formats');
-    None when they are too wide (floats or squares could be inexact): the caller then goes the long way.
-    The copies live in this thread's scratch buffers."""
+    dtype follows shortcut 1 on the bounds ``a_bound``/``b_bound`` the caller vouches for (the formats',
+    or the data's); None when they are too wide (floats or squares could be inexact). The copies live in
+    this thread's scratch buffers."""
     M, Kd = Ae.shape
     N = Be.shape[1]
     big = max(a_bound, b_bound)
@@ -100,12 +94,6 @@ def scan_operands(Ae, Be, a_bound: int, b_bound: int):
     a_lo, a_hi = K.scan_operand(Ae, BLOCK, 1, Af, sqa)
     b_lo, b_hi = K.scan_operand(Be, BLOCK, 0, Bf, sqb)
     return Scan(int(a_lo), int(a_hi), int(b_lo), int(b_hi), Af, Bf, sqa, sqb)
-
-
-def float_copies(Ae, Be, bound):
-    """Exact float copies of both operands for BLAS (shortcut 1's dtype for ``bound``), in scratch."""
-    dt = float_dtype(bound)
-    return _as_float(Ae, dt, "gemm A float"), _as_float(Be, dt, "gemm B float")
 
 
 def exact_products(Ae, Be, dt, init, L, bits, signed, wrap_it, exact, acc, T=None, Af=None, Bf=None):
@@ -128,11 +116,11 @@ def exact_products(Ae, Be, dt, init, L, bits, signed, wrap_it, exact, acc, T=Non
     row_parallel(slab, Ae.shape[0], work=Ae.size * Be.shape[1])
 
 
-def sequential_block_test(Af, Bf, init, L, limit, amax, bmax, sqa, sqb, cum):
+def sequential_block_test(Af, Bf, init, imax, L, limit, amax, bmax, sqa, sqb, cum):
     """Shortcut 4 (sequential order): split K into blocks of 64; the exact running sums before and after
     each block (from BLAS block sums on the exact float copies Af, Bf: exact by shortcut 1) and the
     Cauchy-Schwarz norms of the block (from the exact block sums of squares ``sqa`` (Q, M), ``sqb``
-    (Q, N)) enclose every partial sum the sequential accumulator sees (kernels.int_gemm.
+    (Q, N); ``imax`` bounds |init|) enclose every partial sum the sequential accumulator sees (kernels.int_gemm.
     prefix_block_check). Where no enclosure leaves [-limit, limit], no addition overflows and the result
     is the exact sum; only the flagged outputs need the cycle-accurate kernel, and only from their first
     flagged block on, where the register still holds the exact partial sum. Writes the exact sums
@@ -145,7 +133,7 @@ def sequential_block_test(Af, Bf, init, L, limit, amax, bmax, sqa, sqb, cum):
     na = np.sqrt(sqa.astype(np.float64))      # sums of squares < 2**53: exact; sqrt correctly rounded
     nbn = np.sqrt(sqb.astype(np.float64))
     inflate = 2.0 ** -40
-    if dt == np.float32 and (Kd * amax * bmax << L) + _absmax(init) <= 2 ** 23 and limit <= 2 ** 23:
+    if dt == np.float32 and (Kd * amax * bmax << L) + imax <= 2 ** 23 and limit <= 2 ** 23:
         na, nbn = _float32_up(na), _float32_up(nbn)   # the test's arithmetic in float32 (see the kernel)
         inflate = 2.0 ** -20
 
@@ -174,19 +162,3 @@ def _float32_up(x):
     """float64 -> float32 values at or above them (upper bounds survive the narrowing): raising x by
     2**-22 relative first outweighs float32's rounding error of at most 2**-24 relative."""
     return (x * (1.0 + 2.0 ** -22)).astype(np.float32)
-
-
-def square_sums(Ae, Be, blk, amax, bmax):
-    """Exact int64 sums of squares of A's rows and B's columns over blocks of ``blk`` along K: (Q, M) and
-    (Q, N); None when the full-K sums could leave int64."""
-    M, Kd = Ae.shape
-    if Kd * max(amax, bmax) ** 2 >= _I63:
-        return None, None
-    Q = max(1, -(-Kd // blk))
-    sqa = np.empty((Q, M), dtype=np.int64)
-    sqb = np.empty((Q, Be.shape[1]), dtype=np.int64)
-    K.block_square_sums(Ae, blk, 1, sqa)
-    K.block_square_sums(Be, blk, 0, sqb)
-    return sqa, sqb
-
-

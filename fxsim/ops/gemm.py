@@ -33,8 +33,7 @@ from ..modes import Overflow, Rounding
 from ..requant import output_stage, register_overflow
 from ..result import GemmResult, bits_needed
 from ..scratch import scratch, zeros
-from .exact_shortcuts import (BLOCK, exact_products, float_copies, float_dtype, scan_operands,
-                              sequential_block_test, square_sums)
+from .exact_shortcuts import BLOCK, exact_products, float_dtype, scan_operands, sequential_block_test
 
 __all__ = ["gemm", "operand_codes", "IntegerPlan", "plan_integer", "run_integer_gemm"]
 
@@ -381,21 +380,21 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
         elif wrap_all or (global_bound << L) + imax <= limit:
             path = "all"                      # shortcut 1 (+2 or 3) for every output at once
         else:
-            sequential = dp.order.kind == "sequential"
-            sqa, sqb = (scan.sqa, scan.sqb) if scan is not None else square_sums(Ae, Be, BLOCK, amax, bmax)
-            if (sqa is not None and imax <= limit
-                    and int(sqa.sum(0).max()) * int(sqb.sum(0).max()) << (2 * L) <= (limit - imax) ** 2):
+            if scan is None:                  # the formats were too wide to scan by; the data may not be
+                scan = scan_operands(Ae, Be, amax, bmax)
+            if (scan is not None and imax <= limit and
+                    int(scan.sqa.sum(0).max()) * int(scan.sqb.sum(0).max()) << (2 * L) <= (limit - imax) ** 2):
                 path = "all"                  # shortcut 3 with the Cauchy-Schwarz bound, every output
-            elif (sequential and sqa is not None and BLOCK * max(amax, bmax) ** 2 < 2 ** 53
+            elif (dp.order.kind == "sequential" and scan is not None and BLOCK * max(amax, bmax) ** 2 < 2 ** 53
                   and limit < 2 ** 52 and (global_bound << L) + imax < 2 ** 52):
                 path = "blocks"               # shortcut 4
             else:
                 path = "T"
     if path == "blocks":
         exact = planes[0]
-        Af, Bf = (scan.Af, scan.Bf) if scan is not None else float_copies(Ae, Be, BLOCK * amax * bmax)
-        rows, cols, start_k, start_acc = sequential_block_test(Af, Bf, init, L, limit, amax, bmax, sqa, sqb,
-                                                                 exact)
+        Bf = scan.Bf
+        rows, cols, start_k, start_acc = sequential_block_test(scan.Af, Bf, init, imax, L, limit, amax, bmax,
+                                                                 scan.sqa, scan.sqb, exact)
         acc[...] = exact
 
         def Bft():   # the test's float copy of B, still in cache, transposed: half the bytes of int64
