@@ -226,3 +226,75 @@ def test_a_forked_child_runs_the_row_parallel_shortcuts():
     finally:
         proc.kill()
         proc.join(10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from([np.int8, np.uint8, np.int16, np.int32, np.int64]), R=st.integers(1, 7),
+       C=st.integers(1, 150), blk=st.sampled_from([1, 3, 64]), axis=st.sampled_from([0, 1]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_scan_operand_matches_python(dtype, R, C, blk, axis, seed):
+    # one pass: min, max, an exact float copy and sums of squares per block along K (K runs along the
+    # rows of A, axis=1, or down the columns of B, axis=0), against Python integers
+    from kernels.int_gemm import scan_operand
+    info = np.iinfo(dtype)
+    X = np.random.default_rng(seed).integers(max(info.min, -2 ** 20), min(info.max, 2 ** 20) + 1, (R, C)).astype(dtype)
+    rows = X.tolist()
+    Kd = C if axis == 1 else R
+    Q = -(-Kd // blk)
+    xf = np.empty((R, C), dtype=np.float64)
+    sq = np.empty((Q, R if axis == 1 else C), dtype=np.int64)
+    lo, hi = scan_operand(X, blk, axis, xf, sq)
+    flat = [v for row in rows for v in row]
+    assert (lo, hi) == (min(flat), max(flat))
+    assert xf.tolist() == [[float(v) for v in row] for row in rows]
+    for q in range(Q):
+        ks = range(q * blk, min(Kd, (q + 1) * blk))
+        if axis == 1:
+            want = [sum(rows[r][k] ** 2 for k in ks) for r in range(R)]
+        else:
+            want = [sum(rows[k][c] ** 2 for k in ks) for c in range(C)]
+        assert sq[q].tolist() == want
+
+
+@settings(max_examples=80, deadline=None)
+@given(M=st.integers(1, 4), N=st.integers(1, 4), Q=st.integers(1, 5), blk=st.integers(1, 6),
+       bits=st.integers(6, 14), drift=st.integers(0, 60), seed=st.integers(0, 2 ** 32 - 1),
+       as_float32=st.booleans())
+def test_block_check_never_clears_an_output_that_saturates(M, N, Q, blk, bits, drift, seed, as_float32):
+    # the proof kernel against literal sequential sums: every output it clears stays inside
+    # [-limit, limit] at every cycle; cum is the exact sum; a flagged output resumes at the start of a
+    # block no later than its first out-of-range cycle, holding the exact partial sum there
+    from kernels.int_gemm import prefix_block_check
+    rng = np.random.default_rng(seed)
+    Kd = Q * blk
+    A = np.clip(rng.integers(-20, 21, (M, Kd)) + drift // 3, -31, 31)
+    B = np.clip(rng.integers(-20, 21, (Kd, N)) + drift // 3, -31, 31)
+    limit = 2 ** (bits - 1) - 1
+    init = rng.integers(-limit // 2, limit // 2 + 1, (M, N))
+    S = np.stack([A[:, q * blk:(q + 1) * blk] @ B[q * blk:(q + 1) * blk] for q in range(Q)])
+    na = np.sqrt(np.stack([(A[:, q * blk:(q + 1) * blk] ** 2).sum(1) for q in range(Q)]).astype(np.float64))
+    nb_ = np.sqrt(np.stack([(B[q * blk:(q + 1) * blk] ** 2).sum(0) for q in range(Q)]).astype(np.float64))
+    inflate = 2.0 ** -40
+    if as_float32:   # the float32 variant needs every partial sum below 2**23: true at these sizes
+        S, inflate = S.astype(np.float32), 2.0 ** -20
+        na, nb_ = (na * (1 + 2.0 ** -22)).astype(np.float32), (nb_ * (1 + 2.0 ** -22)).astype(np.float32)
+    else:
+        S = S.astype(np.float64)
+    cum = np.empty((M, N), dtype=np.int64)
+    flagged = np.empty((4, M * N), dtype=np.int64)
+    count = np.zeros(1, dtype=np.int64)
+    prefix_block_check(init, S, np.ascontiguousarray(na), nb_, 0, limit, inflate, blk, 0, cum, flagged, count)
+    resume = {(int(i), int(j)): (int(k0), int(c0)) for i, j, k0, c0 in flagged[:, :count[0]].T}
+    for i in range(M):
+        for j in range(N):
+            partial = [int(init[i, j])]
+            for k in range(Kd):
+                partial.append(partial[-1] + int(A[i, k]) * int(B[k, j]))
+            assert cum[i, j] == partial[-1]
+            first_out = next((t for t, v in enumerate(partial) if abs(v) > limit), None)
+            if (i, j) not in resume:
+                assert first_out is None, (i, j, partial)
+            else:
+                k0, c0 = resume[(i, j)]
+                assert k0 % blk == 0 and c0 == partial[k0]
+                assert first_out is None or k0 < first_out
