@@ -207,12 +207,13 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:          # --help (0) or a usage error (2), already printed by argparse
         return int(exc.code or 0)
+    from .errors import FxsimError
     from .spec import SpecError
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
                 "verify": cmd_verify, "demo": cmd_demo}
     try:
         return handlers[args.command](args)
-    except (SpecError, ValueError, TypeError, FileExistsError, FileNotFoundError, OverflowError) as exc:
+    except (FxsimError, SpecError, ValueError, TypeError, FileExistsError, FileNotFoundError, OverflowError) as exc:
         print(f"fxsim {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:           # output piped into `head`: stop quietly

@@ -26,6 +26,7 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
+from .errors import InvalidArgument
 from .datapath import Accumulator, Datapath, Order, OutputStage, Requant
 from .formats import Float, parse_format
 
@@ -51,7 +52,7 @@ _KEYS = {
 }
 
 
-class SpecError(ValueError):
+class SpecError(InvalidArgument):
     """A layer spec that cannot be used; the message names the key, value, allowed values and line."""
 
 
