@@ -13,10 +13,42 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .errors import InvalidArgument
 from .formats import Fixed, Float, parse_format
 from .modes import Overflow, Rounding
+from .validate import check_bool, check_int
 
-__all__ = ["Accumulator", "Order", "Requant", "OutputStage", "Datapath"]
+__all__ = ["Accumulator", "Order", "Requant", "OutputStage", "Datapath", "register_defaults"]
+
+#: The modes a register has unless told otherwise, by kind of register (the one place that decides).
+#: Fixed point: dropped LSBs are cut (floor, as hardware that just drops wires) and overflow wraps (two's
+#: complement adders). Floating point: IEEE 754's default, round to nearest even and overflow to
+#: infinity (NaN in formats without infinity).
+_REGISTER_DEFAULTS = {"fixed": (Rounding.FLOOR, Overflow.WRAP), "float": (Rounding.HALF_EVEN, Overflow.IEEE)}
+
+#: The overflow modes each kind of register allows.
+_FLOAT_OVERFLOWS = (Overflow.IEEE, Overflow.SATURATE, Overflow.ERROR)
+_FIXED_OVERFLOWS = (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO)
+
+
+def register_defaults(fmt) -> tuple:
+    """``(rounding, overflow)`` a register of format ``fmt`` has unless told otherwise: ``(floor, wrap)``
+    for fixed point, ``(half_even, ieee)`` for floating point."""
+    return _REGISTER_DEFAULTS[parse_format(fmt).kind]
+
+
+def register_modes(fmt, rounding, overflow, argument: str) -> tuple:
+    """``rounding``/``overflow`` for a register of ``fmt`` (None = the kind's default), checked: a float
+    register takes ieee, saturate or error; a fixed-point one wrap or a saturation."""
+    d_round, d_ovf = register_defaults(fmt)
+    rounding = d_round if rounding is None else Rounding.parse(rounding, argument=f"{argument} rounding")
+    ov = d_ovf if overflow is None else Overflow.parse(overflow, argument=f"{argument} overflow")
+    allowed = _FLOAT_OVERFLOWS if isinstance(fmt, Float) else _FIXED_OVERFLOWS
+    if ov not in allowed:
+        kind = "floating-point" if isinstance(fmt, Float) else "fixed-point"
+        raise InvalidArgument(f"{argument} overflow must be {', '.join(m.name.lower() for m in allowed[:-1])} or "
+                              f"{allowed[-1].name.lower()} for a {kind} register ({fmt}), got {ov.name.lower()}")
+    return rounding, ov
 
 
 def _fixed(value, argument):
@@ -37,28 +69,39 @@ def _int_overflow(value, argument):
 @dataclass(frozen=True)
 class Accumulator:
     """The accumulator register: its format, the overflow applied after every single addition, and the
-    rounding used when a product has more fractional bits than the accumulator (dropping LSBs = floor).
-    For a Float accumulator, ``rounding`` rounds every addition, ``overflow`` is what an addition that
-    leaves the range does (``ieee`` = inf), ``random_bits``/``seed`` drive stochastic rounding and
-    ``flush_subnormals`` flushes subnormal sums to zero (the float engine reads these).
+    rounding used when a product has more fractional bits than the accumulator.
+
+    - Fixed point: ``overflow`` wrap (default), saturate, saturate_symmetric or saturate_zero;
+      ``rounding`` of the products' dropped LSBs, default floor (dropping wires).
+    - Floating point: ``rounding`` rounds every addition, default half_even; ``overflow`` is what an
+      addition that leaves the range does: ieee (default: inf, or NaN for formats without inf),
+      saturate or error. ``random_bits``/``seed`` drive stochastic rounding and ``flush_subnormals``
+      flushes subnormal sums to zero; these three are errors on a fixed-point accumulator.
+
+    The defaults are :func:`register_defaults`, the same for the Python API and spec files.
     """
 
     fmt: Fixed | Float | str = "int32"
-    overflow: Overflow | str = Overflow.WRAP
-    rounding: Rounding | str = Rounding.FLOOR
+    overflow: Overflow | str | None = None
+    rounding: Rounding | str | None = None
     random_bits: int | None = None
     seed: int | None = None
     flush_subnormals: bool = False
 
     def __post_init__(self):
-        if self.random_bits is not None and not 1 <= int(self.random_bits) <= 62:
-            raise ValueError(f"accumulator random_bits must be in 1..62, got {self.random_bits!r}")
         object.__setattr__(self, "fmt", _fixed(self.fmt, "accumulator format"))
+        check_int("accumulator random_bits", self.random_bits, lo=1, hi=62, allow_none=True)
+        check_int("accumulator seed", self.seed, lo=0, hi=2 ** 63 - 1, allow_none=True)
+        object.__setattr__(self, "flush_subnormals", check_bool("accumulator flush_subnormals",
+                                                                self.flush_subnormals))
         if isinstance(self.fmt, Fixed):
-            object.__setattr__(self, "overflow", _int_overflow(self.overflow, "accumulator overflow"))
-        else:
-            object.__setattr__(self, "overflow", Overflow.parse(self.overflow, argument="accumulator overflow"))
-        object.__setattr__(self, "rounding", Rounding.parse(self.rounding, argument="accumulator rounding"))
+            for name, unset in (("random_bits", None), ("seed", None), ("flush_subnormals", False)):
+                if getattr(self, name) != unset:
+                    raise InvalidArgument(f"accumulator {name}={getattr(self, name)!r} does not apply to a "
+                                          f"fixed-point accumulator ({self.fmt}); it is for float accumulators")
+        rounding, overflow = register_modes(self.fmt, self.rounding, self.overflow, "accumulator")
+        object.__setattr__(self, "rounding", rounding)
+        object.__setattr__(self, "overflow", overflow)
 
     def __str__(self):
         if isinstance(self.fmt, Float):
@@ -234,11 +277,12 @@ class Datapath:
 
     - ``a``, ``b``: operand formats; ``a_zero_point``/``b_zero_point`` are subtracted (in codes) before the
       multiply, in a ``zero_point_bits``-wide subtractor (default: wide enough to be exact).
-    - ``product``: None (exact product) or a Fixed product register; the exact product is cut to it with
-      ``product_rounding`` (dropping LSBs = floor) and ``product_overflow``.
+    - ``product``: None (exact product) or a product register; the exact product is cut to it with
+      ``product_rounding`` and ``product_overflow`` (defaults by kind of register, :func:`register_defaults`:
+      floor and wrap for fixed point, half_even and ieee for floating point).
     - ``accumulator``, ``order``, ``output``: see their classes. ``bias_preload``: True loads the bias
       into the accumulator before the first addition; False adds it in the output stage.
-    - ``fused`` (float datapaths): the product is not rounded before the addition (an FMA).
+    - ``fused`` (float accumulators only): the product is not rounded before the addition (an FMA).
     """
 
     a: Fixed | Float | str = "int8"
@@ -250,8 +294,8 @@ class Datapath:
     b_zero_point: int = 0
     zero_point_bits: int | None = None
     product: Fixed | Float | str | None = None
-    product_rounding: Rounding | str = Rounding.FLOOR
-    product_overflow: Overflow | str = Overflow.WRAP
+    product_rounding: Rounding | str | None = None
+    product_overflow: Overflow | str | None = None
     bias_preload: bool = True
     fused: bool = False
 
@@ -264,8 +308,19 @@ class Datapath:
             object.__setattr__(self, "order", Order(self.order))
         if self.product is not None:
             object.__setattr__(self, "product", _fixed(self.product, "product"))
-        object.__setattr__(self, "product_rounding", Rounding.parse(self.product_rounding, argument="product_rounding"))
-        object.__setattr__(self, "product_overflow", Overflow.parse(self.product_overflow, argument="product_overflow"))
+            pr, po = register_modes(self.product, self.product_rounding, self.product_overflow, "product")
+        else:   # no product register: the modes are kept as given (checked) and unused
+            pr = None if self.product_rounding is None else \
+                Rounding.parse(self.product_rounding, argument="product_rounding")
+            po = None if self.product_overflow is None else \
+                Overflow.parse(self.product_overflow, argument="product_overflow")
+        object.__setattr__(self, "product_rounding", pr)
+        object.__setattr__(self, "product_overflow", po)
+        object.__setattr__(self, "fused", check_bool("fused", self.fused))
+        if self.fused and isinstance(self.accumulator.fmt, Fixed):
+            raise InvalidArgument(f"fused=True applies to float accumulators (the product is not rounded "
+                                  f"before the addition); the accumulator {self.accumulator.fmt} is fixed point "
+                                  "and adds exact products anyway")
         for name in ("a_zero_point", "b_zero_point"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):

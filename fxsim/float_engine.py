@@ -1,7 +1,7 @@
 """The floating-point datapath: mini-float (or integer) operands, exact or rounded products, and a
 float accumulator that rounds every single addition -- or a wide fixed-point (Kulisch) accumulator.
 
-    dp = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp32", rounding="half_even"))
+    dp = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp32"))   # half_even, overflow to inf
     res = float_gemm(A, B, dp)        # or fxsim.ops.gemm.gemm(A, B, dp), which hands over here
 
 What each part of the ``Datapath`` means here:
@@ -10,7 +10,7 @@ What each part of the ``Datapath`` means here:
   exactly. Products are exact in float64 (checked: significand bits and exponent range must fit).
 - ``product``: None = exact product (a fused multiply-add: no product rounding); a ``Float`` format =
   an unfused multiplier whose output register rounds with ``product_rounding`` and ``product_overflow``
-  (``wrap``, the Datapath default, means the format's own IEEE behaviour). ``fused=True`` together with
+  (default half_even and ieee, as for every float register; ``wrap`` is refused). ``fused=True`` together with
   a product format is a contradiction and raises.
 - ``accumulator``: a ``Float`` format: every addition correctly rounded with ``rounding`` (any
   ``Rounding``; stochastic draws ``random_bits`` counter-based bits from ``seed``), ``overflow``
@@ -129,8 +129,6 @@ def _seed(seed):
 
 
 def _float_overflow(fmt: Float, overflow: Overflow, argument: str) -> int:
-    if overflow == Overflow.WRAP:
-        overflow = Overflow.IEEE
     if overflow not in (Overflow.IEEE, Overflow.SATURATE, Overflow.ERROR):
         raise ValueError(f"{argument} for a Float register must be ieee, saturate or error, "
                          f"got {overflow.name.lower()}")

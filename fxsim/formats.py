@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InvalidArgument, InvalidType
 from .modes import Overflow, Rounding
+from .validate import check_bool, check_choice, check_int
 
 __all__ = ["Fixed", "Int", "Float", "parse_format", "PRESETS", "format_table"]
 
@@ -38,13 +40,9 @@ class Fixed:
     overflow: Overflow | None = field(default=None, compare=True)
 
     def __post_init__(self):
-        if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 64:
-            raise ValueError(f"bits must be an integer in 1..64, got {self.bits!r}")
-        if isinstance(self.frac, bool) or not isinstance(self.frac, (int, np.integer)) or abs(self.frac) > 1000:
-            raise ValueError(f"frac must be an integer in -1000..1000, got {self.frac!r}")
-        object.__setattr__(self, "bits", int(self.bits))
-        object.__setattr__(self, "frac", int(self.frac))
-        object.__setattr__(self, "signed", bool(self.signed))
+        object.__setattr__(self, "bits", check_int("bits", self.bits, lo=1, hi=64))
+        object.__setattr__(self, "frac", check_int("frac", self.frac, lo=-1000, hi=1000))
+        object.__setattr__(self, "signed", check_bool("signed", self.signed))
         if self.rounding is not None:
             object.__setattr__(self, "rounding", Rounding.parse(self.rounding, argument="rounding"))
         if self.overflow is not None:
@@ -162,13 +160,17 @@ class Fixed:
             return f"ap_{'' if self.signed else 'u'}fixed<{self.bits},{self.bits - self.frac},{q},{o}>"
         if self.frac == 0:
             return f"{'' if self.signed else 'u'}int{self.bits}"
-        return f"{'' if self.signed else 'u'}fixed<{self.bits},{self.frac}>"
+        if self.signed and 0 < self.frac <= self.bits - 1:
+            return f"Q{self.bits - 1 - self.frac}.{self.frac}"
+        if not self.signed and 0 < self.frac <= self.bits:
+            return f"UQ{self.bits - self.frac}.{self.frac}"
+        return f"Fixed({self.bits},{self.frac}{'' if self.signed else ',signed=False'})"
 
     def __repr__(self):
         return f"Fixed({self.bits}, {self.frac}, signed={self.signed})" if self.rounding is None and \
             self.overflow is None else (f"Fixed({self.bits}, {self.frac}, signed={self.signed}, "
-                                        f"rounding={self.rounding and self.rounding.name}, "
-                                        f"overflow={self.overflow and self.overflow.name})")
+                                        f"rounding={None if self.rounding is None else self.rounding.name}, "
+                                        f"overflow={None if self.overflow is None else self.overflow.name})")
 
 
 def ints_to_values(ints, frac: int, out=None) -> np.ndarray:
@@ -227,27 +229,36 @@ class Float:
     kind = "float"
 
     def __post_init__(self):
-        if not isinstance(self.exp, (int, np.integer)) or not 1 <= self.exp <= 11:
-            raise ValueError(f"exp must be an integer in 1..11, got {self.exp!r}")
-        if not isinstance(self.man, (int, np.integer)) or not 0 <= self.man <= 51:
-            raise ValueError(f"man must be an integer in 0..51 (values and roundings stay exact in "
-                             f"float64), got {self.man!r}")
+        object.__setattr__(self, "exp", check_int("exp", self.exp, lo=1, hi=11))
+        if isinstance(self.man, (int, np.integer)) and not isinstance(self.man, bool) and not 0 <= self.man <= 51:
+            raise InvalidArgument(f"man must be an integer in 0..51 (values and roundings stay exact in "
+                                  f"float64), got {self.man!r}")
+        object.__setattr__(self, "man", check_int("man", self.man, lo=0, hi=51))
         if self.bias is None:
             object.__setattr__(self, "bias", (1 << (self.exp - 1)) - 1)
-        if self.specials not in _SPECIALS:
-            raise ValueError(f"specials must be one of {_SPECIALS}, got {self.specials!r}")
+        object.__setattr__(self, "bias", check_int("bias", self.bias, lo=-2000, hi=2000))
+        for name in ("signed", "subnormals", "zero"):
+            object.__setattr__(self, name, check_bool(name, getattr(self, name)))
+        check_choice("specials", self.specials, _SPECIALS)
+        object.__setattr__(self, "radix", check_int("radix", self.radix, lo=2, hi=4))
         if self.radix not in (2, 4):
-            raise ValueError(f"radix must be 2 or 4, got {self.radix!r}")
+            raise InvalidArgument(f"radix must be 2 or 4, got {self.radix!r}")
         if self.radix == 4 and self.man != 0:
             raise ValueError("radix-4 formats need man == 0 (levels spaced by factors of 4)")
         if self.specials == "fnuz" and not self.signed:
             raise ValueError("specials='fnuz' needs a signed format (NaN sits at the negative-zero code)")
         if self.specials == "ieee" and self.exp < 2:
             raise ValueError("specials='ieee' needs exp >= 2")
-        lo = np.log2(self.min_subnormal)
-        hi = np.log2(self.max)
-        if lo < -1074 or hi >= 1024:
-            raise ValueError(f"{self.exp}/{self.man} with bias {self.bias} leaves float64's range")
+        # exact, in integers: the largest value is below 2**(top exponent + 1) and the smallest positive
+        # value is 2**(lowest exponent); float64 holds both iff top <= 1023 and lowest >= -1074
+        r = 1 if self.radix == 2 else 2
+        top, _ = self._top_fields()
+        top_exp = r * (top - self.bias)
+        low_exp = r * self.emin - (self.man if self.zero and self.subnormals and self.man > 0 else 0)
+        if low_exp < -1074 or top_exp > 1023:
+            raise InvalidArgument(f"Float(exp={self.exp}, man={self.man}, bias={self.bias}) leaves float64's range "
+                                  f"(its values span 2**{low_exp} .. below 2**{top_exp + 1}; float64 holds "
+                                  "2**-1074 .. below 2**1024)")
 
     # ---- layout ---------------------------------------------------------------------------------
     @property
@@ -275,9 +286,8 @@ class Float:
         """Exponent (in radix units) of the smallest normal value."""
         return (1 if self.zero else 0) - self.bias
 
-    @property
-    def max(self) -> float:
-        """Largest finite value."""
+    def _top_fields(self):
+        """(exponent field, mantissa field) of the largest finite value."""
         top, mtop = self._emax_field, (1 << self.man) - 1
         if self.specials == "ieee":
             top -= 1
@@ -286,7 +296,12 @@ class Float:
                 top -= 1
             else:
                 mtop -= 1
-        return float(self._magnitude(top, mtop))
+        return top, mtop
+
+    @property
+    def max(self) -> float:
+        """Largest finite value."""
+        return float(self._magnitude(*self._top_fields()))
 
     @property
     def min(self) -> float:
@@ -445,7 +460,10 @@ class Float:
             parts.append("nz")
         if self.radix != 2:
             parts.append(f"r{self.radix}")
-        return "_".join(parts)
+        name = "_".join(parts)
+        if name in PRESETS or name in _ALIASES:   # e.g. IEEE-like E4M3: bare "e4m3" is OCP's E4M3 ("fn")
+            name = f"{parts[0]}_ieee" + name[len(parts[0]):]
+        return name
 
     def __repr__(self):
         return (f"Float(exp={self.exp}, man={self.man}, bias={self.bias}, signed={self.signed}, "
@@ -505,29 +523,79 @@ _AP_ROUNDING_NAME = {Rounding.FLOOR: "AP_TRN", Rounding.TOWARD_ZERO: "AP_TRN_ZER
 _AP_OVERFLOW_NAME = {Overflow.WRAP: "AP_WRAP", Overflow.SATURATE: "AP_SAT", Overflow.SATURATE_ZERO: "AP_SAT_ZERO",
                      Overflow.SATURATE_SYMMETRIC: "AP_SAT_SYM"}
 
+#: ml_dtypes' type names -> the fxsim format each is (bare fxsim names follow OCP: ``e4m3`` is
+#: ``float8_e4m3fn``, not ml_dtypes' IEEE-like ``float8_e4m3``, which fxsim spells ``e4m3_ieee``).
+ML_DTYPES_NAMES = {
+    "float8_e4m3fn": "e4m3", "float8_e4m3": "e4m3_ieee", "float8_e5m2": "e5m2", "float8_e4m3fnuz": "e4m3fnuz",
+    "float8_e5m2fnuz": "e5m2fnuz", "float8_e4m3b11fnuz": "e4m3b11fnuz", "float8_e3m4": "e3m4",
+    "float8_e8m0fnu": "e8m0", "float6_e2m3fn": "e2m3", "float6_e3m2fn": "e3m2", "float4_e2m1fn": "e2m1",
+    "bfloat16": "bf16", "int2": "int2", "uint2": "uint2", "int4": "int4", "uint4": "uint4",
+}
+#: NumPy's own dtypes that are formats here (float64 is not: its 52 mantissa bits leave the exact range).
+NUMPY_DTYPE_NAMES = {"float16": "fp16", "float32": "fp32", "int8": "int8", "int16": "int16", "int32": "int32",
+                     "int64": "int64", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32",
+                     "uint64": "uint64"}
+for _k, _v in ML_DTYPES_NAMES.items():
+    if _k != _v and _k not in PRESETS:
+        _ALIASES.setdefault(_k, _v)
+
 _RE_INT = re.compile(r"^(u?)int(\d+)$")
 _RE_Q = re.compile(r"^(u?)q(\d+)\.(\d+)$")
-_RE_AP = re.compile(r"^(?:ap|ac)_(u?)(fixed|int)<(.*)>$")
-_RE_FIXED = re.compile(r"^(u?)fixed<\s*(\d+)\s*,\s*(-?\d+)\s*>$")
+_RE_VENDOR = re.compile(r"^(ap|ac)_(u?)(fixed|int)<(.*)>$")
+_RE_HLS4ML = re.compile(r"^(u?)(fixed|int)<(.*)>$")
+_RE_FIXED_CALL = re.compile(r"^fixed\((\d+),(-?\d+)(?:,signed=(true|false))?\)$")
 _RE_FIXDT = re.compile(r"^fixdt\(\s*([01]|true|false)\s*,\s*(\d+)\s*,\s*(-?\d+)\s*\)$")
 _RE_EM = re.compile(r"^(?:fp\d+_)?e(\d+)m(\d+)((?:_[a-z0-9]+)*)$")
+
+_NAMES_HELP = ("intN, uintN, Qm.n, UQm.n, Fixed(W,F), fixed<W,I[,Q,O]>, ufixed<W,I>, int<N>, uint<N> (hls4ml), "
+               "ap_fixed<W,I[,Q,O,N]>, ap_ufixed, ap_int<W>, ap_uint<W>, ac_fixed<W,I[,S,Q,O]>, ac_int<W[,S]>, "
+               "fixdt(s,w,f), eXmY[_suffixes], ml_dtypes names (float8_e4m3fn, ...), NumPy/ml_dtypes dtypes")
+
+
+def _dtype_name(spec):
+    """The dtype name of a NumPy dtype, a scalar type (np.int8) or an ml_dtypes type; None otherwise."""
+    if isinstance(spec, np.dtype):
+        return spec.name
+    if isinstance(spec, type):
+        try:
+            return np.dtype(spec).name
+        except TypeError:
+            return None
+    return None
 
 
 def parse_format(spec, *, argument: str = "format"):
     """Return the format named by ``spec`` (a format object is returned as is).
 
-    Accepted spellings (case-insensitive): presets (``int8``, ``e4m3``, ``fp8_e5m2``, ``bf16`` ...),
-    ``intN``/``uintN``, ``Qm.n``/``UQm.n`` (m integer bits *excluding* the sign bit, TI/ARM convention:
-    Q1.15 is 17 bits, Q0.15 is int16 with 15 fractional bits; UQm.n has m + n bits),
-    ``ap_fixed<W,I[,Q[,O]]>``/``ap_ufixed``/``ap_int<W>``/``ap_uint<W>`` (also ``ac_``; I counts the sign
-    bit; the type's Q/O modes are carried, defaulting to AP_TRN/AP_WRAP as in Vitis HLS),
-    ``fixdt(signed, word, frac)`` (MATLAB; carries fi's defaults Nearest/Saturate),
-    ``fixed<W,F>``/``ufixed<W,F>`` (F fractional bits), and ``eXmY[_bB][_fn|_fnuz|_none][_ftz][_u][_nz][_r4]``.
+    Accepted (names case-insensitive):
+
+    - presets (``int8``, ``e4m3``, ``fp8_e5m2``, ``bf16`` ...) and ``intN``/``uintN``;
+    - ml_dtypes names (``float8_e4m3fn``, ``float8_e4m3``, ``float4_e2m1fn``, ``int4`` ...) and dtype
+      objects: ``np.int8``, ``np.dtype("float16")``, ``ml_dtypes.float8_e4m3fn``;
+    - ``Qm.n``/``UQm.n`` (m integer bits *excluding* the sign bit, TI/ARM convention: Q1.15 is 17 bits,
+      Q0.15 is int16 with 15 fractional bits; UQm.n has m + n bits) and ``Fixed(W,F)`` (F fractional bits);
+    - hls4ml: ``fixed<W,I[,Q,O]>``, ``ufixed<W,I>``, ``int<N>``, ``uint<N>`` (W total bits, I integer bits
+      counting the sign; the same types as ``ap_fixed<W,I,...>``, ``ap_int<N>``);
+    - Vitis HLS: ``ap_fixed<W,I[,Q[,O[,N]]]>``/``ap_ufixed``/``ap_int<W>``/``ap_uint<W>``; the type's Q/O
+      modes are carried, defaulting to AP_TRN/AP_WRAP as in Vitis HLS. AP_WRAP with N > 0 saturation bits
+      and AP_WRAP_SM are refused (not modelled);
+    - Catapult: ``ac_fixed<W,I[,S[,Q[,O]]]>`` (S: signed, default true; defaults AC_TRN, AC_WRAP) and
+      ``ac_int<W[,S]>``;
+    - MATLAB ``fixdt(signed, word, frac)`` (carries fi's defaults Nearest/Saturate);
+    - ``eXmY[_bB][_ieee|_fn|_fnuz|_none][_ftz][_u][_nz][_r4]``.
     """
     if isinstance(spec, (Fixed, Float)):
         return spec
+    dname = _dtype_name(spec)
+    if dname is not None:
+        key = ML_DTYPES_NAMES.get(dname) or NUMPY_DTYPE_NAMES.get(dname)
+        if key is None:
+            raise InvalidArgument(f"{argument}: dtype {dname} is not a format fxsim models; dtypes accepted: "
+                                  f"{', '.join(list(NUMPY_DTYPE_NAMES) + list(ML_DTYPES_NAMES))}")
+        return parse_format(key, argument=argument)
     if not isinstance(spec, str):
-        raise TypeError(f"{argument} must be a format or a format name, got {type(spec).__name__} {spec!r}")
+        raise InvalidType(f"{argument} must be a format, a format name or a dtype, got {type(spec).__name__} "
+                          f"{spec!r}")
     text = spec.strip()
     key = text.lower().replace(" ", "")
     key = _ALIASES.get(key, key)
@@ -540,44 +608,115 @@ def parse_format(spec, *, argument: str = "format"):
     if m:
         unsigned, ib, fb = bool(m.group(1)), int(m.group(2)), int(m.group(3))
         return _fixed_or_error(spec, argument, ib + fb + (0 if unsigned else 1), fb, not unsigned)
-    m = _RE_FIXED.match(key)
+    m = _RE_FIXED_CALL.match(key)
     if m:
-        return _fixed_or_error(spec, argument, int(m.group(2)), int(m.group(3)), not m.group(1))
+        return _fixed_or_error(spec, argument, int(m.group(1)), int(m.group(2)), m.group(3) != "false")
     m = _RE_FIXDT.match(key)
     if m:
         signed = m.group(1) in ("1", "true")
         return _fixed_or_error(spec, argument, int(m.group(2)), int(m.group(3)), signed,
                                Rounding.HALF_UP, Overflow.SATURATE)
-    m = _RE_AP.match(key)
+    m = _RE_VENDOR.match(key)
     if m:
-        unsigned, kind, args = bool(m.group(1)), m.group(2), [a.strip() for a in m.group(3).split(",")]
-        try:
-            if kind == "int":
-                if len(args) != 1:
-                    raise ValueError
-                return _fixed_or_error(spec, argument, int(args[0]), 0, not unsigned)
-            w, i = int(args[0]), int(args[1])
-            q = Rounding.parse(args[2], argument=f"{argument} rounding") if len(args) > 2 else Rounding.FLOOR
-            o = Overflow.parse(args[3], argument=f"{argument} overflow") if len(args) > 3 else Overflow.WRAP
-            if len(args) > 5:
-                raise ValueError
-        except (ValueError, IndexError) as exc:
-            if "must be" in str(exc):
-                raise
-            raise ValueError(f"{argument}: cannot read {spec!r}; expected ap_fixed<W,I[,Q[,O]]> or ap_int<W>") from None
-        return _fixed_or_error(spec, argument, w, w - i, not unsigned, q, o)
+        return _parse_vendor(spec, argument, m.group(1), bool(m.group(2)), m.group(3),
+                             [a.strip() for a in m.group(4).split(",")])
+    m = _RE_HLS4ML.match(key)
+    if m:   # hls4ml writes ap_fixed<...> as fixed<...> and its modes without the AP_ prefix
+        return _parse_vendor(spec, argument, "ap", bool(m.group(1)), m.group(2),
+                             [a.strip() for a in m.group(3).split(",")], style="hls4ml")
     m = _RE_EM.match(key)
     if m:
         return _parse_em(spec, argument, int(m.group(1)), int(m.group(2)), m.group(3))
-    raise ValueError(f"{argument}: unknown format {spec!r}; known names: {', '.join(PRESETS)}, or intN, uintN, "
-                     "Qm.n, UQm.n, ap_fixed<W,I>, ap_ufixed<W,I>, ap_int<W>, fixdt(s,w,f), fixed<W,F>, eXmY")
+    raise InvalidArgument(f"{argument}: unknown format {spec!r}; known names: {', '.join(PRESETS)}, or "
+                          f"{_NAMES_HELP} (run `fxsim formats` for the list)")
+
+
+def _vendor_mode(enum, token, prefix, spec, argument, what):
+    t = token.lower()
+    for cand in ((t if t.startswith(prefix + "_") else f"{prefix}_{t}"), t):
+        try:
+            return enum.parse(cand)
+        except ValueError:
+            pass
+    raise InvalidArgument(f"{argument} {spec!r}: {what} must be one of "
+                          f"{', '.join(sorted({a.upper() for m in enum for a in m.aliases if a.startswith(prefix + '_')}))}"
+                          f", got {token!r}")
+
+
+def _parse_vendor(spec, argument, family, unsigned, kind, args, *, style=None):
+    """ap_/ac_/hls4ml spellings -> Fixed, with the vendor's defaults and parameter order."""
+    name = style or family
+    usage = {"ap": "ap_fixed<W,I[,Q[,O[,N]]]>, ap_ufixed<W,I[,Q[,O[,N]]]>, ap_int<W>, ap_uint<W>",
+             "ac": "ac_fixed<W,I[,S[,Q[,O]]]>, ac_int<W[,S]>",
+             "hls4ml": "fixed<W,I[,Q[,O[,N]]]>, ufixed<W,I[,Q[,O[,N]]]>, int<W>, uint<W>"}[name]
+
+    def bad(why):
+        return InvalidArgument(f"{argument}: cannot read {spec!r} ({why}); expected {usage}")
+
+    def integer(text, what):
+        if not re.fullmatch(r"-?\d+", text or ""):
+            raise bad(f"{what} must be an integer, got {text!r}")
+        return int(text)
+
+    def boolean(text):
+        t = text.lower()
+        if t in ("true", "1"):
+            return True
+        if t in ("false", "0"):
+            return False
+        raise bad(f"S (signedness) must be true or false, got {text!r}")
+
+    if family == "ac" and unsigned:
+        raise bad(f"Catapult has no ac_u{kind}; unsigned is the S parameter: "
+                  + ("ac_fixed<W,I,false>" if kind == "fixed" else "ac_int<W,false>"))
+    signed = not unsigned
+    if kind == "int":
+        if family == "ac":
+            if not 1 <= len(args) <= 2:
+                raise bad(f"{len(args)} parameters")
+            if len(args) == 2:
+                signed = boolean(args[1])
+        elif len(args) != 1:
+            raise bad(f"{len(args)} parameters")
+        return _fixed_or_error(spec, argument, integer(args[0], "W"), 0, signed)
+    if family == "ac":
+        if not 2 <= len(args) <= 5:
+            raise bad(f"{len(args)} parameters")
+        if len(args) > 2:
+            signed = boolean(args[2])
+        modes = args[3:]
+        n_bits = 0
+    else:
+        if not 2 <= len(args) <= 5:
+            raise bad(f"{len(args)} parameters")
+        modes = args[2:4]
+        n_bits = integer(args[4], "N") if len(args) > 4 else 0
+    w, i = integer(args[0], "W"), integer(args[1], "I")
+    prefix = "ac" if family == "ac" else "ap"
+    q = _vendor_mode(Rounding, modes[0], prefix, spec, argument, "rounding") if len(modes) > 0 else Rounding.FLOOR
+    o_tok = modes[1].lower() if len(modes) > 1 else ""
+    if o_tok in ("ap_wrap_sm", "wrap_sm"):
+        raise InvalidArgument(f"{argument} {spec!r}: AP_WRAP_SM (sign-magnitude wrap) is not modelled; "
+                              "use AP_WRAP, AP_SAT, AP_SAT_ZERO or AP_SAT_SYM")
+    o = _vendor_mode(Overflow, modes[1], prefix, spec, argument, "overflow") if len(modes) > 1 else Overflow.WRAP
+    if o not in (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_ZERO, Overflow.SATURATE_SYMMETRIC):
+        raise bad(f"overflow {modes[1]!r} is not a {prefix}_fixed mode")
+    if n_bits < 0:
+        raise bad(f"N must be >= 0, got {n_bits}")
+    if n_bits and o != Overflow.WRAP:
+        raise InvalidArgument(f"{argument} {spec!r}: N={n_bits} saturation bits apply to the AP_WRAP modes "
+                              f"only, not {_AP_OVERFLOW_NAME[o]}")
+    if n_bits:
+        raise InvalidArgument(f"{argument} {spec!r}: AP_WRAP with N={n_bits} saturation bits is not modelled; "
+                              "only N=0 (plain two's complement wrap) is")
+    return _fixed_or_error(spec, argument, w, w - i, signed, q, o)
 
 
 def _fixed_or_error(spec, argument, bits, frac, signed, rounding=None, overflow=None):
     try:
         return Fixed(bits, frac, signed, rounding, overflow)
     except ValueError as exc:
-        raise ValueError(f"{argument} {spec!r}: {exc}") from None
+        raise InvalidArgument(f"{argument} {spec!r}: {exc}") from None
 
 
 def _parse_em(spec, argument, e, m, suffix):
@@ -596,12 +735,12 @@ def _parse_em(spec, argument, e, m, suffix):
         elif part == "r4":
             kw["radix"] = 4
         else:
-            raise ValueError(f"{argument} {spec!r}: unknown suffix {part!r}; allowed: bN, fn, fnuz, none, ieee, "
-                             "ftz, u, nz, r4")
+            raise InvalidArgument(f"{argument} {spec!r}: unknown suffix {part!r}; allowed: bN, fn, fnuz, none, "
+                                  "ieee, ftz, u, nz, r4")
     try:
         return Float(e, m, **kw)
     except ValueError as exc:
-        raise ValueError(f"{argument} {spec!r}: {exc}") from None
+        raise InvalidArgument(f"{argument} {spec!r}: {exc}") from None
 
 
 def format_table():

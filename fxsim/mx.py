@@ -228,9 +228,9 @@ def mx_gemm(A, B, a_fmt=MXFP8_E4M3, b_fmt=None, *, accumulator=None, rounding="h
     a_fmt = _block_format(a_fmt, "a_fmt")
     b_fmt = a_fmt if b_fmt is None else _block_format(b_fmt, "b_fmt")
     if accumulator is None:
-        accumulator = Accumulator("fp32", rounding="half_even")
+        accumulator = Accumulator("fp32")
     if not isinstance(accumulator, Accumulator):
-        accumulator = Accumulator(accumulator, rounding="half_even")
+        accumulator = Accumulator(accumulator)
     if not isinstance(accumulator.fmt, Float):
         raise ValueError(f"mx_gemm accumulates in a Float format, got {accumulator.fmt}")
     qa = A if isinstance(A, BlockArray) else block_quantize(_as2d(A, "A"), a_fmt, axis=1, rounding=rounding, seed=seed)

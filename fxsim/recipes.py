@@ -141,8 +141,8 @@ class Recipe:
         if isinstance(a, Float) or isinstance(b, Float):
             if isinstance(acc, Fixed):
                 acc = parse_format("fp32")
-        return Accumulator(acc, overflow="ieee" if isinstance(acc, Float) else "saturate",
-                           rounding="half_even" if isinstance(acc, Float) else "floor")
+        # float accumulators: the register defaults (half_even, ieee); integer ones saturate
+        return Accumulator(acc) if isinstance(acc, Float) else Accumulator(acc, overflow="saturate")
 
     def datapath(self, which: str):
         """The Datapath of GEMM ``which``: "forward" (act x weight), "dx" (grad x weight), "dw" (act x grad)."""

@@ -214,10 +214,8 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
             attempt(f"{prefix}.{key}", lambda: check(table[key]))
     acc_fmt = attempt("datapath.accumulator.format", lambda: parse_format(acc_t.get("format", "int32"),
                                                                           argument="format"))
-    is_float = isinstance(acc_fmt, Float)
-    acc = attempt("datapath.accumulator.format", lambda: Accumulator(
-        acc_fmt, overflow=acc_t.get("overflow", "ieee" if is_float else "wrap"),
-        rounding=acc_t.get("rounding", "half_even" if is_float else "floor"),
+    acc = attempt("datapath.accumulator.format", lambda: Accumulator(   # absent modes: the register's defaults
+        acc_fmt, overflow=acc_t.get("overflow"), rounding=acc_t.get("rounding"),
         random_bits=acc_t.get("random_bits"), seed=acc_t.get("seed"),
         flush_subnormals=acc_t.get("flush_subnormals", False)))
     order = attempt("datapath.order.kind", lambda: Order(
@@ -238,8 +236,8 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
         a=dp_table.get("a", "int8"), b=dp_table.get("b", "int8"), accumulator=acc, order=order, output=output,
         a_zero_point=dp_table.get("a_zero_point", 0), b_zero_point=dp_table.get("b_zero_point", 0),
         zero_point_bits=dp_table.get("zero_point_bits"), product=dp_table.get("product"),
-        product_rounding=dp_table.get("product_rounding", "floor"),
-        product_overflow=dp_table.get("product_overflow", "wrap"), bias_preload=dp_table.get("bias_preload", True),
+        product_rounding=dp_table.get("product_rounding"),
+        product_overflow=dp_table.get("product_overflow"), bias_preload=dp_table.get("bias_preload", True),
         fused=dp_table.get("fused", False)))
 
 

@@ -100,7 +100,7 @@ def test_conv_matches_float64_when_nothing_overflows(groups, cin, cout, k, strid
     rng = np.random.default_rng(7)
     x = rng.integers(-8, 8, (2, cin, 7, 6)) * 0.25          # Fixed(6, 2) values
     w = rng.integers(-32, 32, (cout, cin // groups, k, k)) * 0.125
-    dp = Datapath(a="fixed<6,2>", b="fixed<7,3>", accumulator=Accumulator("fixed<24,5>", overflow="saturate"))
+    dp = Datapath(a="Q3.2", b="Q3.3", accumulator=Accumulator("Q18.5", overflow="saturate"))
     r = conv2d(x, w, dp, stride=stride, padding=pad, dilation=dil, groups=groups)
     assert not r.overflow_count.any()
     np.testing.assert_array_equal(r.acc_values, conv_float64(x, w, stride, pad, dil, groups))

@@ -10,8 +10,8 @@ from fxsim.result import bits_needed
 
 
 def test_strings_and_aliases_are_parsed():
-    dp = Datapath(a="int8", b="uint8", accumulator=Accumulator("fixed<24,4>", overflow="saturate", rounding="half_even"),
-                  order="tree", product="fixed<12,0>")
+    dp = Datapath(a="int8", b="uint8", accumulator=Accumulator("Q19.4", overflow="saturate", rounding="half_even"),
+                  order="tree", product="int<12>")
     assert dp.a == Fixed(8, 0, True) and dp.b == Fixed(8, 0, False)
     assert dp.accumulator.fmt == Fixed(24, 4) and dp.accumulator.overflow is Overflow.SATURATE
     assert dp.accumulator.rounding is Rounding.HALF_EVEN
@@ -50,7 +50,7 @@ def test_frozen_and_replace():
     (lambda: Datapath(a_zero_point=1.5), "a_zero_point must be an integer code, got 1.5"),
     (lambda: Datapath(zero_point_bits=80), "zero_point_bits must be in 2..64"),
     (lambda: Datapath(product_rounding="sideways"), "product_rounding"),
-    (lambda: Accumulator("fp32", random_bits=99), "random_bits must be in 1..62"),
+    (lambda: Accumulator("fp32", random_bits=99), "random_bits must be an integer in 1..62"),
 ])
 def test_bad_descriptions_raise_clear_errors(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -65,7 +65,7 @@ def test_engine_refusals_name_the_problem():
         gemm(np.ones((1, 1)), np.ones((1, 1)), Datapath(accumulator=Accumulator("uint64")))
     with pytest.raises(ValueError, match="a_zero_point=200 is outside int8"):
         gemm(np.ones((1, 1)), np.ones((1, 1)), Datapath(a_zero_point=200))
-    with pytest.raises(ValueError, match="output format fixed<8,2>|output format .* has 2 fractional bits"):
+    with pytest.raises(ValueError, match="output format Q5.2|output format .* has 2 fractional bits"):
         gemm(np.ones((1, 1)), np.ones((1, 1)), Datapath(output=OutputStage(fmt=Fixed(8, 2))))
 
 
@@ -91,3 +91,50 @@ def test_bits_needed_by_hand():
     assert bits_needed([127, 0, 2 ** 62], [0, -129, 0], True).tolist() == [8, 9, 64]
     assert bits_needed([255], [0], False).tolist() == [8]
     assert bits_needed([255], [-1], False).tolist() == [9]
+
+
+# ---- one default per kind of register ------------------------------------------------------------
+def test_float_accumulator_defaults_to_round_nearest_even_and_overflow_to_inf():
+    from fxsim.datapath import register_defaults
+    from fxsim.float_engine import float_gemm
+    acc = Accumulator("fp32")
+    assert (acc.rounding, acc.overflow) == (Rounding.HALF_EVEN, Overflow.IEEE) == register_defaults("fp32")
+    dp = Datapath(a="bf16", b="bf16", accumulator=acc)
+    assert "every add rounded half_even" in str(dp) and "overflow ieee" in str(dp)
+    # 1*1 + 2**-30*(-1): the exact sum 1 - 2**-30 rounds to nearest in FP32, which is 1.0 (floor would give
+    # the next float32 below 1, 1 - 2**-24)
+    r = float_gemm(np.array([[1.0, 2.0 ** -30]]), np.array([[1.0], [-1.0]]), dp)
+    assert r.values[0, 0] == 1.0
+    # FP16 overflows to inf, as IEEE adders do
+    big = float_gemm(np.array([[60000.0, 60000.0]]), np.ones((2, 1)), Datapath(a="fp16", b="fp16",
+                                                                             accumulator=Accumulator("fp16")))
+    assert big.values[0, 0] == np.inf
+
+
+def test_integer_registers_keep_their_defaults_and_spec_agrees():
+    from fxsim.spec import build_datapath
+    acc = Accumulator("int24")
+    assert (acc.rounding, acc.overflow) == (Rounding.FLOOR, Overflow.WRAP)
+    for fmt in ("fp32", "int24", "bf16"):
+        assert build_datapath({"accumulator": {"format": fmt}}, {}).accumulator == Accumulator(fmt)
+    dp = Datapath(a="e4m3", b="e4m3", product="fp16", accumulator="fp32")
+    assert (dp.product_rounding, dp.product_overflow) == (Rounding.HALF_EVEN, Overflow.IEEE)
+    dp = Datapath(product="int12")
+    assert (dp.product_rounding, dp.product_overflow) == (Rounding.FLOOR, Overflow.WRAP)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: Accumulator("fp32", overflow="wrap"), "accumulator overflow must be ieee, saturate or error .* got wrap"),
+    (lambda: Accumulator("bf16", overflow="saturate_zero"), "floating-point register"),
+    (lambda: Datapath(a="e4m3", b="e4m3", product="fp16", product_overflow="wrap", accumulator="fp32"),
+     "product overflow must be ieee, saturate or error"),
+    (lambda: Accumulator("int32", random_bits=8), "random_bits=8 does not apply to a fixed-point accumulator"),
+    (lambda: Accumulator("int32", seed=3), "seed=3 does not apply"),
+    (lambda: Accumulator("int32", flush_subnormals=True), "flush_subnormals=True does not apply"),
+    (lambda: Accumulator("fp32", flush_subnormals="false"), "flush_subnormals must be true or false"),
+    (lambda: Datapath(fused=True), "fused=True applies to float accumulators"),
+    (lambda: Datapath(a="e4m3", b="e4m3", accumulator="fp32", fused="no"), "fused must be true or false"),
+])
+def test_options_that_do_not_apply_to_a_register_are_errors(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
