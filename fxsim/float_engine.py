@@ -35,6 +35,7 @@ from .modes import Overflow, Rounding
 from .quantize import float_overflow_code
 from .requant import output_stage
 from .result import GemmResult, bits_needed
+from .validate import as_array
 
 __all__ = ["float_gemm", "max_random_bits", "operand_values"]
 
@@ -76,11 +77,9 @@ def _check_exact_products(a, b):
 def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) -> np.ndarray:
     """Validate that ``x`` lies on ``fmt``'s grid; return the float64 values the multiplier sees
     (zero point subtracted for Fixed, subnormals flushed when ``flush``)."""
-    arr = np.asarray(x)
+    arr = as_array(argument, x)
     if arr.ndim != 2:
         raise ValueError(f"{argument} must be a 2-D array, got shape {arr.shape}")
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{argument} must be a numeric array, got dtype {arr.dtype}")
     if isinstance(fmt, Fixed) and arr.dtype.kind in "iu" and fmt.frac == 0:
         vals = arr.astype(np.float64)
     else:

@@ -30,6 +30,7 @@ from .float_engine import float_config
 from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, Fixed, Float, parse_format
 from .modes import Rounding
 from .quantize import quantize
+from .validate import as_array
 from .result import GemmResult
 
 __all__ = ["BlockFormat", "BlockArray", "block_quantize", "mx_gemm", "bfp", "MXFP8_E4M3", "MXFP8_E5M2",
@@ -141,10 +142,7 @@ def block_quantize(x, fmt, *, axis: int = -1, rounding="half_even", seed=None, r
     last block may be short). ``rounding`` rounds the elements (stochastic: ``seed``/``random_bits``)."""
     fmt = _block_format(fmt)
     rounding = Rounding.parse(rounding, argument="rounding")
-    xa = np.asarray(x)
-    if xa.dtype.kind not in "biuf":
-        raise TypeError(f"x must be a numeric array, got dtype {xa.dtype}")
-    xa = xa.astype(np.float64)
+    xa = as_array("x", x).astype(np.float64)
     if xa.ndim == 0:
         raise ValueError("x must have at least one dimension")
     if not -xa.ndim <= axis < xa.ndim:
@@ -285,7 +283,7 @@ def mx_gemm(A, B, a_fmt=MXFP8_E4M3, b_fmt=None, *, accumulator=None, rounding="h
 
 
 def _as2d(x, name):
-    arr = np.asarray(x)
+    arr = as_array(name, x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
     return arr

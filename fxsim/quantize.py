@@ -10,10 +10,15 @@ import numpy as np
 from kernels import quantize as _kq
 from kernels.random import fill_random_bits
 
-from .formats import Fixed, Float, parse_format
+from .errors import InvalidArgument
+from .formats import ML_DTYPES_NAMES, NUMPY_DTYPE_NAMES, Fixed, Float, parse_format
 from .modes import Overflow, Rounding
+from .validate import as_array, check_bool, check_choice
 
-__all__ = ["quantize", "quantize_to_codes", "CONVENTIONS", "float_kernel_params"]
+__all__ = ["quantize", "quantize_to_codes", "CONVENTIONS", "RETURNS", "float_kernel_params", "to_dtype"]
+
+#: What ``quantize`` can return: float64 values, integer codes, or an array of the format's own dtype.
+RETURNS = ("values", "codes", "ml_dtypes")
 
 #: Named conventions for float casts; each reproduces one library's behaviour on the corners.
 CONVENTIONS = ("ml_dtypes", "torch", "ocp_saturate", "onnx")
@@ -41,15 +46,79 @@ def _seed_arg(seed, rounding):
 
 
 def _as_float64(x, argument="x"):
-    a = np.asarray(x)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{argument} must be a numeric array (bool, int or float), got dtype {a.dtype}")
-    if a.dtype.kind in "iu" and a.dtype.itemsize == 8:
-        big = np.abs(a.astype(np.float64)) > 2.0 ** 53
+    """``x`` (NumPy array, anything with ``__array__`` or DLPack, scalar) as float64 of the same shape
+    (0-d for a scalar); integers beyond 2**53 in magnitude, which float64 would round, are refused."""
+    a = as_array(argument, x)
+    if a.dtype.kind in "iu" and a.dtype.itemsize == 8 and a.size:
+        # compare as integers: 2**53 + 1 converted to float64 first would read as 2**53 and pass
+        if a.dtype.kind == "i":
+            big = (a > (1 << 53)) | (a < -(1 << 53))
+        else:
+            big = a > np.uint64(1 << 53)
         if np.any(big):
-            raise ValueError(f"{argument} holds 64-bit integers above 2**53 that float64 cannot hold exactly; "
-                             "pass them as codes to the integer datapath instead")
-    return np.ascontiguousarray(a, dtype=np.float64)
+            i = int(np.flatnonzero(big.ravel())[0])
+            raise InvalidArgument(f"{argument} holds the 64-bit integer {int(a.ravel()[i])} (flat index {i}), beyond "
+                                  "2**53 where float64 cannot hold every integer exactly; pass it as codes to "
+                                  "the integer datapath instead")
+    return np.asarray(a, dtype=np.float64, order="C")
+
+
+def _like_input(result, x_shape):
+    """A result of the input's shape; a 0-d input gives a NumPy scalar, as NumPy's functions do."""
+    result = result.reshape(x_shape)
+    return result[()] if result.ndim == 0 else result
+
+
+def _smallest_int_dtype(bits, signed):
+    for width in (8, 16, 32, 64):
+        if bits <= width:
+            return np.dtype(f"{'' if signed else 'u'}int{width}")
+    raise InvalidArgument(f"no integer dtype holds {bits} bits")
+
+
+def to_dtype(fmt):
+    """The NumPy or ml_dtypes dtype whose values are exactly ``fmt``'s (``int8`` -> ``np.int8``, ``e4m3`` ->
+    ``ml_dtypes.float8_e4m3fn``, ...); raises for formats that have none (fixed point with fraction bits,
+    custom minifloats)."""
+    fmt = parse_format(fmt)
+    for name, key in list(ML_DTYPES_NAMES.items()) + list(NUMPY_DTYPE_NAMES.items()):
+        if parse_format(key) == fmt:
+            if name in NUMPY_DTYPE_NAMES:
+                return np.dtype(name)
+            import ml_dtypes
+            return np.dtype(getattr(ml_dtypes, name))
+    raise InvalidArgument(f"{fmt} has no NumPy or ml_dtypes dtype; formats with one: "
+                          f"{', '.join(sorted(set(ML_DTYPES_NAMES) | set(NUMPY_DTYPE_NAMES)))}. "
+                          "Use returns='values' or returns='codes'")
+
+
+def _codes_of_values(values, fmt):
+    """Integer codes of on-grid float64 values: a Float's bit patterns (unsigned, the narrowest of uint8..64),
+    a Fixed format's stored integers (the narrowest int8..int64 / uint8..uint64)."""
+    if isinstance(fmt, Float):
+        return fmt.encode(values).astype(_smallest_int_dtype(fmt.bits, False))
+    ints = np.ldexp(values, fmt.frac).astype(np.int64)
+    return ints.astype(_smallest_int_dtype(fmt.bits, fmt.signed))
+
+
+def _as_returned(values, codes, fmt, returns, shape):
+    """Package a result as ``returns`` asks (see ``quantize``)."""
+    if returns == "values":
+        return _like_input(values, shape)
+    if returns == "codes":
+        if codes is None:
+            codes = _codes_of_values(values, fmt)
+        else:
+            codes = codes.astype(_smallest_int_dtype(fmt.bits, fmt.signed))
+        return _like_input(codes, shape)
+    dt = to_dtype(fmt)
+    if isinstance(fmt, Float):
+        # the bit patterns viewed as the dtype (4- and 6-bit types sit in the low bits of a byte, as
+        # ml_dtypes stores them): no second rounding anywhere
+        pat = fmt.encode(values).astype(np.dtype(f"uint{dt.itemsize * 8}"))
+        return _like_input(pat.view(dt), shape)
+    ints = codes if codes is not None else np.ldexp(values, fmt.frac).astype(np.int64)
+    return _like_input(ints.astype(dt), shape)
 
 
 def float_kernel_params(fmt: Float):
@@ -77,8 +146,16 @@ def float_overflow_code(fmt: Float, overflow: Overflow, convention: str) -> int:
 
 
 def quantize(x, fmt, *, rounding=None, overflow=None, seed=None, random_bits=None,
-             convention="ml_dtypes", via_float32=False) -> np.ndarray:
-    """Round ``x`` (any numeric array) onto ``fmt``'s grid; returns float64 values of the same shape.
+             convention="ml_dtypes", via_float32=False, returns="values"):
+    """Round ``x`` onto ``fmt``'s grid; returns an array of the same shape (a NumPy scalar for a scalar).
+
+    - ``x``: a NumPy array, a scalar, a list, or anything with ``__array__`` or DLPack (PyTorch, JAX);
+      the result is NumPy.
+    - ``fmt``: a format, a format name, or a dtype (``np.int8``, ``ml_dtypes.float8_e4m3fn``).
+    - ``returns``: ``"values"`` (default: float64 values), ``"codes"`` (integers: a Float format's bit
+      patterns, unsigned, in the narrowest of uint8..uint64; a Fixed format's stored integers in the
+      narrowest of int8..int64 or uint8..uint64), or ``"ml_dtypes"`` (an array of the format's own NumPy
+      or ml_dtypes dtype, e.g. ``float8_e4m3fn``; formats without one raise).
 
     - ``rounding``: a ``Rounding`` or alias; default the format's own mode (ap_fixed/fixdt strings carry
       one), else half-even.
@@ -95,19 +172,24 @@ def quantize(x, fmt, *, rounding=None, overflow=None, seed=None, random_bits=Non
       torch and by ml_dtypes before 0.7, bit for bit.
     """
     fmt = parse_format(fmt)
+    returns = check_choice("returns", returns, RETURNS)
+    via_float32 = check_bool("via_float32", via_float32)
     if isinstance(fmt, Fixed):
+        xa = _as_float64(x)
         if via_float32:
-            x = np.asarray(x, dtype=np.float32)
-        codes, values = _quantize_fixed(x, fmt, rounding, overflow, seed, random_bits, want_values=True)
+            xa = xa.astype(np.float32).astype(np.float64)
+        codes, values = _quantize_fixed(xa, fmt, rounding, overflow, seed, random_bits,
+                                        want_values=returns == "values")
+        if returns != "values":
+            return _as_returned(None, codes, fmt, returns, xa.shape)
         if values is None:
             big = np.abs(codes) > (1 << 53)
             if np.any(big):
-                raise ValueError(f"{fmt}: results wider than 53 bits have no exact float64 value; "
-                                 "use quantize_to_codes()")
-            return np.ldexp(codes.astype(np.float64), -fmt.frac)
-        return values
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+                raise InvalidArgument(f"{fmt}: results wider than 53 bits have no exact float64 value; "
+                                      "use returns='codes' or quantize_to_codes()")
+            values = np.ldexp(codes.astype(np.float64), -fmt.frac)
+        return _like_input(values, xa.shape)
+    check_choice("convention", convention, CONVENTIONS)
     rounding = Rounding.HALF_EVEN if rounding is None else Rounding.parse(rounding, argument="rounding")
     if overflow is None:
         overflow = Overflow.SATURATE if convention == "ocp_saturate" else Overflow.IEEE
@@ -131,9 +213,11 @@ def quantize(x, fmt, *, rounding=None, overflow=None, seed=None, random_bits=Non
         out = _quantize_sparse_grid(flat, fmt, rounding, ovf, seed_i, r)
         out = _float_specials(flat, out, fmt, overflow, convention)
     if overflow == Overflow.ERROR:
-        bad = np.isfinite(flat) & (np.abs(out) > fmt.max)
+        # finite values beyond the range, and infinities the format cannot hold (they would otherwise
+        # saturate or become NaN as in the ieee mode)
+        bad = (np.isfinite(flat) & (np.abs(out) > fmt.max)) | (np.isinf(flat) & (not fmt.has_inf))
         _raise_overflow(bad, fmt)
-    return out.reshape(xa.shape)
+    return _as_returned(out, None, fmt, returns, xa.shape)
 
 
 def _float_specials(x, out, fmt: Float, overflow, convention):
@@ -222,15 +306,18 @@ def _quantize_sparse_grid(x, fmt: Float, rounding, ovf, seed, r):
 
 
 def quantize_to_codes(x, fmt, *, rounding=None, overflow=None, seed=None, random_bits=None) -> np.ndarray:
-    """Round ``x`` to a Fixed format and return the stored integers (int64, exact for any width <= 64).
+    """Round ``x`` to a Fixed format and return the stored integers (int64, exact for any width <= 64),
+    of ``x``'s shape (an int64 scalar for a scalar).
 
-    ``x`` may hold float16/32/64 or integers (integers up to 2**53 in magnitude). NaN and inf have no
-    fixed-point code and raise.
+    ``x`` may hold float16/32/64 or integers (integers up to 2**53 in magnitude; larger ones raise
+    rather than being rounded by float64). NaN and inf have no fixed-point code and raise.
     """
     fmt = parse_format(fmt)
     if not isinstance(fmt, Fixed):
         raise TypeError(f"quantize_to_codes needs a Fixed format, got {fmt}; use quantize() or fmt.encode()")
-    return _quantize_fixed(x, fmt, rounding, overflow, seed, random_bits, want_values=False)[0]
+    xa = _as_float64(x)
+    return _like_input(_quantize_fixed(xa, fmt, rounding, overflow, seed, random_bits, want_values=False)[0],
+                       xa.shape)
 
 
 def _quantize_fixed(x, fmt: Fixed, rounding, overflow, seed, random_bits, *, want_values):

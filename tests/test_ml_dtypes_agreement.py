@@ -95,3 +95,47 @@ def test_named_conventions_reproduce_each_library_corner():
     assert list(quantize(x, "e4m3", convention="ocp_saturate")) == [448.0, 448.0, -448.0]
     assert list(quantize(np.array([1e6, np.inf]), "e5m2", overflow="saturate")) == [57344.0, 57344.0]
     assert quantize(np.array([np.nan]), "e2m1", convention="onnx")[0] == 6.0
+
+
+# ---- every ml_dtypes type by its own name and dtype: all bit patterns, and float64 casts -----------
+ML_NAMED = ["float8_e4m3fn", "float8_e4m3", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e4m3b11fnuz",
+            "float8_e3m4", "float8_e8m0fnu", "float6_e2m3fn", "float6_e3m2fn", "float4_e2m1fn", "int4", "uint4",
+            "int2", "uint2"]
+
+
+@pytest.mark.parametrize("name", ML_NAMED)
+def test_every_bit_pattern_decodes_as_ml_dtypes_does(name):
+    t = getattr(ml_dtypes, name)
+    fmt = parse_format(t)
+    assert fmt == parse_format(name)
+    codes = np.arange(1 << fmt.bits, dtype=np.uint8)
+    want = codes.view(t).astype(np.float64)     # ml_dtypes reads a code from the low bits of its byte
+    got = fmt.decode(codes) if "float" in name else fmt.codes_to_ints(codes).astype(np.float64)
+    assert np.all(_same(got, want)), name
+    # and back: quantize(returns="ml_dtypes") of those values gives the same bit patterns (NaN: ml_dtypes'
+    # canonical NaN code, which is ours)
+    finite = ~np.isnan(want)
+    back = quantize(want[finite], fmt, returns="ml_dtypes")
+    assert back.dtype == np.dtype(t)
+    assert np.array_equal(back.view(np.uint8), codes[finite]) or "fnuz" in name or name == "float8_e8m0fnu"
+    assert np.all(_same(back.astype(np.float64), want[finite]))
+
+
+@pytest.mark.parametrize("name", [n for n in ML_NAMED if n.startswith("float")])
+def test_quantize_of_float64_agrees_with_ml_dtypes_cast(name):
+    # ml_dtypes 0.7 rounds float64 once, directly; earlier versions went through float32 (via_float32=True)
+    t = getattr(ml_dtypes, name)
+    fmt = parse_format(t)
+    rng = np.random.default_rng(7)
+    lo, hi = np.log2(fmt.min_subnormal) - 3, np.log2(fmt.max) + 2
+    x = rng.choice([-1.0, 1.0], 200_000) * 2.0 ** rng.uniform(lo, hi, 200_000)
+    if not fmt.signed:
+        x = np.abs(x)
+    x[::997] = np.nextafter(x[::997].astype(np.float32).astype(np.float64), np.inf)   # just above float32s
+    if name == "float8_e8m0fnu":   # the documented subnormal quirk (see above): checked there, left out here
+        x = x[~((x > 2.0 ** -127) & (x < 1.5 * 2.0 ** -127))]
+    old = tuple(int(v) for v in ml_dtypes.__version__.split(".")[:2]) < (0, 7)
+    want = x.astype(t)
+    got = quantize(x, fmt, returns="ml_dtypes", via_float32=old)
+    assert got.dtype == want.dtype
+    assert np.all(_same(got.astype(np.float64), want.astype(np.float64)))

@@ -18,6 +18,7 @@ from ..ops.norm import BatchNormConfig, batchnorm_backward, batchnorm_train_forw
 from ..ops.pool import avgpool2d, avgpool2d_backward, maxpool2d, maxpool2d_backward
 from ..quantize import quantize
 from ..recipes import Recipe
+from ..validate import as_array
 
 __all__ = ["Linear", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential", "SGD",
            "softmax_cross_entropy"]
@@ -100,6 +101,7 @@ class Linear(_GemmLayer):
         self.params = ("W", "b")
 
     def forward(self, x):
+        x = as_array("x", x)
         xq, sx, wq, sw, dp = self._forward_operands(x)
         if dp is None:
             y = xq @ wq
@@ -129,6 +131,7 @@ class Conv2d(_GemmLayer):
         self.params = ("W", "b")
 
     def forward(self, x):
+        x = as_array("x", x)
         xq, sx, wq, sw, dp = self._forward_operands(x)
         if dp is None:
             from ..ops.backward import im2col
@@ -253,6 +256,7 @@ class Sequential:
         return self
 
     def forward(self, x):
+        x = as_array("x", x)
         for layer in self.layers:
             x = layer.forward(x)
         return x

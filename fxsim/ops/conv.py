@@ -22,6 +22,7 @@ from kernels.im2col import unfold_into
 
 from ..datapath import Datapath
 from ..result import GemmResult
+from ..validate import as_array
 from .gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
 
 __all__ = ["conv2d", "unfold"]
@@ -97,8 +98,8 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
         raise TypeError(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
     if reduction_order not in _ORDERS:
         raise ValueError(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
-    x = np.asarray(x)
-    w = np.asarray(w)
+    x = as_array("x", x)
+    w = as_array("w", w)
     if x.ndim != 4:
         raise ValueError(f"x must be NCHW (4-D), got shape {x.shape}")
     if w.ndim != 4:
@@ -132,7 +133,7 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
         wc = w.astype(np.float64)
         pad_value = 0.0
     if bias is not None:
-        bias = np.asarray(bias)
+        bias = as_array("bias", bias)
         if bias.shape != (O,):
             raise ValueError(f"bias must have shape ({O},) (one value per output channel), got {bias.shape}")
     Og = O // groups

@@ -33,6 +33,7 @@ from ..modes import Overflow, Rounding
 from ..requant import output_stage, register_overflow
 from ..result import GemmResult, bits_needed
 from ..scratch import scratch, zeros
+from ..validate import as_array
 from .exact_shortcuts import BLOCK, exact_products, float_dtype, scan_operands, sequential_block_test
 
 __all__ = ["gemm", "operand_codes", "IntegerPlan", "plan_integer", "run_integer_gemm"]
@@ -47,9 +48,7 @@ def operand_codes(x, fmt: Fixed, argument: str) -> np.ndarray:
 
 def operand_codes_range(x, fmt: Fixed, argument: str):
     """operand_codes, plus the smallest and largest code (Python ints; 0, 0 for an empty array)."""
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{argument} must be a numeric array, got dtype {arr.dtype}")
+    arr = as_array(argument, x, kinds="iuf")
     if arr.dtype.kind in "iu" and fmt.frac == 0:
         lo = hi = 0
         if arr.size:   # one min/max pass; the offending element is located only on error
@@ -188,7 +187,7 @@ def compact_int_dtype(lo: int, hi: int) -> np.dtype:
 
 
 def _as_2d(x, name):
-    arr = np.asarray(x)
+    arr = as_array(name, x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
     return arr
