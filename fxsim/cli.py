@@ -37,7 +37,12 @@ def _trace(text):
 def build_parser():
     p = argparse.ArgumentParser(prog="fxsim", description="Bit-accurate simulation of accelerator datapaths.")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("formats", help="table of known formats")
+    f = sub.add_parser("formats", help="table of known formats, their ml_dtypes names and aliases",
+                       description="Every named format with its exact range and resolution, the ml_dtypes or "
+                       "NumPy dtype it is, and the other names it answers to.")
+    f.add_argument("filter", nargs="?", default=None,
+                   help="show only formats whose name or an alias contains this text (case-insensitive), or "
+                        "the format this spelling names (e.g. 'fixed<16,6>', float8_e4m3)")
     r = sub.add_parser("run", help="simulate a layer spec and summarise")
     r.add_argument("spec")
     s = sub.add_parser("sweep", help="sweep accumulator widths")
@@ -66,11 +71,29 @@ def build_parser():
 
 
 def cmd_formats(args):
-    from .formats import format_table
-    print(f"{'name':<14}{'bits':>5}{'min':>14}{'max':>14}{'resolution':>14}  specials")
-    for row in format_table():
-        print(f"{row['name']:<14}{row['bits']:>5}{row['min']:>14.6g}{row['max']:>14.6g}{row['resolution']:>14.6g}  "
-              f"{row['specials']}")
+    from .formats import ML_DTYPES_NAMES, exact_number, format_table
+    rows = format_table(args.filter)
+    if not rows:
+        print(f"fxsim formats: no format matches {args.filter!r}", file=sys.stderr)
+        return EXIT_INPUT
+    table = [("name", "bits", "min", "max", "resolution", "specials", "dtype", "aliases")]
+    for row in rows:
+        table.append((row["name"], str(row["bits"]), exact_number(row["min"]), exact_number(row["max"]),
+                      exact_number(row["resolution"]), row["specials"], row["dtype"] or "-",
+                      ", ".join(row["aliases"]) or "-"))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        print("  ".join(c.rjust(w) if i in (1, 2, 3, 4) else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    if not args.filter:
+        print()
+        print("ml_dtypes names -> fxsim names (bare names follow OCP: e4m3 is float8_e4m3fn, not float8_e4m3):")
+        for dname, key in ML_DTYPES_NAMES.items():
+            print(f"  {dname:<20} {key}")
+        print()
+        print("Also: intN, uintN, Qm.n, UQm.n, Fixed(W,F), hls4ml fixed<W,I[,Q,O]> / ufixed<W,I> / int<N> / uint<N>,")
+        print("ap_fixed<W,I[,Q,O]>, ap_ufixed, ap_int<W>, ac_fixed<W,I[,S,Q,O]>, ac_int<W[,S]>, fixdt(s,w,f), eXmY[_suffixes].")
+        print("min, max and resolution are exact: integers in full, 2**k, or the float64 value's shortest decimal.")
     return EXIT_OK
 
 

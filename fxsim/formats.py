@@ -16,7 +16,7 @@ from .errors import InvalidArgument, InvalidType
 from .modes import Overflow, Rounding
 from .validate import check_bool, check_choice, check_int
 
-__all__ = ["Fixed", "Int", "Float", "parse_format", "PRESETS", "format_table"]
+__all__ = ["Fixed", "Int", "Float", "parse_format", "PRESETS", "ML_DTYPES_NAMES", "format_table", "exact_number"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -743,17 +743,73 @@ def _parse_em(spec, argument, e, m, suffix):
         raise InvalidArgument(f"{argument} {spec!r}: {exc}") from None
 
 
-def format_table():
-    """Rows describing every preset: name, bits, min, max, resolution, specials."""
+def exact_number(v) -> str:
+    """A format's min/max/resolution written exactly: integers in full (int32's min is -2147483648),
+    powers of two as 2**k, short exact decimals as such (31.9990234375), anything else as m*2**k with m
+    an odd integer (FP32's max is 16777215*2**104). Every value of a format here is a float64."""
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    v = float(v)
+    if v == int(v) and abs(v) < 2.0 ** 64:
+        return str(int(v))
+    sign = "-" if v < 0 else ""
+    m, e = np.frexp(abs(v))
+    if m == 0.5:
+        return f"{sign}2**{int(e) - 1}"
+    from decimal import Decimal
+    dec = format(Decimal(v), "f")
+    if len(dec) <= 20:
+        return dec
+    num, den = abs(v).as_integer_ratio()   # den is a power of two; num odd when den > 1
+    k = -(den.bit_length() - 1)
+    while num % 2 == 0:
+        num //= 2
+        k += 1
+    return f"{sign}{num}*2**{k}"
+
+
+def _aliases_of(key):
+    return sorted(a for a, k in _ALIASES.items() if k == key)
+
+
+def format_table(filter: str | None = None):
+    """Rows describing every named format: name, bits, min, max, resolution (Python ints for integer
+    formats, else float64), specials, the ml_dtypes/NumPy dtype it is (if any) and its aliases.
+
+    ``filter``: keep rows whose name or an alias contains it (case-insensitive); a filter that is itself
+    a format spelling (``ap_fixed<16,6>``, ``float8_e4m3``) gives that format's row."""
+    names = dict(PRESETS)
+    for key in list(ML_DTYPES_NAMES.values()):
+        names.setdefault(key, parse_format(key))
+    dtype_of = {}
+    for dname, key in list(ML_DTYPES_NAMES.items()) + list(NUMPY_DTYPE_NAMES.items()):
+        dtype_of.setdefault(parse_format(key), dname)
+    items = list(names.items())
+    if filter:
+        f = filter.strip().lower()
+        chosen = [(k, v) for k, v in items if f in k or any(f in a for a in _aliases_of(k))]
+        if not chosen:
+            try:
+                fmt = parse_format(filter, argument="filter")
+            except (ValueError, TypeError):
+                fmt = None
+            if fmt is not None:
+                chosen = [(k, v) for k, v in items if v == fmt] or [(filter.strip(), fmt)]
+        items = chosen
     rows = []
-    for name, f in PRESETS.items():
+    for name, f in items:
         if isinstance(f, Fixed):
             specials = "none"
+            if f.frac == 0:
+                lo, hi, res = f.min_code, f.max_code, 1
+            else:
+                lo, hi, res = f.min, f.max, f.resolution
         else:
             specials = {"ieee": "inf, NaN", "fn": "NaN (all-ones code)", "fnuz": "NaN (negative-zero code)",
                         "none": "none"}[f.specials]
             if not f.zero:
                 specials += "; no zero"
-        rows.append({"name": name, "bits": f.bits, "min": f.min, "max": f.max, "resolution": f.resolution,
-                     "specials": specials})
+            lo, hi, res = f.min, f.max, f.resolution
+        rows.append({"name": name, "bits": f.bits, "min": lo, "max": hi, "resolution": res, "specials": specials,
+                     "dtype": dtype_of.get(f, ""), "aliases": _aliases_of(name), "format": f})
     return rows
