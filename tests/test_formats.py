@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from fxsim.formats import PRESETS, Fixed, Float, parse_format
 from fxsim.modes import Overflow, Rounding
+from fxsim.quantize import quantize
 from tests.reference_quantize import decode_float
 
 PARSE_CASES = {
@@ -106,3 +107,37 @@ def test_wide_codes_sign_extend_exactly(bits):
     codes = np.array([0, 1, (1 << (bits - 1)) - 1, 1 << (bits - 1), (1 << bits) - 1], dtype=np.uint64)
     want = [0, 1, (1 << (bits - 1)) - 1, -(1 << (bits - 1)), -1]
     assert [int(v) for v in f.codes_to_ints(codes)] == want
+
+
+# ---- arguments checked by type; range checks exact ----------------------------------------------
+@pytest.mark.parametrize("m", [43, 44, 47, 51])
+def test_float_with_eleven_exponent_bits_and_long_mantissas_fits_float64(m):
+    f = Float(11, m)   # log2(max) rounds to 1024 in float64 for m >= 44, yet max < 2**1024
+    assert Fraction(f.max) == (2 - Fraction(1, 2 ** m)) * Fraction(2) ** 1023
+    assert f.min_subnormal == 2.0 ** (-1022 - m)
+    assert quantize(np.array([f.max, 1e308, -np.inf]), f).tolist() == [f.max, quantize(np.array([1e308]), f)[0],
+                                                                       -np.inf]
+    assert quantize(np.array([1.7976931348623157e308]), f, overflow="saturate")[0] == f.max
+
+
+@pytest.mark.parametrize("make,err,match", [
+    (lambda: Float(11, 51, bias=1022), ValueError, "leaves float64's range .*2\\*\\*1025"),
+    (lambda: Float(11, 40, bias=1040), ValueError, "leaves float64's range .*2\\*\\*-1079"),
+    (lambda: Float(5, 2, bias=1.5), TypeError, "bias must be an integer .* got 1.5"),
+    (lambda: Float(5, 2, signed="false"), TypeError, "signed must be true or false"),
+    (lambda: Float(5, 2, subnormals=0), TypeError, "subnormals must be true or false"),
+    (lambda: Float(5, 2, specials="FN"), ValueError, "specials must be one of"),
+    (lambda: Float(5.0, 2), TypeError, "exp must be an integer"),
+    (lambda: Fixed(8, 0, signed="false"), TypeError, "signed must be true or false .*'false'"),
+    (lambda: Fixed(8, 0, signed=0), TypeError, "signed must be true or false"),
+    (lambda: Fixed(8.0, 0), TypeError, "bits must be an integer"),
+    (lambda: Fixed(8, 1.5), TypeError, "frac must be an integer"),
+])
+def test_format_arguments_are_checked_by_type(make, err, match):
+    with pytest.raises(err, match=match):
+        make()
+
+
+def test_numpy_integers_and_bools_are_still_accepted():
+    assert Fixed(np.int64(8), np.int32(3), np.bool_(False)) == Fixed(8, 3, False)
+    assert Float(np.int64(5), np.int64(2)) == Float(5, 2)
