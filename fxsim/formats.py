@@ -153,11 +153,15 @@ class Fixed:
 
     def __str__(self):
         if self.rounding is not None or self.overflow is not None:
-            q = _AP_ROUNDING_NAME.get(self.rounding or Rounding.FLOOR)
-            o = _AP_OVERFLOW_NAME.get(self.overflow or Overflow.WRAP)
-            if q is None or o is None:
-                raise ValueError(f"no ap_fixed spelling for rounding={self.rounding} overflow={self.overflow}")
-            return f"ap_{'' if self.signed else 'u'}fixed<{self.bits},{self.bits - self.frac},{q},{o}>"
+            r = Rounding.FLOOR if self.rounding is None else self.rounding
+            o = Overflow.WRAP if self.overflow is None else self.overflow
+            w, i = self.bits, self.bits - self.frac
+            if r in _AP_ROUNDING_NAME and o in _AP_OVERFLOW_NAME:
+                return f"ap_{'' if self.signed else 'u'}fixed<{w},{i},{_AP_ROUNDING_NAME[r]},{_AP_OVERFLOW_NAME[o]}>"
+            if r == Rounding.HALF_ODD and o in _AP_OVERFLOW_NAME:   # Catapult only
+                return (f"ac_fixed<{w},{i},{'true' if self.signed else 'false'},AC_RND_CONV_ODD,"
+                        f"{_AP_OVERFLOW_NAME[o].replace('AP_', 'AC_')}>")
+            return repr(self)   # modes no vendor type spells
         if self.frac == 0:
             return f"{'' if self.signed else 'u'}int{self.bits}"
         if self.signed and 0 < self.frac <= self.bits - 1:

@@ -186,3 +186,10 @@ def test_numpy_dtypes_are_formats(dtype, name):
 def test_dtypes_that_are_not_formats_are_refused(bad, err, match):
     with pytest.raises(err, match=match):
         parse_format(bad)
+
+
+def test_every_vendor_type_prints_a_name_that_reads_back():
+    for text in ("ac_fixed<3,2,true,AC_RND_CONV_ODD,AC_SAT>", "ac_fixed<8,4,false,AC_RND,AC_SAT_SYM>",
+                 "fixed<16,6,RND_CONV,SAT>", "ap_ufixed<8,0>", "ac_int<5,false>", "uint<7>"):
+        fmt = parse_format(text)
+        assert parse_format(str(fmt)) == fmt, text
