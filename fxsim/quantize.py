@@ -290,6 +290,10 @@ def _quantize_sparse_grid(x, fmt: Float, rounding, ovf, seed, r):
     elif rounding == R.FLOOR:
         mag_up = ~exact & neg
     mag = np.where(mag_up & ~exact, hi, lo)
+    # the unbounded grid continues max*radix, max*radix**2, ...: from max*radix on, every mode (toward
+    # zero too) rounds beyond the range, which the one extra level above cannot show; keep |x| there so
+    # that overflow is seen (and raised under overflow="error", as on radix-2 grids)
+    mag = np.where(a >= levels[-1] * fmt.radix, a, mag)
     res = np.where(neg, -mag, mag)
     over = np.abs(res) > fmt.max
     if np.any(over) and ovf != _kq.OVF_KEEP:

@@ -86,6 +86,17 @@ def test_overflow_error_covers_infinities_the_format_cannot_hold(fmt, x):
         quantize(np.array([1.0, x]), fmt, overflow="error")
 
 
+@pytest.mark.parametrize("rounding", ["toward_zero", "floor", "jam", "half_even", "ceil"])
+@pytest.mark.parametrize("x", [2000.0, 1e300, 4096.0])
+def test_radix4_overflow_error_whatever_the_rounding(rounding, x):
+    # beyond max * 4 every rounding leaves the range, as on radix-2 grids (e2m1: 100 toward zero raises)
+    with pytest.raises(OverflowError, match="overflow fp4_e3m0_r4"):
+        quantize(np.array([x]), "fp4_e3m0_r4", rounding=rounding, overflow="error")
+    with pytest.raises(OverflowError):
+        quantize(np.array([x / 20]), "e2m1", rounding=rounding, overflow="error")
+    assert quantize(np.array([x, -x]), "fp4_e3m0_r4", rounding=rounding, overflow="saturate").tolist() == [256, -256]
+
+
 def test_overflow_error_leaves_representable_infinities_alone():
     assert quantize(np.array([np.inf]), "e5m2", overflow="error")[0] == np.inf
     with pytest.raises(OverflowError):
