@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formats import Fixed
+from .errors import InvalidArgument
+from .formats import Fixed, parse_format
 
 __all__ = ["signed_bits_for_range", "worst_case_bits", "symmetric_bits", "data_bits", "l1_bits"]
 
@@ -23,8 +24,13 @@ def signed_bits_for_range(lo: int, hi: int) -> int:
     return w
 
 
-def _code_range(fmt: Fixed, zero_point: int = 0):
-    return fmt.min_code - zero_point, fmt.max_code - zero_point
+def _code_range(fmt, zero_point: int = 0):
+    """Code range of an integer/fixed-point operand format (a format, a name or a dtype)."""
+    f = parse_format(fmt, argument="operand format")
+    if not isinstance(f, Fixed):
+        raise InvalidArgument(f"operand format must be an integer or fixed-point format for an accumulator width "
+                              f"bound, got {f}")
+    return f.min_code - zero_point, f.max_code - zero_point
 
 
 def worst_case_bits(a: Fixed, b: Fixed, K: int, *, a_zero_point=0, b_zero_point=0, bias_range=(0, 0)) -> int:

@@ -193,3 +193,12 @@ def test_every_vendor_type_prints_a_name_that_reads_back():
                  "fixed<16,6,RND_CONV,SAT>", "ap_ufixed<8,0>", "ac_int<5,false>", "uint<7>"):
         fmt = parse_format(text)
         assert parse_format(str(fmt)) == fmt, text
+
+
+def test_accumulator_bounds_take_format_names_and_dtypes():
+    from fxsim.bounds import symmetric_bits, worst_case_bits
+    want = worst_case_bits(Fixed(8, 0), Fixed(8, 0), 256)
+    assert worst_case_bits("int8", np.int8, 256) == want == worst_case_bits("ap_int<8>", "int<8>", 256)
+    assert symmetric_bits("int4", ml_dtypes.int4, 16) == symmetric_bits(Fixed(4, 0), Fixed(4, 0), 16)
+    with pytest.raises(InvalidArgument, match="operand format must be an integer or fixed-point format"):
+        worst_case_bits("e4m3", "int8", 16)
