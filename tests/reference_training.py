@@ -118,27 +118,27 @@ def loss_and_finite_difference(f, p, eps=2.0 ** -20):
 
 
 def batchnorm_ref(x, gamma, beta, dy, cfg, rstd_of):
-    """Training batch norm of x (N, C, H, W) step by step in exact Fractions, each step rounded once to its
-    stated float format (reference_float_datapath.round_fraction, half-even): channel sums exact (a wide
-    fixed-point accumulator), the squared deviations summed sequentially in the statistics format, the
-    backward reductions sequentially in the gradient format. ``rstd_of(v)`` is the 1/sqrt unit's
-    reference. Returns (y, dx, dgamma, dbeta) as float64 arrays."""
+    """Training batch norm of x (N, C, H, W) step by step in exact Fractions, each elementwise step rounded
+    once to its stated float format (reference_float_datapath.round_fraction, half-even): the channel sum
+    exact (a wide fixed-point accumulator), Σd·d in ``cfg.stat_acc`` and the backward sums Σq, Σq·x̂ in
+    ``cfg.grad_acc``, each by the literal float-datapath reference in ``cfg.order``. ``rstd_of(v)`` is the
+    1/sqrt unit's reference. Returns (y, dx, dgamma, dbeta) as float64 arrays."""
     from fractions import Fraction as F
 
+    from fxsim.datapath import Accumulator, Datapath
     from fxsim.formats import parse_format
     from fxsim.modes import Overflow, Rounding
-    from tests.reference_float_datapath import round_fraction
+    from tests.reference_float_datapath import RefFloatDatapath, round_fraction
 
     stat, out, gf = (parse_format(f) for f in (cfg.stat_fmt, cfg.out_fmt, cfg.grad_fmt))
 
     def R(v, fmt):
         return F(round_fraction(F(v), fmt, Rounding.HALF_EVEN, Overflow.IEEE)[0])
 
-    def seq_sum(vals, fmt):
-        acc = F(0)
-        for v in vals:
-            acc = R(acc + v, fmt)
-        return acc
+    def reduce(a, b, a_fmt, b_fmt, acc):
+        acc = Accumulator(acc, overflow="ieee", rounding="half_even")
+        dp = Datapath(a=a_fmt, b=b_fmt, accumulator=acc, order=cfg.order)
+        return F(RefFloatDatapath(dp).dot([float(v) for v in a], [float(v) for v in b], 0.0, 0)[0])
 
     N, C, H, W = x.shape
     n = N * H * W
@@ -151,20 +151,20 @@ def batchnorm_ref(x, gamma, beta, dy, cfg, rstd_of):
         g_c, b_c = F(float(gamma[c])), F(float(beta[c]))
         mean = R(sum(xs) * inv_n, stat)
         d = [R(v - mean, stat) for v in xs]
-        var = R(seq_sum([R(v * v, stat) for v in d], stat) * inv_n, stat)
+        var = R(reduce(d, d, stat, stat, cfg.stat_acc) * inv_n, stat)
         rstd = F(rstd_of(float(var) + cfg.eps))
         xhat = [R(v * rstd, out) for v in d]
         ys = [R(R(v * g_c, out) + b_c, out) for v in xhat]
-        dq = [R(v, gf) for v in dys]
-        db = seq_sum(dq, gf)
-        dg = seq_sum([R(p * q, gf) for p, q in zip(dq, xhat)], gf)
-        sum_g, sum_gx = R(db * g_c, gf), R(dg * g_c, gf)
-        scale = R(rstd / n, gf)
+        q = [R(v, gf) for v in dys]
+        db = reduce(q, [1] * n, gf, "int2", cfg.grad_acc)
+        dg = reduce(q, xhat, gf, out, cfg.grad_acc)
+        m_g = R(R(g_c * db, stat) * inv_n, stat)
+        m_gx = R(R(g_c * dg, stat) * inv_n, stat)
         dxs = []
-        for p, q in zip(dq, xhat):
-            inner = R(R(n * R(p * g_c, gf), gf) - sum_g, gf)
-            inner = R(inner - R(q * sum_gx, gf), gf)
-            dxs.append(R(inner * scale, gf))
+        for p, h_ in zip(q, xhat):
+            t = R(R(p * g_c, gf) - m_g, gf)
+            t = R(t - R(h_ * m_gx, gf), gf)
+            dxs.append(R(t * rstd, gf))
         k = 0
         for a in range(N):
             for h in range(H):
