@@ -324,3 +324,45 @@ def test_grouped_depthwise_dilated_and_widely_padded_layers_run_backward(kw):
     want_dx, want_dw = conv_gradients_einsum(x, w, dy, s(full["stride"]), s(full["padding"]), s(full["dilation"]),
                                              full["groups"])
     assert np.array_equal(dx, want_dx) and np.array_equal(dw, want_dw)
+
+
+def _onnx_conv_transpose(dy, w, g):
+    """dX by ONNX Runtime's ConvTranspose (an independent implementation of the transposed convolution),
+    in float32: exact here, every partial sum is an integer below 2**24."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+    N, C, H, W = g["x_shape"]
+    O, Cg, KH, KW = g["w_shape"]
+    OH, OW = g["dy_shape"][2:]
+    (sh, sw), (ph, pw), (dh, dw) = g["stride"], g["padding"], g["dilation"]
+    out_pad = [H - ((OH - 1) * sh + (KH - 1) * dh + 1 - 2 * ph), W - ((OW - 1) * sw + (KW - 1) * dw + 1 - 2 * pw)]
+    node = helper.make_node("ConvTranspose", ["dy", "w"], ["dx"], strides=[sh, sw], pads=[ph, pw, ph, pw],
+                            dilations=[dh, dw], group=g["groups"], output_padding=out_pad)
+    graph = helper.make_graph([node], "dx", [helper.make_tensor_value_info("dy", TensorProto.FLOAT, list(dy.shape)),
+                                             helper.make_tensor_value_info("w", TensorProto.FLOAT, list(w.shape))],
+                              [helper.make_tensor_value_info("dx", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"dy": dy.astype(np.float32), "w": w.astype(np.float32)})[0].astype(np.float64)
+
+
+@settings(max_examples=40)
+@given(g=geometries(max_groups=4), seed=st.integers(0, 2**16), zg=st.integers(-20, 20), zw=st.integers(-20, 20))
+def test_exact_input_gradients_equal_onnx_runtime_conv_transpose(g, seed, zg, zw):
+    """The input gradient is ONNX's ConvTranspose of dY with the forward weights (same strides, pads,
+    dilations, group), applied to the real values code - zero point."""
+    rng = np.random.default_rng(seed)
+    x, w, dy = _codes(rng, g["x_shape"]), _codes(rng, g["w_shape"]), _codes(rng, g["dy_shape"])
+    dxp = Datapath(a="int8", b="int8", accumulator=Accumulator("int40"), a_zero_point=zg, b_zero_point=zw)
+    dx, _, _ = conv2d_backward(x, w, dy, dx_datapath=dxp, dw_datapath=WIDE, need_dx=True, **_kw(g))
+    want = _onnx_conv_transpose(dy - zg, w - zw, g)
+    assert want.shape == dx.shape and np.array_equal(dx, want)
+
+
+def test_the_training_lowering_pads_with_the_zero_point():
+    from fxsim.ops.conv import conv2d
+    rng = np.random.default_rng(8)
+    x, w = _codes(rng, (2, 3, 5, 5)), _codes(rng, (4, 3, 3, 3))
+    dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int40"), a_zero_point=-9, b_zero_point=4)
+    y, _ = conv2d_lowered(x, w, dp, stride=2, padding=1)
+    assert np.array_equal(y, conv2d(x, w, dp, stride=2, padding=1).values)

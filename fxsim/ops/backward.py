@@ -22,11 +22,12 @@ from .gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
 __all__ = ["im2col", "conv2d_lowered", "linear_backward", "conv2d_backward", "relu_backward"]
 
 
-def im2col(x, kernel, *, stride=1, padding=0):
-    """Patches of x (N, C, H, W) as rows (N*OH*OW, C*KH*KW), columns in (c, kh, kw) order; zero padding."""
+def im2col(x, kernel, *, stride=1, padding=0, pad_value=0.0):
+    """Patches of x (N, C, H, W) as rows (N*OH*OW, C*KH*KW), columns in (c, kh, kw) order; padded with
+    ``pad_value``."""
     N, C, H, W = x.shape
     KH, KW = kernel
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=pad_value)
     OH = (H + 2 * padding - KH) // stride + 1
     OW = (W + 2 * padding - KW) // stride + 1
     cols = np.empty((N, OH, OW, C, KH, KW), dtype=x.dtype)
@@ -37,11 +38,13 @@ def im2col(x, kernel, *, stride=1, padding=0):
 
 
 def conv2d_lowered(x, w, dp: Datapath, *, stride=1, padding=0):
-    """conv2d (groups=1) as one GEMM of im2col patches, for integer and float datapaths alike.
-    Returns (y (N, O, OH, OW) values, GemmResult)."""
+    """conv2d (groups=1) as one GEMM of im2col patches, for integer and float datapaths alike; padding is
+    the real value 0 (code ``dp.a_zero_point``). Returns (y (N, O, OH, OW) values, GemmResult)."""
     N = x.shape[0]
     O, C, KH, KW = w.shape
-    cols, (OH, OW) = im2col(x, (KH, KW), stride=stride, padding=padding)
+    zp = int(dp.a_zero_point)
+    cols, (OH, OW) = im2col(x, (KH, KW), stride=stride, padding=padding,
+                            pad_value=zp * dp.a.resolution if isinstance(dp.a, Fixed) and zp else 0.0)
     res = gemm(cols, w.reshape(O, -1).T, dp)
     y = res.values.reshape(N, OH, OW, O).transpose(0, 3, 1, 2)
     return y, res
