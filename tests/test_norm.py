@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from fxsim.datapath import Order
 from fxsim.ops.norm import (BatchNormConfig, batchnorm_backward, batchnorm_error_bound, batchnorm_inference,
@@ -303,3 +304,38 @@ def test_configuration_errors_name_the_field():
         BatchNormConfig(stat_acc="fp17")
     with pytest.raises(ValueError, match="order"):
         BatchNormConfig(order="zigzag")
+
+
+FLOATS = st.sampled_from(["fp16", "bf16", "fp32", "e5m2", "e4m3"])
+
+
+@settings(max_examples=40)
+@given(N=st.integers(1, 4), C=st.integers(1, 2), H=st.integers(2, 6), W=st.integers(2, 6), seed=st.integers(0, 2**16),
+       stat=st.sampled_from(["fp16", "bf16", "fp32"]), out=FLOATS, grad=FLOATS,
+       stat_acc=st.sampled_from(["fp16", "bf16", "fp32"]), grad_acc=st.sampled_from(["fp16", "bf16", "fp32"]),
+       order=st.sampled_from(["sequential", "tree", Order("chunked", lanes=3)]), mean=st.floats(-20, 20),
+       std=st.floats(0.05, 30))
+def test_the_error_bound_holds_for_random_configurations(N, C, H, W, seed, stat, out, grad, stat_acc, grad_acc,
+                                                         order, mean, std):
+    cfg = BatchNormConfig(stat_fmt=stat, rsqrt_fmt=stat, out_fmt=out, grad_fmt=grad, stat_acc=stat_acc,
+                          grad_acc=grad_acc, order=order)
+    _check_bound((N, C, H, W), cfg, seed, mean=mean, std=std)
+
+
+@settings(max_examples=200)
+@given(fmt=st.sampled_from(["fp16", "bf16", "fp32", "e5m2"]), k=st.integers(-3000, 3000), e=st.integers(-8, 8),
+       tiny=st.integers(-80, -56), sign=st.sampled_from([-1, 1]), b=st.floats(-1e6, 1e6, allow_subnormal=False))
+def test_each_step_is_rounded_once_from_its_exact_result(fmt, k, e, tiny, sign, b):
+    """The elementwise steps round the exact sum or product once, also where float64's own rounding lands
+    on a midpoint of the target grid (a midpoint plus or minus a tiny amount): against Fractions."""
+    from fxsim.ops.norm import _add, _mul
+    from fxsim.modes import Overflow
+    from tests.reference_float_datapath import round_fraction as round_float
+    f = parse_format(fmt)
+    mid = math.ldexp(2 * k + 1, e - f.man - 1) + math.ldexp(1.0, e)   # a midpoint of f's grid near 2**e
+    d = sign * math.ldexp(1.0, tiny + e)
+    want = round_float(Fraction(mid) + Fraction(d), f, Rounding.HALF_EVEN, Overflow.IEEE)[0]
+    assert _add(np.array([mid]), np.array([d]), f)[0] == want
+    want = round_float(Fraction(mid) * Fraction(b), f, Rounding.HALF_EVEN, Overflow.IEEE)[0]
+    got = _mul(np.array([mid]), np.array([b]), f)[0]
+    assert got == want or (math.isnan(got) and math.isnan(want))
