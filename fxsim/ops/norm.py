@@ -2,14 +2,15 @@
 
 - Inference: folded into the preceding integer layer's output stage as a per-channel dyadic scale and an
   accumulator-grid bias (``fold_batchnorm``), applied by ``batchnorm_inference``.
-- Training: per-channel sums accumulated through a stated datapath (overflow after every addition), the
-  mean and variance rounded to a stated statistics format, 1/sqrt(var + eps) by a stated hardware method
-  (``rsqrt``: a float unit, Newton-Raphson in fixed point, or a lookup table with linear interpolation),
-  and every product rounded to the stated output format. Range batch norm (Banner et al., NeurIPS 2018)
-  replaces the standard deviation by C(n)·(max − min), C(n) = 1/sqrt(2 ln n) (for Gaussian data the
-  paper bounds this between 0.325σ and 2σ).
-- Backward: dx = rstd/n · (n·g − Σg − x̂·Σ(g·x̂)) with g = dy·γ, dγ = Σ dy·x̂, dβ = Σ dy, each reduction
-  through the same accumulator datapath and each product rounded to the gradient format.
+- Training: every per-channel reduction (Σx, Σ(x−μ)², and backward Σdy, Σdy·x̂) through a MAC datapath
+  in the accumulator the configuration names (rounding or overflow after every addition, in its stated
+  order), the mean and variance rounded to a stated statistics format, 1/sqrt(var + eps) by a stated
+  hardware method (``rsqrt``: a float unit, Newton-Raphson in fixed point, or a lookup table with linear
+  interpolation), and every elementwise step rounded once to its stated format. Range batch norm (Banner
+  et al., NeurIPS 2018) replaces the standard deviation by C(n)·(max − min), C(n) = 1/sqrt(2 ln n) (for
+  Gaussian data the paper bounds this between 0.325σ and 2σ).
+- Backward: dx = r·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·γ (never scaled by n), dγ = Σ dy·x̂, dβ = Σ dy.
+- ``batchnorm_error_bound``: a rigorous bound on the distance from exact batch norm (docs/training.md).
 """
 from __future__ import annotations
 
