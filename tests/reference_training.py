@@ -185,12 +185,12 @@ def _conv_geometry(x_shape, w_shape, stride, pad, dilation, groups):
     return N, C, H, W, O, Cg, KH, KW, O // groups, OH, OW, sh, sw, ph, pw, dh, dw
 
 
-def conv_dx_terms(w, dy, x_shape, stride, pad, dilation, groups, fill):
+def conv_dx_terms(w, dy, x_shape, stride, pad, dilation, groups, fill, order="ckk"):
     """Input gradient straight from the definition y[n, o, i, j] = sum x[n, c, i*sh + kh*dh - ph, j*sw +
     kw*dw - pw] * w[o, c', kh, kw]: for each input (n, c, h, v), the (dY, W) pairs of every (o, kh, kw)
     of c's group, in the hardware's order (o outermost, then the flipped taps kh = KH-1 .. 0, kw = KW-1 ..
-    0); a tap that no output pixel reads through gives (``fill``, W), ``fill`` being dY's zero point code.
-    Plain Python integers/floats, no array arithmetic."""
+    0; ``order="kkc"``: the taps outermost, o innermost); a tap that no output pixel reads through gives
+    (``fill``, W), ``fill`` being dY's zero point code. Plain Python integers/floats, no array arithmetic."""
     w_shape = (len(w), len(w[0]), len(w[0][0]), len(w[0][0][0]))
     N, C, H, W, O, Cg, KH, KW, Og, OH, OW, sh, sw, ph, pw, dh, dw = _conv_geometry(
         x_shape, w_shape, stride, pad, dilation, groups)
@@ -206,13 +206,16 @@ def conv_dx_terms(w, dy, x_shape, stride, pad, dilation, groups, fill):
             for h in range(H):
                 for v in range(W):
                     gs, ws = [], []
-                    for o in range(g * Og, (g + 1) * Og):
-                        for kh in reversed(range(KH)):
-                            for kw in reversed(range(KW)):
-                                i = out_index(h, kh, dh, sh, ph, OH)
-                                j = out_index(v, kw, dw, sw, pw, OW)
-                                gs.append(fill if i is None or j is None else dy[n][o][i][j])
-                                ws.append(w[o][cg][kh][kw])
+                    terms = [(o, kh, kw) for o in range(g * Og, (g + 1) * Og)
+                             for kh in reversed(range(KH)) for kw in reversed(range(KW))]
+                    if order == "kkc":
+                        terms = [(o, kh, kw) for kh in reversed(range(KH)) for kw in reversed(range(KW))
+                                 for o in range(g * Og, (g + 1) * Og)]
+                    for o, kh, kw in terms:
+                        i = out_index(h, kh, dh, sh, ph, OH)
+                        j = out_index(v, kw, dw, sw, pw, OW)
+                        gs.append(fill if i is None or j is None else dy[n][o][i][j])
+                        ws.append(w[o][cg][kh][kw])
                     out[(n, c, h, v)] = (gs, ws)
     return out
 

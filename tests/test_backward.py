@@ -213,8 +213,9 @@ def _as_lists(a):
 @settings(max_examples=120)
 @given(g=geometries(), seed=st.integers(0, 2**16), bits=st.integers(9, 24),
        overflow=st.sampled_from(["wrap", "saturate"]), order=ORDERS,
-       zx=st.integers(-6, 6), zg=st.integers(-6, 6), zw=st.integers(-6, 6))
-def test_integer_conv_gradients_of_every_geometry_match_the_definition(g, seed, bits, overflow, order, zx, zg, zw):
+       zx=st.integers(-6, 6), zg=st.integers(-6, 6), zw=st.integers(-6, 6), red=st.sampled_from(["ckk", "kkc"]))
+def test_integer_conv_gradients_of_every_geometry_match_the_definition(g, seed, bits, overflow, order, zx, zg, zw,
+                                                                        red):
     """dX and dW against plain-integer loops over the convolution's definition, for every geometry the
     forward pass takes and nonzero zero points (padding and the stride dilation hold the zero point's
     code: the real value 0)."""
@@ -223,11 +224,11 @@ def test_integer_conv_gradients_of_every_geometry_match_the_definition(g, seed, 
     acc = Accumulator(f"int{bits}", overflow=overflow)
     dxp = Datapath(a="int8", b="int8", accumulator=acc, order=order, a_zero_point=zg, b_zero_point=zw)
     dwp = Datapath(a="int8", b="int8", accumulator=acc, order=order, a_zero_point=zx, b_zero_point=zg)
-    dx, dw, st_ = conv2d_backward(x, w, dy, dx_datapath=dxp, dw_datapath=dwp, **_kw(g))
+    dx, dw, st_ = conv2d_backward(x, w, dy, dx_datapath=dxp, dw_datapath=dwp, reduction_order=red, **_kw(g))
     X, Wl, G = _as_lists(x), _as_lists(w), _as_lists(dy)
     want_dx = np.zeros(x.shape)
     n_ov = 0
-    for key, (a, b) in conv_dx_terms(Wl, G, x.shape, *_ref_args(g), fill=zg).items():
+    for key, (a, b) in conv_dx_terms(Wl, G, x.shape, *_ref_args(g), fill=zg, order=red).items():
         want_dx[key], o = int_dot(a, b, 0, dxp)[:2]
         n_ov += o
     assert np.array_equal(dx, want_dx)
@@ -243,8 +244,8 @@ def test_integer_conv_gradients_of_every_geometry_match_the_definition(g, seed, 
 
 @settings(max_examples=40)
 @given(g=geometries(), seed=st.integers(0, 2**16), acc=st.sampled_from(["fp16", "bf16", "e5m2"]), order=ORDERS,
-       rounding=st.sampled_from(["half_even", "toward_zero"]))
-def test_float_conv_gradients_of_every_geometry_match_the_definition(g, seed, acc, order, rounding):
+       rounding=st.sampled_from(["half_even", "toward_zero"]), red=st.sampled_from(["ckk", "kkc"]))
+def test_float_conv_gradients_of_every_geometry_match_the_definition(g, seed, acc, order, rounding, red):
     """FP4 gradients x INT4 weights / UINT4 activations into narrow float accumulators."""
     rng = np.random.default_rng(seed)
     levels = parse_format("fp4_e3m0").values()
@@ -253,9 +254,10 @@ def test_float_conv_gradients_of_every_geometry_match_the_definition(g, seed, ac
     a_kw = Accumulator(acc, overflow="ieee", rounding=rounding)
     dxp = Datapath(a="fp4_e3m0", b="int4", accumulator=a_kw, order=order)
     dwp = Datapath(a="uint4", b="fp4_e3m0", accumulator=a_kw, order=order)
-    dx, dw, _ = conv2d_backward(x, w, dy, dx_datapath=dxp, dw_datapath=dwp, **_kw(g))
+    dx, dw, _ = conv2d_backward(x, w, dy, dx_datapath=dxp, dw_datapath=dwp, reduction_order=red, **_kw(g))
     lists = lambda a: [[[[float(v) for v in r] for r in ch] for ch in img] for img in a]   # noqa: E731
-    want_dx = evaluate(conv_dx_terms(lists(w), lists(dy), x.shape, *_ref_args(g), fill=0.0), x.shape, float_ref(dxp))
+    want_dx = evaluate(conv_dx_terms(lists(w), lists(dy), x.shape, *_ref_args(g), fill=0.0, order=red), x.shape,
+                       float_ref(dxp))
     want_dw = evaluate(conv_dw_terms(lists(x), lists(dy), w.shape, *_ref_args(g), fill=0.0), w.shape, float_ref(dwp))
     assert np.array_equal(dx, want_dx) and np.array_equal(dw, want_dw)
 

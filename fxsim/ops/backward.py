@@ -102,7 +102,7 @@ def _join(parts, dp: Datapath) -> GemmResult:
 
 
 def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_datapath: Datapath,
-                    dw_datapath: Datapath, need_dx=True, dy_for_dx=None):
+                    dw_datapath: Datapath, need_dx=True, dy_for_dx=None, reduction_order="ckk"):
     """Gradients of y = conv2d(x, w, stride, padding, dilation, groups) (``fxsim.ops.conv.conv2d``'s
     conventions: NCHW, OIHW with I = C/groups; ``stride``, ``padding``, ``dilation`` an int or an (h, w)
     pair); ``dy_for_dx`` as in linear_backward. Returns (dX values or None, dW values, {"dx", "dw"}).
@@ -113,13 +113,16 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
     - dX = the transposed convolution: dY dilated by the stride, padded by (K-1)*d - p on each side (a
       crop where that is negative), then a stride-1 convolution with the kernel flipped, dilated by d, and
       its in/out channels swapped within each group; every inserted element is the zero point's code of
-      ``dx_datapath.a``. dX[n, c, h, w] is one dot product over (o in c's group, kh', kw') in that order,
+      ``dx_datapath.a``. dX[n, c, h, w] is one dot product over (o in c's group, kh', kw') in that order
+      (``reduction_order="ckk"``; ``"kkc"``: kh', kw', then o innermost, as conv2d's channels-last order),
       with the weight W[o, c, KH-1-kh', KW-1-kw']. The operands are a = dY, b = W.
 
     stats["dx"] / stats["dw"] are the lowered GEMMs' results: (N*H*W, C) rows (n, h, w) and
     (C/groups*KH*KW, O) rows (c, kh, kw), the groups' columns side by side.
     """
-    from .conv import _pair, _slice_channels, output_size, unfold
+    from .conv import _ORDERS, _pair, _slice_channels, output_size, unfold
+    if reduction_order not in _ORDERS:
+        raise ValueError(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
     x, w, dy = np.asarray(x), np.asarray(w), np.asarray(dy)
     for name, a in (("x", x), ("w", w), ("dy", dy)):
         if a.ndim != 4:
@@ -175,8 +178,9 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
         parts = []
         for g in range(groups):
             patches, _, _ = unfold(P[:, g * Og:(g + 1) * Og], (KH, KW), stride=1, padding=0, dilation=(dh, dw_),
-                                   pad_code=gpad)
-            wf = wo[g * Og:(g + 1) * Og, :, ::-1, ::-1].transpose(0, 2, 3, 1).reshape(Og * KH * KW, Cg)
+                                   pad_code=gpad, reduction_order=reduction_order)
+            wg = wo[g * Og:(g + 1) * Og, :, ::-1, ::-1]                     # (Og, Cg, KH, KW), flipped
+            wf = (wg.transpose(0, 2, 3, 1) if reduction_order == "ckk" else wg.transpose(2, 3, 0, 1)).reshape(-1, Cg)
             dp_g = dx_datapath if groups == 1 else _slice_channels(dx_datapath, g * Cg, (g + 1) * Cg, C)
             parts.append(_run(patches, wf, dp_g, None if gr is None else (gr, wr)))
         r = stats["dx"] = _join(parts, dx_datapath)
