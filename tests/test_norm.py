@@ -309,7 +309,7 @@ def test_configuration_errors_name_the_field():
 FLOATS = st.sampled_from(["fp16", "bf16", "fp32", "e5m2", "e4m3"])
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(N=st.integers(1, 4), C=st.integers(1, 2), H=st.integers(2, 6), W=st.integers(2, 6), seed=st.integers(0, 2**16),
        stat=st.sampled_from(["fp16", "bf16", "fp32"]), out=FLOATS, grad=FLOATS,
        stat_acc=st.sampled_from(["fp16", "bf16", "fp32"]), grad_acc=st.sampled_from(["fp16", "bf16", "fp32"]),
@@ -322,7 +322,7 @@ def test_the_error_bound_holds_for_random_configurations(N, C, H, W, seed, stat,
     _check_bound((N, C, H, W), cfg, seed, mean=mean, std=std)
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(fmt=st.sampled_from(["fp16", "bf16", "fp32", "e5m2"]), k=st.integers(-3000, 3000), e=st.integers(-8, 8),
        tiny=st.integers(-80, -56), sign=st.sampled_from([-1, 1]), b=st.floats(-1e6, 1e6, allow_subnormal=False))
 def test_each_step_is_rounded_once_from_its_exact_result(fmt, k, e, tiny, sign, b):
@@ -339,3 +339,13 @@ def test_each_step_is_rounded_once_from_its_exact_result(fmt, k, e, tiny, sign, 
     want = round_float(Fraction(mid) * Fraction(b), f, Rounding.HALF_EVEN, Overflow.IEEE)[0]
     got = _mul(np.array([mid]), np.array([b]), f)[0]
     assert got == want or (math.isnan(got) and math.isnan(want))
+
+
+def test_the_error_bound_is_infinite_where_a_register_saturates():
+    """A Q3.4 output saturates at 7.9375: there the bound says nothing (inf), elsewhere it holds."""
+    x = quantize(np.random.default_rng(3).normal(0, 1, (2, 1, 6, 6)), "Q7.8")
+    beta = np.array([7.0])
+    cfg = BatchNormConfig(out_fmt="Q3.4")
+    y, _, _ = batchnorm_train_forward(x, np.ones(1), beta, cfg)
+    b = batchnorm_error_bound(x, np.ones(1), beta, cfg=cfg)["y"]
+    assert np.any(y == 7.9375) and np.all(np.isinf(b[y == 7.9375])) and np.all(np.isfinite(b[y < 7.9375]))

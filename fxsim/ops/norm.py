@@ -343,9 +343,13 @@ def _unit(fmt, rounding=Rounding.HALF_EVEN, flush=False):
 
 
 def _rerr(w, fmt):
-    """Bound on |w - v| for w = R_fmt(v) (half-even), from w alone."""
+    """Bound on |w - v| for w = R_fmt(v) (half-even), from w alone; inf where w may have overflowed (the
+    format's extreme values, inf, NaN: saturated or special, v is unknown)."""
     u, eta = _unit(fmt)
-    return (u * np.abs(w) + eta) / (1.0 - u)
+    w = np.asarray(w, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = (w < fmt.max) & (w > fmt.min)
+    return np.where(ok, (u * np.abs(w) + eta) / (1.0 - u), np.inf)
 
 
 def _depth(order: Order, n: int) -> int:
