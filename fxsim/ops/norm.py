@@ -144,7 +144,8 @@ class BatchNormConfig:
         for name in ("acc", "stat_acc", "grad_acc"):
             _accumulator(getattr(self, name), name)
         if not isinstance(self.order, (str, Order)):
-            raise ValueError(f"order must be an fxsim.datapath.Order or one of 'sequential', 'tree', got {self.order!r}")
+            raise ValueError(f"order must be an fxsim.datapath.Order or one of 'sequential', 'tree', "
+                             f"got {self.order!r}")
         if isinstance(self.order, str):
             object.__setattr__(self, "order", Order(self.order))
         if self.rsqrt_method not in ("float", "newton", "lut"):
@@ -338,7 +339,9 @@ def _unit(fmt, rounding=Rounding.HALF_EVEN, flush=False):
     if fmt.radix != 2:
         raise ValueError(f"the batch-norm error bound covers radix-2 formats, got {fmt}")
     u = 2.0 ** -(fmt.man + (1 if near else 0))
-    tiny = fmt.min_normal if flush or not (fmt.subnormals and fmt.man > 0) else fmt.min_subnormal * (0.5 if near else 1.0)
+    if flush or not (fmt.subnormals and fmt.man > 0):
+        return u, fmt.min_normal
+    tiny = fmt.min_subnormal * (0.5 if near else 1.0)
     return u, tiny
 
 
