@@ -46,7 +46,7 @@ _KEYS = {
     "datapath.accumulator": {"format", "overflow", "rounding", "random_bits", "seed", "flush_subnormals"},
     "datapath.order": {"kind", "lanes", "combine", "level_bits"},
     "output": {"format", "overflow", "activation", "bias_bits", "requant"},
-    "batch_norm": {"x_fmt", "acc", "stat_fmt", "rsqrt_method", "rsqrt_fmt", "rsqrt_frac", "out_fmt", "grad_fmt",
+    "batch_norm": {"x_fmt", "acc", "stat_acc", "grad_acc", "order", "stat_fmt", "rsqrt_method", "rsqrt_fmt", "rsqrt_frac", "out_fmt", "grad_fmt",
                    "range_bn", "eps"},
     "output.requant": {"kind", "multiplier", "shift", "scale", "rounding", "zero_point"},
 }
@@ -168,7 +168,7 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
 
 def _batch_norm_config(table, ctx):
     from .ops.norm import BatchNormConfig
-    for key in ("x_fmt", "acc", "stat_fmt", "rsqrt_fmt", "out_fmt", "grad_fmt"):
+    for key in ("x_fmt", "acc", "stat_acc", "grad_acc", "stat_fmt", "rsqrt_fmt", "out_fmt", "grad_fmt"):
         if key in table:
             try:
                 parse_format(table[key], argument=key)
@@ -179,6 +179,9 @@ def _batch_norm_config(table, ctx):
     method = table.get("rsqrt_method", "float")
     if method not in ("float", "newton", "lut"):
         ctx.fail("batch_norm.rsqrt_method", method, "'float', 'newton' or 'lut'")
+    order = table.get("order", "tree")
+    if order not in ("sequential", "tree"):
+        ctx.fail("batch_norm.order", order, "'sequential' or 'tree'")
     return BatchNormConfig(**table)
 
 

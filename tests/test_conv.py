@@ -141,3 +141,16 @@ def test_float_datapath_conv_goes_through_the_float_engine():
     dp = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp32", overflow="ieee", rounding="half_even"))
     r = conv2d(x, w, dp, padding=1)
     np.testing.assert_array_equal(r.values, conv_float64(x, w, 1, 1, 1, 1))
+
+
+def test_float_accumulator_padding_is_the_zero_points_real_zero():
+    """A float datapath with an INT8 zero point: padding is code zp (the real 0), as in the integer
+    engine; an exact FP32 accumulator then gives the integer engine's outputs bit for bit."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(-100, 100, (2, 3, 5, 4)).astype(float)
+    w = rng.integers(-100, 100, (4, 3, 3, 2)).astype(float)
+    kw = dict(padding=(2, 1), stride=(1, 2), dilation=(2, 1))
+    exact = conv2d(x, w, Datapath(a="int8", b="int8", accumulator=Accumulator("int40"), a_zero_point=5), **kw)
+    fp32 = Accumulator("fp32", rounding="half_even", overflow="ieee")   # sums < 2**24: every add exact
+    got = conv2d(x, w, Datapath(a="int8", b="int8", accumulator=fp32, a_zero_point=5), **kw)
+    assert np.array_equal(got.values, exact.values)

@@ -238,6 +238,8 @@ stat_fmt = "e10m48"
 rsqrt_fmt = "e10m48"
 out_fmt = "{out}"
 grad_fmt = "{out}"
+stat_acc = "e10m48"
+grad_acc = "e10m48"
 """
 
 

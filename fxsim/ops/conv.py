@@ -21,6 +21,7 @@ import numpy as np
 from kernels.im2col import unfold_into
 
 from ..datapath import Datapath
+from ..formats import Fixed
 from ..result import GemmResult
 from ..validate import as_array
 from .gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
@@ -92,7 +93,7 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     bias (O,) on the accumulator's grid. Depthwise = ``groups=C``; 1x1 works as any kernel size.
     ``trace``: (n, o, oh, ow) tuples whose per-cycle register values land in ``result.traces``.
     The result's arrays are NCHW: (N, O, OH, OW). Float datapaths are lowered the same way and run by
-    the float engine (``stats`` does not apply; padding is 0.0).
+    the float engine (``stats`` does not apply; padding is the real value 0 there too).
     """
     if not isinstance(datapath, Datapath):
         raise TypeError(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
@@ -131,7 +132,10 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     else:   # float datapaths: lower real values the same way and hand each group to gemm (float engine)
         xc = x.astype(np.float64)
         wc = w.astype(np.float64)
-        pad_value = 0.0
+        # the float engine subtracts a Fixed operand's zero point from its values: pad with the zero
+        # point's value, which it maps to the real 0
+        zpa = int(datapath.a_zero_point)
+        pad_value = zpa * datapath.a.resolution if isinstance(datapath.a, Fixed) and zpa else 0.0
     if bias is not None:
         bias = as_array("bias", bias)
         if bias.shape != (O,):

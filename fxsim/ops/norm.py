@@ -2,14 +2,15 @@
 
 - Inference: folded into the preceding integer layer's output stage as a per-channel dyadic scale and an
   accumulator-grid bias (``fold_batchnorm``), applied by ``batchnorm_inference``.
-- Training: per-channel sums accumulated through a stated datapath (overflow after every addition), the
-  mean and variance rounded to a stated statistics format, 1/sqrt(var + eps) by a stated hardware method
-  (``rsqrt``: a float unit, Newton-Raphson in fixed point, or a lookup table with linear interpolation),
-  and every product rounded to the stated output format. Range batch norm (Banner et al., NeurIPS 2018)
-  replaces the standard deviation by C(n)·(max − min), C(n) = 1/sqrt(2 ln n) (for Gaussian data the
-  paper bounds this between 0.325σ and 2σ).
-- Backward: dx = rstd/n · (n·g − Σg − x̂·Σ(g·x̂)) with g = dy·γ, dγ = Σ dy·x̂, dβ = Σ dy, each reduction
-  through the same accumulator datapath and each product rounded to the gradient format.
+- Training: every per-channel reduction (Σx, Σ(x−μ)², and backward Σdy, Σdy·x̂) through a MAC datapath
+  in the accumulator the configuration names (rounding or overflow after every addition, in its stated
+  order), the mean and variance rounded to a stated statistics format, 1/sqrt(var + eps) by a stated
+  hardware method (``rsqrt``: a float unit, Newton-Raphson in fixed point, or a lookup table with linear
+  interpolation), and every elementwise step rounded once to its stated format. Range batch norm (Banner
+  et al., NeurIPS 2018) replaces the standard deviation by C(n)·(max − min), C(n) = 1/sqrt(2 ln n) (for
+  Gaussian data the paper bounds this between 0.325σ and 2σ).
+- Backward: dx = r·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·γ (never scaled by n), dγ = Σ dy·x̂, dβ = Σ dy.
+- ``batchnorm_error_bound``: a rigorous bound on the distance from exact batch norm (docs/training.md).
 """
 from __future__ import annotations
 
@@ -17,15 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..datapath import Accumulator, Datapath, Requant
+from ..datapath import Accumulator, Datapath, Order, Requant
 from ..formats import Fixed, Float, parse_format
-from ..modes import Overflow
+from ..modes import Overflow, Rounding
 from ..quantize import quantize, quantize_to_codes
 from ..requant import register_overflow, requantize
 from .gemm import gemm
 
 __all__ = ["fold_batchnorm", "batchnorm_inference", "rsqrt", "BatchNormConfig", "batchnorm_train_forward",
-           "batchnorm_backward"]
+           "batchnorm_backward", "batchnorm_error_bound"]
 
 
 # ---------------------------------------------------------------------------------------------- inference
@@ -106,9 +107,24 @@ def rsqrt(v, *, method="float", fmt="fp16", frac=16, iterations=3, lut_bits=4):
 # ---------------------------------------------------------------------------------------------- training
 @dataclass(frozen=True)
 class BatchNormConfig:
-    """Formats of a training batch norm: ``x_fmt`` (inputs), ``acc`` (the reduction accumulator),
-    ``stat_fmt`` (mean, variance, 1/n), ``rsqrt_method`` (+ its fmt/frac), ``out_fmt`` (every product on
-    the way to y), ``grad_fmt`` (backward products), ``range_bn``."""
+    """Formats of a training batch norm. The defaults, in this one place, are what training hardware uses
+    for realistic n (thousands to millions of values per channel):
+
+    - ``x_fmt`` (inputs, ``"Q7.8"``) and ``acc`` (``"int40"``): the channel sum Σx in a wide fixed-point
+      register with x's binary point (exact up to 2**24 values of 16 bits);
+    - ``stat_acc`` (``"fp32"``): the accumulator of Σ(x−μ)²; ``grad_acc`` (``"fp32"``): the accumulator
+      of dβ = Σdy and dγ = Σdy·x̂ -- FP32 accumulators, as GPU and accelerator batch-norm units use with
+      FP16/BF16 data, whatever the narrow formats below;
+    - ``order`` (``"tree"``): the order of every reduction's additions (a pairwise adder tree, depth
+      ⌈log2 n⌉; any ``fxsim.datapath.Order``);
+    - ``stat_fmt`` (mean, variance, 1/n and the backward's per-channel means), ``rsqrt_method`` (+ its
+      fmt/frac), ``out_fmt`` (every product on the way to y), ``grad_fmt`` (dy and the backward's
+      per-element arithmetic), ``range_bn``, ``eps``.
+
+    An accumulator given as a format gets hardware behaviour: a Float one rounds every addition to nearest
+    even and overflows to inf; a Fixed one saturates (floor alignment). Pass an ``fxsim.datapath.Accumulator``
+    to state other modes.
+    """
 
     x_fmt: object = "Q7.8"
     acc: object = "int40"
@@ -120,17 +136,127 @@ class BatchNormConfig:
     grad_fmt: object = "fp16"
     range_bn: bool = False
     eps: float = 1e-5
+    stat_acc: object = "fp32"
+    grad_acc: object = "fp32"
+    order: object = "tree"
+
+    def __post_init__(self):
+        for name in ("acc", "stat_acc", "grad_acc"):
+            _accumulator(getattr(self, name), name)
+        if not isinstance(self.order, (str, Order)):
+            raise ValueError(f"order must be an fxsim.datapath.Order or one of 'sequential', 'tree', "
+                             f"got {self.order!r}")
+        if isinstance(self.order, str):
+            object.__setattr__(self, "order", Order(self.order))
+        if self.rsqrt_method not in ("float", "newton", "lut"):
+            raise ValueError(f"rsqrt_method must be 'float', 'newton' or 'lut', got {self.rsqrt_method!r}")
 
 
-def _channel_sums(xmat, x_fmt, acc):
-    """Per-column sums of xmat (n, C) through a MAC datapath: x times the constant 1 (an int2 operand)."""
-    acc_fmt = parse_format(acc)
-    if isinstance(acc_fmt, Fixed) and isinstance(x_fmt, Fixed) and acc_fmt.frac != x_fmt.frac:
-        acc_fmt = Fixed(acc_fmt.bits, x_fmt.frac, acc_fmt.signed)
-    dp = Datapath(a=x_fmt, b="int2", accumulator=Accumulator(acc_fmt, overflow="saturate" if isinstance(acc_fmt, Fixed) else "ieee",
-                                                             rounding="floor" if isinstance(acc_fmt, Fixed) else "half_even"))
-    r = gemm(np.ascontiguousarray(xmat.T), np.ones((xmat.shape[0], 1)), dp)
-    return r.values[:, 0], int(r.overflow_count.sum())
+def _accumulator(spec, name="acc") -> Accumulator:
+    """An Accumulator as stated, or the hardware behaviour of a bare format (class docstring)."""
+    if isinstance(spec, Accumulator):
+        return spec
+    fmt = parse_format(spec, argument=name)
+    if isinstance(fmt, Fixed):
+        return Accumulator(fmt, overflow="saturate", rounding="floor")
+    return Accumulator(fmt, overflow="ieee", rounding="half_even")
+
+
+# exact rounding of one float64 operation: float64 gives the nearest double f of the exact result v and an
+# exactly representable residual v - f (TwoSum, Dekker's TwoProduct); rounding f to the target is then the
+# correct rounding of v, except where f is a midpoint of the target's grid and v is not, when v's side wins
+def _two_sum(a, b):
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _split(a):
+    c = 134217729.0 * a                     # 2**27 + 1
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _two_prod(a, b):
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _rn(f, err, fmt):
+    """The exact value f + err rounded (half-even) to ``fmt``, for float64 f = fl(f + err)."""
+    f, err = np.broadcast_arrays(np.asarray(f, dtype=np.float64), np.asarray(err, dtype=np.float64))
+    q = np.array(quantize(f, fmt, rounding="half_even"), dtype=np.float64)
+    fix = (err != 0) & np.isfinite(f)
+    if fix.any():
+        fi = f[fix]
+        lo, hi = quantize(fi, fmt, rounding="floor"), quantize(fi, fmt, rounding="ceil")
+        mid = (lo != hi) & (fi - lo == hi - fi)
+        if mid.any():
+            idx = np.flatnonzero(fix)[mid]
+            toward = np.where(err.flat[idx] > 0, np.inf, -np.inf)
+            q.flat[idx] = quantize(np.nextafter(f.flat[idx], toward), fmt, rounding="half_even")
+    return q
+
+
+def _mul(a, b, fmt):
+    return _rn(*_two_prod(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)), fmt)
+
+
+def _add(a, b, fmt):
+    return _rn(*_two_sum(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)), fmt)
+
+
+def _inv(n, fmt):
+    """1/n rounded to fmt: the residual's sign is that of 1 - f*n, computed exactly."""
+    f = 1.0 / n
+    p, e = _two_prod(np.float64(f), np.float64(n))
+    return _rn(f, (1.0 - p) - e, fmt)
+
+
+def _sig_bits(fmt) -> int:
+    return fmt.man + 1 if isinstance(fmt, Float) else fmt.bits
+
+
+def _fused(a_fmt, b_fmt) -> bool:
+    """Whether the reduction's products are exact (a fused multiply-add): operands whose significands
+    total at most 53 bits (every pair of formats up to FP32)."""
+    return _sig_bits(a_fmt) + _sig_bits(b_fmt) <= 53
+
+
+def _reduce(a, b, a_fmt, b_fmt, acc: Accumulator, order):
+    """Per-column dot products Σ a[:, c]·b[:, c] through a MAC datapath (b None: the constant 1, an int2
+    operand): exact products, the accumulator's rounding and overflow after every addition, in ``order``.
+    Operands too wide for exact products (``_fused``) go through a multiplier that rounds each product to
+    the accumulator's format (half-even). Returns (values (C,), overflow events)."""
+    n, C = a.shape
+    if b is not None and not _fused(a_fmt, b_fmt):
+        if not isinstance(acc.fmt, Float) or acc.rounding != Rounding.HALF_EVEN:
+            raise ValueError(f"products of {a_fmt} x {b_fmt} operands are rounded to the accumulator's format "
+                             f"before the addition: that needs a Float accumulator rounding half_even, got {acc}")
+        a, a_fmt, b = _mul(a, b, acc.fmt), acc.fmt, None
+    if b is None:
+        dp = Datapath(a=a_fmt, b="int2", accumulator=acc, order=order)
+        r = gemm(np.ascontiguousarray(a.T), np.ones((n, 1)), dp)
+        return r.values[:, 0], int(r.overflow_count.sum())
+    dp = Datapath(a=a_fmt, b=b_fmt, accumulator=acc, order=order)
+    out, ovf = np.empty(C), 0
+    for c in range(C):
+        r = gemm(np.ascontiguousarray(a[:, c][None, :]), np.ascontiguousarray(b[:, c][:, None]), dp)
+        out[c] = r.values[0, 0]
+        ovf += int(r.overflow_count.sum())
+    return out, ovf
+
+
+def _sum_accumulator(cfg, x_fmt) -> Accumulator:
+    """``cfg.acc``; a Fixed one given as a format takes the inputs' binary point ("int40" on Q7.8 inputs
+    is a 40-bit register with 8 fractional bits)."""
+    acc = _accumulator(cfg.acc, "acc")
+    if (not isinstance(cfg.acc, Accumulator) and isinstance(acc.fmt, Fixed) and isinstance(x_fmt, Fixed)
+            and acc.fmt.frac != x_fmt.frac):
+        acc = Accumulator(Fixed(acc.fmt.bits, x_fmt.frac, acc.fmt.signed), overflow=acc.overflow, rounding=acc.rounding)
+    return acc
 
 
 def _to_rows(x):
@@ -143,47 +269,202 @@ def _from_rows(m, shape):
 
 
 def batchnorm_train_forward(x, gamma, beta, cfg: BatchNormConfig = BatchNormConfig()):
-    """Training-mode batch norm of x (N, C, H, W) (values on cfg.x_fmt's grid). Returns (y, cache, stats)."""
+    """Training-mode batch norm of x (N, C, H, W) (values on cfg.x_fmt's grid). Returns (y, cache, stats).
+
+    Per channel, n = N·H·W values; R_f(v) is v rounded once, half-even, to format f (every elementwise
+    operation is rounded exactly once from its exact result):
+    s = Σx in ``acc``; 1/n → R_stat; μ = R_stat(s·(1/n)); d = R_stat(x − μ); S = Σd·d in ``stat_acc``
+    (exact products); σ² = R_stat(S·(1/n)); r = rsqrt(σ² + ε) by the stated unit; x̂ = R_out(d·r);
+    y = R_out(R_out(x̂·γ) + β). Range batch norm replaces σ by R_stat(C(n)·R_stat(max − min))."""
     x_fmt, stat, out = parse_format(cfg.x_fmt), parse_format(cfg.stat_fmt), parse_format(cfg.out_fmt)
     xm = _to_rows(np.asarray(x, dtype=np.float64))
-    n = xm.shape[0]
-    inv_n = quantize(np.array(1.0 / n), stat)
-    s, ovf = _channel_sums(xm, x_fmt, cfg.acc)
-    mean = quantize(s * inv_n, stat)
-    d = quantize(xm - mean, stat)                          # centred values in the statistics format
+    n, C = xm.shape
+    gamma = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (C,))
+    beta = np.broadcast_to(np.asarray(beta, dtype=np.float64), (C,))
+    inv_n = _inv(n, stat)
+    s, ovf = _reduce(xm, None, x_fmt, None, _sum_accumulator(cfg, x_fmt), cfg.order)
+    mean = _mul(s, inv_n, stat)
+    d = _add(xm, -mean, stat)                              # centred values in the statistics format
     if cfg.range_bn:
         c_n = quantize(np.array(1.0 / np.sqrt(2.0 * np.log(n))), stat)
-        sigma = quantize(c_n * quantize(xm.max(axis=0) - xm.min(axis=0), stat), stat)
-        var = quantize(sigma * sigma, stat)
+        sigma = _mul(c_n, _add(xm.max(axis=0), -xm.min(axis=0), stat), stat)
+        var = _mul(sigma, sigma, stat)
     else:
-        sq = quantize(d * d, stat)
-        sq_fmt = stat
-        s2, ovf2 = _channel_sums(sq, sq_fmt, stat if isinstance(stat, Float) else cfg.acc)
+        s2, ovf2 = _reduce(d, d, stat, stat, _accumulator(cfg.stat_acc, "stat_acc"), cfg.order)
         ovf += ovf2
-        var = quantize(s2 * inv_n, stat)
+        var = _mul(s2, inv_n, stat)
     rstd = rsqrt(var + cfg.eps, method=cfg.rsqrt_method, fmt=cfg.rsqrt_fmt, frac=cfg.rsqrt_frac)
-    xhat = quantize(d * rstd, out)
-    y = quantize(quantize(xhat * gamma, out) + beta, out)
+    xhat = _mul(d, rstd, out)
+    y = _add(_mul(xhat, gamma, out), beta, out)
     cache = (xhat, rstd, gamma, x.shape)
     return _from_rows(y, x.shape), cache, {"mean": mean, "var": var, "rstd": rstd, "overflows": ovf}
 
 
 def batchnorm_backward(dy, cache, cfg: BatchNormConfig = BatchNormConfig()):
-    """dx, dgamma, dbeta of batchnorm_train_forward, every product rounded to cfg.grad_fmt and every
-    reduction through the accumulator datapath (in the gradient format when it is a float)."""
+    """dx, dgamma, dbeta of batchnorm_train_forward: dx = r·(g − mean(g) − x̂·mean(g·x̂)), g = dy·γ, in the
+    form that never scales by n (no n·g: nothing overflows where the exact gradient is finite).
+
+    q = R_grad(dy); dβ = Σq and dγ = Σq·x̂ in ``grad_acc`` (exact products; returned as that register
+    holds them); per channel in the statistics format m_g = R_stat(R_stat(γ·dβ)·(1/n)) and
+    m_gx = R_stat(R_stat(γ·dγ)·(1/n)); per element in the gradient format g = R_grad(q·γ),
+    t = R_grad(g − m_g), t = R_grad(t − R_grad(x̂·m_gx)), dx = R_grad(t·r). Returns (dx, dgamma, dbeta)."""
     xhat, rstd, gamma, shape = cache
-    gf = parse_format(cfg.grad_fmt)
+    gf, stat, out = parse_format(cfg.grad_fmt), parse_format(cfg.stat_fmt), parse_format(cfg.out_fmt)
     dym = _to_rows(np.asarray(dy, dtype=np.float64))
     n = dym.shape[0]
-    red_acc = gf if isinstance(gf, Float) else cfg.acc
-    dy_q = quantize(dym, gf)
-    dbeta, _ = _channel_sums(dy_q, gf, red_acc)
-    dyx = quantize(dy_q * xhat, gf)
-    dgamma, _ = _channel_sums(dyx, gf, red_acc)
-    g = quantize(dy_q * gamma, gf)
-    sum_g = quantize(dbeta * gamma, gf)
-    sum_gx = quantize(dgamma * gamma, gf)
-    inner = quantize(quantize(n * g, gf) - sum_g, gf)
-    inner = quantize(inner - quantize(xhat * sum_gx, gf), gf)
-    dx = quantize(inner * quantize(rstd / n, gf), gf)
+    acc = _accumulator(cfg.grad_acc, "grad_acc")
+    q = quantize(dym, gf, rounding="half_even")
+    dbeta, _ = _reduce(q, None, gf, None, acc, cfg.order)
+    dgamma, _ = _reduce(q, xhat, gf, out, acc, cfg.order)
+    inv_n = _inv(n, stat)
+    m_g = _mul(_mul(gamma, dbeta, stat), inv_n, stat)
+    m_gx = _mul(_mul(gamma, dgamma, stat), inv_n, stat)
+    g = _mul(q, gamma, gf)
+    t = _add(g, -m_g, gf)
+    t = _add(t, -_mul(xhat, m_gx, gf), gf)
+    dx = _mul(t, rstd, gf)
     return _from_rows(dx, shape), dgamma, dbeta
+
+
+# ---------------------------------------------------------------------------------------------- error bound
+_NEAREST = {Rounding.HALF_EVEN, Rounding.HALF_UP, Rounding.HALF_DOWN, Rounding.HALF_AWAY, Rounding.HALF_TOWARD_ZERO,
+            Rounding.HALF_ODD}
+
+
+def _unit(fmt, rounding=Rounding.HALF_EVEN, flush=False):
+    """(u, η): one rounding of v to ``fmt`` errs by at most u·|v| + η (no overflow)."""
+    near = rounding in _NEAREST
+    if isinstance(fmt, Fixed):
+        return 0.0, fmt.resolution * (0.5 if near else 1.0)
+    if fmt.radix != 2:
+        raise ValueError(f"the batch-norm error bound covers radix-2 formats, got {fmt}")
+    u = 2.0 ** -(fmt.man + (1 if near else 0))
+    if flush or not (fmt.subnormals and fmt.man > 0):
+        return u, fmt.min_normal
+    tiny = fmt.min_subnormal * (0.5 if near else 1.0)
+    return u, tiny
+
+
+def _rerr(w, fmt):
+    """Bound on |w - v| for w = R_fmt(v) (half-even), from w alone; inf where w may have overflowed (the
+    format's extreme values, inf, NaN: saturated or special, v is unknown)."""
+    u, eta = _unit(fmt)
+    w = np.asarray(w, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = (w < fmt.max) & (w > fmt.min)
+    return np.where(ok, (u * np.abs(w) + eta) / (1.0 - u), np.inf)
+
+
+def _depth(order: Order, n: int) -> int:
+    """Most roundings any term of an n-term reduction goes through in ``order`` (the first addition to
+    the empty register rounds too: products are exact, not on the accumulator's grid)."""
+    if order.kind == "sequential":
+        return n
+    if order.kind == "tree":
+        return max(1, int(np.ceil(np.log2(max(n, 1))))) + 1
+    L = order.lanes
+    m = -(-n // L)
+    return m + (L - 1 if order.combine == "sequential" else int(np.ceil(np.log2(L)))) + 1
+
+
+def _reduction_error(total_abs, n, acc: Accumulator, order: Order, term_fmts, ovf):
+    """Bound on |computed - exact| of an n-term reduction whose exact terms have Σ|t| = total_abs."""
+    if ovf:
+        return np.full(np.shape(total_abs), np.inf)
+    f = acc.fmt
+    rounded_products = len(term_fmts) == 2 and not _fused(*term_fmts)
+    if isinstance(f, Fixed):     # Kulisch register: exact unless a product has bits below its LSB
+        if all(isinstance(t, Fixed) for t in term_fmts) and sum(t.frac for t in term_fmts) <= f.frac:
+            return np.zeros(np.shape(total_abs))
+        return np.full(np.shape(total_abs), n * f.resolution)
+    u, eta = _unit(f, acc.rounding, acc.flush_subnormals)
+    D = _depth(order, n) + int(rounded_products)
+    if D * u >= 0.5:
+        return np.full(np.shape(total_abs), np.inf)
+    g = D * u / (1.0 - D * u)
+    return g * total_abs + n * eta * (1.0 + g)
+
+
+def batchnorm_error_bound(x, gamma, beta, dy=None, cfg: BatchNormConfig = BatchNormConfig(), *, rsqrt_error=None):
+    """A rigorous bound on the distance of ``batchnorm_train_forward`` / ``batchnorm_backward`` from exact
+    batch norm (real arithmetic, r = 1/sqrt(σ² + ε) with the exact batch variance), evaluated a posteriori
+    from the computed intermediates: a running error analysis of each step (docs/training.md). Returns
+    {"y": (N, C, H, W), and with dy: "dx" (N, C, H, W), "dgamma" (C,), "dbeta" (C,)} of absolute bounds;
+    inf where a register overflowed or the analysis does not close (e.g. a reduction too long for its
+    accumulator). ``rsqrt_error``: the relative error of the 1/sqrt unit, needed for the "newton" and
+    "lut" units (the "float" unit's is its format's rounding plus float64's). Range batch norm is not
+    covered."""
+    if cfg.range_bn:
+        raise ValueError("batchnorm_error_bound covers standard batch norm, not range_bn=True")
+    x_fmt, stat, out = parse_format(cfg.x_fmt), parse_format(cfg.stat_fmt), parse_format(cfg.out_fmt)
+    xm = _to_rows(np.asarray(x, dtype=np.float64))
+    n, C = xm.shape
+    gamma = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (C,))
+    beta = np.broadcast_to(np.asarray(beta, dtype=np.float64), (C,))
+    a_x, a_s = _sum_accumulator(cfg, x_fmt), _accumulator(cfg.stat_acc, "stat_acc")
+    # the forward pass, step by step, with each step's error bound
+    inv_n = _inv(n, stat)
+    e_inv = _rerr(inv_n, stat)
+    s, ovf = _reduce(xm, None, x_fmt, None, a_x, cfg.order)
+    e_s = _reduction_error(np.abs(xm).sum(axis=0), n, a_x, cfg.order, (x_fmt, parse_format("int2")), ovf)
+    mean = _mul(s, inv_n, stat)
+    e_mu = e_s * inv_n + (np.abs(s) + e_s) * e_inv + _rerr(mean, stat)
+    d = _add(xm, -mean, stat)
+    e_d = e_mu + _rerr(d, stat)
+    s2, ovf2 = _reduce(d, d, stat, stat, a_s, cfg.order)
+    e_s2 = (_reduction_error((d * d).sum(axis=0), n, a_s, cfg.order, (stat, stat), ovf2)
+            + (e_d * (2 * np.abs(d) + 3 * e_d)).sum(axis=0))
+    var = _mul(s2, inv_n, stat)
+    e_v = _rerr(var, stat) + e_s2 * inv_n + (s2 + e_s2) * e_inv
+    rstd = rsqrt(var + cfg.eps, method=cfg.rsqrt_method, fmt=cfg.rsqrt_fmt, frac=cfg.rsqrt_frac)
+    if cfg.rsqrt_method == "float":
+        rho, e_abs = 5 * 2.0 ** -53, _rerr(rstd, parse_format(cfg.rsqrt_fmt))
+    elif rsqrt_error is None:
+        raise ValueError(f"rsqrt_method={cfg.rsqrt_method!r}: pass rsqrt_error, the unit's relative error bound")
+    else:
+        rho, e_abs = float(rsqrt_error) + 2.0 ** -52, 0.0
+    r0 = (rstd + e_abs) / (1.0 - rho)                      # >= 1/sqrt(var + eps), the unit's exact target
+    kappa = e_v / ((var + cfg.eps) * (1 - 2.0 ** -52))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        grow = np.where(kappa < 1, 1.0 / np.sqrt(np.maximum(1.0 - kappa, 0.0)) - 1.0, np.inf)
+    e_r = e_abs + rho * r0 + r0 * grow
+    xhat = _mul(d, rstd, out)
+    e_xh = _rerr(xhat, out) + e_d * rstd + (np.abs(d) + e_d) * e_r
+    p = _mul(xhat, gamma, out)
+    y = _add(p, beta, out)
+    e_y = _rerr(y, out) + _rerr(p, out) + np.abs(gamma) * e_xh
+    slack = 1.0 + 2.0 ** -40                                # the float64 evaluation of these bounds
+    res = {"y": _from_rows(e_y * slack, x.shape)}
+    if dy is None:
+        return res
+    gf = parse_format(cfg.grad_fmt)
+    a_g = _accumulator(cfg.grad_acc, "grad_acc")
+    dym = _to_rows(np.asarray(dy, dtype=np.float64))
+    q = quantize(dym, gf, rounding="half_even")
+    e_q = _rerr(q, gf)
+    dbeta, o1 = _reduce(q, None, gf, None, a_g, cfg.order)
+    dgamma, o2 = _reduce(q, xhat, gf, out, a_g, cfg.order)
+    e_db = e_q.sum(axis=0) + _reduction_error(np.abs(q).sum(axis=0), n, a_g, cfg.order, (gf, parse_format("int2")), o1)
+    e_dg = (_reduction_error(np.abs(q * xhat).sum(axis=0), n, a_g, cfg.order, (gf, out), o2)
+            + (e_q * np.abs(xhat) + np.abs(dym) * e_xh).sum(axis=0))
+
+    def channel_mean(total, e_total):
+        sg = _mul(gamma, total, stat)
+        m = _mul(sg, inv_n, stat)
+        e_sg = _rerr(sg, stat) + np.abs(gamma) * e_total
+        return m, _rerr(m, stat) + e_sg * inv_n + np.abs(gamma) * (np.abs(total) + e_total) * e_inv
+
+    m_g, e_mg = channel_mean(dbeta, e_db)
+    m_gx, e_mgx = channel_mean(dgamma, e_dg)
+    g = _mul(q, gamma, gf)
+    e_g = _rerr(g, gf) + np.abs(gamma) * e_q
+    t1 = _add(g, -m_g, gf)
+    e_t1 = _rerr(t1, gf) + e_g + e_mg
+    w = _mul(xhat, m_gx, gf)
+    e_w = _rerr(w, gf) + e_xh * np.abs(m_gx) + (np.abs(xhat) + e_xh) * e_mgx
+    t2 = _add(t1, -w, gf)
+    e_t2 = _rerr(t2, gf) + e_t1 + e_w
+    dx = _mul(t2, rstd, gf)
+    e_dx = _rerr(dx, gf) + e_t2 * rstd + (np.abs(t2) + e_t2) * e_r
+    res.update(dx=_from_rows(e_dx * slack, x.shape), dgamma=e_dg * slack, dbeta=e_db * slack)
+    return res
