@@ -1,0 +1,58 @@
+"""Worker processes that never outlive the process that started them, and stay quiet on Ctrl-C.
+
+``worker_init`` is a ``ProcessPoolExecutor`` initializer: the worker ignores SIGINT (Ctrl-C reaches the
+whole process group; the parent handles it and stops the pool, so there is one message, not one
+traceback per process), asks Linux to kill it when its parent dies (``prctl(PR_SET_PDEATHSIG,
+SIGKILL)``: immediate, even while a kernel runs) and, elsewhere, watches its parent's pid from a thread.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+import time
+
+__all__ = ["worker_init", "stop_pool"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _watch_parent(parent_pid):
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def worker_init(parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:         # the parent died before the request took effect
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def stop_pool(executor) -> None:
+    """Stop a ProcessPoolExecutor now: cancel what has not started and kill the workers."""
+    procs = list(getattr(executor, "_processes", {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            p.kill()
+        except (OSError, AttributeError, ValueError):
+            pass
+    for p in procs:
+        try:
+            p.join(5)
+        except (OSError, AttributeError, ValueError, AssertionError):
+            pass
