@@ -96,12 +96,9 @@ class _Ctx:
 
 def load_spec(path) -> LayerSpec:
     """Read a TOML layer spec from ``path``."""
+    from .inputs import read_text_file
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"spec file {path!r} does not exist") from None
+    text = read_text_file(path, "spec file")     # a regular, readable UTF-8 file of a sane size
     return parse_spec(text, path=path)
 
 
@@ -265,11 +262,23 @@ def _random_codes(rng, fmt, shape, dist, std):
 
 def _load_array(spec: LayerSpec, name):
     base = os.path.dirname(spec.path) if spec.path else "."
-    p = os.path.join(base, spec.data[name])
-    try:
-        return np.load(p)
-    except FileNotFoundError:
-        raise SpecError(f"data.{name} = {spec.data[name]!r}: file {p!r} does not exist") from None
+    from .inputs import load_array_file
+    value = spec.data[name]
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"data.{name} = {value!r} is not allowed; expected a file name (a string)")
+    p = os.path.join(base, value)
+    arr = load_array_file(p, f"data.{name} = {value!r}: file")
+    if name == "npz":
+        if not isinstance(arr, dict):
+            raise SpecError(f"data.npz = {value!r}: file {p!r} is a .npy array; expected a .npz archive "
+                            f"holding arrays a, b (and optionally bias)")
+        missing = [k for k in ("a", "b") if k not in arr]
+        if missing:
+            raise SpecError(f"data.npz = {value!r}: file {p!r} holds {sorted(arr)}; it needs arrays a and b "
+                            f"(and optionally bias)")
+    elif isinstance(arr, dict):
+        raise SpecError(f"data.{name} = {value!r}: file {p!r} is a .npz archive; expected a .npy array")
+    return arr
 
 
 def make_data(spec: LayerSpec):
@@ -282,7 +291,7 @@ def make_data(spec: LayerSpec):
     if "npz" in d:
         z = _load_array(spec, "npz")
         A, B = z["a"], z["b"]
-        bias = z["bias"] if "bias" in z.files else None
+        bias = z.get("bias")
         return A, B, bias
     if "a" in d or "b" in d:
         if not ("a" in d and "b" in d):
