@@ -134,11 +134,12 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         ctx = multiprocessing.get_context("spawn")
         n = workers or os.cpu_count() or 1
         threads = max(1, (os.cpu_count() or 1) // n)
-        from .workers import stop_pool, worker_init
+        from .workers import quiet_spawning, stop_pool, worker_init
         ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
         try:
-            futs = {ex.submit(_metrics, spec.raw, spec.path, c, data, refs[(c["order"], c["lanes"])], threads): i
-                    for i, c in enumerate(configs)}
+            with quiet_spawning():          # workers start with Ctrl-C blocked until they ignore it
+                futs = {ex.submit(_metrics, spec.raw, spec.path, c, data, refs[(c["order"], c["lanes"])],
+                                  threads): i for i, c in enumerate(configs)}
             for f in as_completed(futs):
                 rows[futs[f]] = f.result()
                 if bar:

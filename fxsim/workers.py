@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-__all__ = ["worker_init", "stop_pool"]
+__all__ = ["worker_init", "stop_pool", "quiet_spawning"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -27,8 +27,27 @@ def _watch_parent(parent_pid):
         time.sleep(0.5)
 
 
+class quiet_spawning:
+    """Block SIGINT in this thread while worker processes are started: they inherit the mask, so a Ctrl-C
+    during their start-up stays pending until ``worker_init`` ignores it (instead of a traceback from each
+    worker's import). A Ctrl-C that arrives meanwhile reaches this process when the block ends."""
+
+    def __enter__(self):
+        self.old = None
+        if hasattr(signal, "pthread_sigmask"):
+            self.old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+        return False
+
+
 def worker_init(parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     armed = False
     if sys.platform.startswith("linux"):
         try:
