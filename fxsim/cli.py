@@ -223,13 +223,15 @@ def main(argv=None) -> int:
     from .spec import SpecError
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
                 "verify": cmd_verify, "demo": cmd_demo}
+    from .interrupts import immediate_interrupts
     try:
-        return handlers[args.command](args)
+        with immediate_interrupts():    # Ctrl-C stops at once, even inside a kernel: exit 130, one line
+            return handlers[args.command](args)
     except (FxsimError, SpecError, ValueError, TypeError, FileExistsError, FileNotFoundError, OverflowError) as exc:
         print(f"fxsim {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except KeyboardInterrupt:          # Ctrl-C: one line, no traceback; partial outputs are not kept
-        print(f"fxsim {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:          # Ctrl-C where the native handler is not available: the same line
+        print("fxsim: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:           # output piped into `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -26,11 +26,11 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-from .errors import InvalidArgument
+from .errors import BadFile, InvalidArgument
 from .datapath import Accumulator, Datapath, Order, OutputStage, Requant
 from .formats import Float, parse_format
 
-__all__ = ["SpecError", "LayerSpec", "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
+__all__ = ["SpecError", "SpecFileError", "LayerSpec", "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
            "run_layer", "operand_shapes"]
 
 _TOP = {"layer", "shape", "data", "datapath", "output", "batch_norm"}
@@ -54,6 +54,11 @@ _KEYS = {
 
 class SpecError(InvalidArgument):
     """A layer spec that cannot be used; the message names the key, value, allowed values and line."""
+
+
+class SpecFileError(SpecError, BadFile):
+    """A spec or data file that cannot be read (missing, not a regular file, too large, not UTF-8, not
+    NumPy): both a ``SpecError`` (a ``ValueError``) and a ``BadFile`` (an ``OSError``)."""
 
 
 @dataclass
@@ -98,7 +103,10 @@ def load_spec(path) -> LayerSpec:
     """Read a TOML layer spec from ``path``."""
     from .inputs import read_text_file
     path = os.fspath(path)
-    text = read_text_file(path, "spec file")     # a regular, readable UTF-8 file of a sane size
+    try:
+        text = read_text_file(path, "spec file")     # a regular, readable UTF-8 file of a sane size
+    except BadFile as exc:
+        raise SpecFileError(str(exc)) from None
     return parse_spec(text, path=path)
 
 
@@ -267,7 +275,10 @@ def _load_array(spec: LayerSpec, name):
     if not isinstance(value, str) or not value:
         raise SpecError(f"data.{name} = {value!r} is not allowed; expected a file name (a string)")
     p = os.path.join(base, value)
-    arr = load_array_file(p, f"data.{name} = {value!r}: file")
+    try:
+        arr = load_array_file(p, f"data.{name} = {value!r}: file")
+    except BadFile as exc:
+        raise SpecFileError(str(exc)) from None
     if name == "npz":
         if not isinstance(arr, dict):
             raise SpecError(f"data.npz = {value!r}: file {p!r} is a .npy array; expected a .npz archive "

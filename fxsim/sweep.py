@@ -134,7 +134,8 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         ctx = multiprocessing.get_context("spawn")
         n = workers or os.cpu_count() or 1
         threads = max(1, (os.cpu_count() or 1) // n)
-        from .workers import quiet_spawning, stop_pool, worker_init
+        from .workers import quiet_spawning, start_resource_tracker, stop_pool, worker_init
+        start_resource_tracker()
         ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
         try:
             with quiet_spawning():          # workers start with Ctrl-C blocked until they ignore it

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-__all__ = ["worker_init", "stop_pool", "quiet_spawning"]
+__all__ = ["worker_init", "stop_pool", "quiet_spawning", "start_resource_tracker"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -75,3 +75,19 @@ def stop_pool(executor) -> None:
             p.join(5)
         except (OSError, AttributeError, ValueError, AssertionError):
             pass
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (if it is not running yet) with its "leaked semaphore"
+    warning off: when Ctrl-C ends this process at once (fxsim.interrupts), the tracker still removes the
+    pool's semaphores, and its warning would only add lines to the one the user should see."""
+    from multiprocessing import resource_tracker
+    flag = "ignore:resource_tracker:UserWarning"
+    added = flag not in sys.warnoptions
+    if added:
+        sys.warnoptions.append(flag)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if added:
+            sys.warnoptions.remove(flag)

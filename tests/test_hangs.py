@@ -151,10 +151,60 @@ def test_ctrl_c_stops_a_sweep_with_130_and_one_line(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines == ["fxsim sweep: interrupted"], err
+    assert lines == ["fxsim: interrupted"], err
     assert _gone(children, 30) == []
     assert not (tmp_path / "out").exists()
     assert [p for p in os.listdir(tmp_path) if "fxsim-tmp" in p] == []
+
+
+LONG_FLOAT = """
+[shape]
+M = 768
+K = 768
+N = 768
+[data]
+seed = 2
+[datapath]
+a = "e4m3"
+b = "e5m2"
+[datapath.accumulator]
+format = "fp16"
+"""
+
+
+def test_ctrl_c_stops_a_long_kernel_at_once(tmp_path):
+    """A single float GEMM kernel of many seconds: Ctrl-C ends it within a second or two, and the
+    temporary it was writing is removed by the next export beside it."""
+    p = tmp_path / "long.toml"
+    p.write_text(LONG_FLOAT)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "fxsim.cli", "export", str(p), "--out", str(tmp_path / "g")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    ps = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:      # wait until the kernel is running
+        if [n for n in os.listdir(tmp_path) if "fxsim-tmp" in n]:
+            cpu = ps.cpu_times()
+            start = cpu.user + cpu.system
+            while proc.poll() is None and sum(ps.cpu_times()[:2]) < start + 1.5:
+                time.sleep(0.05)
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the export ended before it could be interrupted"
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    stopped = time.monotonic() - t0
+    assert proc.returncode == 130 and [ln for ln in err.splitlines() if ln.strip()] == ["fxsim: interrupted"], err
+    assert stopped < 5, stopped           # at once, not when the kernel returns (many seconds later)
+    assert not (tmp_path / "g").exists()
+    assert [n for n in os.listdir(tmp_path) if "fxsim-tmp" in n]        # left by the killed run ...
+    from fxsim.export import export_layer
+    from fxsim.spec import parse_spec
+    from tests.workflow_specs import INT8_GEMM
+    export_layer(parse_spec(INT8_GEMM), tmp_path / "g")
+    assert [n for n in os.listdir(tmp_path) if "fxsim-tmp" in n] == []  # ... and cleaned by the next one
 
 
 def test_workers_die_with_their_parent(tmp_path):
