@@ -114,16 +114,15 @@ def write_words(directory, name, codes, bits, signed, fmt, *, fmt_name, order="r
 
 
 def read_words(directory, entry) -> np.ndarray:
-    """The int64 codes of one manifest entry."""
+    """The int64 codes of one manifest entry, read strictly (``fxsim.verify.parse_strict``: every word
+    exactly as fxsim writes it at the declared width; a malformed file raises ``MalformedFile``)."""
+    from .verify import parse_strict
     path = os.path.join(directory, entry["file"])
     if entry["encoding"] == "npy":
-        return np.load(path).astype(np.int64)
+        return np.load(path, allow_pickle=False).astype(np.int64)
     with open(path, "rb") as fh:
         content = fh.read()
-    count = int(np.prod(entry["shape"])) if entry["shape"] else 1
-    words = parse(content, entry["bits"], entry["encoding"], count)
-    if words.size != count:
-        raise ValueError(f"{entry['file']}: {words.size} words, manifest says {count}")
+    words = parse_strict(content, entry["bits"], entry["encoding"], entry["shape"], entry["signed"], entry["file"])
     return from_words(words, entry["bits"], entry["signed"]).reshape(entry["shape"])
 
 
