@@ -30,7 +30,8 @@ from .errors import BadFile, InvalidArgument
 from .datapath import Accumulator, Datapath, Order, OutputStage, Requant
 from .formats import Float, parse_format
 
-__all__ = ["SpecError", "SpecFileError", "LayerSpec", "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
+__all__ = ["SpecError", "SpecFileError", "LayerSpec",
+           "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
            "run_layer", "operand_shapes"]
 
 _TOP = {"layer", "shape", "data", "datapath", "output", "batch_norm"}

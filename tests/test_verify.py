@@ -128,17 +128,21 @@ CASES = [
     ("mif without its header", "mif", _replace_file("acc.mif", lambda p: "\n".join(p.read_text().split("\n")[5:]), "acc"),
      EXIT_INPUT, "lacks the MIF header"),
     ("mif with another width", "mif", _replace_file("acc.mif", lambda p: p.read_text().replace("WIDTH = 14;", "WIDTH = 16;"),
-                                                    "acc"), EXIT_INPUT, "'WIDTH = 16;'; the declared shape and width give 'WIDTH = 14;'"),
-    ("bin word wider than its width", "bin", lambda d: (d / "acc.bin").write_bytes(b"\xff\xff" + (d / "acc.bin").read_bytes()[2:]),
-     EXIT_INPUT, "wider than the declared 14 bits"),
+                                                    "acc"), EXIT_INPUT,
+     "'WIDTH = 16;'; the declared shape and width give 'WIDTH = 14;'"),
+    ("bin word wider than its width", "bin",
+     lambda d: (d / "acc.bin").write_bytes(b"\xff\xff" + (d / "acc.bin").read_bytes()[2:]), EXIT_INPUT,
+     "wider than the declared 14 bits"),
     ("npy of another dtype", "npy", lambda d: (np.save(d / "acc.npy", np.load(d / "acc.npy").astype(np.int32)),
                                                _rehash(d, "acc")), EXIT_INPUT, "fxsim writes C-ordered little-endian int64"),
     ("npy code outside the width", "npy", lambda d: (np.save(d / "acc.npy", np.load(d / "acc.npy") + 2 ** 20),
-                                                     _rehash(d, "acc")), EXIT_INPUT, "outside the declared signed 14-bit range"),
+                                                     _rehash(d, "acc")), EXIT_INPUT,
+     "outside the declared signed 14-bit range"),
     ("an unlisted file", "hex", lambda d: (d / "extra.hex").write_text("00\n"), EXIT_INPUT, "extra.hex: a file not listed"),
     ("an unlisted hidden file", "hex", lambda d: (d / ".x").write_text(""), EXIT_INPUT, ".x: a file not listed"),
     ("an unlisted directory", "hex", lambda d: (d / "sub").mkdir(), EXIT_INPUT, "sub: a directory not listed"),
-    ("a listed file missing", "hex", lambda d: (d / "out.hex").unlink(), EXIT_INPUT, "out.hex: listed in the manifest but missing"),
+    ("a listed file missing", "hex", lambda d: (d / "out.hex").unlink(), EXIT_INPUT,
+     "out.hex: listed in the manifest but missing"),
     ("the output deleted with its entry", "hex", _delete_with_entry("out", "out.hex"), EXIT_MISMATCH,
      "out.hex: the spec implies this file"),
     ("the bias deleted with its entry", "hex", _delete_with_entry("bias", "bias.hex"), EXIT_MISMATCH,
@@ -169,7 +173,8 @@ CASES = [
     ("a manifest that is a list", "hex", lambda d: (d / "manifest.json").write_text("[]"), EXIT_INPUT,
      "must be a JSON object, got list"),
     ("a manifest that is not JSON", "hex", lambda d: (d / "manifest.json").write_text("{"), EXIT_INPUT, "not valid JSON"),
-    ("no manifest", "hex", lambda d: (d / "manifest.json").unlink(), EXIT_INPUT, "manifest.json: listed in the manifest but missing"),
+    ("no manifest", "hex", lambda d: (d / "manifest.json").unlink(), EXIT_INPUT,
+     "manifest.json: listed in the manifest but missing"),
     ("bits of the wrong type", "hex", _edit_manifest(["files", "acc", "bits"], "14"), EXIT_INPUT, "bits must be a JSON int"),
     ("a path with ..", "hex", _edit_manifest(["files", "acc", "file"], "../acc.hex"), EXIT_INPUT,
      "names a path outside the directory"),
@@ -350,7 +355,7 @@ def test_every_random_mutation_is_detected(goldens, tmp_path_factory, muts, fmt)
 @settings(max_examples=80)
 @given(bits=st.integers(1, 64), data=st.data())
 def test_strict_reader_reads_back_what_the_writer_writes_and_refuses_wider_words(bits, data):
-    from fxsim.export import render, to_words
+    from fxsim.export import render
     n = data.draw(st.integers(1, 12))
     words = np.array(data.draw(st.lists(st.integers(0, 2 ** bits - 1), min_size=n, max_size=n)), dtype=np.uint64)
     for enc in ("hex", "coe", "mif", "bin"):
