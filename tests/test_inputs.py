@@ -129,3 +129,17 @@ def test_size_limits_apply_before_reading(tmp_path):
         zf.writestr("a.npy", b"")
     with pytest.raises(BadFile, match="member 'a' of|member 'a' is not a .npy array"):
         load_array_file(tmp_path / "z.npz", "data.npz")
+
+
+def test_an_unreadable_spec_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    p = tmp_path / "layer.toml"
+    p.write_text(INT8_GEMM)
+    real_open = os.open
+
+    def denied(path, *a, **k):        # as for a user without read permission (the suite may run as root)
+        if os.fspath(path) == str(p):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real_open(path, *a, **k)
+    monkeypatch.setattr(os, "open", denied)
+    assert _run(["run", str(p)]) == EXIT_INPUT
+    assert "spec file" in (err := capsys.readouterr().err) and "cannot be read: permission denied" in err

@@ -331,3 +331,24 @@ def test_unwritable_locations_are_clear_errors(tmp_path, spec_file, capsys, monk
     assert "No space left" in capsys.readouterr().err
     monkeypatch.setattr(fxsim.export, "golden_contents", real)
     assert sorted(os.listdir(tmp_path)) == ["file", "layer.toml"]
+
+
+@pytest.mark.parametrize("kind", ["full dir", "file"])
+def test_the_portable_rename_never_replaces_either(tmp_path, monkeypatch, kind):
+    """Without renameat2/renamex_np: rename(2), which replaces only an empty directory."""
+    import fxsim.outputs
+    monkeypatch.setattr(fxsim.outputs, "_LIBC", None)
+    src = tmp_path / "src"
+    src.mkdir()
+    dst = tmp_path / "dst"
+    if kind == "full dir":
+        dst.mkdir()
+        (dst / "g").write_text("old")
+    else:
+        dst.write_text("old")
+    before = snapshot(tmp_path)
+    with pytest.raises(FileExistsError):
+        rename_noreplace(src, dst)
+    assert snapshot(tmp_path) == before
+    rename_noreplace(src, tmp_path / "new")
+    assert (tmp_path / "new").is_dir()
