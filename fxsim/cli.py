@@ -1,7 +1,8 @@
 """The ``fxsim`` command: formats, run, sweep, export, verify, demo.
 
 Exit codes: 0 success; 1 a verification found mismatches or checksum failures; 2 bad input (spec,
-arguments, missing files, an output directory that exists without --force).
+arguments, missing or unreadable files, an output that exists without --force or that --force may not
+replace, a directory verify cannot read as golden vectors); 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import numpy as np
 
 EXIT_OK, EXIT_MISMATCH, EXIT_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130          # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 
 
 def _bits_range(text):
@@ -34,6 +36,17 @@ def _trace(text):
         raise argparse.ArgumentTypeError(f"--trace must be I,J (output row and column), got {text!r}")
 
 
+def _seconds(text):
+    try:
+        v = float(text)
+        if not 0 < v <= 3600:
+            raise ValueError
+        return v
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--connect-timeout must be a number of seconds in (0, 3600], "
+                                         f"got {text!r}") from None
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="fxsim", description="Bit-accurate simulation of accelerator datapaths.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -52,6 +65,9 @@ def build_parser():
     s.add_argument("--order", default="sequential", help="comma list of sequential, tree, chunked")
     s.add_argument("--lanes", type=int, default=4)
     s.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port)")
+    s.add_argument("--connect-timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="give up on --scheduler when it does not answer as a Dask scheduler within this "
+                        "time (default 10)")
     s.add_argument("--workers", type=int, default=None)
     s.add_argument("--out", default=None, help="directory for sweep.csv/json/png")
     s.add_argument("--force", action="store_true")
@@ -131,23 +147,10 @@ def _zp_value(fmt, zero_point):
 
 
 def exact_gemm(A, B, bias=None, a_zero_point=0, b_zero_point=0) -> np.ndarray:
-    """The exact sums of a GEMM on float operands, each rounded once to float64 (Fractions: every
-    product and partial sum exact)."""
-    from fractions import Fraction
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    M, K = A.shape
-    N = B.shape[1]
-    Af = [[Fraction(float(x)) - a_zero_point for x in row] for row in A.tolist()]
-    Bf = [[Fraction(float(x)) - b_zero_point for x in col] for col in B.T.tolist()]
-    out = np.empty((M, N))
-    for i in range(M):
-        for j in range(N):
-            s = Fraction(float(bias[j])) if bias is not None else Fraction(0)
-            for x, w in zip(Af[i], Bf[j]):
-                s += x * w
-            out[i, j] = float(s)
-    return out
+    """The exact sums of a GEMM on float operands, each rounded once to float64 (every product and partial
+    sum exact; at kernel speed, see fxsim.exact)."""
+    from .exact import exact_gemm as _exact
+    return _exact(A, B, bias, a_zero_point, b_zero_point)
 
 
 def _sqnr(ref, got):
@@ -182,17 +185,21 @@ def cmd_run(args):
 def cmd_sweep(args):
     from .spec import load_spec
     from .sweep import format_table, run_sweep, sweep_configs, write_sweep
-    from .export import atomic_dir
+    from .outputs import output_dir
     spec = load_spec(args.spec)
+    out = output_dir(args.out, "sweep", force=args.force) if args.out else None   # checked before the work
     if spec.op != "gemm" and spec.op != "conv2d":
         raise ValueError(f"sweep supports gemm and conv2d layers, got {spec.op}")
     overflows = [o.strip() for o in args.overflow.split(",") if o.strip()]
     orders = [o.strip() for o in args.order.split(",") if o.strip()]
     configs = sweep_configs(args.acc_bits, overflows, orders, args.lanes)
-    result = run_sweep(spec, configs, scheduler=args.scheduler, workers=args.workers)
+    if args.connect_timeout is not None and not args.scheduler:
+        raise ValueError("--connect-timeout applies to --scheduler only")
+    result = run_sweep(spec, configs, scheduler=args.scheduler, workers=args.workers,
+                       connect_timeout=args.connect_timeout or 10.0)
     print(format_table(result))
     if args.out:
-        with atomic_dir(args.out, args.force) as tmp:
+        with out as tmp:
             write_sweep(result, tmp)
         print(f"wrote {os.path.join(args.out, 'sweep.csv')}, sweep.json, sweep.png")
     return EXIT_OK
@@ -208,10 +215,15 @@ def cmd_export(args):
 
 
 def cmd_verify(args):
-    from .export import verify_dir
-    problems = verify_dir(args.dir)
-    if problems:
-        for p in problems:
+    from .verify import verify_directory
+    report = verify_directory(args.dir)
+    if report.malformed:
+        for p in report.malformed:
+            print(f"MALFORMED {p}")
+        print(f"fxsim verify: error: {args.dir} is not a golden-vector directory fxsim can check", file=sys.stderr)
+        return EXIT_INPUT
+    if report.mismatches:
+        for p in report.mismatches:
             print(f"MISMATCH {p}")
         return EXIT_MISMATCH
     print(f"OK: every file in {args.dir} matches its checksum and the recomputation")
@@ -234,11 +246,16 @@ def main(argv=None) -> int:
     from .spec import SpecError
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
                 "verify": cmd_verify, "demo": cmd_demo}
+    from .interrupts import immediate_interrupts
     try:
-        return handlers[args.command](args)
+        with immediate_interrupts():    # Ctrl-C stops at once, even inside a kernel: exit 130, one line
+            return handlers[args.command](args)
     except (FxsimError, SpecError, ValueError, TypeError, FileExistsError, FileNotFoundError, OverflowError) as exc:
         print(f"fxsim {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except KeyboardInterrupt:          # Ctrl-C where the native handler is not available: the same line
+        print("fxsim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:           # output piped into `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

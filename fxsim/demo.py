@@ -12,14 +12,15 @@ DEMO_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "di
 
 def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
     from .cli import summarize
-    from .export import atomic_dir, export_layer
+    from .export import export_layer
+    from .outputs import output_dir
     from .spec import load_spec, make_data, run_layer
     from .sweep import format_table, run_sweep, sweep_configs, write_sweep
     t0 = time.time()
     spec = load_spec(DEMO_SPEC)
     out_dir = os.path.abspath(out_dir)
     report = {}
-    with atomic_dir(out_dir, force) as tmp:
+    with output_dir(out_dir, "demo", force=force) as tmp:
         print(f"[1/4] Simulating the demo layer ({DEMO_SPEC})")
         print(f"      {spec.datapath}")
         data = make_data(spec)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
@@ -91,36 +89,11 @@ def parse(content: bytes, bits: int, fmt: str, count: int) -> np.ndarray:
     return np.array([int(t, 16) for t in toks], dtype=np.uint64)
 
 
-def atomic_dir(out_dir, force: bool):
-    """A context manager yielding a temporary directory renamed to ``out_dir`` on success."""
-    return _AtomicDir(out_dir, force)
-
-
-class _AtomicDir:
-    def __init__(self, out_dir, force):
-        self.out = os.path.abspath(os.fspath(out_dir))
-        self.force = force
-
-    def __enter__(self):
-        if os.path.exists(self.out) and not self.force:
-            raise FileExistsError(f"output directory {self.out!r} exists; pass --force to replace it")
-        parent = os.path.dirname(self.out)
-        os.makedirs(parent, exist_ok=True)
-        self.tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(self.out)}.tmp-", dir=parent)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        old = None
-        if os.path.exists(self.out):
-            old = self.out + ".old-" + os.path.basename(self.tmp)
-            os.rename(self.out, old)
-        os.rename(self.tmp, self.out)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-        return False
+def atomic_dir(out_dir, force: bool, kind: str = "golden-vectors"):
+    """A context manager yielding a temporary directory renamed to ``out_dir`` on success (see
+    :func:`fxsim.outputs.output_dir`: ``force`` replaces only a previous fxsim output of ``kind``)."""
+    from .outputs import output_dir
+    return output_dir(out_dir, kind, force=force, manifest_files=kind != "golden-vectors")
 
 
 def write_words(directory, name, codes, bits, signed, fmt, *, fmt_name, order="row-major"):
@@ -141,16 +114,15 @@ def write_words(directory, name, codes, bits, signed, fmt, *, fmt_name, order="r
 
 
 def read_words(directory, entry) -> np.ndarray:
-    """The int64 codes of one manifest entry."""
+    """The int64 codes of one manifest entry, read strictly (``fxsim.verify.parse_strict``: every word
+    exactly as fxsim writes it at the declared width; a malformed file raises ``MalformedFile``)."""
+    from .verify import parse_strict
     path = os.path.join(directory, entry["file"])
     if entry["encoding"] == "npy":
-        return np.load(path).astype(np.int64)
+        return np.load(path, allow_pickle=False).astype(np.int64)
     with open(path, "rb") as fh:
         content = fh.read()
-    count = int(np.prod(entry["shape"])) if entry["shape"] else 1
-    words = parse(content, entry["bits"], entry["encoding"], count)
-    if words.size != count:
-        raise ValueError(f"{entry['file']}: {words.size} words, manifest says {count}")
+    words = parse_strict(content, entry["bits"], entry["encoding"], entry["shape"], entry["signed"], entry["file"])
     return from_words(words, entry["bits"], entry["signed"]).reshape(entry["shape"])
 
 
@@ -173,45 +145,94 @@ def _signed(fmt):
     return bool(fmt.signed) if isinstance(fmt, Fixed) else False
 
 
-def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False) -> dict:
-    """Simulate ``spec`` and write its golden vectors to ``out_dir``; returns the manifest."""
+_EXT = {"hex": "hex", "coe": "coe", "mif": "mif", "npy": "npy", "bin": "bin"}
+_KEY_ORDER = "register values of the whole output, row-major"
+
+
+def npy_bytes(codes) -> bytes:
+    """The ``.npy`` file of int64 codes, as ``np.save`` writes it."""
+    import io
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(codes, dtype=np.int64))
+    return buf.getvalue()
+
+
+def file_bytes(codes, bits: int, encoding: str) -> bytes:
+    """What fxsim writes for these codes in ``encoding`` (one of ``FILE_FORMATS``)."""
+    if encoding == "npy":
+        return npy_bytes(codes)
+    return render(to_words(codes, bits), bits, encoding)
+
+
+def golden_contents(spec, *, file_format="hex", traces=(), data=None):
+    """Everything a golden-vector directory holds, computed and not written: (contents, manifest) where
+    ``contents`` maps file names to bytes (``manifest.json`` excluded) and ``manifest`` is its dict.
+    ``export_layer`` writes exactly this; ``fxsim verify`` recomputes it and compares."""
     from . import __version__
     from .spec import run_layer
     if file_format not in FILE_FORMATS:
         raise ValueError(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
     if spec.op != "gemm" and traces:
         raise ValueError("per-cycle traces are exported for gemm layers, not conv2d")
-    result, (A, B, bias) = run_layer(spec, trace=list(traces) or None)
+    result, (A, B, bias) = run_layer(spec, trace=list(traces) or None, data=data)
     dp = spec.datapath
     acc = dp.accumulator.fmt
     out_fmt = dp.output.fmt
     float_acc = isinstance(acc, Float)
     acc_codes = _codes_of(result.acc, acc) if float_acc else result.acc
     bias_fmt = acc if float_acc else Fixed(64, acc.frac)
-    with atomic_dir(out_dir, force) as tmp:
-        files = {}
+    contents, files = {}, {}
 
-        def put(key, codes, fmt, fmt_name=None, order="row-major"):
-            files[key] = write_words(tmp, key, codes, fmt.bits, _signed(fmt), file_format,
-                                     fmt_name=fmt_name or str(fmt), order=order)
+    def put(key, codes, bits, signed, fmt_name, order="row-major"):
+        codes = np.asarray(codes, dtype=np.int64)
+        fname = f"{key}.{_EXT[file_format]}"
+        content = file_bytes(codes, bits, file_format)
+        contents[fname] = content
+        files[key] = {"file": fname, "shape": list(codes.shape), "order": order, "format": fmt_name,
+                      "bits": int(bits), "signed": bool(signed), "encoding": file_format,
+                      "sha256": hashlib.sha256(content).hexdigest()}
 
-        put("a", _codes_of(A, dp.a), dp.a)
-        put("b", _codes_of(B, dp.b), dp.b)
-        if bias is not None:
-            files["bias"] = write_words(tmp, "bias", _codes_of(bias, bias_fmt), acc.bits, _signed(acc), file_format,
-                                        fmt_name=f"{acc} (accumulator grid)")
-        put("acc", acc_codes, acc)
-        if out_fmt is not None:
-            put("out", result.codes, out_fmt)
-        for (i, j), tr in sorted(result.traces.items()):
-            tr = np.ravel(tr)
-            put(f"trace_{i}_{j}", _codes_of(tr, acc) if float_acc else tr, acc,
-                order=f"cycle order ({dp.order}): the register after the preload, then after every addition")
-        manifest = {"fxsim_version": __version__, "op": spec.op, "datapath": str(dp), "datapath_repr": repr(dp),
-                    "spec": spec.raw,
-                    "files": files, "summary": result.summary()}
-        with open(os.path.join(tmp, "manifest.json"), "w") as fh:
-            json.dump(manifest, fh, indent=2, default=_json_default)
+    put("a", _codes_of(A, dp.a), dp.a.bits, _signed(dp.a), str(dp.a))
+    put("b", _codes_of(B, dp.b), dp.b.bits, _signed(dp.b), str(dp.b))
+    if bias is not None:
+        put("bias", _codes_of(bias, bias_fmt), acc.bits, _signed(acc), f"{acc} (accumulator grid)")
+    put("acc", acc_codes, acc.bits, _signed(acc), str(acc))
+    if out_fmt is not None:
+        put("out", result.codes, out_fmt.bits, _signed(out_fmt), str(out_fmt))
+    for (i, j), tr in sorted(result.traces.items()):
+        tr = np.ravel(tr)
+        put(f"trace_{i}_{j}", _codes_of(tr, acc) if float_acc else tr, acc.bits, _signed(acc), str(acc),
+            order=f"cycle order ({dp.order}): the register after the preload, then after every addition")
+    manifest = {"fxsim_output": "golden-vectors", "fxsim_version": __version__, "op": spec.op,
+                "datapath": str(dp), "datapath_repr": repr(dp), "spec": spec.raw, "file_format": file_format,
+                "traces": [[int(i), int(j)] for (i, j) in sorted(result.traces)],
+                "files": files, "summary": result.summary()}
+    # what json.load gives back (tuples as lists, NumPy scalars as numbers)
+    manifest = json.loads(json.dumps(manifest, default=_json_default))
+    return contents, manifest
+
+
+def manifest_bytes(manifest) -> bytes:
+    return (json.dumps(manifest, indent=2, default=_json_default) + "\n").encode()
+
+
+def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False) -> dict:
+    """Simulate ``spec`` and write its golden vectors to ``out_dir``; returns the manifest.
+
+    The output location is checked before the simulation; ``force`` replaces only a previous golden-
+    vector directory (see :mod:`fxsim.outputs`)."""
+    from .outputs import output_dir
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
+    if spec.op != "gemm" and traces:
+        raise ValueError("per-cycle traces are exported for gemm layers, not conv2d")
+    with output_dir(out_dir, "golden-vectors", force=force, manifest_files=False) as tmp:
+        contents, manifest = golden_contents(spec, file_format=file_format, traces=traces)
+        for fname, content in contents.items():
+            with open(os.path.join(tmp, fname), "wb") as fh:
+                fh.write(content)
+        with open(os.path.join(tmp, "manifest.json"), "wb") as fh:
+            fh.write(manifest_bytes(manifest))
     return manifest
 
 
@@ -224,55 +245,7 @@ def _json_default(o):
 
 
 def verify_dir(directory) -> list:
-    """Recompute a golden-vector directory from its manifest and input files; returns a list of problems
-    (empty when every checksum and every recomputed word matches)."""
-    from .spec import run_layer, spec_from_dict
-    problems = []
-    mpath = os.path.join(directory, "manifest.json")
-    try:
-        with open(mpath) as fh:
-            manifest = json.load(fh)
-    except FileNotFoundError:
-        return [f"{mpath} does not exist"]
-    files = manifest["files"]
-    for key, entry in files.items():
-        path = os.path.join(directory, entry["file"])
-        if not os.path.exists(path):
-            problems.append(f"{entry['file']}: missing")
-            continue
-        with open(path, "rb") as fh:
-            if hashlib.sha256(fh.read()).hexdigest() != entry["sha256"]:
-                problems.append(f"{entry['file']}: sha256 differs from the manifest")
-    if problems:
-        return problems
-    spec = spec_from_dict(manifest["spec"])
-    dp = spec.datapath
-    acc = dp.accumulator.fmt
-    A = _values_of(read_words(directory, files["a"]), dp.a)
-    B = _values_of(read_words(directory, files["b"]), dp.b)
-    bias = None
-    if "bias" in files:
-        bias = _values_of(read_words(directory, files["bias"]), acc)
-    traces = [tuple(int(x) for x in k.split("_")[1:]) for k in files if k.startswith("trace_")]
-    result, _ = run_layer(spec, trace=traces or None, data=(A, B, bias))
-    float_acc = isinstance(acc, Float)
-    checks = {"acc": _codes_of(result.acc, acc) if float_acc else result.acc}
-    if "out" in files:
-        checks["out"] = result.codes
-    for k in files:
-        if k.startswith("trace_"):
-            i, j = (int(x) for x in k.split("_")[1:])
-            tr = np.ravel(result.traces[(i, j)])
-            checks[k] = _codes_of(tr, acc) if float_acc else tr
-    for key, want in checks.items():
-        if want is None:
-            continue
-        got = read_words(directory, files[key])
-        entry = files[key]
-        want_w = to_words(want, entry["bits"])
-        got_w = to_words(got, entry["bits"])
-        bad = np.flatnonzero(want_w.ravel() != got_w.ravel())
-        if want_w.shape != got_w.shape or bad.size:
-            problems.append(f"{entry['file']}: {bad.size} word(s) differ from the recomputation, first at index "
-                            f"{int(bad[0]) if bad.size else 'shape'}")
-    return problems
+    """Check a golden-vector directory against its manifest, its spec and inputs (see
+    :mod:`fxsim.verify`); returns a list of problems, empty when everything matches."""
+    from .verify import verify_directory
+    return verify_directory(directory).problems()

@@ -26,11 +26,12 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-from .errors import InvalidArgument
+from .errors import BadFile, InvalidArgument
 from .datapath import Accumulator, Datapath, Order, OutputStage, Requant
 from .formats import Float, parse_format
 
-__all__ = ["SpecError", "LayerSpec", "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
+__all__ = ["SpecError", "SpecFileError", "LayerSpec",
+           "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
            "run_layer", "operand_shapes"]
 
 _TOP = {"layer", "shape", "data", "datapath", "output", "batch_norm"}
@@ -54,6 +55,11 @@ _KEYS = {
 
 class SpecError(InvalidArgument):
     """A layer spec that cannot be used; the message names the key, value, allowed values and line."""
+
+
+class SpecFileError(SpecError, BadFile):
+    """A spec or data file that cannot be read (missing, not a regular file, too large, not UTF-8, not
+    NumPy): both a ``SpecError`` (a ``ValueError``) and a ``BadFile`` (an ``OSError``)."""
 
 
 @dataclass
@@ -96,12 +102,12 @@ class _Ctx:
 
 def load_spec(path) -> LayerSpec:
     """Read a TOML layer spec from ``path``."""
+    from .inputs import read_text_file
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"spec file {path!r} does not exist") from None
+        text = read_text_file(path, "spec file")     # a regular, readable UTF-8 file of a sane size
+    except BadFile as exc:
+        raise SpecFileError(str(exc)) from None
     return parse_spec(text, path=path)
 
 
@@ -266,11 +272,26 @@ def _random_codes(rng, fmt, shape, dist, std):
 
 def _load_array(spec: LayerSpec, name):
     base = os.path.dirname(spec.path) if spec.path else "."
-    p = os.path.join(base, spec.data[name])
+    from .inputs import load_array_file
+    value = spec.data[name]
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"data.{name} = {value!r} is not allowed; expected a file name (a string)")
+    p = os.path.join(base, value)
     try:
-        return np.load(p)
-    except FileNotFoundError:
-        raise SpecError(f"data.{name} = {spec.data[name]!r}: file {p!r} does not exist") from None
+        arr = load_array_file(p, f"data.{name} = {value!r}: file")
+    except BadFile as exc:
+        raise SpecFileError(str(exc)) from None
+    if name == "npz":
+        if not isinstance(arr, dict):
+            raise SpecError(f"data.npz = {value!r}: file {p!r} is a .npy array; expected a .npz archive "
+                            f"holding arrays a, b (and optionally bias)")
+        missing = [k for k in ("a", "b") if k not in arr]
+        if missing:
+            raise SpecError(f"data.npz = {value!r}: file {p!r} holds {sorted(arr)}; it needs arrays a and b "
+                            f"(and optionally bias)")
+    elif isinstance(arr, dict):
+        raise SpecError(f"data.{name} = {value!r}: file {p!r} is a .npz archive; expected a .npy array")
+    return arr
 
 
 def make_data(spec: LayerSpec):
@@ -283,7 +304,7 @@ def make_data(spec: LayerSpec):
     if "npz" in d:
         z = _load_array(spec, "npz")
         A, B = z["a"], z["b"]
-        bias = z["bias"] if "bias" in z.files else None
+        bias = z.get("bias")
         return A, B, bias
     if "a" in d or "b" in d:
         if not ("a" in d and "b" in d):

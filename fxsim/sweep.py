@@ -16,6 +16,7 @@ import numpy as np
 
 from .bounds import data_bits, l1_bits, worst_case_bits
 from .datapath import Accumulator, Order
+from .errors import FxsimError
 from .formats import Fixed
 
 __all__ = ["sweep_configs", "run_sweep", "write_sweep", "plot_sweep"]
@@ -88,15 +89,19 @@ def _metrics(spec_raw, spec_path, config, data, reference, threads=None):
             "max_abs_error": float(np.max(np.abs(err))) if err.size else 0.0, "sqnr_db": sqnr, "error": ""}
 
 
-def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True):
+def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, connect_timeout=10.0):
     """Run every configuration; returns {"rows": [...], "narrowest_exact": {...}, "bounds": {...}}.
 
-    ``workers``: local processes (default one per core; 1 runs serially in this process). ``scheduler``:
-    the address of a Dask distributed scheduler, which then runs the configurations instead."""
+    ``workers``: local processes (default one per core; 1 runs serially in this process); they ignore
+    Ctrl-C (this process handles it and stops them) and die with this process. ``scheduler``: the address
+    of a Dask distributed scheduler, which then runs the configurations instead; it must answer as one
+    within ``connect_timeout`` seconds (checked before any work, see :func:`probe_scheduler`)."""
     from .spec import make_data
     if not isinstance(spec.datapath.accumulator.fmt, Fixed):
         raise ValueError(f"an accumulator width sweep needs a Fixed accumulator; the spec's accumulator is "
                          f"{spec.datapath.accumulator.fmt}")
+    if scheduler:
+        probe_scheduler(scheduler, connect_timeout)
     data = make_data(spec)
     refs = {}                                  # the exact reference, once per order
     for c in configs:
@@ -110,7 +115,7 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True):
         bar = tqdm(total=len(configs), desc="sweep", unit="config", disable=None)
     if scheduler:
         from distributed import Client, as_completed as d_as_completed
-        with Client(scheduler) as client:
+        with Client(scheduler, timeout=connect_timeout) as client:
             shared = client.scatter(data, broadcast=True)          # the layer's data goes to each worker once
             shared_refs = {k: client.scatter(v, broadcast=True) for k, v in refs.items()}
             futs = {client.submit(_metrics, spec.raw, spec.path, c, shared, shared_refs[(c["order"], c["lanes"])],
@@ -129,16 +134,93 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True):
         ctx = multiprocessing.get_context("spawn")
         n = workers or os.cpu_count() or 1
         threads = max(1, (os.cpu_count() or 1) // n)
-        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as ex:
-            futs = {ex.submit(_metrics, spec.raw, spec.path, c, data, refs[(c["order"], c["lanes"])], threads): i
-                    for i, c in enumerate(configs)}
+        from .workers import quiet_spawning, start_resource_tracker, stop_pool, worker_init
+        start_resource_tracker()
+        ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
+        try:
+            with quiet_spawning():          # workers start with Ctrl-C blocked until they ignore it
+                futs = {ex.submit(_metrics, spec.raw, spec.path, c, data, refs[(c["order"], c["lanes"])],
+                                  threads): i for i, c in enumerate(configs)}
             for f in as_completed(futs):
                 rows[futs[f]] = f.result()
                 if bar:
                     bar.update()
+        except BaseException:               # Ctrl-C or a failure: stop the workers now, not after their work
+            stop_pool(ex)
+            raise
+        ex.shutdown(wait=True)
     if bar:
         bar.close()
     return {"rows": rows, "narrowest_exact": narrowest_exact(rows), "bounds": layer_bounds(spec, data)}
+
+
+class SchedulerUnreachable(FxsimError, ConnectionError):
+    """A ``--scheduler`` address that does not lead to a Dask scheduler answering in time."""
+
+
+def probe_scheduler(address, timeout=10.0) -> None:
+    """Check, within ``timeout`` seconds, that ``address`` (``tcp://HOST:PORT``) resolves, accepts a
+    connection and sends the handshake a Dask scheduler sends; raise :class:`SchedulerUnreachable`
+    saying which step failed. (Dask's own client waits forever on a server that accepts and stays silent,
+    and reads garbage from one that speaks another protocol.)"""
+    import re
+    import socket
+    import struct
+    import threading
+    import time
+    m = re.match(r"^(?:tcp://)?(\[[^\]]+\]|[^:/\[\]]+):(\d{1,5})$", str(address))
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise SchedulerUnreachable(f"--scheduler must be tcp://HOST:PORT (a Dask scheduler's address), "
+                                   f"got {address!r}")
+    host, port = m.group(1).strip("[]"), int(m.group(2))
+    deadline = time.monotonic() + timeout
+    found = {}
+
+    def resolve():
+        try:
+            found["addrs"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            found["error"] = exc
+    t = threading.Thread(target=resolve, daemon=True)      # getaddrinfo cannot be given a time limit
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise SchedulerUnreachable(f"--scheduler {address}: the host name {host!r} did not resolve within "
+                                   f"{timeout:g} s")
+    if "error" in found:
+        raise SchedulerUnreachable(f"--scheduler {address}: unknown host {host!r} ({found['error']})")
+    family, stype, proto, _, sockaddr = found["addrs"][0]
+    sock = socket.socket(family, stype, proto)
+    try:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            sock.connect(sockaddr)
+        except socket.timeout:
+            raise SchedulerUnreachable(f"--scheduler {address}: no connection within {timeout:g} s") from None
+        except OSError as exc:
+            raise SchedulerUnreachable(f"--scheduler {address}: cannot connect ({exc.strerror or exc})") from None
+        head = b""
+        while len(head) < 16:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(16 - len(head))
+            except socket.timeout:
+                raise SchedulerUnreachable(
+                    f"--scheduler {address}: the server accepted the connection but sent no Dask handshake "
+                    f"within {timeout:g} s; is it a Dask scheduler? (--connect-timeout sets the wait)") from None
+            except OSError as exc:
+                raise SchedulerUnreachable(f"--scheduler {address}: the connection failed ({exc.strerror or exc})") \
+                    from None
+            if not chunk:
+                raise SchedulerUnreachable(f"--scheduler {address}: the server closed the connection without a "
+                                           f"Dask handshake; is it a Dask scheduler?")
+            head += chunk
+        total, nframes = struct.unpack("<QQ", head)
+        if not (1 <= nframes <= 64 and 8 * (nframes + 1) <= total <= 1 << 24):
+            raise SchedulerUnreachable(f"--scheduler {address}: the server does not speak the Dask protocol "
+                                       f"(it sent {head[:16]!r}); is it a Dask scheduler?")
+    finally:
+        sock.close()
 
 
 def narrowest_exact(rows) -> dict:

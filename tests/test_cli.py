@@ -89,7 +89,7 @@ def test_sweep_writes_csv_json_png_and_prints_the_narrowest_width(spec, tmp_path
                  "--out", str(out)]) == EXIT_OK
     text = capsys.readouterr().out
     assert "narrowest bit-exact accumulator on this data" in text and "analytical bounds (K=20)" in text
-    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.json", "sweep.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "sweep.csv", "sweep.json", "sweep.png"]
     assert main(["sweep", str(spec), "--acc-bits", "12,14", "--workers", "1", "--out", str(out)]) == EXIT_INPUT
     assert main(["sweep", str(spec), "--acc-bits", "12,14", "--workers", "1", "--out", str(out), "--force"]) == EXIT_OK
     assert len((out / "sweep.csv").read_text().splitlines()) == 1 + 4

@@ -90,7 +90,7 @@ def test_verify_reports_checksum_failures_and_recomputation_mismatches(tmp_path)
     probs = verify_dir(str(out))
     assert len(probs) == 1 and "out.hex: 1 word(s) differ from the recomputation" in probs[0]
     (out / "acc.hex").unlink()
-    assert "acc.hex: missing" in verify_dir(str(out))
+    assert "acc.hex: listed in the manifest but missing" in verify_dir(str(out))
     assert "does not exist" in verify_dir(str(tmp_path / "nothing"))[0]
 
 
@@ -113,13 +113,18 @@ def test_output_directory_is_atomic_and_never_overwritten_without_force(tmp_path
 def test_a_failure_while_writing_leaves_the_old_directory_and_no_temporary(tmp_path):
     from fxsim.export import atomic_dir
     out = tmp_path / "d"
-    out.mkdir()
-    (out / "keep.txt").write_text("old")
+    with atomic_dir(out, False, kind="sweep") as tmp:
+        (tmp_path / tmp / "old.txt").write_text("old")
     with pytest.raises(RuntimeError):
-        with atomic_dir(out, True) as tmp:
+        with atomic_dir(out, True, kind="sweep") as tmp:
             (tmp_path / tmp / "half.txt").write_text("new")
             raise RuntimeError("disk full")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and (out / "keep.txt").read_text() == "old"
-    with atomic_dir(out, True) as tmp:
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"] and (out / "old.txt").read_text() == "old"
+    with atomic_dir(out, True, kind="sweep") as tmp:
         (tmp_path / tmp / "new.txt").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "new.txt"]
+    (out / "mine.txt").write_text("a file fxsim did not write")
+    with pytest.raises(FileExistsError, match="did not write"):      # --force never deletes it
+        with atomic_dir(out, True, kind="sweep"):
+            pass
+    assert (out / "mine.txt").exists()
