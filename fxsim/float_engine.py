@@ -190,17 +190,8 @@ def _bias_values(bias, fmt, shape):
 
 
 def _trace_list(trace, shape):
-    if trace is None:
-        return []
-    if isinstance(trace, tuple) and len(trace) == 2 and all(isinstance(t, (int, np.integer)) for t in trace):
-        trace = [trace]
-    out = []
-    for ij in trace:
-        i, j = (int(v) for v in ij)
-        if not (0 <= i < shape[0] and 0 <= j < shape[1]):
-            raise ValueError(f"trace index {ij!r} is outside the output shape {shape}")
-        out.append((i, j))
-    return out
+    from .validate import check_trace
+    return check_trace("trace", trace, shape)
 
 
 def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult:

@@ -176,7 +176,15 @@ def block_quantize(x, fmt, *, axis: int = -1, rounding="half_even", seed=None, r
         el_max = el_fmt.max
         if fmt.tensor_scale:
             t = float(np.max(np.abs(v[np.isfinite(v)]), initial=0.0))
-            ts = float(np.float32(t / (el_max * fmt.scale.max))) if t > 0 else 1.0
+            with np.errstate(over="ignore", under="ignore"):
+                ts = float(np.float32(t / (el_max * fmt.scale.max))) if t > 0 else 1.0
+            if not 0 < ts < math.inf:
+                from .errors import InvalidArgument
+                lo = float(np.finfo(np.float32).smallest_subnormal) * el_max * fmt.scale.max
+                hi = float(np.finfo(np.float32).max) * el_max * fmt.scale.max
+                raise InvalidArgument(f"x's largest finite magnitude {t!r} needs a per-tensor scale "
+                                      f"{t / (el_max * fmt.scale.max):.3g} outside float32's range (the tensor "
+                                      f"scale is an FP32 register); {fmt} takes max|x| from {lo:.3g} to {hi:.3g}")
         scales = quantize(amax / (ts * el_max), fmt.scale, overflow="saturate")
     scales = np.where(finite, scales, np.nan)
     denom = np.repeat(scales, B, axis=-1) * ts

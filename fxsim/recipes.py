@@ -17,6 +17,19 @@ from .quantize import quantize
 __all__ = ["TensorQuantizer", "LogQuantizer", "Recipe", "RECIPES", "get_recipe"]
 
 
+def _check_finite(x):
+    """A tensor entering a quantized layer must be finite: its scale is chosen from max|x|, which a NaN or
+    an infinity would make meaningless for every other element."""
+    xa = np.asarray(x)
+    if xa.dtype.kind == "f" and not np.all(np.isfinite(xa)):
+        from .errors import InvalidArgument
+        bad = np.flatnonzero(~np.isfinite(xa.ravel()))
+        idx = np.unravel_index(int(bad[0]), xa.shape)
+        raise InvalidArgument(f"a tensor entering a quantized layer holds {bad.size} non-finite value(s), "
+                              f"first {float(xa[idx])!r} at index {tuple(int(i) for i in idx)}; the per-tensor "
+                              "scale is taken from max|x| (a diverged training step, or unscaled data?)")
+
+
 @dataclass(frozen=True)
 class TensorQuantizer:
     """Per-tensor quantization: x ≈ scale * q with q on ``fmt``'s grid.
@@ -44,6 +57,7 @@ class TensorQuantizer:
 
     def __call__(self, x, *, seed=0):
         fmt = parse_format(self.fmt)
+        _check_finite(x)
         amax = float(np.max(np.abs(x))) if np.size(x) else 0.0
         if amax == 0.0:
             return np.zeros_like(x, dtype=np.float64), 1.0, 0
@@ -103,6 +117,7 @@ class LogQuantizer:
         """Returns (q on ``fmt``'s grid, scale, underflows to zero); x ≈ scale * q."""
         fmt = self.fmt
         x = np.asarray(x, dtype=np.float64)
+        _check_finite(x)
         amax = float(np.max(np.abs(x))) if x.size else 0.0
         if amax == 0.0:
             return np.zeros_like(x), 1.0, 0

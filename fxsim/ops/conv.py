@@ -22,6 +22,7 @@ from kernels.im2col import unfold_into
 
 from ..datapath import Datapath
 from ..result import GemmResult
+from ..validate import check_trace
 from .gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
 
 __all__ = ["conv2d", "unfold"]
@@ -138,10 +139,11 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     Og = O // groups
     traces_by_group = {}
     if trace is not None:
-        if isinstance(trace, tuple) and len(trace) == 4 and all(isinstance(t, (int, np.integer)) for t in trace):
-            trace = [trace]
-        for t in trace:
-            n, o, oh, ow = (int(v) for v in t)
+        sh, sw = _pair(stride, "stride")
+        ph, pw = _pair(padding, "padding")
+        dh, dw = _pair(dilation, "dilation")
+        out_shape = (N, O, output_size(H, KH, sh, ph, dh), output_size(W, KW, sw, pw, dw))
+        for n, o, oh, ow in check_trace("trace", trace, out_shape):
             traces_by_group.setdefault(o // Og, []).append((n, o, oh, ow))
     parts = []
     traces = {}
@@ -151,9 +153,6 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
         wg = _flatten_weights(wc[g * Og:(g + 1) * Og], reduction_order)
         dp_g = _slice_channels(datapath, g * Og, (g + 1) * Og, O)
         want = traces_by_group.get(g, [])
-        for (n, o, oh, ow) in want:
-            if not (0 <= n < N and 0 <= oh < OH and 0 <= ow < OW):
-                raise ValueError(f"trace index {(n, o, oh, ow)} is outside the output shape {(N, O, OH, OW)}")
         gtrace = [((n * OH + oh) * OW + ow, o - g * Og) for (n, o, oh, ow) in want]
         bias_g = None if bias is None else bias[g * Og:(g + 1) * Og]
         if integer:

@@ -441,13 +441,9 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
 
     traces = {}
     if trace is not None:
-        if isinstance(trace, tuple) and len(trace) == 2 and all(isinstance(t, (int, np.integer)) for t in trace):
-            trace = [trace]
+        from ..validate import check_trace
         buf = np.empty(2 * Kd + 2 * dp.order.lanes + 4, dtype=np.int64)
-        for ij in trace:
-            i, j = (int(v) for v in ij)
-            if not (0 <= i < M and 0 <= j < N):
-                raise ValueError(f"trace index {ij!r} is outside the output shape {(M, N)}")
+        for i, j in check_trace("trace", trace, (M, N)):
             n = K.trace_one(A64()[i], np.ascontiguousarray(Be[:, j], dtype=np.int64), init[i, j], plan.cfg,
                             plan.levels, buf)
             traces[(i, j)] = buf[:n].copy()
