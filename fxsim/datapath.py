@@ -262,7 +262,7 @@ class OutputStage:
         if self.fmt is not None:
             f = _fixed(self.fmt, "output format")
             if not isinstance(f, Fixed):
-                raise ValueError(f"output format must be a fixed-point/integer format, got {f}")
+                raise InvalidArgument(f"output format must be a fixed-point/integer format, got {f}")
             object.__setattr__(self, "fmt", f)
         object.__setattr__(self, "overflow", _int_overflow(self.overflow, "output overflow"))
         check_int("bias_bits", self.bias_bits, lo=2, hi=64, allow_none=True)

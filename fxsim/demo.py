@@ -55,7 +55,7 @@ def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
     b = report["sweep"]["bounds"]
     print(f"\nThe layer's int16 saturating accumulator saturated {summary['overflow_events']} time(s) in "
           f"{summary['outputs_with_overflow']} output(s); the narrowest bit-exact accumulator on this data is "
-          f"{report['sweep']['narrowest_exact']}, against {b['data_dependent_bits']} bits guaranteed for any input "
+          f"{'; '.join(f'{k}: {v} bits' for k, v in report['sweep']['narrowest_exact'].items()) or 'none'}, against {b['data_dependent_bits']} bits guaranteed for any input "
           f"(data-dependent bound) and {b['worst_case_bits']} bits for any weights (worst case).")
     print(f"Done in {report['seconds']} s. Files in {out_dir}:")
     for root, _, files in sorted(os.walk(out_dir)):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InvalidArgument
 from .datapath import Accumulator, Datapath
 from .formats import Fixed, Float, parse_format
 from .quantize import quantize
@@ -48,7 +49,7 @@ class TensorQuantizer:
 
     def __post_init__(self):
         if self.scale_rule not in ("pow2", "max"):
-            raise ValueError(f"scale_rule must be 'pow2' or 'max', got {self.scale_rule!r}")
+            raise InvalidArgument(f"scale_rule must be 'pow2' or 'max', got {self.scale_rule!r}")
 
     @property
     def top(self) -> float:
@@ -92,9 +93,9 @@ class LogQuantizer:
 
     def __post_init__(self):
         if not isinstance(self.levels, int) or not 1 <= self.levels <= 1023:
-            raise ValueError(f"levels must be an integer in 1..1023, got {self.levels!r}")
+            raise InvalidArgument(f"levels must be an integer in 1..1023, got {self.levels!r}")
         if self.alpha not in ("top", "paper", "code"):
-            raise ValueError(f"alpha must be 'top', 'paper' or 'code', got {self.alpha!r}")
+            raise InvalidArgument(f"alpha must be 'top', 'paper' or 'code', got {self.alpha!r}")
 
     @property
     def fmt(self) -> Float:
@@ -228,5 +229,5 @@ def get_recipe(name) -> Recipe:
     if isinstance(name, Recipe):
         return name
     if name not in RECIPES:
-        raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {name!r}")
+        raise InvalidArgument(f"recipe must be one of {sorted(RECIPES)}, got {name!r}")
     return RECIPES[name]

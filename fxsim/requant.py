@@ -8,7 +8,7 @@ import numpy as np
 
 from kernels.requant import shift_round_array
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, RegisterOverflow
 from .formats import ints_to_values
 from .modes import Overflow, Rounding
 
@@ -37,10 +37,10 @@ def register_overflow(x, bits: int, signed: bool, mode: Overflow) -> np.ndarray:
     if mode == Overflow.ERROR:
         bad = (x < lo) | (x > hi)
         if np.any(bad):
-            raise OverflowError(f"{int(bad.sum())} value(s) overflow a {bits}-bit register; first at flat index "
+            raise RegisterOverflow(f"{int(bad.sum())} value(s) overflow a {bits}-bit register; first at flat index "
                                 f"{int(np.flatnonzero(bad)[0])}")
         return x
-    raise ValueError(f"overflow mode {mode!r} does not apply to an integer register")
+    raise InvalidArgument(f"overflow mode {mode!r} does not apply to an integer register")
 
 
 def rounding_shift(x, shift, rounding: Rounding) -> np.ndarray:
@@ -48,7 +48,7 @@ def rounding_shift(x, shift, rounding: Rounding) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.int64)
     s = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, dtype=np.int64), x.shape))
     if np.any(s > 62):
-        raise ValueError(f"shift must be at most 62, got {int(s.max())}")
+        raise InvalidArgument(f"shift must be at most 62, got {int(s.max())}")
     out = np.empty_like(x)
     shift_round_array(x.ravel(), s.ravel(), int(rounding), out.ravel())
     return out
@@ -179,7 +179,7 @@ def _register_overflow_exact(v: int, bits: int, signed: bool, mode: Overflow) ->
     if mode == Overflow.SATURATE_ZERO:
         return v if lo <= v <= hi else 0
     if not lo <= v <= hi:
-        raise OverflowError(f"a value overflows a {bits}-bit register")
+        raise RegisterOverflow(f"a value overflows a {bits}-bit register")
     return v
 
 
@@ -203,7 +203,7 @@ def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None, values_
         s = x + bias
         carry = ((x >= 0) & (bias >= 0) & (s < 0)) | ((x < 0) & (bias < 0) & (s >= 0))
         if np.any(carry):
-            raise ValueError("bias add overflows int64; use a narrower accumulator or bias")
+            raise InvalidArgument("bias add overflows int64; use a narrower accumulator or bias")
         x = register_overflow(s, bb, acc_fmt.signed or bb == 64, ovf)
     zp = 0
     if stage.requant is not None:

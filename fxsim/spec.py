@@ -400,7 +400,7 @@ def _load_array(spec: LayerSpec, name):
 def make_data(spec: LayerSpec):
     """The layer's operands (A, B, bias) as real values on the operand grids."""
     if spec.op == "batch_norm":
-        raise ValueError("a batch_norm layer is not one GEMM: simulate it with run_batch_norm (fxsim run); "
+        raise InvalidArgument("a batch_norm layer is not one GEMM: simulate it with run_batch_norm (fxsim run); "
                          "sweep and export take gemm and conv2d layers")
     d = spec.data
     dp = spec.datapath
@@ -487,7 +487,7 @@ def operand_shapes(spec: LayerSpec):
 def run_layer(spec: LayerSpec, datapath: Datapath | None = None, *, trace=None, data=None):
     """Simulate the spec's layer (optionally with another datapath); returns (result, (A, B, bias))."""
     if spec.op == "batch_norm":
-        raise ValueError("a batch_norm layer is not one GEMM: simulate it with run_batch_norm (fxsim run); "
+        raise InvalidArgument("a batch_norm layer is not one GEMM: simulate it with run_batch_norm (fxsim run); "
                          "sweep and export take gemm and conv2d layers")
     dp = datapath or spec.datapath
     A, B, bias = data if data is not None else make_data(spec)
@@ -511,7 +511,7 @@ def _run_backward(spec, dp, A, B, trace):
         return gemm(np.ascontiguousarray(np.asarray(A).T), B, dp, trace=trace)    # dW (K, N) = X^T . dY
     from .ops.backward import conv2d_backward
     if trace:
-        raise ValueError("per-cycle traces are recorded for gemm layers, not for conv2d backward passes")
+        raise InvalidArgument("per-cycle traces are recorded for gemm layers, not for conv2d backward passes")
     s = spec.shape
     kw = dict(stride=s.get("stride", 1), padding=s.get("padding", 0), dx_datapath=dp, dw_datapath=dp)
     if spec.pass_ == "backward_input":               # A = dY (N, O, OH, OW), B = W (O, C, k, k)

@@ -20,6 +20,7 @@ import numpy as np
 
 from kernels.im2col import unfold_into
 
+from ..errors import InvalidArgument, InvalidType
 from ..datapath import Datapath
 from ..result import GemmResult
 from ..validate import check_trace
@@ -35,7 +36,7 @@ def _pair(v, name):
         v = (int(v), int(v))
     v = tuple(v)
     if len(v) != 2 or not all(isinstance(t, (int, np.integer)) for t in v):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        raise InvalidArgument(f"{name} must be an int or a pair of ints, got {v!r}")
     return int(v[0]), int(v[1])
 
 
@@ -54,7 +55,7 @@ def unfold(x_codes, kernel, *, stride=1, padding=0, dilation=1, pad_code=0, redu
     N, C, H, W = x_codes.shape
     OH, OW = output_size(H, kh, sh, ph, dh), output_size(W, kw, sw, pw, dw)
     if OH < 1 or OW < 1:
-        raise ValueError(f"the {kh}x{kw} kernel (dilation {dilation}) does not fit the padded {H}x{W} input")
+        raise InvalidArgument(f"the {kh}x{kw} kernel (dilation {dilation}) does not fit the padded {H}x{W} input")
     xp = np.full((N, C, H + 2 * ph, W + 2 * pw), pad_code, dtype=x_codes.dtype)
     xp[:, :, ph:ph + H, pw:pw + W] = x_codes
     out = np.empty((N * OH * OW, C * kh * kw), dtype=xp.dtype)
@@ -79,7 +80,7 @@ def _slice_channels(dp: Datapath, lo: int, hi: int, O: int) -> Datapath:
         if v is not None and np.ndim(v) >= 1:
             v = np.asarray(v)
             if v.shape[-1] != O:
-                raise ValueError(f"per-channel requant {name} has {v.shape[-1]} entries for {O} output channels")
+                raise InvalidArgument(f"per-channel requant {name} has {v.shape[-1]} entries for {O} output channels")
             changes[name] = v[..., lo:hi]
     if not changes:
         return dp
@@ -95,29 +96,29 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     the float engine (``stats`` does not apply; padding is 0.0).
     """
     if not isinstance(datapath, Datapath):
-        raise TypeError(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
+        raise InvalidType(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
     if reduction_order not in _ORDERS:
-        raise ValueError(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
+        raise InvalidArgument(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
     x = np.asarray(x)
     w = np.asarray(w)
     if x.ndim != 4:
-        raise ValueError(f"x must be NCHW (4-D), got shape {x.shape}")
+        raise InvalidArgument(f"x must be NCHW (4-D), got shape {x.shape}")
     if w.ndim != 4:
-        raise ValueError(f"w must be OIHW (4-D), got shape {w.shape}")
+        raise InvalidArgument(f"w must be OIHW (4-D), got shape {w.shape}")
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(f"groups must be a positive integer, got {groups!r}")
+        raise InvalidArgument(f"groups must be a positive integer, got {groups!r}")
     N, C, H, W = x.shape
     O, Cg, KH, KW = w.shape
     if C % groups or O % groups:
-        raise ValueError(f"groups={groups} must divide the input channels ({C}) and output channels ({O})")
+        raise InvalidArgument(f"groups={groups} must divide the input channels ({C}) and output channels ({O})")
     if Cg != C // groups:
-        raise ValueError(f"w has {Cg} input channels per group; x has {C} channels in {groups} groups "
+        raise InvalidArgument(f"w has {Cg} input channels per group; x has {C} channels in {groups} groups "
                          f"(expected {C // groups})")
     for name, v in (("stride", stride), ("dilation", dilation)):
         if min(_pair(v, name)) < 1:
-            raise ValueError(f"{name} must be >= 1, got {v!r}")
+            raise InvalidArgument(f"{name} must be >= 1, got {v!r}")
     if min(_pair(padding, "padding")) < 0:
-        raise ValueError(f"padding must be >= 0, got {padding!r}")
+        raise InvalidArgument(f"padding must be >= 0, got {padding!r}")
     integer = datapath.is_integer
     if integer:
         # codes in the narrowest dtype of their format: the patch matrix is 8x smaller for INT8
@@ -135,7 +136,7 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     if bias is not None:
         bias = np.asarray(bias)
         if bias.shape != (O,):
-            raise ValueError(f"bias must have shape ({O},) (one value per output channel), got {bias.shape}")
+            raise InvalidArgument(f"bias must have shape ({O},) (one value per output channel), got {bias.shape}")
     Og = O // groups
     traces_by_group = {}
     if trace is not None:
