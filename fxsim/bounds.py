@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InvalidArgument
-from .formats import Fixed, parse_format
-from .validate import check_int
+from .formats import Fixed
+from .validate import check_format, check_int
 
 __all__ = ["signed_bits_for_range", "worst_case_bits", "symmetric_bits", "data_bits", "l1_bits"]
 
@@ -27,7 +27,7 @@ def signed_bits_for_range(lo: int, hi: int) -> int:
 
 def _fixed(fmt, argument):
     """A Fixed format from a Fixed or any name ``parse_format`` takes ("int8", "Q3.4", ...)."""
-    f = parse_format(fmt, argument=argument)
+    f = check_format(argument, fmt)
     if not isinstance(f, Fixed):
         raise InvalidArgument(f"{argument} must be a fixed-point or integer format (accumulator bounds count "
                               f"integer codes), got {f}")

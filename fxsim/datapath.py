@@ -14,18 +14,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import InvalidArgument, InvalidType
-from .formats import Fixed, Float, parse_format
+from .formats import Fixed, Float
 from .modes import Overflow, Rounding
-from .validate import check_bool, check_choice, check_int, check_real
+from .validate import check_bool, check_choice, check_format, check_int, check_real
 
 __all__ = ["Accumulator", "Order", "Requant", "OutputStage", "Datapath"]
 
 
 def _fixed(value, argument):
-    fmt = parse_format(value, argument=argument)
-    if not isinstance(fmt, (Fixed, Float)):
-        raise InvalidType(f"{argument} must be a format, got {value!r}")
-    return fmt
+    return check_format(argument, value)
 
 
 def _int_overflow(value, argument):

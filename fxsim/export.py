@@ -158,7 +158,8 @@ def _codes_of(values, fmt):
     """Fixed: the stored integers; Float: the bit patterns (the values must lie on the format's grid)."""
     if isinstance(fmt, Float):
         return fmt.encode(values).astype(np.int64)
-    return np.rint(np.ldexp(np.asarray(values, dtype=np.float64), fmt.frac)).astype(np.int64)
+    from .ops.gemm import operand_codes
+    return operand_codes(values, fmt, "exported value")     # off the grid or out of range: an error, not rint
 
 
 def _values_of(codes, fmt):

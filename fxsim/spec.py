@@ -461,8 +461,8 @@ def _check_file_shapes(spec, A, B, bias):
                                 f"{arr.shape} (axis {axis} is {key})")
     if bias is not None:
         b = np.asarray(bias)
-        want = spec.shape.get(bias_dim) if bias_dim else None
-        if bias_dim is None or b.ndim != 1 or (want is not None and b.shape[0] != want):
+        want = None if bias_dim is None else (np.shape(B)[1] if spec.op == "gemm" else np.shape(B)[0])
+        if bias_dim is None or b.ndim != 1 or b.shape[0] != want:
             raise SpecError(f"{where}the bias file has shape {b.shape}; the bias is one value per output "
                             f"{'column' if spec.op == 'gemm' else 'channel'} ({bias_dim} = {want})")
     return A, B, bias

@@ -19,8 +19,8 @@ from .bounds import data_bits, l1_bits, worst_case_bits
 from .datapath import MAX_LANES, Accumulator, Order
 from .formats import Fixed
 
-__all__ = ["sweep_configs", "float_formats", "run_sweep", "write_sweep", "plot_sweep", "json_safe", "format_table",
-           "narrowest_exact", "layer_name"]
+__all__ = ["sweep_configs", "float_formats", "run_sweep", "write_sweep", "plot_sweep", "sweep_figure", "json_safe",
+           "format_table", "narrowest_exact", "layer_name"]
 
 
 def sweep_configs(bits=(), overflows=("saturate", "wrap"), orders=("sequential",), lanes=4, *, acc_formats=()):
@@ -30,9 +30,9 @@ def sweep_configs(bits=(), overflows=("saturate", "wrap"), orders=("sequential",
     accumulator formats (names such as "e5m10" or Float objects) swept instead; each row then carries
     ``acc_format`` (its name), ``acc_exp``/``acc_man`` and ``acc_bits`` (its total width)."""
     from .errors import InvalidArgument
-    from .formats import Float, parse_format
+    from .formats import Float
     from .modes import Overflow
-    from .validate import check_choice, check_int
+    from .validate import check_choice, check_format, check_int
     if isinstance(bits, (str, bytes)) or isinstance(acc_formats, (str, bytes)):
         raise InvalidArgument("bits and acc_formats must be lists (e.g. range(8, 33), ['e5m10', 'e6m9']), "
                               f"got {bits!r} / {acc_formats!r}")
@@ -50,7 +50,7 @@ def sweep_configs(bits=(), overflows=("saturate", "wrap"), orders=("sequential",
     lanes = check_int("lanes", lanes, lo=2, hi=MAX_LANES) if "chunked" in orders else check_int("lanes", lanes, lo=1)
     accs = [{"acc_bits": b} for b in bits]
     for f in acc_formats:
-        fmt = parse_format(f, argument="acc_formats")
+        fmt = check_format("acc_formats", f)
         if not isinstance(fmt, Float):
             raise InvalidArgument(f"acc_formats must be Float formats (sweep Fixed widths with bits), got {fmt}")
         accs.append({"acc_bits": int(fmt.bits), "acc_format": _float_label(f, fmt), "acc_exp": int(fmt.exp),
@@ -340,7 +340,17 @@ def _series(r):
 
 
 def plot_sweep(result, path, title=None):
-    """PNG: share of outputs differing from exact (output register and raw accumulator), overflow events,
+    """Write ``sweep_figure(result, title)`` to ``path`` (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig = sweep_figure(result, title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def sweep_figure(result, title=None):
+    """A matplotlib figure: share of outputs differing from exact (output register and raw accumulator), overflow events,
     max abs error and SQNR against accumulator width, one line per order/overflow; the analytical bounds
     and the narrowest bit-exact width per order/overflow as vertical lines, every one named in the legend.
     Bit-exact configurations have no finite SQNR: they are marked on the top edge of the SQNR panel."""
@@ -408,8 +418,7 @@ def plot_sweep(result, path, title=None):
     fig.legend(list(handles.values()), list(handles), loc="center right", fontsize=8, frameon=False)
     fig.suptitle(title or _title(result), fontsize=12)
     fig.tight_layout(rect=(0, 0, 0.72, 0.96))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def _title(result):
