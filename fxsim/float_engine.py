@@ -124,9 +124,8 @@ def _random_bits(fmt: Float, random_bits, argument):
 def _seed(seed):
     if seed is None:
         return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
-        raise InvalidArgument(f"seed must be an integer in 0..2**63-1 or None, got {seed!r}")
-    return int(seed)
+    from .validate import check_int
+    return check_int("seed", seed, lo=0, hi=2 ** 63 - 1)
 
 
 def _float_overflow(fmt: Float, overflow: Overflow, argument: str) -> int:

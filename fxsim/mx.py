@@ -32,6 +32,7 @@ from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, Fixed, Float, parse_for
 from .modes import Rounding
 from .quantize import quantize
 from .result import GemmResult
+from .validate import check_bool, check_choice, check_int
 
 __all__ = ["BlockFormat", "BlockArray", "block_quantize", "mx_gemm", "bfp", "MXFP8_E4M3", "MXFP8_E5M2",
            "MXFP6_E2M3", "MXFP6_E3M2", "MXFP4", "MXINT8", "NVFP4", "BLOCK_PRESETS"]
@@ -58,10 +59,9 @@ class BlockFormat:
             raise InvalidArgument(f"scale must be a Float format (e8m0, e4m3 ...), got {sc}")
         if isinstance(el, Float) and el.radix != 2:
             raise InvalidArgument(f"element format {el}: block formats need radix-2 elements")
-        if isinstance(self.block, bool) or not isinstance(self.block, (int, np.integer)) or not 1 <= self.block <= 4096:
-            raise InvalidArgument(f"block must be an integer in 1..4096, got {self.block!r}")
-        if self.scale_rule not in _SCALE_RULES:
-            raise InvalidArgument(f"scale_rule must be one of {_SCALE_RULES}, got {self.scale_rule!r}")
+        check_int("block", self.block, lo=1, hi=4096)
+        check_bool("tensor_scale", self.tensor_scale)
+        check_choice("scale_rule", self.scale_rule, _SCALE_RULES)
         if self.scale_rule == "ocp" and not (sc.man == 0 and sc.radix == 2):
             raise InvalidArgument(f"scale_rule='ocp' picks a power of two; scale {sc} must be an E8M0-like format (man=0)")
         object.__setattr__(self, "element", el)
@@ -92,8 +92,7 @@ NVFP4 = BlockFormat(E2M1, 16, E4M3, scale_rule="amax", tensor_scale=True, name="
 def bfp(mantissa_bits: int, block: int = 16) -> BlockFormat:
     """Block floating point: ``mantissa_bits``-bit two's complement mantissas (1.(bits-2) fixed point,
     symmetric) sharing an 8-bit exponent per block; ``bfp(8, 32)`` is MXINT8."""
-    if isinstance(mantissa_bits, bool) or not isinstance(mantissa_bits, (int, np.integer)) or not 2 <= mantissa_bits <= 24:
-        raise InvalidArgument(f"mantissa_bits must be an integer in 2..24, got {mantissa_bits!r}")
+    check_int("mantissa_bits", mantissa_bits, lo=2, hi=24)
     return BlockFormat(Fixed(int(mantissa_bits), int(mantissa_bits) - 2), block, E8M0,
                        name=f"bfp{mantissa_bits}_b{block}")
 

@@ -26,7 +26,7 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, InvalidType
 from .datapath import MAX_LANES, Accumulator, Datapath, Order, OutputStage, Requant
 from .formats import Float, parse_format
 from .validate import check_bool, check_choice, check_int, check_real
@@ -155,10 +155,10 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     for k in need:
         if k not in shape and not raw.get("data", {}).get("npz") and not raw.get("data", {}).get("a"):
             ctx.fail(f"shape.{k}", None, "a positive integer")
-        if k in shape and (not isinstance(shape[k], int) or isinstance(shape[k], bool) or shape[k] < 1):
+        if k in shape and not _valid(check_int, k, shape[k], lo=1):
             ctx.fail(f"shape.{k}", shape[k], "a positive integer")
     for k, lo in (("stride", 1), ("dilation", 1), ("groups", 1), ("padding", 0)):
-        if k in shape and (not isinstance(shape[k], int) or isinstance(shape[k], bool) or shape[k] < lo):
+        if k in shape and not _valid(check_int, k, shape[k], lo=lo):
             ctx.fail(f"shape.{k}", shape[k], "a positive integer" if lo else "an integer >= 0")
     if op == "conv2d":
         _check_conv_shape(shape, ctx)
@@ -166,10 +166,9 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     dist = data.get("distribution", "uniform")
     if dist not in ("uniform", "normal"):
         ctx.fail("data.distribution", dist, "'uniform' or 'normal'")
-    if "seed" in data and (not isinstance(data["seed"], int) or isinstance(data["seed"], bool) or data["seed"] < 0):
+    if "seed" in data and not _valid(check_int, "seed", data["seed"], lo=0):
         ctx.fail("data.seed", data["seed"], "an integer >= 0")
-    if "std" in data and (isinstance(data["std"], bool) or not isinstance(data["std"], (int, float))
-                          or not 0 < data["std"] < float("inf")):
+    if "std" in data and not _valid(check_real, "std", data["std"], lo=0, lo_open=True):
         ctx.fail("data.std", data["std"], "a finite number > 0")
     files = any(k in data for k in ("a", "b", "npz"))
     if "bias" in data:
@@ -191,6 +190,15 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     if op != "batch_norm" and all(k in shape for k in need):
         check_layer_size(spec)
     return spec
+
+
+def _valid(check, name, value, **limits) -> bool:
+    """Whether a central validator accepts ``value`` (the caller reports it with the key and line)."""
+    try:
+        check(name, value, **limits)
+        return True
+    except (InvalidArgument, InvalidType):
+        return False
 
 
 def _check_conv_shape(shape, ctx):

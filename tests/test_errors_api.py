@@ -109,7 +109,7 @@ BAD = [
                  r"trace index \(0, -1, 0, 0\) is outside", id="conv-trace-negative"),
     pytest.param(lambda: conv2d(*_conv(), trace="0,0,0,0"), InvalidType, r"got the string", id="conv-trace-str"),
     pytest.param(lambda: conv2d(*_conv(), groups=0), InvalidArgument, r"groups must be", id="conv-groups0"),
-    pytest.param(lambda: conv2d(*_conv(), stride=0), InvalidArgument, r"stride must be >= 1", id="conv-stride0"),
+    pytest.param(lambda: conv2d(*_conv(), stride=0), InvalidArgument, r"stride must be an integer >= 1, got 0", id="conv-stride0"),
     # NaN and out-of-range values
     pytest.param(lambda: gemm(np.array([[1.0, NAN]]), np.ones((2, 1)), _gemm_dp(fmt=None)), InvalidArgument,
                  r"A\[0, 1\] = nan is not on the grid of int8", id="gemm-nan"),

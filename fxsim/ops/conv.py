@@ -23,7 +23,7 @@ from kernels.im2col import unfold_into
 from ..errors import InvalidArgument, InvalidType
 from ..datapath import Datapath
 from ..result import GemmResult
-from ..validate import check_trace
+from ..validate import check_int, check_trace
 from .gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
 
 __all__ = ["conv2d", "unfold"]
@@ -31,13 +31,14 @@ __all__ = ["conv2d", "unfold"]
 _ORDERS = ("ckk", "kkc")
 
 
-def _pair(v, name):
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        v = (int(v), int(v))
-    v = tuple(v)
-    if len(v) != 2 or not all(isinstance(t, (int, np.integer)) for t in v):
-        raise InvalidArgument(f"{name} must be an int or a pair of ints, got {v!r}")
-    return int(v[0]), int(v[1])
+def _pair(v, name, lo=None):
+    """An int or a pair of ints (each >= ``lo``) as a pair of Python ints."""
+    if np.ndim(v) == 0 and not isinstance(v, (str, bytes)):
+        a = check_int(name, v, lo=lo)
+        return a, a
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
+        raise InvalidType(f"{name} must be an int or a pair of ints, got {v!r}")
+    return check_int(f"{name}[0]", v[0], lo=lo), check_int(f"{name}[1]", v[1], lo=lo)
 
 
 def output_size(h, k, stride, pad, dil):
@@ -105,8 +106,7 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
         raise InvalidArgument(f"x must be NCHW (4-D), got shape {x.shape}")
     if w.ndim != 4:
         raise InvalidArgument(f"w must be OIHW (4-D), got shape {w.shape}")
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise InvalidArgument(f"groups must be a positive integer, got {groups!r}")
+    groups = check_int("groups", groups, lo=1)
     N, C, H, W = x.shape
     O, Cg, KH, KW = w.shape
     if C % groups or O % groups:
@@ -114,11 +114,9 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     if Cg != C // groups:
         raise InvalidArgument(f"w has {Cg} input channels per group; x has {C} channels in {groups} groups "
                          f"(expected {C // groups})")
-    for name, v in (("stride", stride), ("dilation", dilation)):
-        if min(_pair(v, name)) < 1:
-            raise InvalidArgument(f"{name} must be >= 1, got {v!r}")
-    if min(_pair(padding, "padding")) < 0:
-        raise InvalidArgument(f"padding must be >= 0, got {padding!r}")
+    _pair(stride, "stride", lo=1)
+    _pair(dilation, "dilation", lo=1)
+    _pair(padding, "padding", lo=0)
     integer = datapath.is_integer
     if integer:
         # codes in the narrowest dtype of their format: the patch matrix is 8x smaller for INT8
