@@ -178,10 +178,11 @@ def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False) ->
     """Simulate ``spec`` and write its golden vectors to ``out_dir``; returns the manifest."""
     from . import __version__
     from .spec import run_layer
+    from .errors import InvalidArgument
     if file_format not in FILE_FORMATS:
-        raise ValueError(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
+        raise InvalidArgument(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
     if spec.op != "gemm" and traces:
-        raise ValueError("per-cycle traces are exported for gemm layers, not conv2d")
+        raise InvalidArgument("per-cycle traces are exported for gemm layers, not conv2d")
     result, (A, B, bias) = run_layer(spec, trace=list(traces) or None)
     dp = spec.datapath
     acc = dp.accumulator.fmt

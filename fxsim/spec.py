@@ -291,6 +291,13 @@ def _batch_norm_config(table, ctx):
     method = table.get("rsqrt_method", "float")
     if method not in ("float", "newton", "lut"):
         ctx.fail("batch_norm.rsqrt_method", method, "'float', 'newton' or 'lut'")
+    for key, check in (("rsqrt_frac", lambda v: check_int("rsqrt_frac", v, lo=4, hi=24)),
+                       ("eps", lambda v: check_real("eps", v, lo=0, lo_open=True)),
+                       ("range_bn", lambda v: check_bool("range_bn", v))):
+        if key in table and not _valid(lambda n, v: check(v), key, table[key]):
+            ctx.fail(f"batch_norm.{key}", table[key], {"rsqrt_frac": "an integer in 4..24",
+                                                       "eps": "a finite number > 0",
+                                                       "range_bn": "true or false"}[key])
     return BatchNormConfig(**table)
 
 
