@@ -97,8 +97,8 @@ def build_parser():
                    help="Fixed accumulator widths, 2..62 (default 8:32; the binary point stays the spec's)")
     s.add_argument("--acc-formats", type=_comma, action="extend", metavar="FMT,FMT,...",
                    help="Float accumulator formats to sweep, e.g. e5m10,e6m9,bf16")
-    s.add_argument("--acc-man-bits", type=_int_list("--acc-man-bits", 1, 52), action="extend",
-                   metavar="LO:HI|N,N,...", help="Float accumulator mantissa widths, 1..52 (IEEE-style formats)")
+    s.add_argument("--acc-man-bits", type=_int_list("--acc-man-bits", 1, 51), action="extend",
+                   metavar="LO:HI|N,N,...", help="Float accumulator mantissa widths, 1..51 (IEEE-style formats)")
     s.add_argument("--acc-exp-bits", type=_int_list("--acc-exp-bits", 2, 11), action="extend",
                    metavar="LO:HI|N,N,...", help="Float accumulator exponent widths, 2..11 (IEEE-style formats)")
     s.add_argument("--overflow", type=_comma, action="extend", metavar="MODE,MODE,...",
@@ -106,8 +106,8 @@ def build_parser():
                    "for Float sweeps)")
     s.add_argument("--order", type=_comma, action="extend", metavar="ORDER,ORDER,...",
                    help="orders of additions: sequential, tree, chunked (default sequential)")
-    s.add_argument("--lanes", type=_positive("--lanes"), default=4, metavar="N",
-                   help="lanes of the chunked order, 2..4096 (default 4)")
+    s.add_argument("--lanes", type=_positive("--lanes"), default=None, metavar="N",
+                   help="lanes of the chunked order, 2..4096 (default 4; only with --order chunked)")
     s.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask distributed scheduler address (tcp://host:port); default: local processes")
     s.add_argument("--workers", type=_positive("--workers"), default=None, metavar="N",
@@ -342,9 +342,16 @@ def cmd_sweep(args):
         formats += float_formats(exps, mans)
     if not float_sweep and not args.acc_bits and isinstance(acc.fmt, Float):
         float_sweep = True      # a Float spec's default: mantissa widths 1..(the spec's + 2)
-        formats = float_formats([acc.fmt.exp], range(1, min(acc.fmt.man + 2, 52) + 1))
+        formats = float_formats([acc.fmt.exp], range(1, min(acc.fmt.man + 2, 51) + 1))
     overflows = args.overflow or ([acc.overflow.name.lower()] if float_sweep else ["saturate", "wrap"])
     orders = args.order or ["sequential"]
+    if args.lanes is not None and "chunked" not in orders:
+        raise InvalidArgument(f"--lanes {args.lanes} applies to --order chunked only; the orders swept are "
+                              f"{', '.join(orders)}")
+    if args.scheduler and args.workers is not None:
+        raise InvalidArgument("--workers sets local processes; with --scheduler the Dask cluster's workers run "
+                              "the sweep: give one of the two")
+    args.lanes = 4 if args.lanes is None else args.lanes
     if float_sweep:
         configs = sweep_configs(overflows=overflows, orders=orders, lanes=args.lanes, acc_formats=formats)
     else:

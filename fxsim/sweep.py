@@ -77,8 +77,20 @@ def _float_fields(fmt):
 def float_formats(exp_bits, man_bits, specials="ieee"):
     """Float(e, m) for every exponent width in ``exp_bits`` and mantissa width in ``man_bits``, as
     sweep_configs' ``acc_formats``."""
+    from .errors import FxsimError, InvalidArgument
     from .formats import Float
-    return [Float(int(e), int(m), specials=specials) for e in exp_bits for m in man_bits]
+    from .validate import check_int
+    out = []
+    for e in exp_bits:
+        for m in man_bits:
+            e, m = check_int("exponent bits", e, lo=2, hi=11), check_int("mantissa bits", m, lo=1, hi=51)
+            try:
+                out.append(Float(e, m, specials=specials))
+            except (ValueError, TypeError) as exc:
+                if isinstance(exc, FxsimError):
+                    raise
+                raise InvalidArgument(f"Float accumulator e{e}m{m}: {exc}") from None
+    return out
 
 
 def _order(config):

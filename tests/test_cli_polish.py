@@ -230,7 +230,7 @@ def test_float_sweep_option_errors_exit_2(tmp_path, spec, capsys):
              (["sweep", str(p), "--acc-formats", "int8"], "must be Float formats"),
              (["sweep", str(p), "--acc-formats", "e99m3"], "e99m3"),
              (["sweep", str(spec), "--acc-man-bits", "7:9"], "give both --acc-exp-bits and --acc-man-bits"),
-             (["sweep", str(p), "--acc-man-bits", "9:7"], "LO:HI with 1 <= LO <= HI <= 52")]
+             (["sweep", str(p), "--acc-man-bits", "9:7"], "LO:HI with 1 <= LO <= HI <= 51")]
     for argv, message in cases:
         assert main(argv + ["--workers", "1"]) == EXIT_INPUT, argv
         assert message in capsys.readouterr().err, argv
@@ -303,6 +303,9 @@ def test_cli_exit_2_is_for_bad_input_only(spec, monkeypatch, capsys):
     (["sweep", "SPEC", "--order", "chunked", "--lanes", "100000", "--acc-bits", "12"], "lanes must be an integer"),
     (["sweep", "SPEC", "--order", "sequential,", "--acc-bits", "12"], "comma-separated list"),
     (["sweep", "SPEC", "--acc-bits", "1:4"], "--acc-bits must be LO:HI with 2 <= LO <= HI <= 62"),
+    (["sweep", "SPEC", "--lanes", "8", "--acc-bits", "12"], "--lanes 8 applies to --order chunked only"),
+    (["sweep", "SPEC", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2", "--acc-bits", "12"], "give one of the two"),
+    (["sweep", "SPEC", "--acc-exp-bits", "11", "--acc-man-bits", "44"], "e11m44: 11/44 with bias 1023 leaves"),
     (["export", "SPEC", "--out", "X", "--trace=-1,0"], "--trace must be I,J"),
     (["export", "SPEC", "--out", "X", "--trace", "9,0"], "trace index (9, 0) is outside the output shape (3, 4)"),
 ])
