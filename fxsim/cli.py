@@ -160,12 +160,18 @@ def summarize(result, A, B, bias, spec) -> dict:
            "acc_outputs_differing_from_exact": base["outputs_differing_from_exact"],
            "acc_max_bits_needed": base["max_bits_needed"]}
     got = result.acc_values if result.acc_values is not None else np.asarray(result.acc, dtype=np.float64)
+    exact_vals = None
     if result.exact is not None:
         exact_vals = np.ldexp(result.exact.astype(np.float64), -acc_fmt.frac)
-    elif spec.op == "gemm" and spec.pass_ == "forward":
+    elif isinstance(acc_fmt, Float) and (bias is None or dp.bias_preload):
+        from .errors import InvalidArgument
+        from .sweep import kulisch_exact
+        try:                  # the exact sums at kernel speed
+            exact_vals = kulisch_exact(spec, (A, B, bias))
+        except InvalidArgument:
+            exact_vals = None
+    if exact_vals is None and spec.op == "gemm" and spec.pass_ == "forward":
         exact_vals = exact_gemm(A, B, bias if dp.bias_preload else None, dp.a_zero_point, dp.b_zero_point)
-    else:
-        exact_vals = None
     if exact_vals is not None:
         err = got - exact_vals
         if out["acc_outputs_differing_from_exact"] is None:

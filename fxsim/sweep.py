@@ -129,26 +129,37 @@ def exact_reference(spec, config, data):
     base = spec.datapath
     if _is_float(config):
         from .errors import InvalidArgument
-        from .formats import Float
-        frac = 0
-        for f in (base.a, base.b):
-            frac += -int(np.log2(f.min_subnormal)) if isinstance(f, Float) else f.frac
-        if isinstance(base.accumulator.fmt, Float):
-            frac = max(frac, -int(np.log2(base.accumulator.fmt.min_subnormal)))
-        wide = base.replace(accumulator=Accumulator(Fixed(63, frac, True), overflow="wrap", rounding="floor"),
-                            order=_order(config), product=None, fused=False)
         try:
-            ref, _ = run_layer(spec, wide, data=data)
-        except ValueError as exc:
+            exact = kulisch_exact(spec, data, order=_order(config))
+        except InvalidArgument as exc:
             raise InvalidArgument(f"a float accumulator sweep compares with the exact sums, formed in a 63-bit "
                                   f"fixed-point (Kulisch) register; this layer's exact sums do not fit it ({exc})") \
                 from None
-        return ref.acc_values, ref.acc_values, ref.acc_values
+        return exact, exact, exact
     acc = base.accumulator.fmt
     wide = base.replace(accumulator=Accumulator(Fixed(62, acc.frac, True), overflow="wrap",
                                                 rounding=base.accumulator.rounding), order=_order(config))
     ref, _ = run_layer(spec, wide, data=data)
     return ref.values, ref.codes, ref.acc_values
+
+
+def kulisch_exact(spec, data, order=None):
+    """The exact sums of the spec's layer (bias included when preloaded), each rounded once to float64:
+    the same layer through a 63-bit fixed-point (Kulisch) accumulator whose LSB is the smallest product
+    of the operand formats (and the bias grid), at kernel speed. Raises InvalidArgument where the sums do
+    not fit 63 bits."""
+    from .formats import Float
+    from .spec import run_layer
+    base = spec.datapath
+    frac = 0
+    for f in (base.a, base.b):
+        frac += -int(np.log2(f.min_subnormal)) if isinstance(f, Float) else f.frac
+    if isinstance(base.accumulator.fmt, Float):
+        frac = max(frac, -int(np.log2(base.accumulator.fmt.min_subnormal)))
+    wide = base.replace(accumulator=Accumulator(Fixed(63, frac, True), overflow="wrap", rounding="floor"),
+                        order=order or base.order, product=None, fused=False)
+    ref, _ = run_layer(spec, wide, data=data)
+    return ref.acc_values
 
 
 def _errors(got, ref):

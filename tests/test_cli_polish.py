@@ -324,3 +324,30 @@ def test_datapath_doc_says_gemmlowp_srdhm_rounds_ties_toward_plus_infinity():
     # the behaviour the text describes: 2*a*b / 2**32 = k + 1/2 rounds to k + 1 for either sign
     for a, b, want in ((3, 2 ** 30, 2), (-3, 2 ** 30, -1), (5, 2 ** 30, 3), (-5, 2 ** 30, -2)):
         assert int(srdhm(a, b)) == want
+
+
+@pytest.mark.parametrize("text", [E4M3_GEMM, FLOAT_SPEC, E4M3_GEMM.replace('a = "e4m3"', 'a = "int8"').replace(
+    "std = 0.02", "std = 30")], ids=["e4m3-bias", "e4m3", "int8-x-e5m2"])
+def test_float_exact_sums_at_kernel_speed_equal_the_fraction_reference(tmp_path, text):
+    from fxsim.cli import exact_gemm
+    from fxsim.spec import make_data, parse_spec
+    from fxsim.sweep import kulisch_exact
+    spec = parse_spec(text)
+    A, B, bias = make_data(spec)
+    want = exact_gemm(A, B, bias)                       # Python Fractions, rounded once to float64
+    assert np.array_equal(kulisch_exact(spec, (A, B, bias)), want)
+
+
+def test_run_of_a_float_convolution_reports_the_accumulator_against_the_exact_sums(tmp_path, capsys):
+    p = tmp_path / "c.toml"
+    p.write_text('[layer]\nop = "conv2d"\n[shape]\nbatch = 1\nin_channels = 3\nheight = 5\nwidth = 5\n'
+                 'out_channels = 2\nkernel = 3\n[data]\nseed = 1\ndistribution = "normal"\nstd = 0.01\n'
+                 '[datapath]\na = "e4m3"\nb = "e4m3"\n[datapath.accumulator]\nformat = "e5m4"\n'
+                 'overflow = "ieee"\nrounding = "half_even"\n')
+    assert main(["run", str(p), "--json"]) == EXIT_OK
+    s = _strict(capsys.readouterr().out)["summary"]
+    assert s["acc_outputs_differing_from_exact"] > 0 and "acc_sqnr_db_vs_exact" in s
+    assert main(["sweep", str(p), "--workers", "1", "--acc-formats", "e5m4", "--overflow", "ieee",
+                 "--out", str(tmp_path / "o")]) == EXIT_OK
+    row = _strict((tmp_path / "o" / "sweep.json").read_text())["rows"][0]
+    assert row["acc_share_differing"] == s["acc_outputs_differing_from_exact"] / s["outputs"]
