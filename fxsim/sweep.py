@@ -43,7 +43,13 @@ def sweep_configs(bits=(), overflows=("saturate", "wrap"), orders=("sequential",
     if not bits and not acc_formats:
         raise InvalidArgument("nothing to sweep: give accumulator widths (bits) or Float formats (acc_formats)")
     for ov in overflows:
-        Overflow.parse(ov, argument="overflow")
+        mode = Overflow.parse(ov, argument="overflow")
+        if acc_formats and mode not in (Overflow.IEEE, Overflow.SATURATE, Overflow.ERROR):
+            raise InvalidArgument(f"overflow {ov!r} does not apply to a Float accumulator: give ieee (overflow to "
+                                  "infinity), saturate or error")
+        if bits and mode in (Overflow.IEEE, Overflow.ERROR):
+            raise InvalidArgument(f"overflow {ov!r} does not apply to a Fixed accumulator sweep: give wrap, "
+                                  "saturate, saturate_symmetric or saturate_zero")
     for o in orders:
         check_choice("order", o, ("sequential", "tree", "chunked"))
     bits = [check_int("accumulator bits", b, lo=2, hi=62) for b in bits]

@@ -230,6 +230,8 @@ def test_float_sweep_option_errors_exit_2(tmp_path, spec, capsys):
              (["sweep", str(p), "--acc-formats", "int8"], "must be Float formats"),
              (["sweep", str(p), "--acc-formats", "e99m3"], "e99m3"),
              (["sweep", str(spec), "--acc-man-bits", "7:9"], "give both --acc-exp-bits and --acc-man-bits"),
+             (["sweep", str(p), "--acc-formats", "e5m10", "--overflow", "wrap"], "does not apply to a Float"),
+             (["sweep", str(spec), "--acc-bits", "12", "--overflow", "ieee"], "does not apply to a Fixed"),
              (["sweep", str(p), "--acc-man-bits", "9:7"], "LO:HI with 1 <= LO <= HI <= 51")]
     for argv, message in cases:
         assert main(argv + ["--workers", "1"]) == EXIT_INPUT, argv
