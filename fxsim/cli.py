@@ -79,7 +79,8 @@ def build_parser():
                                 epilog=LISTS)
     p.add_argument("--version", action="version", version=f"fxsim {__version__}",
                    help="print fxsim's version and exit")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                         help="one of the commands below; `fxsim COMMAND --help` describes its options")
     sub.add_parser("formats", help="table of known number formats", description="Table of known number formats.")
     r = sub.add_parser("run", help="simulate a layer spec and summarise both registers",
                        description="Simulate the layer a spec describes and summarise the raw accumulator and "
@@ -91,7 +92,8 @@ def build_parser():
                        description="Simulate the layer once per accumulator configuration and compare each with "
                        "the exact result. Fixed accumulators: --acc-bits. Float accumulators: --acc-formats, "
                        "or --acc-man-bits/--acc-exp-bits (the spec's exponent/mantissa width where one is not "
-                       "given).", epilog=LISTS)
+                       "given); a spec with a Float accumulator and none of these sweeps mantissa widths "
+                       "1..(its own + 2).", epilog=LISTS)
     s.add_argument("spec", metavar="SPEC", help="layer spec (TOML), gemm or conv2d")
     s.add_argument("--acc-bits", type=_bits_range, action="extend", metavar="LO:HI|N,N,...",
                    help="Fixed accumulator widths, 2..62 (default 8:32; the binary point stays the spec's)")

@@ -131,17 +131,18 @@ def _per_channel(name, value, *, real=False):
     if np.ndim(value) == 0:
         return np.asarray(check_real(name, value, finite=False) if real else check_int(name, value), dtype=np.float64 if real else object)
     arr = np.asarray(value)
-    if arr.ndim != 1 or arr.size == 0:
-        raise InvalidArgument(f"{name} must be a scalar or a non-empty 1-D array (one per output channel), got "
-                              f"shape {arr.shape}")
+    if arr.size == 0:
+        raise InvalidArgument(f"{name} must be a scalar or a non-empty array (one per output channel, or any "
+                              f"shape that broadcasts to the outputs), got shape {arr.shape}")
     if real:
         if arr.dtype.kind not in "iuf":
             raise InvalidType(f"{name} must hold real numbers, got dtype {arr.dtype}")
         return arr.astype(np.float64)
+    flat = arr.ravel().tolist()
     if arr.dtype.kind not in "iuO" or (arr.dtype.kind == "O" and not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in arr.tolist())):
-        raise InvalidType(f"{name} must hold integers, got dtype {arr.dtype} ({arr.tolist()[:4]!r}...)")
-    return np.array([int(v) for v in arr.tolist()], dtype=object)
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in flat)):
+        raise InvalidType(f"{name} must hold integers, got dtype {arr.dtype} ({flat[:4]!r}...)")
+    return np.array([int(v) for v in flat], dtype=object).reshape(arr.shape)
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,8 @@ class Requant:
         m = _per_channel("requant multiplier", self.multiplier)
         s = _per_channel("requant shift", self.shift)
         if m.ndim and s.ndim and m.shape != s.shape:
-            raise InvalidArgument(f"per-channel requant multiplier ({m.size} entries) and shift ({s.size} entries) "
-                                  "must have the same length")
+            raise InvalidArgument(f"per-channel requant multiplier ({m.size} entries, shape {m.shape}) and shift "
+                                  f"({s.size} entries, shape {s.shape}) must have the same shape")
         if self.kind in ("gemmlowp", "gemmlowp_single"):
             if np.any((m < 0) | (m >= 2 ** 31)):
                 raise InvalidArgument(f"gemmlowp multiplier must be int32 in [0, 2**31), got {self.multiplier!r}")

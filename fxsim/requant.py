@@ -99,13 +99,22 @@ def multiply_by_quantized_multiplier_single_rounding(x, multiplier, shift) -> np
 _BIG = 2 ** 62        # values beyond this leave the int64 path and are carried as exact Python integers
 
 
-def _check_channels(requant, n_out):
-    """Per-channel parameters (1-D) must have one entry per output column."""
+def _check_channels(requant, out_shape):
+    """Per-channel parameters must broadcast to the outputs: a 1-D array has one entry per output column."""
     for name in ("multiplier", "shift", "scale"):
         v = getattr(requant, name)
-        if v is not None and np.ndim(v) >= 1 and np.shape(v)[-1] != n_out:
-            raise InvalidArgument(f"per-channel requant {name} has {np.shape(v)[-1]} entries for {n_out} output "
-                                  f"channels; give one per output channel, or a scalar")
+        if v is None or np.ndim(v) == 0:
+            continue
+        try:
+            ok = np.broadcast_shapes(np.shape(v), out_shape) == tuple(out_shape)
+        except ValueError:
+            ok = False
+        if not ok:
+            if np.ndim(v) == 1:
+                raise InvalidArgument(f"per-channel requant {name} has {np.shape(v)[-1]} entries for "
+                                      f"{out_shape[-1]} output channels; give one per output channel, or a scalar")
+            raise InvalidArgument(f"requant {name} of shape {np.shape(v)} does not broadcast to the output shape "
+                                  f"{tuple(out_shape)}")
 
 
 def _exact_where_big(out, exact_of, big):
@@ -125,7 +134,7 @@ def requantize(acc, requant, acc_bits: int) -> np.ndarray:
     acc = np.asarray(acc, dtype=np.int64)
     kind = requant.kind
     if acc.ndim:
-        _check_channels(requant, acc.shape[-1])
+        _check_channels(requant, acc.shape)
     if kind in ("gemmlowp", "gemmlowp_single"):
         if acc_bits > 32:
             raise InvalidArgument(f"{kind} requantization takes an int32 accumulator; this one has {acc_bits} bits")

@@ -47,10 +47,12 @@ BAD = [
     pytest.param(lambda: Requant.dyadic(1.5, 3), InvalidType, r"requant multiplier must be an integer, got 1\.5",
                  id="float-multiplier"),
     pytest.param(lambda: Requant.dyadic(3, "7"), InvalidType, r"requant shift must be a number", id="string-shift"),
-    pytest.param(lambda: Requant.dyadic([1, 2], [3, 4, 5]), InvalidArgument, r"multiplier \(2 entries\) and shift "
-                 r"\(3 entries\) must have the same length", id="per-channel-lengths"),
-    pytest.param(lambda: Requant.dyadic([[1, 2]], 3), InvalidArgument, r"scalar or a non-empty 1-D array",
-                 id="2d-multiplier"),
+    pytest.param(lambda: Requant.dyadic([1, 2], [3, 4, 5]), InvalidArgument, r"multiplier \(2 entries, shape \(2,\)\) "
+                 r"and shift \(3 entries, shape \(3,\)\) must have the same shape", id="per-channel-lengths"),
+    pytest.param(lambda: Requant.dyadic([], 3), InvalidArgument, r"scalar or a non-empty array", id="empty-multiplier"),
+    pytest.param(lambda: gemm(np.ones((2, 3)), np.ones((3, 4)), _gemm_dp(Requant.dyadic([[1, 2, 3, 4]] * 3, 4))),
+                 InvalidArgument, r"requant multiplier of shape \(3, 4\) does not broadcast to the output shape "
+                 r"\(2, 4\)", id="per-channel-2d-wrong"),
     pytest.param(lambda: Requant("dyadik"), InvalidArgument, r"requant kind must be one of dyadic", id="kind"),
     pytest.param(lambda: Requant("dyadic", 1, 3, scale=0.5), InvalidArgument, r"scale applies to kind 'float32' only",
                  id="scale-on-dyadic"),
