@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InvalidArgument
-from .formats import Fixed, parse_format
+from .formats import Fixed
+from .validate import check_format, check_int
 
 __all__ = ["signed_bits_for_range", "worst_case_bits", "symmetric_bits", "data_bits", "l1_bits"]
 
@@ -24,20 +25,26 @@ def signed_bits_for_range(lo: int, hi: int) -> int:
     return w
 
 
-def _code_range(fmt, zero_point: int = 0):
-    """Code range of an integer/fixed-point operand format (a format, a name or a dtype)."""
-    f = parse_format(fmt, argument="operand format")
+def _fixed(fmt, argument):
+    """A Fixed format from a Fixed or any name ``parse_format`` takes ("int8", "Q3.4", ...)."""
+    f = check_format(argument, fmt)
     if not isinstance(f, Fixed):
-        raise InvalidArgument(f"operand format must be an integer or fixed-point format for an accumulator width "
-                              f"bound, got {f}")
-    return f.min_code - zero_point, f.max_code - zero_point
+        raise InvalidArgument(f"{argument} must be a fixed-point or integer format (accumulator bounds count "
+                              f"integer codes), got {f}")
+    return f
 
 
-def worst_case_bits(a: Fixed, b: Fixed, K: int, *, a_zero_point=0, b_zero_point=0, bias_range=(0, 0)) -> int:
+def _code_range(fmt, zero_point: int = 0, argument="a"):
+    fmt = _fixed(fmt, argument)
+    zero_point = check_int(f"{argument}_zero_point", zero_point)
+    return fmt.min_code - zero_point, fmt.max_code - zero_point
+
+
+def worst_case_bits(a: Fixed | str, b: Fixed | str, K: int, *, a_zero_point=0, b_zero_point=0, bias_range=(0, 0)) -> int:
     """Signed accumulator width that holds every partial sum of any K-term dot product of a and b codes."""
     _check_k(K)
-    alo, ahi = _code_range(a, a_zero_point)
-    blo, bhi = _code_range(b, b_zero_point)
+    alo, ahi = _code_range(a, a_zero_point, "a")
+    blo, bhi = _code_range(b, b_zero_point, "b")
     corners = [alo * blo, alo * bhi, ahi * blo, ahi * bhi]
     pmin, pmax = min(corners), max(corners)
     lo = K * min(pmin, 0) + min(int(bias_range[0]), 0)
@@ -45,12 +52,12 @@ def worst_case_bits(a: Fixed, b: Fixed, K: int, *, a_zero_point=0, b_zero_point=
     return signed_bits_for_range(lo, hi)
 
 
-def symmetric_bits(a: Fixed, b: Fixed, K: int, *, a_zero_point=0, b_zero_point=0) -> int:
+def symmetric_bits(a: Fixed | str, b: Fixed | str, K: int, *, a_zero_point=0, b_zero_point=0) -> int:
     """Smallest W with 2**(W-1) - 1 >= K * max|a*b| (a symmetric register sized for the largest product
     magnitude; at most one bit wider than ``worst_case_bits``)."""
     _check_k(K)
-    alo, ahi = _code_range(a, a_zero_point)
-    blo, bhi = _code_range(b, b_zero_point)
+    alo, ahi = _code_range(a, a_zero_point, "a")
+    blo, bhi = _code_range(b, b_zero_point, "b")
     pmax = max(abs(alo), abs(ahi)) * max(abs(blo), abs(bhi))
     need = K * pmax
     w = 1
@@ -60,8 +67,7 @@ def symmetric_bits(a: Fixed, b: Fixed, K: int, *, a_zero_point=0, b_zero_point=0
 
 
 def _check_k(K):
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
-        raise ValueError(f"K must be a positive integer (terms per dot product), got {K!r}")
+    check_int("K (terms per dot product)", K, lo=1)
 
 
 def data_bits(weights, a: Fixed, *, a_zero_point=0) -> np.ndarray:

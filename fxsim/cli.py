@@ -7,6 +7,7 @@ replace, a directory verify cannot read as golden vectors); 130 interrupted (Ctr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -15,25 +16,62 @@ import numpy as np
 EXIT_OK, EXIT_MISMATCH, EXIT_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130          # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 
+LISTS = ("Options that take several values take a comma-separated list and may also be repeated "
+         "(--order sequential --order tree = --order sequential,tree); LO:HI ranges include both ends.")
 
-def _bits_range(text):
-    try:
-        if ":" in text:
-            lo, hi = (int(t) for t in text.split(":"))
-            if not 2 <= lo <= hi <= 62:
+
+def _comma(text):
+    """A comma-separated list of names (one option occurrence)."""
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {text!r}")
+    return items
+
+
+def _int_list(option, lo, hi):
+    """LO:HI (inclusive) or a comma list of integers, each in lo..hi."""
+    def parse(text):
+        try:
+            if ":" in text:
+                a, b = (int(t) for t in text.split(":"))
+                if not lo <= a <= b <= hi:
+                    raise ValueError
+                return list(range(a, b + 1))
+            vals = [int(t) for t in text.split(",")]
+            if any(not lo <= v <= hi for v in vals):
                 raise ValueError
-            return list(range(lo, hi + 1))
-        return [int(t) for t in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--acc-bits must be LO:HI with 2 <= LO <= HI <= 62, or a comma list; got {text!r}")
+            return vals
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} must be LO:HI with {lo} <= LO <= HI <= {hi} (both ends "
+                                             f"included), or a comma list of integers in {lo}..{hi}; got {text!r}") \
+                from None
+    return parse
+
+
+_bits_range = _int_list("--acc-bits", 2, 62)
 
 
 def _trace(text):
     try:
         i, j = (int(t) for t in text.split(","))
+        if i < 0 or j < 0:
+            raise ValueError
         return (i, j)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--trace must be I,J (output row and column), got {text!r}")
+        raise argparse.ArgumentTypeError(f"--trace must be I,J (output row and column, integers >= 0), got "
+                                         f"{text!r}") from None
+
+
+def _positive(option):
+    def parse(text):
+        try:
+            v = int(text)
+            if v < 1:
+                raise ValueError
+            return v
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} must be an integer >= 1, got {text!r}") from None
+    return parse
 
 
 def _seconds(text):
@@ -48,41 +86,76 @@ def _seconds(text):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="fxsim", description="Bit-accurate simulation of accelerator datapaths.")
-    sub = p.add_subparsers(dest="command", required=True)
+    from . import __version__
+    p = argparse.ArgumentParser(prog="fxsim", description="Bit-accurate simulation of accelerator datapaths. "
+                                "Exit codes: 0 success, 1 a verification found mismatches, 2 bad input.",
+                                epilog=LISTS)
+    p.add_argument("--version", action="version", version=f"fxsim {__version__}",
+                   help="print fxsim's version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                         help="one of the commands below; `fxsim COMMAND --help` describes its options")
     f = sub.add_parser("formats", help="table of known formats, their ml_dtypes names and aliases",
                        description="Every named format with its exact range and resolution, the ml_dtypes or "
                        "NumPy dtype it is, and the other names it answers to.")
-    f.add_argument("filter", nargs="?", default=None,
+    f.add_argument("filter", nargs="?", default=None, metavar="FILTER",
                    help="show only formats whose name or an alias contains this text (case-insensitive), or "
                         "the format this spelling names (e.g. 'fixed<16,6>', float8_e4m3)")
-    r = sub.add_parser("run", help="simulate a layer spec and summarise")
-    r.add_argument("spec")
-    s = sub.add_parser("sweep", help="sweep accumulator widths")
-    s.add_argument("spec")
-    s.add_argument("--acc-bits", type=_bits_range, default=list(range(8, 33)))
-    s.add_argument("--overflow", default="saturate,wrap")
-    s.add_argument("--order", default="sequential", help="comma list of sequential, tree, chunked")
-    s.add_argument("--lanes", type=int, default=4)
-    s.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port)")
+    r = sub.add_parser("run", help="simulate a layer spec and summarise both registers",
+                       description="Simulate the layer a spec describes and summarise the raw accumulator and "
+                       "the output register, each against the exact result.")
+    r.add_argument("spec", metavar="SPEC", help="layer spec (TOML; see docs/workflows.md)")
+    r.add_argument("--json", action="store_true", help="print the summary as one JSON object (standard JSON: "
+                   "an infinite SQNR is the string \"inf\")")
+    s = sub.add_parser("sweep", help="sweep accumulator widths or float accumulator formats",
+                       description="Simulate the layer once per accumulator configuration and compare each with "
+                       "the exact result. Fixed accumulators: --acc-bits. Float accumulators: --acc-formats, "
+                       "or --acc-man-bits/--acc-exp-bits (the spec's exponent/mantissa width where one is not "
+                       "given); a spec with a Float accumulator and none of these sweeps mantissa widths "
+                       "1..(its own + 2).", epilog=LISTS)
+    s.add_argument("spec", metavar="SPEC", help="layer spec (TOML), gemm or conv2d")
+    s.add_argument("--acc-bits", type=_bits_range, action="extend", metavar="LO:HI|N,N,...",
+                   help="Fixed accumulator widths, 2..62 (default 8:32; the binary point stays the spec's)")
+    s.add_argument("--acc-formats", type=_comma, action="extend", metavar="FMT,FMT,...",
+                   help="Float accumulator formats to sweep, e.g. e5m10,e6m9,bf16")
+    s.add_argument("--acc-man-bits", type=_int_list("--acc-man-bits", 1, 51), action="extend",
+                   metavar="LO:HI|N,N,...", help="Float accumulator mantissa widths, 1..51 (IEEE-style formats)")
+    s.add_argument("--acc-exp-bits", type=_int_list("--acc-exp-bits", 2, 11), action="extend",
+                   metavar="LO:HI|N,N,...", help="Float accumulator exponent widths, 2..11 (IEEE-style formats)")
+    s.add_argument("--overflow", type=_comma, action="extend", metavar="MODE,MODE,...",
+                   help="accumulator overflow modes (default: saturate,wrap for Fixed sweeps, the spec's mode "
+                   "for Float sweeps)")
+    s.add_argument("--order", type=_comma, action="extend", metavar="ORDER,ORDER,...",
+                   help="orders of additions: sequential, tree, chunked (default sequential)")
+    s.add_argument("--lanes", type=_positive("--lanes"), default=None, metavar="N",
+                   help="lanes of the chunked order, 2..4096 (default 4; only with --order chunked)")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask distributed scheduler address (tcp://host:port); default: local processes")
     s.add_argument("--connect-timeout", type=_seconds, default=None, metavar="SECONDS",
                    help="give up on --scheduler when it does not answer as a Dask scheduler within this "
                         "time (default 10)")
-    s.add_argument("--workers", type=int, default=None)
-    s.add_argument("--out", default=None, help="directory for sweep.csv/json/png")
-    s.add_argument("--force", action="store_true")
-    e = sub.add_parser("export", help="write golden vectors")
-    e.add_argument("spec")
-    e.add_argument("--out", required=True)
-    e.add_argument("--format", default="hex", choices=["hex", "coe", "mif", "npy", "bin"])
-    e.add_argument("--trace", type=_trace, action="append", default=[])
-    e.add_argument("--force", action="store_true")
-    v = sub.add_parser("verify", help="recompute a golden-vector directory")
-    v.add_argument("dir")
-    d = sub.add_parser("demo", help="the main job on shipped data")
-    d.add_argument("--out", default="fxsim-demo")
-    d.add_argument("--force", action="store_true")
-    d.add_argument("--quick", action="store_true")
+    s.add_argument("--workers", type=_positive("--workers"), default=None, metavar="N",
+                   help="local worker processes (default one per core; 1 runs in this process)")
+    s.add_argument("--out", default=None, metavar="DIR", help="directory for sweep.csv, sweep.json and sweep.png")
+    s.add_argument("--force", action="store_true", help="replace a previous sweep output in --out")
+    e = sub.add_parser("export", help="write golden vectors for an RTL testbench",
+                       description="Simulate the layer and write every tensor as a memory file plus manifest.json.")
+    e.add_argument("spec", metavar="SPEC", help="layer spec (TOML), gemm or conv2d")
+    e.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist unless --force)")
+    e.add_argument("--format", default="hex", choices=["hex", "coe", "mif", "npy", "bin"],
+                   help="memory file format (default hex: $readmemh)")
+    e.add_argument("--trace", type=_trace, action="append", default=[], metavar="I,J",
+                   help="also write the per-cycle accumulator trace of output (I, J) of a gemm layer; repeat "
+                   "the option for more outputs")
+    e.add_argument("--force", action="store_true", help="replace a previous export in --out")
+    v = sub.add_parser("verify", help="recompute a golden-vector directory",
+                       description="Recompute a golden-vector directory from its manifest and inputs. Exit 0 when "
+                       "everything matches, 1 on a mismatch.")
+    v.add_argument("dir", metavar="DIR", help="a directory written by fxsim export")
+    d = sub.add_parser("demo", help="the main job on shipped data", description="Run, sweep and export the shipped "
+                       "demo layer.")
+    d.add_argument("--out", default="fxsim-demo", metavar="DIR", help="output directory (default fxsim-demo)")
+    d.add_argument("--force", action="store_true", help="replace a previous demo output in --out")
+    d.add_argument("--quick", action="store_true", help="a shorter sweep, no training run")
     return p
 
 
@@ -114,21 +187,36 @@ def cmd_formats(args):
 
 
 def summarize(result, A, B, bias, spec) -> dict:
-    """Overflow (wrap or saturation) counts, and max abs error and SQNR of the raw accumulators against
-    the exact sum (an unbounded accumulator) and against a float64 reference (NumPy's matmul)."""
+    """Both registers, each labelled by its prefix: ``acc_`` the raw accumulator (overflow counts, max abs
+    error and SQNR against the exact sum, i.e. an unbounded accumulator, and against a float64 reference,
+    NumPy's matmul) and ``out_`` the output register after the output stage (against the output stage
+    applied to the exact sums). A Float accumulator is its own output register."""
+    from .formats import Float
     dp = spec.datapath
     acc_fmt = dp.accumulator.fmt
-    out = dict(result.summary())
-    out["overflow_mode"] = dp.accumulator.overflow.name.lower()
+    base = result.summary()
+    out = {"outputs": base["outputs"], "acc_format": str(acc_fmt),
+           "acc_overflow_mode": dp.accumulator.overflow.name.lower(),
+           "acc_overflow_events": base["overflow_events"], "acc_outputs_with_overflow": base["outputs_with_overflow"],
+           "acc_outputs_differing_from_exact": base["outputs_differing_from_exact"],
+           "acc_max_bits_needed": base["max_bits_needed"]}
     got = result.acc_values if result.acc_values is not None else np.asarray(result.acc, dtype=np.float64)
+    exact_vals = None
     if result.exact is not None:
         exact_vals = np.ldexp(result.exact.astype(np.float64), -acc_fmt.frac)
-    elif spec.op == "gemm" and spec.pass_ == "forward":
+    elif isinstance(acc_fmt, Float) and (bias is None or dp.bias_preload):
+        from .errors import InvalidArgument
+        from .sweep import kulisch_exact
+        try:                  # the exact sums at kernel speed
+            exact_vals = kulisch_exact(spec, (A, B, bias))
+        except InvalidArgument:
+            exact_vals = None
+    if exact_vals is None and spec.op == "gemm" and spec.pass_ == "forward":
         exact_vals = exact_gemm(A, B, bias if dp.bias_preload else None, dp.a_zero_point, dp.b_zero_point)
-    else:
-        exact_vals = None
     if exact_vals is not None:
         err = got - exact_vals
+        if out["acc_outputs_differing_from_exact"] is None:
+            out["acc_outputs_differing_from_exact"] = int(np.count_nonzero(got != exact_vals))
         out["acc_max_abs_error_vs_exact"] = float(np.max(np.abs(err))) if err.size else 0.0
         out["acc_sqnr_db_vs_exact"] = _sqnr(exact_vals, got)
     if spec.op == "gemm" and spec.pass_ == "forward":
@@ -139,7 +227,75 @@ def summarize(result, A, B, bias, spec) -> dict:
             ref = ref + bias
         out["acc_max_abs_error_vs_float64"] = float(np.max(np.abs(got - ref))) if ref.size else 0.0
         out["acc_sqnr_db_vs_float64"] = _sqnr(ref, got)
+    if isinstance(acc_fmt, Float):
+        out["out_register"] = "the accumulator (a float accumulator is its own output register)"
+        return out
+    out["out_register"] = str(dp.output)
+    out["out_format"] = str(dp.output.fmt or acc_fmt)
+    ref_out = _exact_output(spec, (A, B, bias))
+    if ref_out is None:
+        out["out_exact_reference"] = "not available: the exact sums of this layer exceed 62 bits"
+        return out
+    ref_codes, ref_values = ref_out
+    out["out_outputs_differing_from_exact"] = int(np.count_nonzero(result.codes != ref_codes))
+    err = result.values - ref_values
+    out["out_max_abs_error_vs_exact"] = float(np.max(np.abs(err))) if err.size else 0.0
+    out["out_sqnr_db_vs_exact"] = _sqnr(ref_values, result.values)
     return out
+
+
+def _exact_output(spec, data):
+    """The output stage applied to the exact sums: the same datapath and order with a 62-bit accumulator
+    at the same binary point that no partial sum overflows; None where the sums do not fit it."""
+    from .datapath import Accumulator
+    from .errors import InvalidArgument
+    from .formats import Fixed
+    from .spec import run_layer
+    dp = spec.datapath
+    acc = dp.accumulator.fmt
+    wide = dp.replace(accumulator=Accumulator(Fixed(62, acc.frac, True), overflow="wrap",
+                                              rounding=dp.accumulator.rounding))
+    try:
+        ref, _ = run_layer(spec, wide, data=data)
+    except InvalidArgument:
+        return None
+    return ref.codes, ref.values
+
+
+def show(value, key="") -> str:
+    """A summary value for people: integers as they are, floats to 6 significant digits, an infinite SQNR
+    (a ``key`` naming an SQNR) as "inf (bit-exact)", dicts as "key: value; ..." and lists comma-separated."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if np.isnan(v):
+            return "n/a"
+        if np.isinf(v):
+            return ("inf (bit-exact)" if "sqnr" in key else "inf") if v > 0 else "-inf"
+        return f"{v:.6g}"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {show(v, k)}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(show(v) for v in value)
+    return str(value)
+
+
+def print_summary(summary: dict, file=None):
+    """``key: value`` lines, the raw accumulator's and the output register's under their own headings;
+    keys without a value (None) are left out."""
+    groups = (("", lambda k: not k.startswith(("acc_", "out_"))), ("raw accumulator:", lambda k: k.startswith("acc_")),
+              ("output register:", lambda k: k.startswith("out_")))
+    for head, member in groups:
+        keys = [k for k in summary if member(k) and summary[k] is not None]
+        if not keys:
+            continue
+        if head:
+            print(head, file=file)
+        for k in keys:
+            print(f"  {k}: {show(summary[k], k)}", file=file)
 
 
 def _zp_value(fmt, zero_point):
@@ -167,34 +323,76 @@ def _sqnr(ref, got):
 
 def cmd_run(args):
     from .spec import load_spec, make_data, run_layer
+    from .sweep import json_safe, layer_name
     spec = load_spec(args.spec)
     if spec.op == "batch_norm":
+        import dataclasses
         from .spec import run_batch_norm
-        print(spec.batch_norm)
-        for k, v in run_batch_norm(spec).items():
-            print(f"  {k}: {v}")
+        summary = run_batch_norm(spec)
+        config = {f.name: getattr(spec.batch_norm, f.name) for f in dataclasses.fields(spec.batch_norm)}
+        if args.json:
+            print(json.dumps(json_safe({"layer": "batch_norm", "batch_norm": {k: str(v) if not isinstance(
+                v, (int, float, bool, type(None))) else v for k, v in config.items()}, "summary": summary}),
+                allow_nan=False, indent=2))
+            return EXIT_OK
+        print("batch norm: " + ", ".join(f"{k} {show(v)}" for k, v in config.items()))
+        print_summary(summary)
         return EXIT_OK
     data = make_data(spec)
     result, (A, B, bias) = run_layer(spec, data=data)
+    summary = summarize(result, A, B, bias, spec)
+    if args.json:
+        print(json.dumps(json_safe({"layer": layer_name(spec), "datapath": str(spec.datapath), "summary": summary}),
+                         allow_nan=False, indent=2))
+        return EXIT_OK
     print(spec.datapath)
-    for k, v in summarize(result, A, B, bias, spec).items():
-        print(f"  {k}: {v}")
+    print(f"layer: {layer_name(spec)}")
+    print_summary(summary)
     return EXIT_OK
 
 
 def cmd_sweep(args):
+    from .errors import InvalidArgument
+    from .formats import Float
     from .spec import load_spec
-    from .sweep import format_table, run_sweep, sweep_configs, write_sweep
+    from .sweep import float_formats, format_table, run_sweep, sweep_configs, write_sweep
     from .outputs import output_dir
     spec = load_spec(args.spec)
     out = output_dir(args.out, "sweep", force=args.force) if args.out else None   # checked before the work
     if spec.op != "gemm" and spec.op != "conv2d":
-        raise ValueError(f"sweep supports gemm and conv2d layers, got {spec.op}")
-    overflows = [o.strip() for o in args.overflow.split(",") if o.strip()]
-    orders = [o.strip() for o in args.order.split(",") if o.strip()]
-    configs = sweep_configs(args.acc_bits, overflows, orders, args.lanes)
+        raise InvalidArgument(f"sweep supports gemm and conv2d layers, got {spec.op}")
+    acc = spec.datapath.accumulator
+    float_sweep = bool(args.acc_formats or args.acc_man_bits or args.acc_exp_bits)
+    if float_sweep and args.acc_bits:
+        raise InvalidArgument("--acc-bits sweeps Fixed accumulator widths; --acc-formats/--acc-man-bits/"
+                              "--acc-exp-bits sweep Float accumulators: give one kind per sweep")
+    formats = list(args.acc_formats or [])
+    if args.acc_man_bits or args.acc_exp_bits:
+        spec_float = acc.fmt if isinstance(acc.fmt, Float) else None
+        if spec_float is None and not (args.acc_man_bits and args.acc_exp_bits):
+            raise InvalidArgument(f"the spec's accumulator {acc.fmt} is not a Float: give both --acc-exp-bits and "
+                                  "--acc-man-bits")
+        exps = args.acc_exp_bits or [spec_float.exp]
+        mans = args.acc_man_bits or [spec_float.man]
+        formats += float_formats(exps, mans)
+    if not float_sweep and not args.acc_bits and isinstance(acc.fmt, Float):
+        float_sweep = True      # a Float spec's default: mantissa widths 1..(the spec's + 2)
+        formats = float_formats([acc.fmt.exp], range(1, min(acc.fmt.man + 2, 51) + 1))
+    overflows = args.overflow or ([acc.overflow.name.lower()] if float_sweep else ["saturate", "wrap"])
+    orders = args.order or ["sequential"]
+    if args.lanes is not None and "chunked" not in orders:
+        raise InvalidArgument(f"--lanes {args.lanes} applies to --order chunked only; the orders swept are "
+                              f"{', '.join(orders)}")
+    if args.scheduler and args.workers is not None:
+        raise InvalidArgument("--workers sets local processes; with --scheduler the Dask cluster's workers run "
+                              "the sweep: give one of the two")
     if args.connect_timeout is not None and not args.scheduler:
-        raise ValueError("--connect-timeout applies to --scheduler only")
+        raise InvalidArgument("--connect-timeout applies to --scheduler only")
+    args.lanes = 4 if args.lanes is None else args.lanes
+    if float_sweep:
+        configs = sweep_configs(overflows=overflows, orders=orders, lanes=args.lanes, acc_formats=formats)
+    else:
+        configs = sweep_configs(args.acc_bits or list(range(8, 33)), overflows, orders, args.lanes)
     result = run_sweep(spec, configs, scheduler=args.scheduler, workers=args.workers,
                        connect_timeout=args.connect_timeout or 10.0)
     print(format_table(result))
@@ -243,22 +441,24 @@ def main(argv=None) -> int:
     except SystemExit as exc:          # --help (0) or a usage error (2), already printed by argparse
         return int(exc.code or 0)
     from .errors import FxsimError
-    from .spec import SpecError
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
                 "verify": cmd_verify, "demo": cmd_demo}
     from .interrupts import immediate_interrupts
     try:
         with immediate_interrupts():    # Ctrl-C stops at once, even inside a kernel: exit 130, one line
             return handlers[args.command](args)
-    except (FxsimError, SpecError, ValueError, TypeError, FileExistsError, FileNotFoundError, OverflowError) as exc:
-        print(f"fxsim {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
     except KeyboardInterrupt:          # Ctrl-C where the native handler is not available: the same line
         print("fxsim: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:           # output piped into `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    # bad input: fxsim's typed errors (SpecError among them) and the OS errors of the files a user named;
+    # anything else is a bug in fxsim and shows its traceback
+    except (FxsimError, FileExistsError, FileNotFoundError, PermissionError, IsADirectoryError,
+            NotADirectoryError) as exc:
+        print(f"fxsim {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
 
 
 if __name__ == "__main__":

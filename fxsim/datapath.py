@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, InvalidType
 from .formats import Fixed, Float, parse_format
 from .modes import Overflow, Rounding
-from .validate import check_bool, check_int
+from .validate import check_bool, check_choice, check_format, check_int, check_real
 
 __all__ = ["Accumulator", "Order", "Requant", "OutputStage", "Datapath", "register_defaults"]
 
@@ -52,16 +52,13 @@ def register_modes(fmt, rounding, overflow, argument: str) -> tuple:
 
 
 def _fixed(value, argument):
-    fmt = parse_format(value, argument=argument)
-    if not isinstance(fmt, (Fixed, Float)):
-        raise TypeError(f"{argument} must be a format, got {value!r}")
-    return fmt
+    return check_format(argument, value)
 
 
 def _int_overflow(value, argument):
     ov = Overflow.parse(value, argument=argument)
     if ov in (Overflow.IEEE, Overflow.ERROR):
-        raise ValueError(f"{argument} must be wrap, saturate, saturate_symmetric or saturate_zero for a "
+        raise InvalidArgument(f"{argument} must be wrap, saturate, saturate_symmetric or saturate_zero for a "
                          f"fixed-point register, got {ov.name.lower()}")
     return ov
 
@@ -89,6 +86,10 @@ class Accumulator:
     flush_subnormals: bool = False
 
     def __post_init__(self):
+        check_int("accumulator random_bits", self.random_bits, lo=1, hi=62, allow_none=True)
+        check_int("accumulator seed", self.seed, lo=0, hi=2 ** 63 - 1, allow_none=True)
+        object.__setattr__(self, "flush_subnormals", check_bool("accumulator flush_subnormals",
+                                                                self.flush_subnormals))
         object.__setattr__(self, "fmt", _fixed(self.fmt, "accumulator format"))
         check_int("accumulator random_bits", self.random_bits, lo=1, hi=62, allow_none=True)
         check_int("accumulator seed", self.seed, lo=0, hi=2 ** 63 - 1, allow_none=True)
@@ -112,6 +113,7 @@ class Accumulator:
 
 
 _ORDERS = ("sequential", "tree", "chunked")
+MAX_LANES = 4096     # wider than any systolic array or DSP cascade; each lane is a register per output
 
 
 @dataclass(frozen=True)
@@ -133,18 +135,23 @@ class Order:
     level_bits: tuple | None = None
 
     def __post_init__(self):
-        if self.kind not in _ORDERS:
-            raise ValueError(f"order must be one of {_ORDERS}, got {self.kind!r}")
-        if not isinstance(self.lanes, (int, np.integer)) or self.lanes < 1:
-            raise ValueError(f"lanes must be a positive integer, got {self.lanes!r}")
+        check_choice("order", self.kind, _ORDERS)
+        object.__setattr__(self, "lanes", check_int("lanes", self.lanes, lo=1, hi=MAX_LANES))
         if self.kind == "chunked" and self.lanes < 2:
-            raise ValueError("order='chunked' needs lanes >= 2")
-        if self.combine not in ("sequential", "tree"):
-            raise ValueError(f"combine must be 'sequential' or 'tree', got {self.combine!r}")
+            raise InvalidArgument(f"order='chunked' needs lanes >= 2 (at most {MAX_LANES}), got {self.lanes}")
+        if self.kind != "chunked" and self.lanes != 1:
+            raise InvalidArgument(f"lanes={self.lanes} applies to order='chunked' only; order={self.kind!r} "
+                                  "has one accumulator (lanes=1)")
+        check_choice("combine", self.combine, ("sequential", "tree"))
+        if self.combine != "sequential" and self.kind != "chunked":
+            raise InvalidArgument(f"combine={self.combine!r} applies to order='chunked' only")
         if self.level_bits is not None:
-            lb = tuple(int(b) for b in self.level_bits)
-            if any(not 2 <= b <= 64 for b in lb):
-                raise ValueError(f"level_bits must be widths in 2..64, got {self.level_bits!r}")
+            if self.kind != "tree":
+                raise InvalidArgument(f"level_bits applies to order='tree' only, got order={self.kind!r}")
+            if isinstance(self.level_bits, (str, bytes)) or not isinstance(self.level_bits, (list, tuple, np.ndarray)):
+                raise InvalidType(f"level_bits must be a list of register widths (integers in 2..64), got "
+                                  f"{self.level_bits!r} ({type(self.level_bits).__name__})")
+            lb = tuple(check_int(f"level_bits[{i}]", b, lo=2, hi=64) for i, b in enumerate(self.level_bits))
             object.__setattr__(self, "level_bits", lb)
 
     def __str__(self):
@@ -156,6 +163,29 @@ class Order:
 
 
 _REQUANT_KINDS = ("dyadic", "gemmlowp", "gemmlowp_single", "float32", "shift")
+ZERO_POINT_LIMIT = 2 ** 31     # output zero points are int32 in TFLite, ONNX and gemmlowp
+
+
+def _per_channel(name, value, *, real=False):
+    """A scalar or a 1-D per-output-channel array of integers (``real``: of finite-checked numbers),
+    as an int64 (float64) array; strings, bools, floats where integers are due and 2-D arrays are refused."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise InvalidType(f"{name} must be a number or a 1-D array of them (one per output channel), got {value!r}")
+    if np.ndim(value) == 0:
+        return np.asarray(check_real(name, value, finite=False) if real else check_int(name, value), dtype=np.float64 if real else object)
+    arr = np.asarray(value)
+    if arr.size == 0:
+        raise InvalidArgument(f"{name} must be a scalar or a non-empty array (one per output channel, or any "
+                              f"shape that broadcasts to the outputs), got shape {arr.shape}")
+    if real:
+        if arr.dtype.kind not in "iuf":
+            raise InvalidType(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        return arr.astype(np.float64)
+    flat = arr.ravel().tolist()
+    if arr.dtype.kind not in "iuO" or (arr.dtype.kind == "O" and not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in flat)):
+        raise InvalidType(f"{name} must hold integers, got dtype {arr.dtype} ({flat[:4]!r}...)")
+    return np.array([int(v) for v in flat], dtype=object).reshape(arr.shape)
 
 
 @dataclass(frozen=True)
@@ -183,18 +213,40 @@ class Requant:
     zero_point: int = 0
 
     def __post_init__(self):
-        if self.kind not in _REQUANT_KINDS:
-            raise ValueError(f"requant kind must be one of {_REQUANT_KINDS}, got {self.kind!r}")
+        check_choice("requant kind", self.kind, _REQUANT_KINDS)
         object.__setattr__(self, "rounding", Rounding.parse(self.rounding, argument="requant rounding"))
-        if self.kind == "float32" and self.scale is None:
-            raise ValueError("requant kind 'float32' needs scale=")
+        object.__setattr__(self, "zero_point", check_int("requant zero_point", self.zero_point,
+                                                         lo=-ZERO_POINT_LIMIT, hi=ZERO_POINT_LIMIT - 1))
+        if self.kind == "float32":
+            if self.scale is None:
+                raise InvalidArgument("requant kind 'float32' needs scale=")
+            sc = _per_channel("requant scale", self.scale, real=True)
+            if np.any(~np.isfinite(sc)) or np.any(sc <= 0):
+                bad = sc.ravel()[np.flatnonzero(~np.isfinite(sc.ravel()) | (sc.ravel() <= 0))[0]]
+                raise InvalidArgument(f"requant scale must be finite and > 0, got {float(bad)!r}")
+            if np.any(np.float32(sc) == 0) or np.any(~np.isfinite(np.float32(sc))):
+                raise InvalidArgument(f"requant scale {self.scale!r} leaves float32's range (the scale is a "
+                                      "float32 register)")
+            return
+        if self.scale is not None:
+            raise InvalidArgument(f"requant scale applies to kind 'float32' only, got kind {self.kind!r}; "
+                                  "give multiplier and shift")
+        m = _per_channel("requant multiplier", self.multiplier)
+        s = _per_channel("requant shift", self.shift)
+        if m.ndim and s.ndim and m.shape != s.shape:
+            raise InvalidArgument(f"per-channel requant multiplier ({m.size} entries, shape {m.shape}) and shift "
+                                  f"({s.size} entries, shape {s.shape}) must have the same shape")
         if self.kind in ("gemmlowp", "gemmlowp_single"):
-            m = np.atleast_1d(np.asarray(self.multiplier, dtype=np.int64))
             if np.any((m < 0) | (m >= 2 ** 31)):
-                raise ValueError(f"gemmlowp multiplier must be int32 in [0, 2**31), got {self.multiplier!r}")
-            s = np.atleast_1d(np.asarray(self.shift, dtype=np.int64))
+                raise InvalidArgument(f"gemmlowp multiplier must be int32 in [0, 2**31), got {self.multiplier!r}")
             if np.any((s < -31) | (s > 30)):
-                raise ValueError(f"gemmlowp shift must lie in -31..30, got {self.shift!r}")
+                raise InvalidArgument(f"gemmlowp shift must lie in -31..30, got {self.shift!r}")
+            return
+        if np.any((s < -62) | (s > 62)):
+            raise InvalidArgument(f"requant shift must lie in -62..62 (negative: an exact left shift), got "
+                                  f"{self.shift!r}")
+        if np.any(np.abs(m) >= 2 ** 62):
+            raise InvalidArgument(f"requant multiplier must lie in -(2**62-1)..2**62-1, got {self.multiplier!r}")
 
     @classmethod
     def dyadic(cls, multiplier, shift, rounding="half_even", zero_point=0):
@@ -212,8 +264,8 @@ class Requant:
     @classmethod
     def from_scale(cls, scale: float, *, bits: int = 31, rounding="half_even", zero_point=0):
         """A dyadic multiplier/shift approximating a real ``scale`` with a ``bits``-bit multiplier."""
-        if not scale > 0:
-            raise ValueError(f"scale must be positive, got {scale!r}")
+        scale = check_real("scale", scale, lo=0, lo_open=True)
+        bits = check_int("bits", bits, lo=1, hi=61)
         m, e = np.frexp(scale)          # scale = m * 2**e, m in [0.5, 1)
         mult = int(round(m * 2 ** bits))
         shift = bits - int(e)
@@ -251,14 +303,23 @@ class OutputStage:
         if self.fmt is not None:
             f = _fixed(self.fmt, "output format")
             if not isinstance(f, Fixed):
-                raise ValueError(f"output format must be a fixed-point/integer format, got {f}")
+                raise InvalidArgument(f"output format must be a fixed-point/integer format, got {f}")
             object.__setattr__(self, "fmt", f)
         object.__setattr__(self, "overflow", _int_overflow(self.overflow, "output overflow"))
-        if self.bias_bits is not None and not 2 <= int(self.bias_bits) <= 64:
-            raise ValueError(f"bias_bits must be in 2..64, got {self.bias_bits!r}")
+        check_int("bias_bits", self.bias_bits, lo=2, hi=64, allow_none=True)
+        if self.requant is not None and not isinstance(self.requant, Requant):
+            raise InvalidType(f"requant must be an fxsim Requant or None, got {type(self.requant).__name__}")
         a = self.activation
-        if not (a is None or a == "relu" or (isinstance(a, tuple) and len(a) == 2 and a[0] <= a[1])):
-            raise ValueError(f"activation must be None, 'relu' or a (lo, hi) pair of output codes, got {a!r}")
+        if isinstance(a, list):
+            a = tuple(a)
+        ok = a is None or (isinstance(a, str) and a == "relu") or (
+            isinstance(a, tuple) and len(a) == 2 and all(
+                isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_)) and abs(int(t)) < 2 ** 61
+                for t in a) and a[0] <= a[1])
+        if not ok:
+            raise InvalidArgument(f"activation must be None, 'relu' or a (lo, hi) pair of integer output codes "
+                                  f"with lo <= hi, got {self.activation!r}")
+        object.__setattr__(self, "activation", a)
 
     def __str__(self):
         parts = []
@@ -323,10 +384,14 @@ class Datapath:
                                   "and adds exact products anyway")
         for name in ("a_zero_point", "b_zero_point"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ValueError(f"{name} must be an integer code, got {v!r}")
-        if self.zero_point_bits is not None and not 2 <= self.zero_point_bits <= 64:
-            raise ValueError(f"zero_point_bits must be in 2..64, got {self.zero_point_bits!r}")
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise InvalidType(f"{name} must be an integer code, got {v!r}")
+        check_int("zero_point_bits", self.zero_point_bits, lo=2, hi=64, allow_none=True)
+        object.__setattr__(self, "bias_preload", check_bool("bias_preload", self.bias_preload))
+        object.__setattr__(self, "fused", check_bool("fused", self.fused))
+        for name, cls in (("accumulator", Accumulator), ("order", Order), ("output", OutputStage)):
+            if not isinstance(getattr(self, name), cls):
+                raise InvalidType(f"{name} must be an fxsim {cls.__name__}, got {getattr(self, name)!r}")
 
     @property
     def is_integer(self) -> bool:

@@ -11,11 +11,11 @@ DEMO_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "di
 
 
 def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
-    from .cli import summarize
+    from .cli import show, summarize
     from .export import export_layer
     from .outputs import output_dir
     from .spec import load_spec, make_data, run_layer
-    from .sweep import format_table, run_sweep, sweep_configs, write_sweep
+    from .sweep import format_table, json_safe, run_sweep, sweep_configs, write_sweep
     t0 = time.time()
     spec = load_spec(DEMO_SPEC)
     out_dir = os.path.abspath(out_dir)
@@ -27,7 +27,8 @@ def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
         result, (A, B, bias) = run_layer(spec, data=data)
         summary = summarize(result, A, B, bias, spec)
         for k, v in summary.items():
-            print(f"      {k}: {v}")
+            if v is not None:
+                print(f"      {k}: {show(v, k)}")
         report["layer"] = summary
         print("[2/4] Sweeping accumulator widths 12..20 bits (saturate, wrap; sequential, chunked)")
         configs = sweep_configs(range(12, 21), ("saturate", "wrap"), ("sequential",) if quick else ("sequential", "chunked"))
@@ -49,14 +50,14 @@ def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
             print("[4/4] Training demo: not part of this build")
         report["seconds"] = round(time.time() - t0, 1)
         # paths written while building point into the temporary directory: name their final place
-        text = json.dumps(report, indent=2, default=str).replace(tmp, out_dir)
+        text = json.dumps(json_safe(report), indent=2, default=str, allow_nan=False).replace(tmp, out_dir)
         report = json.loads(text)
         with open(os.path.join(tmp, "report.json"), "w") as fh:
             fh.write(text)
     b = report["sweep"]["bounds"]
-    print(f"\nThe layer's int16 saturating accumulator saturated {summary['overflow_events']} time(s) in "
-          f"{summary['outputs_with_overflow']} output(s); the narrowest bit-exact accumulator on this data is "
-          f"{report['sweep']['narrowest_exact']}, against {b['data_dependent_bits']} bits guaranteed for any input "
+    print(f"\nThe layer's int16 saturating accumulator saturated {summary['acc_overflow_events']} time(s) in "
+          f"{summary['acc_outputs_with_overflow']} output(s); the narrowest bit-exact accumulator on this data is "
+          f"{'; '.join(f'{k}: {v} bits' for k, v in report['sweep']['narrowest_exact'].items()) or 'none'}, against {b['data_dependent_bits']} bits guaranteed for any input "
           f"(data-dependent bound) and {b['worst_case_bits']} bits for any weights (worst case).")
     print(f"Done in {report['seconds']} s. Files in {out_dir}:")
     for root, _, files in sorted(os.walk(out_dir)):

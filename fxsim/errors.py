@@ -7,7 +7,7 @@ input. The subclasses also derive from the built-in class users already catch (`
 """
 from __future__ import annotations
 
-__all__ = ["FxsimError", "InvalidArgument", "InvalidType", "OutputExists", "BadFile"]
+__all__ = ["FxsimError", "InvalidArgument", "InvalidType", "OutputExists", "BadFile", "RegisterOverflow"]
 
 
 class FxsimError(Exception):
@@ -29,3 +29,8 @@ class OutputExists(FxsimError, FileExistsError):
 
 class BadFile(FxsimError, OSError):
     """An input file that is missing, unreadable, not a regular file, too large, or malformed."""
+
+
+class RegisterOverflow(FxsimError, OverflowError):
+    """A value left the range of a register whose overflow mode is ``error``: the configuration asked
+    for an error rather than a wrapped or saturated value."""

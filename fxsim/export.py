@@ -130,7 +130,8 @@ def _codes_of(values, fmt):
     """Fixed: the stored integers; Float: the bit patterns (the values must lie on the format's grid)."""
     if isinstance(fmt, Float):
         return fmt.encode(values).astype(np.int64)
-    return np.rint(np.ldexp(np.asarray(values, dtype=np.float64), fmt.frac)).astype(np.int64)
+    from .ops.gemm import operand_codes
+    return operand_codes(values, fmt, "exported value")     # off the grid or out of range: an error, not rint
 
 
 def _values_of(codes, fmt):
@@ -170,10 +171,11 @@ def golden_contents(spec, *, file_format="hex", traces=(), data=None):
     ``export_layer`` writes exactly this; ``fxsim verify`` recomputes it and compares."""
     from . import __version__
     from .spec import run_layer
+    from .errors import InvalidArgument
     if file_format not in FILE_FORMATS:
-        raise ValueError(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
+        raise InvalidArgument(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
     if spec.op != "gemm" and traces:
-        raise ValueError("per-cycle traces are exported for gemm layers, not conv2d")
+        raise InvalidArgument("per-cycle traces are exported for gemm layers, not conv2d")
     result, (A, B, bias) = run_layer(spec, trace=list(traces) or None, data=data)
     dp = spec.datapath
     acc = dp.accumulator.fmt

@@ -29,6 +29,7 @@ import numpy as np
 from kernels import float_accum as FK
 from kernels import int_gemm as IK
 
+from .errors import InvalidArgument, InvalidType, RegisterOverflow
 from .datapath import Datapath
 from .formats import Fixed, Float
 from .modes import Overflow, Rounding
@@ -65,12 +66,12 @@ def _max_abs(fmt) -> float:
 
 def _check_exact_products(a, b):
     if _sig_bits(a) + _sig_bits(b) > 53:
-        raise ValueError(f"products of {a} x {b} need {_sig_bits(a) + _sig_bits(b)} significand bits; "
+        raise InvalidArgument(f"products of {a} x {b} need {_sig_bits(a) + _sig_bits(b)} significand bits; "
                          "the float engine keeps products exact in float64 (53 bits)")
     lo = _min_nonzero(a) * _min_nonzero(b)
     hi = _max_abs(a) * _max_abs(b) * 2.0
     if not (lo >= 2.0 ** -1022 and hi < _FLOAT64_SAFE):
-        raise ValueError(f"products of {a} x {b} leave float64's normal range "
+        raise InvalidArgument(f"products of {a} x {b} leave float64's normal range "
                          f"[2**-1022, 2**1020); the float engine keeps products exact in float64")
 
 
@@ -79,7 +80,9 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
     (zero point subtracted for Fixed, subnormals flushed when ``flush``)."""
     arr = as_array(argument, x)
     if arr.ndim != 2:
-        raise ValueError(f"{argument} must be a 2-D array, got shape {arr.shape}")
+        raise InvalidArgument(f"{argument} must be a 2-D array, got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise InvalidType(f"{argument} must be a numeric array, got dtype {arr.dtype}")
     if isinstance(fmt, Fixed) and arr.dtype.kind in "iu" and fmt.frac == 0:
         vals = arr.astype(np.float64)
     else:
@@ -87,7 +90,7 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
     try:
         fmt.encode(vals)
     except ValueError as exc:
-        raise ValueError(f"{argument}: {exc}") from None
+        raise InvalidArgument(f"{argument}: {exc}") from None
     if isinstance(fmt, Fixed) and zero_point:
         vals = vals - zero_point * fmt.resolution   # exact: codes and zero point are small integers
     if isinstance(fmt, Float) and flush and fmt.zero:
@@ -97,11 +100,11 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
 
 def _float_params(fmt: Float, argument: str):
     if not isinstance(fmt, Float):
-        raise TypeError(f"{argument} must be a Float format here, got {fmt}")
+        raise InvalidType(f"{argument} must be a Float format here, got {fmt}")
     if fmt.radix != 2 or not fmt.signed or not fmt.zero:
-        raise ValueError(f"{argument} {fmt}: a float register here must be radix 2, signed and have a zero")
+        raise InvalidArgument(f"{argument} {fmt}: a float register here must be radix 2, signed and have a zero")
     if fmt.max >= _FLOAT64_SAFE:
-        raise ValueError(f"{argument} {fmt}: its range must stay below 2**1020 (float64 sums)")
+        raise InvalidArgument(f"{argument} {fmt}: its range must stay below 2**1020 (float64 sums)")
     return fmt.man, fmt.emin, int(fmt.subnormals)
 
 
@@ -109,12 +112,12 @@ def _random_bits(fmt: Float, random_bits, argument):
     limit = max_random_bits(fmt)
     if random_bits is None:
         if limit < 1:
-            raise ValueError(f"{argument}: stochastic rounding to {fmt} ({fmt.man} mantissa bits) is not "
+            raise InvalidArgument(f"{argument}: stochastic rounding to {fmt} ({fmt.man} mantissa bits) is not "
                              "supported: at most 49 mantissa bits")
         return limit
     r = int(random_bits)
     if not 1 <= r <= limit:
-        raise ValueError(f"{argument} random_bits must be in 1..{limit} for {fmt} (the adder resolves "
+        raise InvalidArgument(f"{argument} random_bits must be in 1..{limit} for {fmt} (the adder resolves "
                          f"50 - man bits below the kept LSB exactly), got {random_bits!r}")
     return r
 
@@ -122,14 +125,13 @@ def _random_bits(fmt: Float, random_bits, argument):
 def _seed(seed):
     if seed is None:
         return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
-        raise ValueError(f"seed must be an integer in 0..2**63-1 or None, got {seed!r}")
-    return int(seed)
+    from .validate import check_int
+    return check_int("seed", seed, lo=0, hi=2 ** 63 - 1)
 
 
 def _float_overflow(fmt: Float, overflow: Overflow, argument: str) -> int:
     if overflow not in (Overflow.IEEE, Overflow.SATURATE, Overflow.ERROR):
-        raise ValueError(f"{argument} for a Float register must be ieee, saturate or error, "
+        raise InvalidArgument(f"{argument} for a Float register must be ieee, saturate or error, "
                          f"got {overflow.name.lower()}")
     return float_overflow_code(fmt, overflow, "ml_dtypes")
 
@@ -153,7 +155,7 @@ def float_config(dp: Datapath):
                                not acc.flush_subnormals)
     if dp.product is not None:
         if dp.fused:
-            raise ValueError(f"fused=True means the product is not rounded, but product={dp.product} was given; "
+            raise InvalidArgument(f"fused=True means the product is not rounded, but product={dp.product} was given; "
                              "drop one of them")
         pman, pemin, psub = _float_params(dp.product, "product format")
         cfg[FK.PROD_ON] = 1
@@ -168,7 +170,7 @@ def float_config(dp: Datapath):
     cfg[FK.LANES] = dp.order.lanes
     cfg[FK.COMBINE] = 0 if dp.order.combine == "sequential" else 1
     if dp.order.level_bits:
-        raise ValueError("order level_bits set register widths of a fixed-point adder tree; a Float "
+        raise InvalidArgument("order level_bits set register widths of a fixed-point adder tree; a Float "
                          "accumulator's tree uses its own format at every level")
     cfg[FK.SEED] = _seed(acc.seed) if stochastic else 0
     return cfg, fv
@@ -179,25 +181,16 @@ def _bias_values(bias, fmt, shape):
     try:
         fmt.encode(vals)
     except ValueError as exc:
-        raise ValueError(f"bias: {exc} (the bias register holds accumulator-format values)") from None
+        raise InvalidArgument(f"bias: {exc} (the bias register holds accumulator-format values)") from None
     try:
         return np.ascontiguousarray(np.broadcast_to(vals, shape))
     except ValueError:
-        raise ValueError(f"bias of shape {vals.shape} does not broadcast to the output shape {shape}") from None
+        raise InvalidArgument(f"bias of shape {vals.shape} does not broadcast to the output shape {shape}") from None
 
 
 def _trace_list(trace, shape):
-    if trace is None:
-        return []
-    if isinstance(trace, tuple) and len(trace) == 2 and all(isinstance(t, (int, np.integer)) for t in trace):
-        trace = [trace]
-    out = []
-    for ij in trace:
-        i, j = (int(v) for v in ij)
-        if not (0 <= i < shape[0] and 0 <= j < shape[1]):
-            raise ValueError(f"trace index {ij!r} is outside the output shape {shape}")
-        out.append((i, j))
-    return out
+    from .validate import check_trace
+    return check_trace("trace", trace, shape)
 
 
 def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult:
@@ -210,17 +203,17 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
     inf/NaN or saturated). A Fixed accumulator (Kulisch) fills the integer fields as the integer engine.
     """
     if not isinstance(datapath, Datapath):
-        raise TypeError(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
+        raise InvalidType(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
     dp = datapath
     acc_fmt = dp.accumulator.fmt
     flush = isinstance(acc_fmt, Float) and dp.accumulator.flush_subnormals
     Av = operand_values(A, dp.a, dp.a_zero_point, "A", flush)
     Bv = operand_values(B, dp.b, dp.b_zero_point, "B", flush)
     if Av.shape[1] != Bv.shape[0]:
-        raise ValueError(f"A is {Av.shape} and B is {Bv.shape}: inner dimensions must match")
+        raise InvalidArgument(f"A is {Av.shape} and B is {Bv.shape}: inner dimensions must match")
     for fmt, name in ((dp.a, "a"), (dp.b, "b")):
         if isinstance(fmt, Float) and fmt.radix not in (2, 4):
-            raise ValueError(f"operand {name}: radix {fmt.radix} is not supported")
+            raise InvalidArgument(f"operand {name}: radix {fmt.radix} is not supported")
     _check_exact_products(dp.a, dp.b)
     M, K = Av.shape
     N = Bv.shape[1]
@@ -229,7 +222,7 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
     if isinstance(acc_fmt, Fixed):
         return _kulisch_gemm(Av, Bt, dp, bias, traces)
     if dp.output.fmt is not None or dp.output.requant is not None or dp.output.activation is not None:
-        raise ValueError("a Float accumulator's output stage is its own register: output format, requant and "
+        raise InvalidArgument("a Float accumulator's output stage is its own register: output format, requant and "
                          "activation are not modelled here; quantize result.values with fxsim.quantize")
     cfg, fv = float_config(dp)
     init = np.zeros((M, N), dtype=np.float64)
@@ -258,7 +251,7 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
             out[key] = np.append(out[key], acc[key])
     if dp.accumulator.overflow == Overflow.ERROR and np.any(nov):
         first = np.argwhere(nov)[0]
-        raise OverflowError(f"{int(np.count_nonzero(nov))} output(s) overflowed the {acc_fmt} accumulator; "
+        raise RegisterOverflow(f"{int(np.count_nonzero(nov))} output(s) overflowed the {acc_fmt} accumulator; "
                             f"first at {tuple(int(v) for v in first)}")
     codes = _codes(acc, acc_fmt)
     return GemmResult(values=acc.copy(), codes=codes, acc=acc, overflow_count=nov, acc_values=acc.copy(),
@@ -278,9 +271,9 @@ def _codes(values, fmt: Float) -> np.ndarray:
 def _kulisch_gemm(Av, Bt, dp: Datapath, bias, traces) -> GemmResult:
     acc_fmt: Fixed = dp.accumulator.fmt
     if dp.product is not None:
-        raise ValueError("a Kulisch (Fixed) accumulator takes exact float products; product= is not supported")
+        raise InvalidArgument("a Kulisch (Fixed) accumulator takes exact float products; product= is not supported")
     if acc_fmt.bits > 63:
-        raise ValueError(f"accumulator {acc_fmt}: a Kulisch accumulator here is at most 63 bits wide")
+        raise InvalidArgument(f"accumulator {acc_fmt}: a Kulisch accumulator here is at most 63 bits wide")
     M, K = Av.shape
     N = Bt.shape[0]
     pmax = _max_abs(dp.a) * _max_abs(dp.b) * (2.0 ** acc_fmt.frac)
@@ -298,7 +291,7 @@ def _kulisch_gemm(Av, Bt, dp: Datapath, bias, traces) -> GemmResult:
                 Fixed(bb, acc_fmt.frac).encode(vals)
     imax = float(np.abs(init).max(initial=0))
     if not (K * (pmax + 1) + imax < 2.0 ** 62):
-        raise ValueError(f"aligned products of {dp.a} x {dp.b} reach {pmax:.3g} LSBs of {acc_fmt}; with K={K} the "
+        raise InvalidArgument(f"aligned products of {dp.a} x {dp.b} reach {pmax:.3g} LSBs of {acc_fmt}; with K={K} the "
                          "exact partial sums leave int64: use fewer fractional bits or split K")
     icfg = np.zeros(IK.CFG_SIZE, dtype=np.int64)
     bits, signed = acc_fmt.bits, acc_fmt.signed
@@ -312,7 +305,7 @@ def _kulisch_gemm(Av, Bt, dp: Datapath, bias, traces) -> GemmResult:
     levels = np.asarray(dp.order.level_bits or (), dtype=np.int64)
     mode = int(dp.accumulator.rounding)
     if dp.accumulator.rounding == Rounding.STOCHASTIC:
-        raise ValueError("stochastic alignment of products into a Kulisch accumulator is not modelled")
+        raise InvalidArgument("stochastic alignment of products into a Kulisch accumulator is not modelled")
     acc = np.empty((M, N), dtype=np.int64)
     nov = np.zeros((M, N), dtype=np.int64)
     mx = np.zeros((M, N), dtype=np.int64)

@@ -10,6 +10,8 @@ import enum
 
 from kernels import rounding as _k
 
+from .errors import InvalidArgument
+
 
 class _AliasedEnum(enum.IntEnum):
     """IntEnum whose members are also found by any of their aliases."""
@@ -25,7 +27,7 @@ class _AliasedEnum(enum.IntEnum):
             if member is not None:
                 return member
         allowed = ", ".join(m.name.lower() for m in cls)
-        raise ValueError(
+        raise InvalidArgument(
             f"{argument} must be one of {allowed} (or an alias from ap_fixed, MATLAB or IEEE 754), "
             f"got {value!r}")
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from kernels import float_block as BK
 
+from .errors import InvalidArgument
 from .datapath import Accumulator, Datapath
 from .float_engine import float_config
 from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, Fixed, Float, parse_format
@@ -32,6 +33,7 @@ from .modes import Rounding
 from .quantize import quantize
 from .validate import as_array
 from .result import GemmResult
+from .validate import check_bool, check_choice, check_int
 
 __all__ = ["BlockFormat", "BlockArray", "block_quantize", "mx_gemm", "bfp", "MXFP8_E4M3", "MXFP8_E5M2",
            "MXFP6_E2M3", "MXFP6_E3M2", "MXFP4", "MXINT8", "NVFP4", "BLOCK_PRESETS"]
@@ -55,15 +57,14 @@ class BlockFormat:
         el = parse_format(self.element, argument="element")
         sc = parse_format(self.scale, argument="scale")
         if not isinstance(sc, Float):
-            raise ValueError(f"scale must be a Float format (e8m0, e4m3 ...), got {sc}")
+            raise InvalidArgument(f"scale must be a Float format (e8m0, e4m3 ...), got {sc}")
         if isinstance(el, Float) and el.radix != 2:
-            raise ValueError(f"element format {el}: block formats need radix-2 elements")
-        if isinstance(self.block, bool) or not isinstance(self.block, (int, np.integer)) or not 1 <= self.block <= 4096:
-            raise ValueError(f"block must be an integer in 1..4096, got {self.block!r}")
-        if self.scale_rule not in _SCALE_RULES:
-            raise ValueError(f"scale_rule must be one of {_SCALE_RULES}, got {self.scale_rule!r}")
+            raise InvalidArgument(f"element format {el}: block formats need radix-2 elements")
+        check_int("block", self.block, lo=1, hi=4096)
+        check_bool("tensor_scale", self.tensor_scale)
+        check_choice("scale_rule", self.scale_rule, _SCALE_RULES)
         if self.scale_rule == "ocp" and not (sc.man == 0 and sc.radix == 2):
-            raise ValueError(f"scale_rule='ocp' picks a power of two; scale {sc} must be an E8M0-like format (man=0)")
+            raise InvalidArgument(f"scale_rule='ocp' picks a power of two; scale {sc} must be an E8M0-like format (man=0)")
         object.__setattr__(self, "element", el)
         object.__setattr__(self, "scale", sc)
         object.__setattr__(self, "block", int(self.block))
@@ -92,8 +93,7 @@ NVFP4 = BlockFormat(E2M1, 16, E4M3, scale_rule="amax", tensor_scale=True, name="
 def bfp(mantissa_bits: int, block: int = 16) -> BlockFormat:
     """Block floating point: ``mantissa_bits``-bit two's complement mantissas (1.(bits-2) fixed point,
     symmetric) sharing an 8-bit exponent per block; ``bfp(8, 32)`` is MXINT8."""
-    if isinstance(mantissa_bits, bool) or not isinstance(mantissa_bits, (int, np.integer)) or not 2 <= mantissa_bits <= 24:
-        raise ValueError(f"mantissa_bits must be an integer in 2..24, got {mantissa_bits!r}")
+    check_int("mantissa_bits", mantissa_bits, lo=2, hi=24)
     return BlockFormat(Fixed(int(mantissa_bits), int(mantissa_bits) - 2), block, E8M0,
                        name=f"bfp{mantissa_bits}_b{block}")
 
@@ -106,7 +106,7 @@ def _block_format(fmt, argument="fmt") -> BlockFormat:
         return fmt
     if isinstance(fmt, str) and fmt.lower() in BLOCK_PRESETS:
         return BLOCK_PRESETS[fmt.lower()]
-    raise ValueError(f"{argument} must be a BlockFormat or one of {', '.join(BLOCK_PRESETS)}, got {fmt!r}")
+    raise InvalidArgument(f"{argument} must be a BlockFormat or one of {', '.join(BLOCK_PRESETS)}, got {fmt!r}")
 
 
 @dataclass
@@ -144,9 +144,9 @@ def block_quantize(x, fmt, *, axis: int = -1, rounding="half_even", seed=None, r
     rounding = Rounding.parse(rounding, argument="rounding")
     xa = as_array("x", x).astype(np.float64)
     if xa.ndim == 0:
-        raise ValueError("x must have at least one dimension")
+        raise InvalidArgument("x must have at least one dimension")
     if not -xa.ndim <= axis < xa.ndim:
-        raise ValueError(f"axis {axis} is out of range for an array with {xa.ndim} dimensions")
+        raise InvalidArgument(f"axis {axis} is out of range for an array with {xa.ndim} dimensions")
     axis = axis % xa.ndim
     v = np.moveaxis(xa, axis, -1)
     K = v.shape[-1]
@@ -174,7 +174,15 @@ def block_quantize(x, fmt, *, axis: int = -1, rounding="half_even", seed=None, r
         el_max = el_fmt.max
         if fmt.tensor_scale:
             t = float(np.max(np.abs(v[np.isfinite(v)]), initial=0.0))
-            ts = float(np.float32(t / (el_max * fmt.scale.max))) if t > 0 else 1.0
+            with np.errstate(over="ignore", under="ignore"):
+                ts = float(np.float32(t / (el_max * fmt.scale.max))) if t > 0 else 1.0
+            if not 0 < ts < math.inf:
+                from .errors import InvalidArgument
+                lo = float(np.finfo(np.float32).smallest_subnormal) * el_max * fmt.scale.max
+                hi = float(np.finfo(np.float32).max) * el_max * fmt.scale.max
+                raise InvalidArgument(f"x's largest finite magnitude {t!r} needs a per-tensor scale "
+                                      f"{t / (el_max * fmt.scale.max):.3g} outside float32's range (the tensor "
+                                      f"scale is an FP32 register); {fmt} takes max|x| from {lo:.3g} to {hi:.3g}")
         scales = quantize(amax / (ts * el_max), fmt.scale, overflow="saturate")
     scales = np.where(finite, scales, np.nan)
     denom = np.repeat(scales, B, axis=-1) * ts
@@ -230,18 +238,18 @@ def mx_gemm(A, B, a_fmt=MXFP8_E4M3, b_fmt=None, *, accumulator=None, rounding="h
     if not isinstance(accumulator, Accumulator):
         accumulator = Accumulator(accumulator)
     if not isinstance(accumulator.fmt, Float):
-        raise ValueError(f"mx_gemm accumulates in a Float format, got {accumulator.fmt}")
+        raise InvalidArgument(f"mx_gemm accumulates in a Float format, got {accumulator.fmt}")
     qa = A if isinstance(A, BlockArray) else block_quantize(_as2d(A, "A"), a_fmt, axis=1, rounding=rounding, seed=seed)
     qb = B if isinstance(B, BlockArray) else block_quantize(_as2d(B, "B"), b_fmt, axis=0, rounding=rounding, seed=seed)
     if qa.elements.ndim != 2 or qa.axis != 1:
-        raise ValueError("A must be 2-D and blocked along axis 1 (K)")
+        raise InvalidArgument("A must be 2-D and blocked along axis 1 (K)")
     if qb.elements.ndim != 2 or qb.axis != 0:
-        raise ValueError("B must be 2-D and blocked along axis 0 (K)")
+        raise InvalidArgument("B must be 2-D and blocked along axis 0 (K)")
     if qa.fmt.block != qb.fmt.block:
-        raise ValueError(f"A and B must share the block size, got {qa.fmt.block} and {qb.fmt.block}")
+        raise InvalidArgument(f"A and B must share the block size, got {qa.fmt.block} and {qb.fmt.block}")
     M, K = qa.elements.shape
     if qb.elements.shape[0] != K:
-        raise ValueError(f"A is {qa.elements.shape} and B is {qb.elements.shape}: inner dimensions must match")
+        raise InvalidArgument(f"A is {qa.elements.shape} and B is {qb.elements.shape}: inner dimensions must match")
     N = qb.elements.shape[1]
     blk = qa.fmt.block
     nblk = qa.scales.shape[1]
@@ -253,7 +261,7 @@ def mx_gemm(A, B, a_fmt=MXFP8_E4M3, b_fmt=None, *, accumulator=None, rounding="h
     span = ahi + bhi - e0
     lg = max(blk, 1).bit_length()
     if abits + bbits + max(span - BK.LIMB, 0) + lg + sbits >= 62 or BK.LIMB + lg + sbits >= 62:
-        raise ValueError(f"block dot products of {ea} x {eb} span {span + abits + bbits} bits; the exact two-limb "
+        raise InvalidArgument(f"block dot products of {ea} x {eb} span {span + abits + bbits} bits; the exact two-limb "
                          "sum handles MX element formats (E5M2, E4M3, E3M2, E2M3, E2M1, INT8) with 8-bit scales")
     asig, aexp = _pad(*_sig_exp(qa.elements, ea), Kp)
     bsig, bexp = _pad(*_sig_exp(qb.elements.T, eb), Kp)
@@ -285,7 +293,7 @@ def mx_gemm(A, B, a_fmt=MXFP8_E4M3, b_fmt=None, *, accumulator=None, rounding="h
 def _as2d(x, name):
     arr = as_array(name, x)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
+        raise InvalidArgument(f"{name} must be a 2-D array, got shape {arr.shape}")
     return arr
 
 

@@ -10,11 +10,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InvalidArgument
 from .datapath import Accumulator, Datapath
 from .formats import Fixed, Float, parse_format
 from .quantize import quantize
 
 __all__ = ["TensorQuantizer", "LogQuantizer", "Recipe", "RECIPES", "get_recipe"]
+
+
+def _check_finite(x):
+    """A tensor entering a quantized layer must be finite: its scale is chosen from max|x|, which a NaN or
+    an infinity would make meaningless for every other element."""
+    xa = np.asarray(x)
+    if xa.dtype.kind == "f" and not np.all(np.isfinite(xa)):
+        from .errors import InvalidArgument
+        bad = np.flatnonzero(~np.isfinite(xa.ravel()))
+        idx = np.unravel_index(int(bad[0]), xa.shape)
+        raise InvalidArgument(f"a tensor entering a quantized layer holds {bad.size} non-finite value(s), "
+                              f"first {float(xa[idx])!r} at index {tuple(int(i) for i in idx)}; the per-tensor "
+                              "scale is taken from max|x| (a diverged training step, or unscaled data?)")
 
 
 @dataclass(frozen=True)
@@ -35,7 +49,7 @@ class TensorQuantizer:
 
     def __post_init__(self):
         if self.scale_rule not in ("pow2", "max"):
-            raise ValueError(f"scale_rule must be 'pow2' or 'max', got {self.scale_rule!r}")
+            raise InvalidArgument(f"scale_rule must be 'pow2' or 'max', got {self.scale_rule!r}")
 
     @property
     def top(self) -> float:
@@ -44,6 +58,7 @@ class TensorQuantizer:
 
     def __call__(self, x, *, seed=0):
         fmt = parse_format(self.fmt)
+        _check_finite(x)
         amax = float(np.max(np.abs(x))) if np.size(x) else 0.0
         if amax == 0.0:
             return np.zeros_like(x, dtype=np.float64), 1.0, 0
@@ -78,9 +93,9 @@ class LogQuantizer:
 
     def __post_init__(self):
         if not isinstance(self.levels, int) or not 1 <= self.levels <= 1023:
-            raise ValueError(f"levels must be an integer in 1..1023, got {self.levels!r}")
+            raise InvalidArgument(f"levels must be an integer in 1..1023, got {self.levels!r}")
         if self.alpha not in ("top", "paper", "code"):
-            raise ValueError(f"alpha must be 'top', 'paper' or 'code', got {self.alpha!r}")
+            raise InvalidArgument(f"alpha must be 'top', 'paper' or 'code', got {self.alpha!r}")
 
     @property
     def fmt(self) -> Float:
@@ -103,6 +118,7 @@ class LogQuantizer:
         """Returns (q on ``fmt``'s grid, scale, underflows to zero); x ≈ scale * q."""
         fmt = self.fmt
         x = np.asarray(x, dtype=np.float64)
+        _check_finite(x)
         amax = float(np.max(np.abs(x))) if x.size else 0.0
         if amax == 0.0:
             return np.zeros_like(x), 1.0, 0
@@ -213,5 +229,5 @@ def get_recipe(name) -> Recipe:
     if isinstance(name, Recipe):
         return name
     if name not in RECIPES:
-        raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {name!r}")
+        raise InvalidArgument(f"recipe must be one of {sorted(RECIPES)}, got {name!r}")
     return RECIPES[name]

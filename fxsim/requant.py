@@ -8,6 +8,7 @@ import numpy as np
 
 from kernels.requant import shift_round_array
 
+from .errors import InvalidArgument, RegisterOverflow
 from .formats import ints_to_values
 from .modes import Overflow, Rounding
 
@@ -36,10 +37,10 @@ def register_overflow(x, bits: int, signed: bool, mode: Overflow) -> np.ndarray:
     if mode == Overflow.ERROR:
         bad = (x < lo) | (x > hi)
         if np.any(bad):
-            raise OverflowError(f"{int(bad.sum())} value(s) overflow a {bits}-bit register; first at flat index "
+            raise RegisterOverflow(f"{int(bad.sum())} value(s) overflow a {bits}-bit register; first at flat index "
                                 f"{int(np.flatnonzero(bad)[0])}")
         return x
-    raise ValueError(f"overflow mode {mode!r} does not apply to an integer register")
+    raise InvalidArgument(f"overflow mode {mode!r} does not apply to an integer register")
 
 
 def rounding_shift(x, shift, rounding: Rounding) -> np.ndarray:
@@ -47,7 +48,7 @@ def rounding_shift(x, shift, rounding: Rounding) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.int64)
     s = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, dtype=np.int64), x.shape))
     if np.any(s > 62):
-        raise ValueError(f"shift must be at most 62, got {int(s.max())}")
+        raise InvalidArgument(f"shift must be at most 62, got {int(s.max())}")
     out = np.empty_like(x)
     shift_round_array(x.ravel(), s.ravel(), int(rounding), out.ravel())
     return out
@@ -95,29 +96,100 @@ def multiply_by_quantized_multiplier_single_rounding(x, multiplier, shift) -> np
     return (np.asarray(x, dtype=np.int64) * np.asarray(multiplier, dtype=np.int64) + rnd) >> total
 
 
+_BIG = 2 ** 62        # values beyond this leave the int64 path and are carried as exact Python integers
+
+
+def _check_channels(requant, out_shape):
+    """Per-channel parameters must broadcast to the outputs: a 1-D array has one entry per output column."""
+    for name in ("multiplier", "shift", "scale"):
+        v = getattr(requant, name)
+        if v is None or np.ndim(v) == 0:
+            continue
+        try:
+            ok = np.broadcast_shapes(np.shape(v), out_shape) == tuple(out_shape)
+        except ValueError:
+            ok = False
+        if not ok:
+            if np.ndim(v) == 1:
+                raise InvalidArgument(f"per-channel requant {name} has {np.shape(v)[-1]} entries for "
+                                      f"{out_shape[-1]} output channels; give one per output channel, or a scalar")
+            raise InvalidArgument(f"requant {name} of shape {np.shape(v)} does not broadcast to the output shape "
+                                  f"{tuple(out_shape)}")
+
+
+def _exact_where_big(out, exact_of, big):
+    """``out`` with the elements flagged ``big`` replaced by exact Python integers (an object array)."""
+    if not np.any(big):
+        return out
+    obj = out.astype(object)
+    for idx in zip(*np.nonzero(big)):
+        obj[idx] = exact_of(idx)
+    return obj
+
+
 def requantize(acc, requant, acc_bits: int) -> np.ndarray:
-    """Scale int64 accumulators per ``requant`` (a datapath.Requant); returns int64 before the zero point."""
+    """Scale int64 accumulators per ``requant`` (a datapath.Requant); returns the values before the zero
+    point: int64, or an object array of exact Python integers where a value reaches 2**62 (a left shift or a
+    large float32 scale); the output register then saturates or wraps them exactly."""
     acc = np.asarray(acc, dtype=np.int64)
     kind = requant.kind
+    if acc.ndim:
+        _check_channels(requant, acc.shape)
     if kind in ("gemmlowp", "gemmlowp_single"):
         if acc_bits > 32:
-            raise ValueError(f"{kind} requantization takes an int32 accumulator; this one has {acc_bits} bits")
+            raise InvalidArgument(f"{kind} requantization takes an int32 accumulator; this one has {acc_bits} bits")
         f = multiply_by_quantized_multiplier if kind == "gemmlowp" else multiply_by_quantized_multiplier_single_rounding
         return f(acc, requant.multiplier, requant.shift)
     if kind == "float32":
         scale = np.asarray(requant.scale, dtype=np.float32)
-        y = np.rint(acc.astype(np.float32) * scale)   # float32(acc) * float32 scale in float32, half even
-        return np.clip(y, -2.0 ** 62, 2.0 ** 62).astype(np.int64)   # the output register saturates later
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = np.rint(acc.astype(np.float32) * scale)   # float32(acc) * float32 scale in float32, half even
+        if not np.all(np.isfinite(y)):
+            raise InvalidArgument(f"float32 requantization overflows float32 (accumulator times scale "
+                                  f"{requant.scale!r} exceeds 3.4e38)")
+        y = np.broadcast_to(y, acc.shape)
+        big = np.abs(y) >= _BIG
+        return _exact_where_big(np.where(big, 0, y).astype(np.int64), lambda i: int(y[i]), big)
     if kind == "shift":
-        return rounding_shift(acc, requant.shift, requant.rounding)
+        shift = np.broadcast_to(np.asarray(requant.shift, dtype=np.int64), acc.shape)
+        return _exact_where_big(rounding_shift(acc, shift, requant.rounding),
+                                lambda i: int(acc[i]) << int(-shift[i]), _left_overflow(acc, shift))
     # dyadic
     m = np.asarray(requant.multiplier, dtype=object)
     mmax = max(abs(int(v)) for v in np.atleast_1d(m).ravel())
     amax = int(np.abs(acc).max()) if acc.size else 0
     if amax * mmax >= 2 ** 63:
-        raise ValueError(f"dyadic requantization: accumulator ({amax.bit_length()} bits) times multiplier "
-                         f"({mmax.bit_length()} bits) exceeds 63 bits; use a narrower multiplier")
-    return rounding_shift(acc * np.asarray(requant.multiplier, dtype=np.int64), requant.shift, requant.rounding)
+        raise InvalidArgument(f"dyadic requantization: accumulator ({amax.bit_length()} bits) times multiplier "
+                              f"({mmax.bit_length()} bits) exceeds 63 bits; use a narrower multiplier")
+    prod = acc * np.asarray(requant.multiplier, dtype=np.int64)
+    shift = np.broadcast_to(np.asarray(requant.shift, dtype=np.int64), prod.shape)
+    return _exact_where_big(rounding_shift(prod, shift, requant.rounding),
+                            lambda i: int(prod[i]) << int(-shift[i]), _left_overflow(prod, shift))
+
+
+def _left_overflow(x, shift):
+    """Where a left shift (negative ``shift``) of ``x`` reaches 2**62 in magnitude."""
+    left = np.minimum(-shift, 62)
+    with np.errstate(over="ignore"):
+        return (shift < 0) & (np.abs(x) >= (np.int64(1) << (62 - np.maximum(left, 0))))
+
+
+def _register_overflow_exact(v: int, bits: int, signed: bool, mode: Overflow) -> int:
+    """``register_overflow`` on one Python integer of any size."""
+    hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+    lo = -hi - 1 if signed else 0
+    if mode == Overflow.WRAP:
+        y = v & ((1 << bits) - 1)
+        return y - (1 << bits) if signed and y > hi else y
+    if mode == Overflow.SATURATE:
+        return min(max(v, lo), hi)
+    if mode == Overflow.SATURATE_SYMMETRIC:
+        return min(max(v, -hi if signed else lo), hi)
+    if mode == Overflow.SATURATE_ZERO:
+        return v if lo <= v <= hi else 0
+    if not lo <= v <= hi:
+        raise RegisterOverflow(f"a value overflows a {bits}-bit register")
+    return v
 
 
 def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None, values_out=None):
@@ -140,7 +212,7 @@ def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None, values_
         s = x + bias
         carry = ((x >= 0) & (bias >= 0) & (s < 0)) | ((x < 0) & (bias < 0) & (s >= 0))
         if np.any(carry):
-            raise ValueError("bias add overflows int64; use a narrower accumulator or bias")
+            raise InvalidArgument("bias add overflows int64; use a narrower accumulator or bias")
         x = register_overflow(s, bb, acc_fmt.signed or bb == 64, ovf)
     zp = 0
     if stage.requant is not None:
@@ -155,9 +227,19 @@ def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None, values_
         x = np.clip(x, int(stage.activation[0]), int(stage.activation[1]))
     if stage.fmt is not None:
         if stage.requant is None and stage.fmt.frac != acc_fmt.frac:
-            raise ValueError(f"output format {stage.fmt} has {stage.fmt.frac} fractional bits but the accumulator "
-                             f"has {acc_fmt.frac}; move the binary point with requant=Requant('shift', shift=..., "
-                             "rounding=...)")
-        x = register_overflow(x, stage.fmt.bits, stage.fmt.signed, stage.overflow)
+            raise InvalidArgument(f"output format {stage.fmt} has {stage.fmt.frac} fractional bits but the "
+                                  f"accumulator has {acc_fmt.frac}; move the binary point with "
+                                  "requant=Requant('shift', shift=..., rounding=...)")
+        if x.dtype == object:       # exact integers beyond 2**62 from the requantizer
+            x = np.vectorize(lambda v: _register_overflow_exact(int(v), stage.fmt.bits, stage.fmt.signed,
+                                                                stage.overflow), otypes=[object])(x)
+            x = np.array(x.tolist(), dtype=np.int64).reshape(x.shape)
+        else:
+            x = register_overflow(x, stage.fmt.bits, stage.fmt.signed, stage.overflow)
         frac = stage.fmt.frac
+    elif x.dtype == object:
+        if any(not -2 ** 63 <= int(v) < 2 ** 63 for v in x.ravel()):
+            raise InvalidArgument("requantized values exceed int64 and there is no output register to saturate "
+                                  "them; give the output stage a format (fmt=...)")
+        x = np.array(x.tolist(), dtype=np.int64).reshape(x.shape)
     return x, ints_to_values(x, frac, out=values_out)

@@ -26,9 +26,10 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-from .errors import BadFile, InvalidArgument
-from .datapath import Accumulator, Datapath, Order, OutputStage, Requant
+from .errors import BadFile, InvalidArgument, InvalidType
+from .datapath import MAX_LANES, Accumulator, Datapath, Order, OutputStage, Requant
 from .formats import Float, parse_format
+from .validate import check_bool, check_choice, check_int, check_real
 
 __all__ = ["SpecError", "SpecFileError", "LayerSpec",
            "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
@@ -160,16 +161,127 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     for k in need:
         if k not in shape and not raw.get("data", {}).get("npz") and not raw.get("data", {}).get("a"):
             ctx.fail(f"shape.{k}", None, "a positive integer")
-        if k in shape and (not isinstance(shape[k], int) or isinstance(shape[k], bool) or shape[k] < 1):
+        if k in shape and not _valid(check_int, k, shape[k], lo=1):
             ctx.fail(f"shape.{k}", shape[k], "a positive integer")
+    for k, lo in (("stride", 1), ("dilation", 1), ("groups", 1), ("padding", 0)):
+        if k in shape and not _valid(check_int, k, shape[k], lo=lo):
+            ctx.fail(f"shape.{k}", shape[k], "a positive integer" if lo else "an integer >= 0")
+    if op == "conv2d":
+        _check_conv_shape(shape, ctx)
     data = dict(raw.get("data", {}))
     dist = data.get("distribution", "uniform")
     if dist not in ("uniform", "normal"):
         ctx.fail("data.distribution", dist, "'uniform' or 'normal'")
+    if "seed" in data and not _valid(check_int, "seed", data["seed"], lo=0):
+        ctx.fail("data.seed", data["seed"], "an integer >= 0")
+    if "std" in data and not _valid(check_real, "std", data["std"], lo=0, lo_open=True):
+        ctx.fail("data.std", data["std"], "a finite number > 0")
+    files = any(k in data for k in ("a", "b", "npz"))
+    if "bias" in data:
+        b = data["bias"]
+        if files and "npz" in data:
+            ctx.fail("data.bias", b, "nothing: with data.npz the bias is the array 'bias' inside the npz file")
+        if files and not isinstance(b, str):
+            ctx.fail("data.bias", b, "a file name (bias = \"b.npy\") when a and b are files; true draws a "
+                     "random bias only for random data")
+        if not files and not isinstance(b, bool):
+            ctx.fail("data.bias", b, "true or false for random data (a bias file needs a and b files too)")
+    for k in ("seed", "distribution", "std"):
+        if files and k in data:
+            ctx.fail(f"data.{k}", data[k], "nothing: the data come from files, which are not drawn at random")
     dp = build_datapath(raw.get("datapath", {}), raw.get("output", {}), ctx=ctx)
     bn = _batch_norm_config(raw.get("batch_norm", {}), ctx) if op == "batch_norm" else None
-    return LayerSpec(op=op, shape=shape, data=data, datapath=dp, raw=raw,
+    spec = LayerSpec(op=op, shape=shape, data=data, datapath=dp, raw=raw,
                      path=ctx.path if ctx.path != "<spec>" else None, pass_=pass_, batch_norm=bn)
+    if op != "batch_norm" and all(k in shape for k in need):
+        check_layer_size(spec)
+    return spec
+
+
+def _valid(check, name, value, **limits) -> bool:
+    """Whether a central validator accepts ``value`` (the caller reports it with the key and line)."""
+    try:
+        check(name, value, **limits)
+        return True
+    except (InvalidArgument, InvalidType):
+        return False
+
+
+def _check_conv_shape(shape, ctx):
+    """Groups divide the channels; the (dilated) kernel fits the padded input."""
+    g = shape.get("groups", 1)
+    for k in ("in_channels", "out_channels"):
+        if k in shape and shape[k] % g:
+            ctx.fail("shape.groups", g, f"a divisor of shape.{k} = {shape[k]}")
+    k, pad, dil = shape.get("kernel"), shape.get("padding", 0), shape.get("dilation", 1)
+    for side in ("height", "width"):
+        if k is not None and side in shape and shape[side] + 2 * pad < dil * (k - 1) + 1:
+            ctx.fail("shape.kernel", k, f"a kernel that fits the padded input: {side} {shape[side]} + 2 x padding "
+                     f"{pad} is less than the dilated kernel's {dil * (k - 1) + 1}")
+
+
+def _memory_bytes():
+    """Physical memory of this machine in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _human(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
+        n /= 1024
+
+
+def layer_bytes(spec) -> dict:
+    """The largest arrays simulating the spec's layer allocates, in bytes (int64/float64 words):
+    the two operands, the lowered patch matrix of a convolution, and the output planes."""
+    A_shape, B_shape, _ = operand_shapes(spec)
+    out = {"operand a": 8 * _prod(A_shape), "operand b": 8 * _prod(B_shape)}
+    s = spec.shape
+    if spec.op == "gemm":
+        M, K, N = s["M"], s["K"], s["N"]
+        outputs = {"forward": M * N, "backward_input": M * K, "backward_weight": K * N}[spec.pass_]
+    else:
+        n, c, o, k = s["batch"], s["in_channels"], s["out_channels"], s["kernel"]
+        oh, ow = _conv_out(s, "height"), _conv_out(s, "width")
+        g = s.get("groups", 1)
+        outputs = {"forward": n * o * oh * ow, "backward_input": n * c * s["height"] * s["width"],
+                   "backward_weight": o * (c // g) * k * k}[spec.pass_]
+        out["patch matrix"] = 8 * n * oh * ow * (c // g) * k * k if spec.pass_ == "forward" else \
+            8 * max(n * oh * ow * (c // g) * k * k, n * s["height"] * s["width"] * o * k * k)
+    out["outputs"] = 8 * 4 * outputs          # accumulators, exact sums, codes and values
+    return out
+
+
+def _prod(shape):
+    r = 1
+    for d in shape:
+        r *= int(d)
+    return r
+
+
+def _conv_out(s, side):
+    return (s[side] + 2 * s.get("padding", 0) - s.get("dilation", 1) * (s["kernel"] - 1) - 1) // s.get("stride", 1) + 1
+
+
+def check_layer_size(spec, memory=None):
+    """Refuse, before anything is allocated, a layer whose arrays exceed this machine's memory."""
+    memory = _memory_bytes() if memory is None else memory
+    if not memory:
+        return
+    parts = layer_bytes(spec)
+    total = sum(parts.values())
+    if total > memory:
+        where = f"{spec.path}: " if spec.path else ""
+        big = max(parts, key=parts.get)
+        shape = ", ".join(f"{k} = {v}" for k, v in spec.shape.items())
+        raise SpecError(f"{where}[shape] {shape}: simulating this layer needs about {_human(total)} "
+                        f"({big} {_human(parts[big])}), more than this machine's {_human(memory)} of memory; "
+                        "simulate a smaller layer (the same datapath on fewer rows gives the same per-output "
+                        "results)")
 
 
 def _batch_norm_config(table, ctx):
@@ -188,6 +300,13 @@ def _batch_norm_config(table, ctx):
     order = table.get("order", "tree")
     if order not in ("sequential", "tree"):
         ctx.fail("batch_norm.order", order, "'sequential' or 'tree'")
+    for key, check in (("rsqrt_frac", lambda v: check_int("rsqrt_frac", v, lo=4, hi=24)),
+                       ("eps", lambda v: check_real("eps", v, lo=0, lo_open=True)),
+                       ("range_bn", lambda v: check_bool("range_bn", v))):
+        if key in table and not _valid(lambda n, v: check(v), key, table[key]):
+            ctx.fail(f"batch_norm.{key}", table[key], {"rsqrt_frac": "an integer in 4..24",
+                                                       "eps": "a finite number > 0",
+                                                       "range_bn": "true or false"}[key])
     return BatchNormConfig(**table)
 
 
@@ -217,7 +336,28 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
               ("datapath", dp_table, "b", lambda v: parse_format(v, argument="b")),
               ("datapath", dp_table, "product_rounding", lambda v: Rounding.parse(v, argument="product_rounding")),
               ("output", out_table, "format", lambda v: parse_format(v, argument="format")),
-              ("output", out_table, "overflow", lambda v: Overflow.parse(v, argument="overflow"))]
+              ("output", out_table, "overflow", lambda v: Overflow.parse(v, argument="overflow")),
+              ("datapath", dp_table, "bias_preload", lambda v: check_bool("bias_preload", v)),
+              ("datapath", dp_table, "fused", lambda v: check_bool("fused", v)),
+              ("datapath", dp_table, "a_zero_point", lambda v: check_int("a_zero_point", v)),
+              ("datapath", dp_table, "b_zero_point", lambda v: check_int("b_zero_point", v)),
+              ("datapath", dp_table, "zero_point_bits", lambda v: check_int("zero_point_bits", v, lo=2, hi=64)),
+              ("datapath.accumulator", acc_t, "flush_subnormals", lambda v: check_bool("flush_subnormals", v)),
+              ("datapath.accumulator", acc_t, "random_bits", lambda v: check_int("random_bits", v, lo=1, hi=62)),
+              ("datapath.accumulator", acc_t, "seed", lambda v: check_int("seed", v, lo=0, hi=2 ** 63 - 1)),
+              ("datapath.order", ord_t, "kind", lambda v: check_choice("kind", v, ("sequential", "tree", "chunked"))),
+              ("datapath.order", ord_t, "lanes", lambda v: check_int("lanes", v, lo=2, hi=MAX_LANES)),
+              ("datapath.order", ord_t, "combine", lambda v: check_choice("combine", v, ("sequential", "tree"))),
+              ("datapath.order", ord_t, "level_bits", lambda v: Order("tree", level_bits=v)),
+              ("output", out_table, "bias_bits", lambda v: check_int("bias_bits", v, lo=2, hi=64))]
+    if rq_t is not None:
+        checks += [("output.requant", rq_t, "zero_point", lambda v: check_int("zero_point", v, lo=-2 ** 31,
+                                                                                 hi=2 ** 31 - 1))]
+    kind = ord_t.get("kind", "sequential")
+    for key, only in (("lanes", "chunked"), ("combine", "chunked"), ("level_bits", "tree")):
+        if key in ord_t and kind != only:
+            ctx.fail(f"datapath.order.{key}", ord_t[key], f"nothing: {key} applies to kind = \"{only}\" only, "
+                     f"and this order is kind = {kind!r}")
     for prefix, table, key, check in checks:
         if key in table:
             attempt(f"{prefix}.{key}", lambda: check(table[key]))
@@ -297,7 +437,7 @@ def _load_array(spec: LayerSpec, name):
 def make_data(spec: LayerSpec):
     """The layer's operands (A, B, bias) as real values on the operand grids."""
     if spec.op == "batch_norm":
-        raise ValueError("a batch_norm layer is not one GEMM: simulate it with run_batch_norm (fxsim run); "
+        raise InvalidArgument("a batch_norm layer is not one GEMM: simulate it with run_batch_norm (fxsim run); "
                          "sweep and export take gemm and conv2d layers")
     d = spec.data
     dp = spec.datapath
@@ -305,14 +445,14 @@ def make_data(spec: LayerSpec):
         z = _load_array(spec, "npz")
         A, B = z["a"], z["b"]
         bias = z.get("bias")
-        return A, B, bias
+        return _check_file_shapes(spec, A, B, bias)
     if "a" in d or "b" in d:
         if not ("a" in d and "b" in d):
             raise SpecError("data: give both a and b files, or neither")
         A, B = _load_array(spec, "a"), _load_array(spec, "b")
         bias = _load_array(spec, "bias") if isinstance(d.get("bias"), str) else None
-        return A, B, bias
-    rng = np.random.default_rng(int(d.get("seed", 0)))
+        return _check_file_shapes(spec, A, B, bias)
+    rng = np.random.default_rng(d.get("seed", 0))
     dist = d.get("distribution", "uniform")
     std = d.get("std")
     A_shape, B_shape, n_bias = operand_shapes(spec)
@@ -325,6 +465,43 @@ def make_data(spec: LayerSpec):
         acc = dp.accumulator.fmt
         span = 1 << max(1, min(acc.bits - 4, 16))
         bias = np.ldexp(rng.integers(-span, span, size=n_bias).astype(np.float64), -acc.frac)
+    return A, B, bias
+
+
+_FILE_DIMS = {   # the spec's [shape] key of each operand dimension (None: implied by the others)
+    ("gemm", "forward"): (("M", "K"), ("K", "N"), "N"),
+    ("gemm", "backward_input"): (("M", "N"), ("K", "N"), None),
+    ("gemm", "backward_weight"): (("M", "K"), ("M", "N"), None),
+    ("conv2d", "forward"): (("batch", "in_channels", "height", "width"), ("out_channels", None, "kernel", "kernel"),
+                            "out_channels"),
+    ("conv2d", "backward_input"): (("batch", "out_channels", None, None), ("out_channels", None, "kernel", "kernel"),
+                                   None),
+    ("conv2d", "backward_weight"): (("batch", "in_channels", "height", "width"), ("batch", "out_channels", None, None),
+                                    None),
+}
+
+
+def _check_file_shapes(spec, A, B, bias):
+    """Data files must agree with every [shape] key the spec gives (and with each other's rank)."""
+    dims_a, dims_b, bias_dim = _FILE_DIMS[(spec.op, spec.pass_)]
+    where = f"{spec.path}: " if spec.path else ""
+    names = ("npz 'a'", "npz 'b'") if "npz" in spec.data else (f"data.a = {spec.data.get('a')!r}",
+                                                                  f"data.b = {spec.data.get('b')!r}")
+    for name, arr, dims in ((names[0], A, dims_a), (names[1], B, dims_b)):
+        arr = np.asarray(arr)
+        if arr.ndim != len(dims):
+            raise SpecError(f"{where}{name}: a {spec.op} {spec.pass_} operand has {len(dims)} dimensions, this "
+                            f"file's array has shape {arr.shape}")
+        for axis, key in enumerate(dims):
+            if key is not None and key in spec.shape and arr.shape[axis] != spec.shape[key]:
+                raise SpecError(f"{where}shape.{key} = {spec.shape[key]} contradicts the data: {name} has shape "
+                                f"{arr.shape} (axis {axis} is {key})")
+    if bias is not None:
+        b = np.asarray(bias)
+        want = None if bias_dim is None else (np.shape(B)[1] if spec.op == "gemm" else np.shape(B)[0])
+        if bias_dim is None or b.ndim != 1 or b.shape[0] != want:
+            raise SpecError(f"{where}the bias file has shape {b.shape}; the bias is one value per output "
+                            f"{'column' if spec.op == 'gemm' else 'channel'} ({bias_dim} = {want})")
     return A, B, bias
 
 
@@ -347,7 +524,7 @@ def operand_shapes(spec: LayerSpec):
 def run_layer(spec: LayerSpec, datapath: Datapath | None = None, *, trace=None, data=None):
     """Simulate the spec's layer (optionally with another datapath); returns (result, (A, B, bias))."""
     if spec.op == "batch_norm":
-        raise ValueError("a batch_norm layer is not one GEMM: simulate it with run_batch_norm (fxsim run); "
+        raise InvalidArgument("a batch_norm layer is not one GEMM: simulate it with run_batch_norm (fxsim run); "
                          "sweep and export take gemm and conv2d layers")
     dp = datapath or spec.datapath
     A, B, bias = data if data is not None else make_data(spec)
@@ -371,7 +548,7 @@ def _run_backward(spec, dp, A, B, trace):
         return gemm(np.ascontiguousarray(np.asarray(A).T), B, dp, trace=trace)    # dW (K, N) = X^T . dY
     from .ops.backward import conv2d_backward
     if trace:
-        raise ValueError("per-cycle traces are recorded for gemm layers, not for conv2d backward passes")
+        raise InvalidArgument("per-cycle traces are recorded for gemm layers, not for conv2d backward passes")
     s = spec.shape
     kw = dict(stride=s.get("stride", 1), padding=s.get("padding", 0), dx_datapath=dp, dw_datapath=dp)
     if spec.pass_ == "backward_input":               # A = dY (N, O, OH, OW), B = W (O, C, k, k)

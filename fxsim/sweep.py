@@ -15,31 +15,86 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import numpy as np
 
 from .bounds import data_bits, l1_bits, worst_case_bits
-from .datapath import Accumulator, Order
-from .errors import FxsimError
+from .datapath import MAX_LANES, Accumulator, Order
+from .errors import FxsimError, InvalidArgument
 from .formats import Fixed
 
-__all__ = ["sweep_configs", "run_sweep", "write_sweep", "plot_sweep"]
+__all__ = ["sweep_configs", "float_formats", "run_sweep", "write_sweep", "plot_sweep", "sweep_figure", "json_safe",
+           "format_table", "narrowest_exact", "layer_name"]
 
 
-def sweep_configs(bits, overflows=("saturate", "wrap"), orders=("sequential",), lanes=4):
-    """Every (order, overflow, width) combination as a list of plain dicts (picklable, JSON-able)."""
+def sweep_configs(bits=(), overflows=("saturate", "wrap"), orders=("sequential",), lanes=4, *, acc_formats=()):
+    """Every (order, overflow, accumulator) combination as a list of plain dicts (picklable, JSON-able).
+
+    ``bits``: widths of a Fixed accumulator (its binary point stays the spec's). ``acc_formats``: Float
+    accumulator formats (names such as "e5m10" or Float objects) swept instead; each row then carries
+    ``acc_format`` (its name), ``acc_exp``/``acc_man`` and ``acc_bits`` (its total width)."""
+    from .formats import Float
     from .modes import Overflow
+    from .validate import check_choice, check_format, check_int
+    if isinstance(bits, (str, bytes)) or isinstance(acc_formats, (str, bytes)):
+        raise InvalidArgument("bits and acc_formats must be lists (e.g. range(8, 33), ['e5m10', 'e6m9']), "
+                              f"got {bits!r} / {acc_formats!r}")
+    bits, acc_formats = list(bits), list(acc_formats)
+    if bits and acc_formats:
+        raise InvalidArgument("sweep either Fixed accumulator widths (bits) or Float accumulator formats "
+                              "(acc_formats), not both in one sweep")
+    if not bits and not acc_formats:
+        raise InvalidArgument("nothing to sweep: give accumulator widths (bits) or Float formats (acc_formats)")
     for ov in overflows:
-        Overflow.parse(ov, argument="overflow")
+        mode = Overflow.parse(ov, argument="overflow")
+        if acc_formats and mode not in (Overflow.IEEE, Overflow.SATURATE, Overflow.ERROR):
+            raise InvalidArgument(f"overflow {ov!r} does not apply to a Float accumulator: give ieee (overflow to "
+                                  "infinity), saturate or error")
+        if bits and mode in (Overflow.IEEE, Overflow.ERROR):
+            raise InvalidArgument(f"overflow {ov!r} does not apply to a Fixed accumulator sweep: give wrap, "
+                                  "saturate, saturate_symmetric or saturate_zero")
     for o in orders:
-        if o not in ("sequential", "tree", "chunked"):
-            raise ValueError(f"order must be one of ('sequential', 'tree', 'chunked'), got {o!r}")
-    for b in bits:
-        if isinstance(b, bool) or not 2 <= int(b) <= 62:
-            raise ValueError(f"accumulator bits must be in 2..62, got {b!r}")
-    if isinstance(lanes, bool) or int(lanes) < 1:
-        raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
+        check_choice("order", o, ("sequential", "tree", "chunked"))
+    bits = [check_int("accumulator bits", b, lo=2, hi=62) for b in bits]
+    lanes = check_int("lanes", lanes, lo=2, hi=MAX_LANES) if "chunked" in orders else check_int("lanes", lanes, lo=1)
+    accs = [{"acc_bits": b} for b in bits]
+    for f in acc_formats:
+        fmt = check_format("acc_formats", f)
+        if not isinstance(fmt, Float):
+            raise InvalidArgument(f"acc_formats must be Float formats (sweep Fixed widths with bits), got {fmt}")
+        accs.append({"acc_bits": int(fmt.bits), "acc_format": _float_label(f, fmt), "acc_exp": int(fmt.exp),
+                     "acc_man": int(fmt.man), "acc_float": _float_fields(fmt)})
     out = []
     for o in orders:
         for ov in overflows:
-            for b in bits:
-                out.append({"acc_bits": int(b), "overflow": ov, "order": o, "lanes": lanes})
+            for a in accs:
+                out.append({**a, "overflow": ov, "order": o, "lanes": lanes})
+    return out
+
+
+def _float_label(given, fmt):
+    """A format's name as the user wrote it, or eXmY for a Float built from widths."""
+    return given if isinstance(given, str) else f"e{fmt.exp}m{fmt.man}"
+
+
+def _float_fields(fmt):
+    return {"exp": int(fmt.exp), "man": int(fmt.man), "bias": int(fmt.bias), "signed": bool(fmt.signed),
+            "specials": fmt.specials, "subnormals": bool(fmt.subnormals), "zero": bool(fmt.zero),
+            "radix": int(fmt.radix)}
+
+
+def float_formats(exp_bits, man_bits, specials="ieee"):
+    """Float(e, m) for every exponent width in ``exp_bits`` and mantissa width in ``man_bits``, as
+    sweep_configs' ``acc_formats``."""
+    from .errors import FxsimError, InvalidArgument
+    from .formats import Float
+    from .validate import check_int
+    out = []
+    for e in exp_bits:
+        for m in man_bits:
+            e, m = check_int("exponent bits", e, lo=2, hi=11), check_int("mantissa bits", m, lo=1, hi=51)
+            try:
+                out.append(Float(e, m, specials=specials))
+            except (ValueError, TypeError) as exc:
+                if isinstance(exc, FxsimError):
+                    raise
+                raise InvalidArgument(f"Float accumulator e{e}m{m}: {exc}") from None
     return out
 
 
@@ -47,46 +102,121 @@ def _order(config):
     return Order(config["order"], lanes=config["lanes"] if config["order"] == "chunked" else 1)
 
 
+def _is_float(config):
+    return "acc_float" in config
+
+
+def _reference_key(config):
+    return ("float" if _is_float(config) else "fixed", config["order"], config["lanes"])
+
+
+def _config_datapath(base, config):
+    """The spec's datapath with the configuration's accumulator and order."""
+    from .formats import Float
+    acc = base.accumulator
+    if _is_float(config):
+        fmt = Float(**config["acc_float"])
+        rounding = acc.rounding if isinstance(acc.fmt, Float) else "half_even"
+        return base.replace(accumulator=Accumulator(fmt, overflow=config["overflow"], rounding=rounding,
+                                                    random_bits=acc.random_bits, seed=acc.seed,
+                                                    flush_subnormals=acc.flush_subnormals), order=_order(config))
+    return base.replace(accumulator=Accumulator(Fixed(config["acc_bits"], acc.fmt.frac, acc.fmt.signed),
+                                                overflow=config["overflow"], rounding=acc.rounding),
+                        order=_order(config))
+
+
 def exact_reference(spec, config, data):
-    """The layer through the same datapath and order on a 62-bit accumulator (no partial sum of these
-    layers comes near it): (output values, output codes)."""
+    """The layer through the same datapath and order with an accumulator that never overflows or rounds:
+    (output values, output codes, accumulator values). Fixed sweeps: a 62-bit accumulator at the spec's
+    binary point (no partial sum of these layers comes near it). Float sweeps: a Kulisch accumulator (a
+    fixed-point register as wide as every float product and the bias need), i.e. the exact sums."""
     from .spec import run_layer
     base = spec.datapath
+    if _is_float(config):
+        from .errors import InvalidArgument
+        try:
+            exact = kulisch_exact(spec, data, order=_order(config))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"a float accumulator sweep compares with the exact sums, formed in a 63-bit "
+                                  f"fixed-point (Kulisch) register; this layer's exact sums do not fit it ({exc})") \
+                from None
+        return exact, exact, exact
     acc = base.accumulator.fmt
     wide = base.replace(accumulator=Accumulator(Fixed(62, acc.frac, True), overflow="wrap",
                                                 rounding=base.accumulator.rounding), order=_order(config))
     ref, _ = run_layer(spec, wide, data=data)
-    return ref.values, ref.codes
+    return ref.values, ref.codes, ref.acc_values
+
+
+def kulisch_exact(spec, data, order=None):
+    """The exact sums of the spec's layer (bias included when preloaded), each rounded once to float64:
+    the same layer through a 63-bit fixed-point (Kulisch) accumulator whose LSB is the smallest product
+    of the operand formats (and the bias grid), at kernel speed. Raises InvalidArgument where the sums do
+    not fit 63 bits."""
+    from .formats import Float
+    from .spec import run_layer
+    base = spec.datapath
+    frac = 0
+    for f in (base.a, base.b):
+        frac += -int(np.log2(f.min_subnormal)) if isinstance(f, Float) else f.frac
+    if isinstance(base.accumulator.fmt, Float):
+        frac = max(frac, -int(np.log2(base.accumulator.fmt.min_subnormal)))
+    wide = base.replace(accumulator=Accumulator(Fixed(63, frac, True), overflow="wrap", rounding="floor"),
+                        order=order or base.order, product=None, fused=False)
+    ref, _ = run_layer(spec, wide, data=data)
+    return ref.acc_values
+
+
+def _errors(got, ref):
+    """(share differing, max abs error, SQNR in dB: inf when bit-exact) of ``got`` against ``ref``."""
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        err = got - ref
+        differ = ~((got == ref) | (np.isnan(got) & np.isnan(ref)))
+        sig = float(np.sum(ref ** 2))
+        noise = float(np.sum(np.where(differ, err, 0.0) ** 2))
+    if not differ.any():
+        sqnr = float("inf")
+    elif not np.isfinite(noise):
+        sqnr = float("-inf")
+    else:
+        sqnr = float(10 * np.log10(sig / noise)) if sig > 0 else float("-inf")
+    maxerr = float(np.max(np.abs(np.where(differ, err, 0.0)))) if err.size else 0.0
+    return float(np.mean(differ)) if differ.size else 0.0, maxerr, sqnr
 
 
 def _metrics(spec_raw, spec_path, config, data, reference, threads=None):
-    """One configuration: simulate, compare with the exact reference. Runs in a worker; ``threads`` caps
-    Numba's threads there (one per process when processes share the cores)."""
+    """One configuration: simulate, compare both registers with the exact reference: the output register
+    (``share_differing``, ``max_abs_error``, ``sqnr_db``) and the raw accumulator (``acc_`` keys). Runs in
+    a worker; ``threads`` caps Numba's threads there (one per process when processes share the cores)."""
     if threads:
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     from .spec import run_layer, spec_from_dict
     spec = spec_from_dict(spec_raw)
     spec.path = spec_path
-    base = spec.datapath
-    acc = base.accumulator.fmt
-    dp = base.replace(accumulator=Accumulator(Fixed(config["acc_bits"], acc.frac, acc.signed),
-                                              overflow=config["overflow"], rounding=base.accumulator.rounding),
-                      order=_order(config))
-    ref_values, ref_codes = reference
+    ref_values, ref_codes, ref_acc = reference
     try:
+        dp = _config_datapath(spec.datapath, config)
         res, _ = run_layer(spec, dp, data=data)
     except ValueError as exc:   # e.g. a preloaded bias that does not fit this accumulator
+        nan = float("nan")
         return {**config, "share_differing": 1.0, "overflow_events": -1, "outputs_with_overflow": -1,
-                "max_abs_error": float("nan"), "sqnr_db": float("nan"), "error": str(exc)}
-    err = res.values - ref_values
-    sig = float(np.sum(ref_values ** 2))
-    noise = float(np.sum(err ** 2))
-    sqnr = float("inf") if noise == 0 else (10 * np.log10(sig / noise) if sig > 0 else float("-inf"))
-    return {**config, "share_differing": float(np.mean(res.codes != ref_codes)),
+                "max_abs_error": nan, "sqnr_db": nan, "acc_share_differing": 1.0, "acc_max_abs_error": nan,
+                "acc_sqnr_db": nan, "error": str(exc)}
+    acc_values = res.acc_values if res.acc_values is not None else res.acc
+    if _is_float(config):
+        share, maxerr, sqnr = _errors(res.values, ref_values)
+    else:
+        share = float(np.mean(res.codes != ref_codes)) if res.codes.size else 0.0
+        _, maxerr, sqnr = _errors(res.values, ref_values)
+    a_share, a_maxerr, a_sqnr = _errors(acc_values, ref_acc)
+    return {**config, "share_differing": share,
             "overflow_events": int(res.overflow_count.sum()),
             "outputs_with_overflow": int(np.count_nonzero(res.overflow_count)),
-            "max_abs_error": float(np.max(np.abs(err))) if err.size else 0.0, "sqnr_db": sqnr, "error": ""}
+            "max_abs_error": maxerr, "sqnr_db": sqnr,
+            "acc_share_differing": a_share, "acc_max_abs_error": a_maxerr, "acc_sqnr_db": a_sqnr, "error": ""}
 
 
 def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, connect_timeout=10.0):
@@ -97,15 +227,18 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
     of a Dask distributed scheduler, which then runs the configurations instead; it must answer as one
     within ``connect_timeout`` seconds (checked before any work, see :func:`probe_scheduler`)."""
     from .spec import make_data
-    if not isinstance(spec.datapath.accumulator.fmt, Fixed):
-        raise ValueError(f"an accumulator width sweep needs a Fixed accumulator; the spec's accumulator is "
-                         f"{spec.datapath.accumulator.fmt}")
+    if spec.op not in ("gemm", "conv2d"):
+        raise InvalidArgument(f"sweep takes gemm and conv2d layers, got op = {spec.op!r}")
+    if any(not _is_float(c) for c in configs) and not isinstance(spec.datapath.accumulator.fmt, Fixed):
+        raise InvalidArgument(f"an accumulator width sweep needs a Fixed accumulator; the spec's accumulator is "
+                              f"{spec.datapath.accumulator.fmt}: sweep Float accumulator formats instead "
+                              "(acc_formats, or --acc-formats / --acc-man-bits / --acc-exp-bits)")
     if scheduler:
         probe_scheduler(scheduler, connect_timeout)
     data = make_data(spec)
     refs = {}                                  # the exact reference, once per order
     for c in configs:
-        key = (c["order"], c["lanes"])
+        key = _reference_key(c)
         if key not in refs:
             refs[key] = exact_reference(spec, c, data)
     rows = [None] * len(configs)
@@ -118,7 +251,7 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         with Client(scheduler, timeout=connect_timeout) as client:
             shared = client.scatter(data, broadcast=True)          # the layer's data goes to each worker once
             shared_refs = {k: client.scatter(v, broadcast=True) for k, v in refs.items()}
-            futs = {client.submit(_metrics, spec.raw, spec.path, c, shared, shared_refs[(c["order"], c["lanes"])],
+            futs = {client.submit(_metrics, spec.raw, spec.path, c, shared, shared_refs[_reference_key(c)],
                                   pure=False): i for i, c in enumerate(configs)}
             for f in d_as_completed(list(futs)):
                 rows[futs[f]] = f.result()
@@ -126,7 +259,7 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
                     bar.update()
     elif workers == 1:
         for i, c in enumerate(configs):
-            rows[i] = _metrics(spec.raw, spec.path, c, data, refs[(c["order"], c["lanes"])])
+            rows[i] = _metrics(spec.raw, spec.path, c, data, refs[_reference_key(c)])
             if bar:
                 bar.update()
     else:
@@ -139,8 +272,8 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
         try:
             with quiet_spawning():          # workers start with Ctrl-C blocked until they ignore it
-                futs = {ex.submit(_metrics, spec.raw, spec.path, c, data, refs[(c["order"], c["lanes"])],
-                                  threads): i for i, c in enumerate(configs)}
+                futs = {ex.submit(_metrics, spec.raw, spec.path, c, data, refs[_reference_key(c)], threads): i
+                        for i, c in enumerate(configs)}
             for f in as_completed(futs):
                 rows[futs[f]] = f.result()
                 if bar:
@@ -151,7 +284,16 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         ex.shutdown(wait=True)
     if bar:
         bar.close()
-    return {"rows": rows, "narrowest_exact": narrowest_exact(rows), "bounds": layer_bounds(spec, data)}
+    return {"layer": layer_name(spec), "rows": rows, "narrowest_exact": narrowest_exact(rows),
+            "bounds": layer_bounds(spec, data)}
+
+
+def layer_name(spec) -> str:
+    """The spec's [layer] name (or its file name), its op and pass, and its shape, in one line."""
+    name = spec.raw.get("layer", {}).get("name") or (os.path.basename(spec.path) if spec.path else None)
+    shape = " ".join(f"{k}={v}" for k, v in spec.shape.items())
+    what = spec.op if spec.pass_ == "forward" else f"{spec.op} {spec.pass_}"
+    return f"{name + ': ' if name else ''}{what}{' ' + shape if shape else ''}"
 
 
 class SchedulerUnreachable(FxsimError, ConnectionError):
@@ -224,16 +366,18 @@ def probe_scheduler(address, timeout=10.0) -> None:
 
 
 def narrowest_exact(rows) -> dict:
-    """Per "order/overflow": the smallest swept width from which every wider swept width is bit-exact
-    (a wrapping accumulator can be exact by luck at one width and not at the next)."""
+    """Per "order/overflow": the narrowest swept accumulator from which every wider swept one is bit-exact
+    at the output register (a wrapping accumulator can be exact by luck at one width and not at the next):
+    its width in bits, or for Float sweeps its format name (ordered by total width, then mantissa width)."""
     out = {}
     for key in sorted({f"{r['order']}/{r['overflow']}" for r in rows}):
-        rs = sorted((r for r in rows if f"{r['order']}/{r['overflow']}" == key), key=lambda r: -r["acc_bits"])
+        rs = sorted((r for r in rows if f"{r['order']}/{r['overflow']}" == key),
+                    key=lambda r: (-r["acc_bits"], -r.get("acc_man", 0)))
         best = None
         for r in rs:
             if r["share_differing"] != 0:
                 break
-            best = r["acc_bits"]
+            best = r.get("acc_format", r["acc_bits"])
         if best is not None:
             out[key] = best
     return out
@@ -256,59 +400,207 @@ def layer_bounds(spec, data):
             "K": int(K)}
 
 
+def json_safe(obj):
+    """``obj`` with every non-finite float replaced so that it is standard JSON (RFC 8259): +inf -> "inf"
+    (an SQNR of a bit-exact result), -inf -> "-inf", NaN (a configuration that could not run) -> null."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        if np.isnan(f):
+            return None
+        if np.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        return f
+    return obj
+
+
 def write_sweep(result, directory):
-    """sweep.csv, sweep.json and sweep.png into an existing directory."""
+    """sweep.csv, sweep.json (standard JSON: infinite SQNR is the string "inf", a failed configuration's
+    numbers are null) and sweep.png into an existing directory."""
     rows = result["rows"]
+    fields = list(dict.fromkeys(k for r in rows for k in r if k != "acc_float"))
     with open(os.path.join(directory, "sweep.csv"), "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     with open(os.path.join(directory, "sweep.json"), "w") as fh:
-        json.dump(result, fh, indent=2, default=str)
+        json.dump(json_safe(result), fh, indent=2, allow_nan=False)
     plot_sweep(result, os.path.join(directory, "sweep.png"))
 
 
-def plot_sweep(result, path):
-    """PNG: share of outputs differing from exact, overflow events, max abs error and SQNR against
-    accumulator bits, one line per order/overflow, the analytical bounds as vertical lines."""
+def _positions(rows):
+    """x position of each row's accumulator: its width in bits (Fixed sweeps) or its mantissa width
+    (Float sweeps, one curve per exponent width)."""
+    if not any("acc_format" in r for r in rows):
+        return lambda r: r["acc_bits"]
+    return lambda r: r["acc_man"]
+
+
+def _series(r):
+    """The curve a row belongs to: order and overflow, and for Float sweeps the exponent width."""
+    base = (r["order"], r["overflow"])
+    return base + ((f"e{r['acc_exp']}",) if "acc_exp" in r else ())
+
+
+def plot_sweep(result, path, title=None):
+    """Write ``sweep_figure(result, title)`` to ``path`` (PNG)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = [r for r in result["rows"] if not r.get("error")]   # widths that cannot even hold the bias
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    panels = [("share_differing", "outputs differing from exact (%)", lambda v: 100 * v, "linear"),
-              ("overflow_events", "overflow events (wrap or saturation)", lambda v: v, "symlog"),
-              ("max_abs_error", "max abs error vs exact", lambda v: v, "symlog"),
-              ("sqnr_db", "SQNR vs exact (dB, bit-exact drawn at 200)", lambda v: min(v, 200.0), "linear")]
-    keys = sorted({(r["order"], r["overflow"]) for r in rows})
-    b = result["bounds"]
-    for ax, (field, label, f, scale) in zip(axes.ravel(), panels):
-        for order, ov in keys:
-            rs = sorted((r for r in rows if r["order"] == order and r["overflow"] == ov), key=lambda r: r["acc_bits"])
-            ax.plot([r["acc_bits"] for r in rs], [f(r[field]) for r in rs], marker="o", ms=3, label=f"{order}, {ov}")
-        if b.get("worst_case_bits") is not None:
-            ax.axvline(b["worst_case_bits"], color="k", ls="--", lw=0.8, label="worst case")
-            ax.axvline(b["data_dependent_bits"], color="g", ls=":", lw=0.8, label="data-dependent")
-        if scale == "symlog":
-            ax.set_yscale("symlog", linthresh=1)
-            ax.set_ylim(bottom=0)
-        ax.set_xlabel("accumulator bits")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    fig = sweep_figure(result, title)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def format_table(result) -> str:
-    lines = [f"{'order':<11}{'overflow':<10}{'bits':>5}{'differ %':>10}{'ovf events':>12}{'max err':>10}{'SQNR dB':>10}"]
-    for r in result["rows"]:
-        lines.append(f"{r['order']:<11}{r['overflow']:<10}{r['acc_bits']:>5}{100 * r['share_differing']:>10.2f}"
-                     f"{r['overflow_events']:>12}{r['max_abs_error']:>10.4g}{r['sqnr_db']:>10.2f}"
-                     + (f"  ({r['error'][:60]})" if r.get("error") else ""))
+def sweep_figure(result, title=None):
+    """A matplotlib figure: share of outputs differing from exact (output register and raw accumulator), overflow events,
+    max abs error and SQNR against accumulator width, one line per order/overflow; the analytical bounds
+    and the narrowest bit-exact width per order/overflow as vertical lines, every one named in the legend.
+    Bit-exact configurations have no finite SQNR: they are marked on the top edge of the SQNR panel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in result["rows"] if not r.get("error")]   # widths that cannot even hold the bias
+    is_float = any("acc_format" in r for r in rows)
+    xpos = _positions(rows)
+    fig, axes = plt.subplots(2, 2, figsize=(14, 8.5))
+    panels = [("share_differing", "outputs differing from exact (%)", "linear"),
+              ("overflow_events", "overflow events (wrap, saturation or inf)", "symlog"),
+              ("max_abs_error", "max abs error vs exact (output register)", "symlog"),
+              ("sqnr_db", "SQNR vs exact (dB, output register)", "linear")]
+    keys = sorted({_series(r) for r in rows})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    finite_sqnr = [r["sqnr_db"] for r in rows if np.isfinite(r["sqnr_db"])]
+    hi_sqnr = max(finite_sqnr) if finite_sqnr else 0.0
+    lo_sqnr = min(min(finite_sqnr), 0.0) if finite_sqnr else 0.0
+    top = hi_sqnr + max(10.0, 0.15 * (hi_sqnr - lo_sqnr))      # where bit-exact points are marked
+    handles = {}
+    for ax, (field, label, scale) in zip(axes.ravel(), panels):
+        for n, key in enumerate(keys):
+            c = colors[n % len(colors)]
+            name = ", ".join(key)
+            rs = sorted((r for r in rows if _series(r) == key), key=xpos)
+            xs = [xpos(r) for r in rs]
+            if field == "sqnr_db":
+                fin = [(x, r[field]) for x, r in zip(xs, rs) if np.isfinite(r[field])]
+                ax.plot([p[0] for p in fin], [p[1] for p in fin], marker="o", ms=3, color=c)
+                exact = [x for x, r in zip(xs, rs) if r[field] == float("inf")]
+                if exact:
+                    h, = ax.plot(exact, [top - 0.02 * n * (top - lo_sqnr)] * len(exact), ls="none", marker="^",
+                                 ms=7, color=c, alpha=0.8)
+                    handles[f"{name}: bit-exact (infinite SQNR, at the top)"] = h
+            elif field == "share_differing":
+                h, = ax.plot(xs, [100 * r[field] for r in rs], marker="o", ms=3, color=c)
+                handles[f"{name}: output register"] = h
+                if not is_float:     # a Float accumulator is its own output register
+                    h, = ax.plot(xs, [100 * r.get("acc_share_differing", np.nan) for r in rs], ls="--",
+                                 marker="x", ms=4, color=c, alpha=0.7)
+                    handles[f"{name}: raw accumulator (dashed)"] = h
+            else:
+                ax.plot(xs, [r[field] for r in rs], marker="o", ms=3, color=c)
+        series = {f"{k[0]}/{k[1]}": colors[n % len(colors)] for n, k in reversed(list(enumerate(keys)))}
+        for name, h in _bound_lines(ax, result["bounds"], result.get("narrowest_exact", {}), rows, is_float, xpos,
+                                    series):
+            handles.setdefault(name, h)
+        values = [r[field] for r in rows if np.isfinite(r[field])]
+        if scale == "symlog":
+            ax.set_yscale("symlog", linthresh=1)
+            ax.set_ylim(-0.3, max(max(values, default=1.0), 1.0) * 2.5)   # headroom: no point on an edge
+        elif field == "share_differing":
+            ax.set_ylim(-4, 104)
+        else:
+            ax.set_ylim(lo_sqnr - 0.05 * (top - lo_sqnr) - 1, top + 0.06 * (top - lo_sqnr) + 1)
+        ax.set_xlabel("accumulator mantissa bits (one curve per exponent width)" if is_float else
+                      "accumulator bits")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        xs_all = sorted({xpos(r) for r in rows})
+        if xs_all:
+            ax.set_xlim(xs_all[0] - 0.6, xs_all[-1] + 0.6)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.legend(list(handles.values()), list(handles), loc="center right", fontsize=8, frameon=False)
+    fig.suptitle(title or _title(result), fontsize=12)
+    fig.tight_layout(rect=(0, 0, 0.72, 0.96))
+    return fig
+
+
+def _title(result):
     b = result["bounds"]
-    lines.append(f"narrowest bit-exact accumulator on this data: {result['narrowest_exact'] or 'none in range'}")
-    lines.append(f"analytical bounds (K={b['K']}): worst case {b['worst_case_bits']} bits, data-dependent "
-                 f"{b['data_dependent_bits']} bits, l1-norm (A2Q) {b['l1_norm_bits']} bits")
+    layer = result.get("layer") or "layer"
+    return f"Accumulator sweep of {layer} (K = {b['K']} products per output)"
+
+
+def _bound_lines(ax, b, narrowest, rows, is_float, xpos, series):
+    """Draw every analytical bound and the narrowest bit-exact accumulator per order/overflow as vertical
+    lines (lines that fall on the same width are drawn side by side); returns (legend label, handle) pairs."""
+    lines = []
+    if not is_float:
+        for key, name, color, ls in (("worst_case_bits", "worst case bound (formats and K)", "k", "--"),
+                                     ("data_dependent_bits", "data-dependent bound (these weights)", "g", ":"),
+                                     ("l1_norm_bits", "l1-norm bound (A2Q)", "m", "-.")):
+            if b.get(key) is not None:
+                lines.append((b[key], f"{name}: {b[key]} bits", color, ls, 1.2))
+    for key, best in sorted(narrowest.items()):
+        r = next((r for r in rows if f"{r['order']}/{r['overflow']}" == key
+                  and r.get("acc_format", r["acc_bits"]) == best), None)
+        if r is not None:
+            lines.append((xpos(r), f"narrowest bit-exact, {key.replace('/', ', ')}: {best}"
+                          f"{'' if is_float else ' bits'}", series.get(key, "r"), "-", 2.5))
+    out = []
+    seen = {}
+    for x, name, color, ls, lw in lines:
+        k = seen.get(x, 0)
+        seen[x] = k + 1
+        h = ax.axvline(x + 0.09 * k, color=color, ls=ls, lw=lw, alpha=0.8)
+        out.append((name, h))
+    return out
+
+
+def _num(v, digits=4):
+    """A float for people: 4 significant digits, "inf"/"-inf", "n/a" for NaN."""
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "n/a"
+    if isinstance(v, float) and np.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}g}"
+
+
+def format_table(result) -> str:
+    """The sweep as text: per configuration the output register (share differing, max error, SQNR) and
+    the raw accumulator (share differing); failed configurations with their reason in full."""
+    rows = result["rows"]
+    is_float = any("acc_format" in r for r in rows)
+    wcol = "format" if is_float else "bits"
+    lines = ["output = the output register (after the output stage); acc = the raw accumulator",
+             f"{'order':<11}{'overflow':<10}{wcol:>8}{'ovf events':>12}{'out differ %':>14}{'out max err':>13}"
+             f"{'out SQNR dB':>13}{'acc differ %':>14}"]
+    failed = []
+    for r in rows:
+        w = r.get("acc_format", r["acc_bits"])
+        if r.get("error"):
+            lines.append(f"{r['order']:<11}{r['overflow']:<10}{w!s:>8}  failed: see below")
+            failed.append(f"  {r['order']}, {r['overflow']}, {w}: {r['error']}")
+            continue
+        sq = _num(r["sqnr_db"], 5) if np.isfinite(r["sqnr_db"]) else ("exact" if r["sqnr_db"] > 0 else "-inf")
+        lines.append(f"{r['order']:<11}{r['overflow']:<10}{w!s:>8}{r['overflow_events']:>12}"
+                     f"{100 * r['share_differing']:>14.2f}{_num(r['max_abs_error']):>13}{sq:>13}"
+                     f"{100 * r.get('acc_share_differing', 0.0):>14.2f}")
+    if failed:
+        lines.append("configurations that could not run:")
+        lines += failed
+    b = result["bounds"]
+    ne = result["narrowest_exact"]
+    unit = "" if is_float else " bits"
+    narrow = "; ".join(f"{k.replace('/', ', ')}: {v}{unit}" for k, v in ne.items()) or "none in the swept range"
+    lines.append(f"narrowest bit-exact accumulator on this data (output register): {narrow}")
+    if b.get("worst_case_bits") is None:
+        lines.append(f"analytical bounds (K={b['K']}): not defined (an operand is not fixed point)")
+    else:
+        lines.append(f"analytical bounds (K={b['K']}): worst case {b['worst_case_bits']} bits, data-dependent "
+                     f"{b['data_dependent_bits']} bits, l1-norm (A2Q) {b['l1_norm_bits']} bits")
     return "\n".join(lines)

@@ -19,7 +19,8 @@ import numpy as np
 
 from .errors import InvalidArgument, InvalidType
 
-__all__ = ["check_int", "check_bool", "check_real", "check_choice", "as_array", "describe_range"]
+__all__ = ["check_int", "check_bool", "check_real", "check_choice", "check_format", "as_array", "describe_range",
+           "check_trace"]
 
 
 def describe_range(lo=None, hi=None) -> str:
@@ -115,3 +116,61 @@ def as_array(name: str, x, *, kinds: str = "biuf") -> np.ndarray:
         names = ", ".join(allowed.get(k, k) for k in kinds)
         raise InvalidType(f"{name} must be a numeric array ({names}), got dtype {a.dtype}")
     return a
+
+
+def check_trace(name: str, trace, shape) -> list:
+    """Output indices to trace: one index tuple (as long as ``shape`` has dimensions) or a list of them,
+    each within ``shape``; returns a list of int tuples. Strings such as ``"0,0"`` are refused (the command
+    line parses its ``--trace I,J``; the Python API takes tuples)."""
+    if trace is None:
+        return []
+    nd = len(shape)
+    dims = "(" + ", ".join("ijkl"[:nd]) + ")" if nd <= 4 else f"{nd}-tuple"
+
+    def is_index(t):
+        return isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_))
+
+    if isinstance(trace, (str, bytes)):
+        raise InvalidType(f"{name} must be an index tuple {dims} or a list of them, got the string {trace!r}; "
+                          f"write it as a tuple, e.g. {name}=({', '.join('0' * nd)})")
+    if isinstance(trace, tuple) and len(trace) == nd and all(is_index(t) for t in trace):
+        trace = [trace]
+    try:
+        items = list(trace)
+    except TypeError:
+        raise InvalidType(f"{name} must be an index tuple {dims} or a list of them, got {trace!r}") from None
+    out = []
+    for t in items:
+        if isinstance(t, (str, bytes)) or not hasattr(t, "__len__") or len(t) != nd or not all(is_index(v) for v in t):
+            raise InvalidType(f"{name}: each entry must be an index tuple {dims} of {nd} integers, got {t!r}")
+        t = tuple(int(v) for v in t)
+        if not all(0 <= v < s for v, s in zip(t, shape)):
+            raise InvalidArgument(f"{name} index {t} is outside the output shape {tuple(shape)}")
+        out.append(t)
+    return out
+
+
+def check_format(name: str, value):
+    """A number format (``Fixed``/``Float`` or any name ``parse_format`` takes); errors are typed."""
+    from .errors import FxsimError
+    from .formats import Fixed, Float, parse_format
+    if isinstance(value, (Fixed, Float)):
+        return value
+    if not isinstance(value, str):
+        try:
+            fmt = parse_format(value, argument=name)
+        except FxsimError:
+            raise
+        except (ValueError, TypeError):
+            raise InvalidType(f"{name} must be a format (a name such as 'int8', 'e4m3', 'Q3.4', or a Fixed/Float), "
+                              f"got {value!r} ({type(value).__name__})") from None
+    else:
+        try:
+            fmt = parse_format(value, argument=name)
+        except FxsimError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument(str(exc)) from None
+    if not isinstance(fmt, (Fixed, Float)):
+        raise InvalidType(f"{name} must be a format, got {value!r}")
+    return fmt

@@ -79,5 +79,5 @@ def test_hand_derived_bounds():
     assert worst_case_bits(Fixed(8, 0, False), Fixed(8), 64) == 22
     assert signed_bits_for_range(-1, 0) == 1 and signed_bits_for_range(0, 1) == 2
     import pytest
-    with pytest.raises(ValueError, match="K must be a positive integer"):
+    with pytest.raises(ValueError, match=r"K \(terms per dot product\) must be an integer >= 1"):
         worst_case_bits(Fixed(8), Fixed(8), 0)

@@ -44,11 +44,11 @@ def test_frozen_and_replace():
     (lambda: Accumulator("int99"), "accumulator format"),
     (lambda: Order("zigzag"), "order must be one of"),
     (lambda: Order("chunked", lanes=1), "order='chunked' needs lanes >= 2"),
-    (lambda: Order("tree", level_bits=(1,)), "level_bits must be widths in 2..64"),
+    (lambda: Order("tree", level_bits=(1,)), "level_bits\\[0\\] must be an integer in 2..64"),
     (lambda: OutputStage(activation="gelu"), "activation must be None, 'relu' or a \\(lo, hi\\) pair"),
     (lambda: OutputStage(fmt="e4m3"), "output format must be a fixed-point/integer format"),
     (lambda: Datapath(a_zero_point=1.5), "a_zero_point must be an integer code, got 1.5"),
-    (lambda: Datapath(zero_point_bits=80), "zero_point_bits must be in 2..64"),
+    (lambda: Datapath(zero_point_bits=80), "zero_point_bits must be an integer in 2..64"),
     (lambda: Datapath(product_rounding="sideways"), "product_rounding"),
     (lambda: Accumulator("fp32", random_bits=99), "random_bits must be an integer in 1..62"),
 ])

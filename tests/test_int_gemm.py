@@ -30,7 +30,7 @@ def datapaths(draw):
         acc_frac = product.frac - draw(st.integers(-2, 3))
     kind = draw(st.sampled_from(["sequential", "tree", "chunked"]))
     order = Order(kind, lanes=draw(st.integers(2, 5)) if kind == "chunked" else 1,
-                  combine=draw(st.sampled_from(["sequential", "tree"])),
+                  combine=draw(st.sampled_from(["sequential", "tree"])) if kind == "chunked" else "sequential",
                   level_bits=tuple(draw(st.lists(st.integers(2, 40), max_size=4))) if kind == "tree" and draw(st.booleans()) else None)
     zpa = draw(st.integers(a.min_code, a.max_code)) if draw(st.booleans()) else 0
     zpb = draw(st.integers(b.min_code, b.max_code)) if draw(st.booleans()) else 0

@@ -70,7 +70,7 @@ def test_demo_writes_every_artifact(tmp_path):
     assert report["sweep"]["narrowest_exact"]
     assert verify_dir(str(tmp_path / "demo" / "golden")) == []
     # the shipped layer saturates once in its int16 accumulator, and the demo traces that output
-    assert report["layer"]["overflow_events"] >= 1
+    assert report["layer"]["acc_overflow_events"] >= 1
     manifest = json.loads((tmp_path / "demo" / "golden" / "manifest.json").read_text())
     assert any(k.startswith("trace_") for k in manifest["files"])
     text = (tmp_path / "demo" / "report.json").read_text()

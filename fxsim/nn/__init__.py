@@ -271,7 +271,22 @@ class Sequential:
 
 
 def softmax_cross_entropy(logits, labels):
-    """Mean cross-entropy and its gradient (computed in float64 on the host)."""
+    """Mean cross-entropy and its gradient (computed in float64 on the host). ``labels``: one class index
+    per row of ``logits``, each in 0..C-1 (negative indices are refused, not counted from the end)."""
+    from ..errors import InvalidArgument, InvalidType
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2:
+        raise InvalidArgument(f"logits must be 2-D (rows, classes), got shape {logits.shape}")
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu":
+        raise InvalidType(f"labels must be integer class indices, got dtype {lab.dtype}")
+    if lab.shape != (logits.shape[0],):
+        raise InvalidArgument(f"labels must have shape ({logits.shape[0]},) (one per row of logits), got {lab.shape}")
+    bad = (lab < 0) | (lab >= logits.shape[1])
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidArgument(f"labels[{i}] = {int(lab[i])} is not a class index in 0..{logits.shape[1] - 1}")
+    labels = lab.astype(np.intp)
     z = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=1, keepdims=True)

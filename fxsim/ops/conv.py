@@ -20,10 +20,11 @@ import numpy as np
 
 from kernels.im2col import unfold_into
 
+from ..errors import InvalidArgument, InvalidType
 from ..datapath import Datapath
 from ..formats import Fixed
 from ..result import GemmResult
-from ..validate import as_array
+from ..validate import as_array, check_int, check_trace
 from .gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
 
 __all__ = ["conv2d", "unfold"]
@@ -31,13 +32,14 @@ __all__ = ["conv2d", "unfold"]
 _ORDERS = ("ckk", "kkc")
 
 
-def _pair(v, name):
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        v = (int(v), int(v))
-    v = tuple(v)
-    if len(v) != 2 or not all(isinstance(t, (int, np.integer)) for t in v):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return int(v[0]), int(v[1])
+def _pair(v, name, lo=None):
+    """An int or a pair of ints (each >= ``lo``) as a pair of Python ints."""
+    if np.ndim(v) == 0 and not isinstance(v, (str, bytes)):
+        a = check_int(name, v, lo=lo)
+        return a, a
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
+        raise InvalidType(f"{name} must be an int or a pair of ints, got {v!r}")
+    return check_int(f"{name}[0]", v[0], lo=lo), check_int(f"{name}[1]", v[1], lo=lo)
 
 
 def output_size(h, k, stride, pad, dil):
@@ -55,7 +57,7 @@ def unfold(x_codes, kernel, *, stride=1, padding=0, dilation=1, pad_code=0, redu
     N, C, H, W = x_codes.shape
     OH, OW = output_size(H, kh, sh, ph, dh), output_size(W, kw, sw, pw, dw)
     if OH < 1 or OW < 1:
-        raise ValueError(f"the {kh}x{kw} kernel (dilation {dilation}) does not fit the padded {H}x{W} input")
+        raise InvalidArgument(f"the {kh}x{kw} kernel (dilation {dilation}) does not fit the padded {H}x{W} input")
     xp = np.full((N, C, H + 2 * ph, W + 2 * pw), pad_code, dtype=x_codes.dtype)
     xp[:, :, ph:ph + H, pw:pw + W] = x_codes
     out = np.empty((N * OH * OW, C * kh * kw), dtype=xp.dtype)
@@ -80,7 +82,7 @@ def _slice_channels(dp: Datapath, lo: int, hi: int, O: int) -> Datapath:
         if v is not None and np.ndim(v) >= 1:
             v = np.asarray(v)
             if v.shape[-1] != O:
-                raise ValueError(f"per-channel requant {name} has {v.shape[-1]} entries for {O} output channels")
+                raise InvalidArgument(f"per-channel requant {name} has {v.shape[-1]} entries for {O} output channels")
             changes[name] = v[..., lo:hi]
     if not changes:
         return dp
@@ -96,29 +98,26 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     the float engine (``stats`` does not apply; padding is the real value 0 there too).
     """
     if not isinstance(datapath, Datapath):
-        raise TypeError(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
+        raise InvalidType(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
     if reduction_order not in _ORDERS:
-        raise ValueError(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
+        raise InvalidArgument(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
     x = as_array("x", x)
     w = as_array("w", w)
     if x.ndim != 4:
-        raise ValueError(f"x must be NCHW (4-D), got shape {x.shape}")
+        raise InvalidArgument(f"x must be NCHW (4-D), got shape {x.shape}")
     if w.ndim != 4:
-        raise ValueError(f"w must be OIHW (4-D), got shape {w.shape}")
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(f"groups must be a positive integer, got {groups!r}")
+        raise InvalidArgument(f"w must be OIHW (4-D), got shape {w.shape}")
+    groups = check_int("groups", groups, lo=1)
     N, C, H, W = x.shape
     O, Cg, KH, KW = w.shape
     if C % groups or O % groups:
-        raise ValueError(f"groups={groups} must divide the input channels ({C}) and output channels ({O})")
+        raise InvalidArgument(f"groups={groups} must divide the input channels ({C}) and output channels ({O})")
     if Cg != C // groups:
-        raise ValueError(f"w has {Cg} input channels per group; x has {C} channels in {groups} groups "
+        raise InvalidArgument(f"w has {Cg} input channels per group; x has {C} channels in {groups} groups "
                          f"(expected {C // groups})")
-    for name, v in (("stride", stride), ("dilation", dilation)):
-        if min(_pair(v, name)) < 1:
-            raise ValueError(f"{name} must be >= 1, got {v!r}")
-    if min(_pair(padding, "padding")) < 0:
-        raise ValueError(f"padding must be >= 0, got {padding!r}")
+    _pair(stride, "stride", lo=1)
+    _pair(dilation, "dilation", lo=1)
+    _pair(padding, "padding", lo=0)
     integer = datapath.is_integer
     if integer:
         # codes in the narrowest dtype of their format: the patch matrix is 8x smaller for INT8
@@ -139,14 +138,15 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     if bias is not None:
         bias = as_array("bias", bias)
         if bias.shape != (O,):
-            raise ValueError(f"bias must have shape ({O},) (one value per output channel), got {bias.shape}")
+            raise InvalidArgument(f"bias must have shape ({O},) (one value per output channel), got {bias.shape}")
     Og = O // groups
     traces_by_group = {}
     if trace is not None:
-        if isinstance(trace, tuple) and len(trace) == 4 and all(isinstance(t, (int, np.integer)) for t in trace):
-            trace = [trace]
-        for t in trace:
-            n, o, oh, ow = (int(v) for v in t)
+        sh, sw = _pair(stride, "stride")
+        ph, pw = _pair(padding, "padding")
+        dh, dw = _pair(dilation, "dilation")
+        out_shape = (N, O, output_size(H, KH, sh, ph, dh), output_size(W, KW, sw, pw, dw))
+        for n, o, oh, ow in check_trace("trace", trace, out_shape):
             traces_by_group.setdefault(o // Og, []).append((n, o, oh, ow))
     parts = []
     traces = {}
@@ -156,9 +156,6 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
         wg = _flatten_weights(wc[g * Og:(g + 1) * Og], reduction_order)
         dp_g = _slice_channels(datapath, g * Og, (g + 1) * Og, O)
         want = traces_by_group.get(g, [])
-        for (n, o, oh, ow) in want:
-            if not (0 <= n < N and 0 <= oh < OH and 0 <= ow < OW):
-                raise ValueError(f"trace index {(n, o, oh, ow)} is outside the output shape {(N, O, OH, OW)}")
         gtrace = [((n * OH + oh) * OW + ow, o - g * Og) for (n, o, oh, ow) in want]
         bias_g = None if bias is None else bias[g * Og:(g + 1) * Og]
         if integer:

@@ -26,6 +26,7 @@ import numpy as np
 
 from kernels import int_gemm as K
 
+from ..errors import InvalidArgument, InvalidType
 from ..blas_threads import row_parallel
 from ..datapath import Datapath
 from ..formats import Fixed, ints_to_values
@@ -56,7 +57,7 @@ def operand_codes_range(x, fmt: Fixed, argument: str):
             if lo < fmt.min_code or hi > fmt.max_code:
                 flat = int(arr.argmin()) if lo < fmt.min_code else int(arr.argmax())
                 idx = np.unravel_index(flat, arr.shape)
-                raise ValueError(f"{argument}[{', '.join(map(str, idx))}] = {arr[idx]} is outside {fmt} "
+                raise InvalidArgument(f"{argument}[{', '.join(map(str, idx))}] = {arr[idx]} is outside {fmt} "
                                  f"[{fmt.min_code}, {fmt.max_code}]; quantize it first (fxsim.quantize.quantize)")
         return arr.astype(np.int64, copy=False), lo, hi
     v = arr.astype(np.float64)
@@ -64,12 +65,12 @@ def operand_codes_range(x, fmt: Fixed, argument: str):
     off = ~np.isfinite(scaled) | (scaled != np.floor(scaled))
     if np.any(off):
         idx = np.unravel_index(int(np.flatnonzero(off)[0]), arr.shape)
-        raise ValueError(f"{argument}[{', '.join(map(str, idx))}] = {float(v[idx])!r} is not on the grid of {fmt}; "
+        raise InvalidArgument(f"{argument}[{', '.join(map(str, idx))}] = {float(v[idx])!r} is not on the grid of {fmt}; "
                          "quantize it first (fxsim.quantize.quantize)")
     bad = (scaled < float(fmt.min_code)) | (scaled > float(fmt.max_code)) | (np.abs(scaled) >= 2.0 ** 63)
     if np.any(bad):
         idx = np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape)
-        raise ValueError(f"{argument}[{', '.join(map(str, idx))}] = {float(v[idx])!r} is outside {fmt} [{fmt.min}, {fmt.max}]; "
+        raise InvalidArgument(f"{argument}[{', '.join(map(str, idx))}] = {float(v[idx])!r} is outside {fmt} [{fmt.min}, {fmt.max}]; "
                          "quantize it first (fxsim.quantize.quantize)")
     codes = scaled.astype(np.int64)
     return codes, (int(codes.min()) if codes.size else 0), (int(codes.max()) if codes.size else 0)
@@ -90,11 +91,11 @@ class IntegerPlan:
         a, b, acc = dp.a, dp.b, dp.accumulator
         for name, r in (("product_rounding", dp.product_rounding), ("accumulator rounding", acc.rounding)):
             if r == Rounding.STOCHASTIC:
-                raise ValueError(f"{name}='stochastic' is not supported by the integer engine; "
+                raise InvalidArgument(f"{name}='stochastic' is not supported by the integer engine; "
                                  "use a deterministic rounding mode")
         self.acc_fmt = f = acc.fmt
         if f.bits == 64 and not f.signed:
-            raise ValueError("an unsigned 64-bit accumulator does not fit the int64 engine; use int64 or <= 63 bits")
+            raise InvalidArgument("an unsigned 64-bit accumulator does not fit the int64 engine; use int64 or <= 63 bits")
         self.bits, self.signed = f.bits, f.signed
         self.lo, self.hi = _range(f.bits, f.signed, acc.overflow == Overflow.SATURATE_SYMMETRIC)
         self.ovf = int(acc.overflow)
@@ -103,13 +104,13 @@ class IntegerPlan:
         if dp.product is not None:
             p = dp.product
             if p.bits == 64 and not p.signed:
-                raise ValueError("an unsigned 64-bit product register does not fit the int64 engine")
+                raise InvalidArgument("an unsigned 64-bit product register does not fit the int64 engine")
             plo, phi = _range(p.bits, p.signed, dp.product_overflow == Overflow.SATURATE_SYMMETRIC)
             cfg[K.P_SHIFT] = prod_frac - p.frac
             cfg[K.P_BITS], cfg[K.P_SIGNED], cfg[K.P_LO], cfg[K.P_HI] = p.bits, int(p.signed), plo, phi
             cfg[K.P_MODE], cfg[K.P_OVF] = int(dp.product_rounding), int(dp.product_overflow)
             if dp.product_overflow in (Overflow.ERROR, Overflow.IEEE):
-                raise ValueError("product_overflow must be wrap, saturate, saturate_symmetric or saturate_zero")
+                raise InvalidArgument("product_overflow must be wrap, saturate, saturate_symmetric or saturate_zero")
             prod_frac = p.frac
         self.align_shift = prod_frac - f.frac
         cfg[K.A_SHIFT], cfg[K.A_MODE] = self.align_shift, int(acc.rounding)
@@ -121,19 +122,19 @@ class IntegerPlan:
         self.cfg = cfg
         self.levels = np.asarray(order.level_bits or (), dtype=np.int64)
         if order.kind == "tree" and not f.signed and np.any(self.levels == 64):
-            raise ValueError("unsigned 64-bit tree levels do not fit the int64 engine")
+            raise InvalidArgument("unsigned 64-bit tree levels do not fit the int64 engine")
         for s, what in ((cfg[K.P_SHIFT], "product register"), (self.align_shift, "accumulator")):
             if abs(int(s)) > 62:
-                raise ValueError(f"the {what} binary point is {abs(int(s))} bits from the product's; at most 62")
+                raise InvalidArgument(f"the {what} binary point is {abs(int(s))} bits from the product's; at most 62")
 
     def zero_point_adjust(self, codes, zp: int, fmt: Fixed, argument: str):
         """codes - zero point, in a signed subtractor of ``zero_point_bits`` (default: exact) width."""
         if not fmt.min_code <= int(zp) <= fmt.max_code:
-            raise ValueError(f"{argument}_zero_point={zp} is outside {fmt}'s codes [{fmt.min_code}, {fmt.max_code}]")
+            raise InvalidArgument(f"{argument}_zero_point={zp} is outside {fmt}'s codes [{fmt.min_code}, {fmt.max_code}]")
         if zp == 0 and self.dp.zero_point_bits is None:
             return codes
         if fmt.bits == 64:
-            raise ValueError(f"zero points on a 64-bit operand ({argument}) do not fit the int64 engine")
+            raise InvalidArgument(f"zero points on a 64-bit operand ({argument}) do not fit the int64 engine")
         zp = int(zp)   # a dtype holding the codes, the zero point and every difference
         dt = compact_int_dtype(min(fmt.min_code, fmt.min_code - zp), max(fmt.max_code, fmt.max_code - zp))
         d = np.asarray(codes).astype(dt) - dt.type(zp)
@@ -154,7 +155,7 @@ class IntegerPlan:
         raises if any stage's exact value could leave int64."""
         p = amax * bmax
         if p >= _I63:
-            raise ValueError(f"products of {self.dp.a} and {self.dp.b} operands reach {p.bit_length()} bits, "
+            raise InvalidArgument(f"products of {self.dp.a} and {self.dp.b} operands reach {p.bit_length()} bits, "
                              "beyond the int64 engine; narrow an operand (at most 63-bit exact products)")
         cfg = self.cfg
         if cfg[K.P_BITS]:
@@ -162,7 +163,7 @@ class IntegerPlan:
             if s < 0:
                 p <<= -s
                 if p >= _I63:
-                    raise ValueError("left-aligning products into the product register exceeds int64")
+                    raise InvalidArgument("left-aligning products into the product register exceeds int64")
             elif s > 0:
                 p = (p >> s) + 1
             p = min(p, max(-int(cfg[K.P_LO]), int(cfg[K.P_HI])))
@@ -170,7 +171,7 @@ class IntegerPlan:
         if s < 0:
             p <<= -s
             if p >= _I63:
-                raise ValueError(f"aligning products to the accumulator's {self.acc_fmt.frac} fractional bits "
+                raise InvalidArgument(f"aligning products to the accumulator's {self.acc_fmt.frac} fractional bits "
                                  f"exceeds int64 (shift {-s})")
         elif s > 0:
             p = (p >> s) + 1
@@ -189,7 +190,7 @@ def compact_int_dtype(lo: int, hi: int) -> np.dtype:
 def _as_2d(x, name):
     arr = as_array(name, x)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array, got shape {arr.shape}")
+        raise InvalidArgument(f"{name} must be a 2-D array, got shape {arr.shape}")
     return arr
 
 
@@ -198,7 +199,7 @@ def _bias_codes(bias, fmt: Fixed, shape, argument="bias"):
     try:
         return np.ascontiguousarray(np.broadcast_to(codes, shape), dtype=np.int64)
     except ValueError:
-        raise ValueError(f"{argument} of shape {np.shape(bias)} does not broadcast to the output shape {shape} "
+        raise InvalidArgument(f"{argument} of shape {np.shape(bias)} does not broadcast to the output shape {shape} "
                          "(give one value per output column, or a full (M, N) array)") from None
 
 
@@ -356,7 +357,7 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
         use_data_bounds()
         pmax = plan.product_bound(amax, bmax)
     if Kd * pmax + imax >= _I63:
-        raise ValueError(f"exact partial sums could reach {(Kd * pmax + imax).bit_length()} bits (K={Kd}); the "
+        raise InvalidArgument(f"exact partial sums could reach {(Kd * pmax + imax).bit_length()} bits (K={Kd}); the "
                          "engine tracks them in int64: use narrower operands or split K")
 
     exact = max_p = nbits = None
@@ -440,13 +441,9 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
 
     traces = {}
     if trace is not None:
-        if isinstance(trace, tuple) and len(trace) == 2 and all(isinstance(t, (int, np.integer)) for t in trace):
-            trace = [trace]
+        from ..validate import check_trace
         buf = np.empty(2 * Kd + 2 * dp.order.lanes + 4, dtype=np.int64)
-        for ij in trace:
-            i, j = (int(v) for v in ij)
-            if not (0 <= i < M and 0 <= j < N):
-                raise ValueError(f"trace index {ij!r} is outside the output shape {(M, N)}")
+        for i, j in check_trace("trace", trace, (M, N)):
             n = K.trace_one(A64()[i], np.ascontiguousarray(Be[:, j], dtype=np.int64), init[i, j], plan.cfg,
                             plan.levels, buf)
             traces[(i, j)] = buf[:n].copy()
@@ -468,14 +465,14 @@ def gemm(A, B, datapath: Datapath, *, bias=None, trace=None, stats: bool = True)
     Float operands or accumulators are handed to the float engine (``fxsim.float_engine.float_gemm``).
     """
     if not isinstance(datapath, Datapath):
-        raise TypeError(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
+        raise InvalidType(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
     if not datapath.is_integer:
         from ..float_engine import float_gemm   # the float datapath lives in its own engine
         return float_gemm(A, B, datapath, bias=bias, trace=trace)
     A = _as_2d(A, "A")
     B = _as_2d(B, "B")
     if A.shape[1] != B.shape[0]:
-        raise ValueError(f"A is {A.shape} and B is {B.shape}: inner dimensions must match")
+        raise InvalidArgument(f"A is {A.shape} and B is {B.shape}: inner dimensions must match")
     codes, ranges, unchecked = [], [], []
     for key, name, x, fmt, zp in (("a", "A", A, datapath.a, datapath.a_zero_point),
                                   ("b", "B", B, datapath.b, datapath.b_zero_point)):

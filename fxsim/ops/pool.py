@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgument
 __all__ = ["maxpool2d", "maxpool2d_backward", "avgpool2d", "avgpool2d_backward"]
 
 
 def _windows(x, k):
     N, C, H, W = x.shape
     if H % k or W % k:
-        raise ValueError(f"pooling window {k} must divide the spatial size {H}x{W}")
+        raise InvalidArgument(f"pooling window {k} must divide the spatial size {H}x{W}")
     return x.reshape(N, C, H // k, k, W // k, k)
 
 
@@ -33,11 +34,11 @@ def maxpool2d_backward(dy, idx, k, shape):
 
 def avgpool2d(x, k=2):
     if k & (k - 1):
-        raise ValueError(f"average pooling needs a power-of-two window (exact division), got {k}")
+        raise InvalidArgument(f"average pooling needs a power-of-two window (exact division), got {k}")
     return _windows(x, k).sum(axis=(3, 5)) / (k * k)
 
 
 def avgpool2d_backward(dy, k, shape):
     if k & (k - 1):
-        raise ValueError(f"average pooling needs a power-of-two window (exact division), got {k}")
+        raise InvalidArgument(f"average pooling needs a power-of-two window (exact division), got {k}")
     return np.repeat(np.repeat(dy / (k * k), k, axis=2), k, axis=3)
