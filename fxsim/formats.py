@@ -48,7 +48,7 @@ class Fixed:
         if self.overflow is not None:
             ov = Overflow.parse(self.overflow, argument="overflow")
             if ov == Overflow.IEEE:
-                raise ValueError("overflow=IEEE is for Float formats; Fixed allows wrap, saturate, "
+                raise InvalidArgument("overflow=IEEE is for Float formats; Fixed allows wrap, saturate, "
                                  "saturate_symmetric, saturate_zero, error")
             object.__setattr__(self, "overflow", ov)
 
@@ -96,7 +96,7 @@ class Fixed:
         if not self.exact_in_float64:
             big = np.abs(ints.astype(np.float64)) > 2.0 ** 53
             if np.any(big):
-                raise ValueError(f"{self}: codes wider than 53 bits have no exact float64 value; "
+                raise InvalidArgument(f"{self}: codes wider than 53 bits have no exact float64 value; "
                                  "use codes_to_ints() for the integers")
         return ints_to_values(ints, self.frac)
 
@@ -104,18 +104,18 @@ class Fixed:
         """Bit patterns -> the stored two's complement integers (int64)."""
         c = np.asarray(codes)
         if c.dtype.kind not in "iu":
-            raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
+            raise InvalidType(f"codes must be an integer array, got dtype {c.dtype}")
         u = c.astype(np.uint64)
         if self.bits < 64:
             if np.any(u >> np.uint64(self.bits)):
-                raise ValueError(f"codes must fit in {self.bits} bits for {self}")
+                raise InvalidArgument(f"codes must fit in {self.bits} bits for {self}")
         ints = u.astype(np.int64)
         if self.signed and self.bits < 64:
             # sign-extend by shifting the sign bit to bit 63 and back (no intermediate leaves int64)
             sh = np.int64(64 - self.bits)
             ints = (ints << sh) >> sh
         elif not self.signed and self.bits == 64:
-            raise ValueError("unsigned 64-bit codes do not fit int64; use 63 bits or fewer")
+            raise InvalidArgument("unsigned 64-bit codes do not fit int64; use 63 bits or fewer")
         return ints
 
     def encode(self, values) -> np.ndarray:
@@ -128,17 +128,17 @@ class Fixed:
         if v.dtype.kind == "f" or v.dtype.kind not in "iu":
             v = np.asarray(v, dtype=np.float64)
             if not np.all(np.isfinite(v)):
-                raise ValueError(f"{self} cannot encode NaN or inf")
+                raise InvalidArgument(f"{self} cannot encode NaN or inf")
             scaled = np.ldexp(v, self.frac)
             if np.any(scaled != np.floor(scaled)) or np.any(np.abs(scaled) >= 2.0 ** 63):
                 bad = np.flatnonzero((scaled != np.floor(scaled)) | (np.abs(scaled) >= 2.0 ** 63))[0]
-                raise ValueError(f"value {float(v.flat[bad])!r} (index {bad}) is not representable in {self}; "
+                raise InvalidArgument(f"value {float(v.flat[bad])!r} (index {bad}) is not representable in {self}; "
                                  "quantize it first (fxsim.quantize)")
             ints = scaled.astype(np.int64)
         out_of_range = (ints < self.min_code) | (ints > self.max_code) if self.bits < 64 or self.signed else ints < 0
         if np.any(out_of_range):
             bad = np.flatnonzero(out_of_range)[0]
-            raise ValueError(f"value at index {bad} is outside the range of {self} "
+            raise InvalidArgument(f"value at index {bad} is outside the range of {self} "
                              f"[{self.min}, {self.max}]; quantize it first (fxsim.quantize)")
         u = ints.astype(np.uint64)
         if self.bits < 64:
@@ -148,7 +148,7 @@ class Fixed:
     def values(self) -> np.ndarray:
         """Every value of the format, ascending (formats with at most 2**16 codes)."""
         if self.bits > 16:
-            raise ValueError(f"{self} has 2**{self.bits} codes; values() lists at most 2**16")
+            raise InvalidArgument(f"{self} has 2**{self.bits} codes; values() lists at most 2**16")
         return np.ldexp(np.arange(self.min_code, self.max_code + 1, dtype=np.float64), -self.frac)
 
     def __str__(self):
@@ -248,11 +248,11 @@ class Float:
         if self.radix not in (2, 4):
             raise InvalidArgument(f"radix must be 2 or 4, got {self.radix!r}")
         if self.radix == 4 and self.man != 0:
-            raise ValueError("radix-4 formats need man == 0 (levels spaced by factors of 4)")
+            raise InvalidArgument("radix-4 formats need man == 0 (levels spaced by factors of 4)")
         if self.specials == "fnuz" and not self.signed:
-            raise ValueError("specials='fnuz' needs a signed format (NaN sits at the negative-zero code)")
+            raise InvalidArgument("specials='fnuz' needs a signed format (NaN sits at the negative-zero code)")
         if self.specials == "ieee" and self.exp < 2:
-            raise ValueError("specials='ieee' needs exp >= 2")
+            raise InvalidArgument("specials='ieee' needs exp >= 2")
         # exact, in integers: the largest value is below 2**(top exponent + 1) and the smallest positive
         # value is 2**(lowest exponent); float64 holds both iff top <= 1023 and lowest >= -1074
         r = 1 if self.radix == 2 else 2
@@ -349,10 +349,10 @@ class Float:
         """Bit patterns -> float64 values (exact). NaN codes give NaN, inf codes ±inf."""
         c = np.asarray(codes)
         if c.dtype.kind not in "iu":
-            raise TypeError(f"codes must be an integer array, got dtype {c.dtype}")
+            raise InvalidType(f"codes must be an integer array, got dtype {c.dtype}")
         c = c.astype(np.int64)
         if np.any((c < 0) | (c >= self.num_codes)):
-            raise ValueError(f"codes must lie in 0..{self.num_codes - 1} for {self}")
+            raise InvalidArgument(f"codes must lie in 0..{self.num_codes - 1} for {self}")
         m = c & ((1 << self.man) - 1)
         e = (c >> self.man) & self._emax_field
         s = (c >> (self.exp + self.man)) & 1 if self.signed else np.zeros_like(c)
@@ -376,7 +376,7 @@ class Float:
     def nan_code(self, negative: bool = False) -> int:
         """The canonical NaN bit pattern (ml_dtypes' choice); raises for formats without NaN."""
         if not self.has_nan:
-            raise ValueError(f"{self} has no NaN")
+            raise InvalidArgument(f"{self} has no NaN")
         sign = (1 << (self.exp + self.man)) if (negative and self.signed) else 0
         if self.specials == "fnuz":
             return 1 << (self.exp + self.man)
@@ -415,11 +415,11 @@ class Float:
         neginf = np.isneginf(flat)
         if np.any(nan):
             if not self.has_nan:
-                raise ValueError(f"{self} has no NaN code")
+                raise InvalidArgument(f"{self} has no NaN code")
             codes = np.where(nan, np.where(neg, self.nan_code(True), self.nan_code(False)), codes)
         if np.any(posinf | neginf):
             if not self.has_inf:
-                raise ValueError(f"{self} has no infinity")
+                raise InvalidArgument(f"{self} has no infinity")
             inf_code = self._emax_field << self.man
             sign_bit = 1 << (self.exp + self.man)
             codes = np.where(posinf, inf_code, np.where(neginf, inf_code | sign_bit, codes))
@@ -434,14 +434,14 @@ class Float:
         ok &= (back == flat) | (~finite) | ((a == 0) & (back == 0))
         if not np.all(ok):
             bad = int(np.flatnonzero(~ok)[0])
-            raise ValueError(f"value {float(flat[bad])!r} (index {bad}) is not representable in {self}; "
+            raise InvalidArgument(f"value {float(flat[bad])!r} (index {bad}) is not representable in {self}; "
                              "quantize it first (fxsim.quantize)")
         return codes.astype(np.uint64).reshape(v.shape)
 
     def values(self) -> np.ndarray:
         """Every distinct non-NaN value, ascending (formats with at most 2**16 codes)."""
         if self.bits > 16:
-            raise ValueError(f"{self} has 2**{self.bits} codes; values() lists at most 2**16")
+            raise InvalidArgument(f"{self} has 2**{self.bits} codes; values() lists at most 2**16")
         vals = self.decode(np.arange(self.num_codes))
         vals = vals[~np.isnan(vals)]
         return np.unique(vals)   # unique also merges +0 and -0

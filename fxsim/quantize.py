@@ -10,7 +10,7 @@ import numpy as np
 from kernels import quantize as _kq
 from kernels.random import fill_random_bits
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, InvalidType
 from .formats import ML_DTYPES_NAMES, NUMPY_DTYPE_NAMES, Fixed, Float, parse_format
 from .modes import Overflow, Rounding
 from .validate import as_array, check_bool, check_choice
@@ -31,7 +31,7 @@ def _random_bits_arg(random_bits):
         return _MAX_RANDOM_BITS
     if isinstance(random_bits, bool) or not isinstance(random_bits, (int, np.integer)) or \
             not 1 <= random_bits <= _MAX_RANDOM_BITS:
-        raise ValueError(f"random_bits must be an integer in 1..{_MAX_RANDOM_BITS} or None, got {random_bits!r}")
+        raise InvalidArgument(f"random_bits must be an integer in 1..{_MAX_RANDOM_BITS} or None, got {random_bits!r}")
     return int(random_bits)
 
 
@@ -41,7 +41,7 @@ def _seed_arg(seed, rounding):
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
-        raise ValueError(f"seed must be an integer in 0..2**63-1 or None, got {seed!r}")
+        raise InvalidArgument(f"seed must be an integer in 0..2**63-1 or None, got {seed!r}")
     return int(seed)
 
 
@@ -124,7 +124,7 @@ def _as_returned(values, codes, fmt, returns, shape):
 def float_kernel_params(fmt: Float):
     """The numbers ``kernels.quantize.round_to_float`` takes for ``fmt`` (man, emin, max, subnormals, zero)."""
     if fmt.radix != 2:
-        raise ValueError(f"{fmt}: only radix-2 formats have a rounding kernel")
+        raise InvalidArgument(f"{fmt}: only radix-2 formats have a rounding kernel")
     return fmt.man, fmt.emin, fmt.max, fmt.subnormals, fmt.zero
 
 
@@ -135,7 +135,7 @@ def float_overflow_code(fmt: Float, overflow: Overflow, convention: str) -> int:
     if overflow == Overflow.ERROR:
         return _kq.OVF_KEEP
     if overflow != Overflow.IEEE:
-        raise ValueError(f"overflow for a Float format must be ieee, saturate or error, got {overflow.name.lower()}")
+        raise InvalidArgument(f"overflow for a Float format must be ieee, saturate or error, got {overflow.name.lower()}")
     if fmt.specials == "ieee":
         return _kq.OVF_INF
     if fmt.specials == "none":
@@ -318,7 +318,7 @@ def quantize_to_codes(x, fmt, *, rounding=None, overflow=None, seed=None, random
     """
     fmt = parse_format(fmt)
     if not isinstance(fmt, Fixed):
-        raise TypeError(f"quantize_to_codes needs a Fixed format, got {fmt}; use quantize() or fmt.encode()")
+        raise InvalidType(f"quantize_to_codes needs a Fixed format, got {fmt}; use quantize() or fmt.encode()")
     xa = _as_float64(x)
     return _like_input(_quantize_fixed(xa, fmt, rounding, overflow, seed, random_bits, want_values=False)[0],
                        xa.shape)
@@ -333,16 +333,16 @@ def _quantize_fixed(x, fmt: Fixed, rounding, overflow, seed, random_bits, *, wan
         overflow = fmt.overflow if fmt.overflow is not None else Overflow.SATURATE
     overflow = Overflow.parse(overflow, argument="overflow")
     if overflow == Overflow.IEEE:
-        raise ValueError("overflow for a Fixed format must be wrap, saturate, saturate_symmetric, "
+        raise InvalidArgument("overflow for a Fixed format must be wrap, saturate, saturate_symmetric, "
                          "saturate_zero or error, got ieee")
     if not fmt.signed and fmt.bits == 64:
-        raise ValueError("unsigned 64-bit formats do not fit the int64 kernels; use 63 bits or fewer")
+        raise InvalidArgument("unsigned 64-bit formats do not fit the int64 kernels; use 63 bits or fewer")
     xa = _as_float64(x)
     flat = xa.ravel()
     finite = np.isfinite(flat)
     if not np.all(finite):
         i = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"{fmt} has no code for {float(flat[i])!r} (index {i}); NaN and inf cannot be quantized "
+        raise InvalidArgument(f"{fmt} has no code for {float(flat[i])!r} (index {i}); NaN and inf cannot be quantized "
                          "to fixed point")
     r = _random_bits_arg(random_bits)
     seed_i = _seed_arg(seed, rounding)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgument
 from ..datapath import Datapath
 from ..formats import Fixed
 from ..result import GemmResult
@@ -66,7 +67,7 @@ def linear_backward(x, w, dy, *, dx_datapath: Datapath, dw_datapath: Datapath, n
 
 def _check_int(v, name, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        raise InvalidArgument(f"{name} must be an integer >= {lo}, got {v!r}")
 
 
 def _operand(arr, dp: Datapath, which: str, name: str):
@@ -122,32 +123,32 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
     """
     from .conv import _ORDERS, _pair, _slice_channels, output_size, unfold
     if reduction_order not in _ORDERS:
-        raise ValueError(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
+        raise InvalidArgument(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
     x, w, dy = np.asarray(x), np.asarray(w), np.asarray(dy)
     for name, a in (("x", x), ("w", w), ("dy", dy)):
         if a.ndim != 4:
-            raise ValueError(f"{name} must be 4-D ({'OIHW' if name == 'w' else 'NCHW'}), got shape {a.shape}")
+            raise InvalidArgument(f"{name} must be 4-D ({'OIHW' if name == 'w' else 'NCHW'}), got shape {a.shape}")
     _check_int(groups, "groups", 1)
     sh, sw = _pair(stride, "stride")
     ph, pw = _pair(padding, "padding")
     dh, dw_ = _pair(dilation, "dilation")
     if min(sh, sw) < 1 or min(dh, dw_) < 1 or min(ph, pw) < 0:
-        raise ValueError(f"stride and dilation must be >= 1 and padding >= 0, got stride={stride!r}, "
+        raise InvalidArgument(f"stride and dilation must be >= 1 and padding >= 0, got stride={stride!r}, "
                          f"dilation={dilation!r}, padding={padding!r}")
     N, C, H, W = x.shape
     O, Cg, KH, KW = w.shape
     if C % groups or O % groups or Cg != C // groups:
-        raise ValueError(f"groups={groups}: x has {C} channels and w is {w.shape}; groups must divide both "
+        raise InvalidArgument(f"groups={groups}: x has {C} channels and w is {w.shape}; groups must divide both "
                          f"channel counts and w must have C/groups = {C // groups if C % groups == 0 else '?'} "
                          "input channels")
     Og = O // groups
     OH, OW = output_size(H, KH, sh, ph, dh), output_size(W, KW, sw, pw, dw_)
     if OH < 1 or OW < 1:
-        raise ValueError(f"the {KH}x{KW} kernel (dilation {dilation}) does not fit the padded {H}x{W} input")
+        raise InvalidArgument(f"the {KH}x{KW} kernel (dilation {dilation}) does not fit the padded {H}x{W} input")
     if dy.shape != (N, O, OH, OW):
-        raise ValueError(f"dy must have the forward output's shape {(N, O, OH, OW)}, got {dy.shape}")
+        raise InvalidArgument(f"dy must have the forward output's shape {(N, O, OH, OW)}, got {dy.shape}")
     if dy_for_dx is not None and np.shape(dy_for_dx) != dy.shape:
-        raise ValueError(f"dy_for_dx must have dy's shape {dy.shape}, got {np.shape(dy_for_dx)}")
+        raise InvalidArgument(f"dy_for_dx must have dy's shape {dy.shape}, got {np.shape(dy_for_dx)}")
     stats = {}
 
     # weight gradient: a = x patches, b = dY

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InvalidArgument
 from ..datapath import Accumulator, Datapath, Order, Requant
 from ..formats import Fixed, Float, parse_format
 from ..modes import Overflow, Rounding
@@ -37,7 +38,7 @@ def fold_batchnorm(gamma, beta, mean, var, eps, *, in_scale, out_scale, multipli
     std = np.sqrt(var + eps)
     scale = gamma * in_scale / (std * out_scale)
     if np.any(scale <= 0):
-        raise ValueError("folding needs gamma > 0 (a negative gamma flips the sign: fold it into the weights)")
+        raise InvalidArgument("folding needs gamma > 0 (a negative gamma flips the sign: fold it into the weights)")
     mult, shift = [], []
     for s in scale:
         r = Requant.from_scale(float(s), bits=multiplier_bits)
@@ -75,11 +76,11 @@ def rsqrt(v, *, method="float", fmt="fp16", frac=16, iterations=3, lut_bits=4):
     """
     v = np.asarray(v, dtype=np.float64)
     if np.any(~(v > 0)):
-        raise ValueError("rsqrt needs v > 0")
+        raise InvalidArgument("rsqrt needs v > 0")
     if method == "float":
         return quantize(1.0 / np.sqrt(v), fmt)
     if not 4 <= frac <= 24:
-        raise ValueError(f"frac must be in 4..24 for the integer rsqrt units, got {frac}")
+        raise InvalidArgument(f"frac must be in 4..24 for the integer rsqrt units, got {frac}")
     e = np.floor(np.log2(v) / 2).astype(np.int64)       # v = m * 4**e, m in [1, 4)
     m = v / 4.0 ** e
     m_codes = quantize_to_codes(m, Fixed(frac + 3, frac, False), rounding="floor")
@@ -100,7 +101,7 @@ def rsqrt(v, *, method="float", fmt="fp16", frac=16, iterations=3, lut_bits=4):
         rem = pos - idx * 3 * one                          # in [0, 3*one)
         y = table[idx] + ((table[idx + 1] - table[idx]) * rem) // (3 * one)
     else:
-        raise ValueError(f"method must be 'float', 'newton' or 'lut', got {method!r}")
+        raise InvalidArgument(f"method must be 'float', 'newton' or 'lut', got {method!r}")
     return np.ldexp(y.astype(np.float64), -frac) * 2.0 ** (-e).astype(np.float64)
 
 
@@ -144,12 +145,12 @@ class BatchNormConfig:
         for name in ("acc", "stat_acc", "grad_acc"):
             _accumulator(getattr(self, name), name)
         if not isinstance(self.order, (str, Order)):
-            raise ValueError(f"order must be an fxsim.datapath.Order or one of 'sequential', 'tree', "
+            raise InvalidArgument(f"order must be an fxsim.datapath.Order or one of 'sequential', 'tree', "
                              f"got {self.order!r}")
         if isinstance(self.order, str):
             object.__setattr__(self, "order", Order(self.order))
         if self.rsqrt_method not in ("float", "newton", "lut"):
-            raise ValueError(f"rsqrt_method must be 'float', 'newton' or 'lut', got {self.rsqrt_method!r}")
+            raise InvalidArgument(f"rsqrt_method must be 'float', 'newton' or 'lut', got {self.rsqrt_method!r}")
 
 
 def _accumulator(spec, name="acc") -> Accumulator:
@@ -233,7 +234,7 @@ def _reduce(a, b, a_fmt, b_fmt, acc: Accumulator, order):
     n, C = a.shape
     if b is not None and not _fused(a_fmt, b_fmt):
         if not isinstance(acc.fmt, Float) or acc.rounding != Rounding.HALF_EVEN:
-            raise ValueError(f"products of {a_fmt} x {b_fmt} operands are rounded to the accumulator's format "
+            raise InvalidArgument(f"products of {a_fmt} x {b_fmt} operands are rounded to the accumulator's format "
                              f"before the addition: that needs a Float accumulator rounding half_even, got {acc}")
         a, a_fmt, b = _mul(a, b, acc.fmt), acc.fmt, None
     if b is None:
@@ -337,7 +338,7 @@ def _unit(fmt, rounding=Rounding.HALF_EVEN, flush=False):
     if isinstance(fmt, Fixed):
         return 0.0, fmt.resolution * (0.5 if near else 1.0)
     if fmt.radix != 2:
-        raise ValueError(f"the batch-norm error bound covers radix-2 formats, got {fmt}")
+        raise InvalidArgument(f"the batch-norm error bound covers radix-2 formats, got {fmt}")
     u = 2.0 ** -(fmt.man + (1 if near else 0))
     if flush or not (fmt.subnormals and fmt.man > 0):
         return u, fmt.min_normal
@@ -395,7 +396,7 @@ def batchnorm_error_bound(x, gamma, beta, dy=None, cfg: BatchNormConfig = BatchN
     "lut" units (the "float" unit's is its format's rounding plus float64's). Range batch norm is not
     covered."""
     if cfg.range_bn:
-        raise ValueError("batchnorm_error_bound covers standard batch norm, not range_bn=True")
+        raise InvalidArgument("batchnorm_error_bound covers standard batch norm, not range_bn=True")
     x_fmt, stat, out = parse_format(cfg.x_fmt), parse_format(cfg.stat_fmt), parse_format(cfg.out_fmt)
     xm = _to_rows(np.asarray(x, dtype=np.float64))
     n, C = xm.shape
@@ -420,7 +421,7 @@ def batchnorm_error_bound(x, gamma, beta, dy=None, cfg: BatchNormConfig = BatchN
     if cfg.rsqrt_method == "float":
         rho, e_abs = 5 * 2.0 ** -53, _rerr(rstd, parse_format(cfg.rsqrt_fmt))
     elif rsqrt_error is None:
-        raise ValueError(f"rsqrt_method={cfg.rsqrt_method!r}: pass rsqrt_error, the unit's relative error bound")
+        raise InvalidArgument(f"rsqrt_method={cfg.rsqrt_method!r}: pass rsqrt_error, the unit's relative error bound")
     else:
         rho, e_abs = float(rsqrt_error) + 2.0 ** -52, 0.0
     r0 = (rstd + e_abs) / (1.0 - rho)                      # >= 1/sqrt(var + eps), the unit's exact target
