@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import float_accum as FK
+from kernels import float_codes as FC
 from kernels import float_vec as FV
 from kernels import int_gemm as IK
 from kernels.quantize import OVF_INF as _OVF_INF
@@ -87,15 +88,32 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
         vals = arr.astype(np.float64)
     else:
         vals = np.asarray(arr, dtype=np.float64)
-    try:
-        fmt.encode(vals)
-    except ValueError as exc:
-        raise ValueError(f"{argument}: {exc}") from None
+    if fast_float_codes(vals, fmt) is None:
+        try:
+            fmt.encode(vals)
+        except ValueError as exc:
+            raise ValueError(f"{argument}: {exc}") from None
     if isinstance(fmt, Fixed) and zero_point:
         vals = vals - zero_point * fmt.resolution   # exact: codes and zero point are small integers
     if isinstance(fmt, Float) and flush and fmt.zero:
         vals = np.where(np.abs(vals) < fmt.min_normal, np.copysign(0.0, vals), vals)
     return np.ascontiguousarray(vals)
+
+
+def fast_float_codes(values, fmt):
+    """The bit patterns ``fmt.encode`` gives (as int64), computed in one compiled pass when every value
+    is a finite value of a radix-2 Float format; None otherwise (the caller then runs ``encode``, which
+    handles inf/NaN and raises for values off the grid)."""
+    if not isinstance(fmt, Float) or fmt.radix != 2 or fmt.bits > 62:
+        return None
+    flat = np.ascontiguousarray(np.asarray(values, dtype=np.float64)).ravel()
+    codes = np.empty(flat.shape, dtype=np.int64)
+    bad = FC.float_codes(flat, np.int64(fmt.man), np.int64(fmt.exp), np.int64(fmt.bias), np.int64(fmt.emin),
+                         float(fmt.min_normal), float(fmt.max), bool(fmt.signed), bool(fmt.zero),
+                         bool(fmt.subnormals), fmt.specials == "fnuz", codes)
+    if bad:
+        return None
+    return codes.reshape(np.shape(values))
 
 
 def _float_params(fmt: Float, argument: str):
@@ -275,6 +293,9 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
 def _codes(values, fmt: Float) -> np.ndarray:
     """Bit patterns of the register values; -1 where the format has no code for the value (a NaN
     produced from inf operands in a format without NaN)."""
+    fast = fast_float_codes(values, fmt)
+    if fast is not None:
+        return fast
     nan = np.isnan(values)
     if fmt.has_nan or not np.any(nan):
         return fmt.encode(values).astype(np.int64)

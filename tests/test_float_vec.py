@@ -332,3 +332,42 @@ def test_stochastic_vector_path_matches_mpfr(K, N, seed, spread, rbits, rseed):
                     over += o
             assert res.acc[i, j] == acc or (math.isnan(acc) and math.isnan(res.acc[i, j])), (i, j, res.acc[i, j], acc)
             assert res.overflow_count[i, j] == over
+
+
+# ---- the compiled encoder -------------------------------------------------------------------------
+from fxsim.float_engine import fast_float_codes  # noqa: E402
+from fxsim.formats import E4M3FNUZ, E5M2FNUZ, E8M0  # noqa: E402
+
+SMALL_FORMATS = [E4M3, E5M2, E2M1, E2M3, E3M2, FP4_E3M0, FP16, BF16, E4M3FNUZ, E5M2FNUZ,
+                 Float(5, 6, subnormals=False), Float(4, 3, signed=False, specials="none"), E8M0]
+
+
+@pytest.mark.parametrize("fmt", SMALL_FORMATS, ids=str)
+def test_fast_codes_equal_encode_on_every_finite_value(fmt):
+    vals = fmt.values()
+    vals = np.concatenate([vals, -vals[vals == 0]]) if fmt.signed else vals   # -0 too
+    vals = vals[np.isfinite(vals)]
+    codes = fast_float_codes(vals, fmt)
+    assert codes is not None
+    assert np.array_equal(codes, fmt.encode(vals).astype(np.int64))
+
+
+@settings(max_examples=60)
+@given(st.sampled_from(SMALL_FORMATS + [FP32, E8M13]), st.integers(0, 2 ** 32))
+def test_fast_codes_refuse_what_encode_refuses(fmt, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=50) * np.exp2(rng.integers(-30, 30, size=50))
+    try:
+        expected = fmt.encode(x).astype(np.int64)
+    except ValueError:
+        expected = None
+    got = fast_float_codes(x, fmt)
+    if expected is None:
+        assert got is None
+    elif got is not None:
+        assert np.array_equal(got, expected)
+    q = np.asarray(fmt.decode(rng.integers(0, fmt.num_codes, size=50)))
+    q = q[np.isfinite(q)]
+    got = fast_float_codes(q, fmt)
+    assert got is not None and np.array_equal(got, fmt.encode(q).astype(np.int64))
+    assert fast_float_codes(np.array([np.inf]), fmt) is None
