@@ -99,21 +99,30 @@ def _row_pairwise(reg, n, tmp, tmpu, sh, maxbits):
         n = (n + 1) // 2
 
 
+ROWS = 4   # rows per task in the sequential kernels: each row of B is read once per block of rows
+
+
 @nb.njit(cache=True, parallel=True)
 def f32_seq(A, B, init, post, has_post, sh, maxbits, out):
     """SEQUENTIAL order: acc = init; acc = round(acc + a[k] * b[k]) for k = 0..K-1 (then + post).
-    A (M, K), B (K, N), init/post/out (M, N): binary32."""
+    A (M, K), B (K, N), init/post/out (M, N): binary32. Blocks of ROWS rows share each row of B."""
     M, K = A.shape
     N = B.shape[1]
-    for i in nb.prange(M):
-        acc = init[i].copy()
+    nblk = (M + ROWS - 1) // ROWS
+    for blk in nb.prange(nblk):
+        i0 = blk * ROWS
+        i1 = min(i0 + ROWS, M)
+        acc = init[i0:i1].copy()
         tmp = np.empty(N, dtype=np.float32)
         tmpu = tmp.view(np.uint32)
         for k in range(K):
-            _row_mac(acc, A[i, k], B[k], tmp, tmpu, sh, maxbits)
-        if has_post:
-            _row_add(acc, post[i], tmp, tmpu, sh, maxbits)
-        out[i] = acc
+            brow = B[k]
+            for r in range(i1 - i0):
+                _row_mac(acc[r], A[i0 + r, k], brow, tmp, tmpu, sh, maxbits)
+        for r in range(i1 - i0):
+            if has_post:
+                _row_add(acc[r], post[i0 + r], tmp, tmpu, sh, maxbits)
+            out[i0 + r] = acc[r]
 
 
 @nb.njit(cache=True, parallel=True)
@@ -324,18 +333,25 @@ def _sr_add(dst, src, tmp, seed, base, ctr, r, man, emin, maxbits):
 
 @nb.njit(cache=True, parallel=True)
 def sr_seq(A, B, init, post, has_post, seed, r, man, emin, maxbits, out):
-    """SEQUENTIAL order with stochastic rounding of exact float64 sums (``_sr_row``); counter k."""
+    """SEQUENTIAL order with stochastic rounding of exact float64 sums (``_sr_row``); counter k. Blocks
+    of ROWS rows share each row of B."""
     M, K = A.shape
     N = B.shape[1]
-    for i in nb.prange(M):
-        base = np.int64(i) * N
-        acc = init[i].copy()
+    nblk = (M + ROWS - 1) // ROWS
+    for blk in nb.prange(nblk):
+        i0 = blk * ROWS
+        i1 = min(i0 + ROWS, M)
+        acc = init[i0:i1].copy()
         tmp = np.empty(N, dtype=np.float64)
         for k in range(K):
-            _sr_mac(acc, A[i, k], B[k], tmp, seed, base, np.int64(k), r, man, emin, maxbits)
-        if has_post:
-            _sr_add(acc, post[i], tmp, seed, base, BIAS_COUNTER, r, man, emin, maxbits)
-        out[i] = acc
+            brow = B[k]
+            for q in range(i1 - i0):
+                _sr_mac(acc[q], A[i0 + q, k], brow, tmp, seed, np.int64(i0 + q) * N, np.int64(k), r, man, emin,
+                        maxbits)
+        for q in range(i1 - i0):
+            if has_post:
+                _sr_add(acc[q], post[i0 + q], tmp, seed, np.int64(i0 + q) * N, BIAS_COUNTER, r, man, emin, maxbits)
+            out[i0 + q] = acc[q]
 
 
 @nb.njit(cache=True, parallel=True)
