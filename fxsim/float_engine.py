@@ -27,7 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import float_accum as FK
+from kernels import float_codes as FC
+from kernels import float_vec as FV
 from kernels import int_gemm as IK
+from kernels.quantize import OVF_INF as _OVF_INF
 
 from .errors import InvalidArgument, InvalidType, RegisterOverflow
 from .datapath import Datapath
@@ -38,7 +41,7 @@ from .requant import output_stage
 from .result import GemmResult, bits_needed
 from .validate import as_array
 
-__all__ = ["float_gemm", "max_random_bits", "operand_values"]
+__all__ = ["choose_float_path", "float_gemm", "max_random_bits", "operand_values", "sum_bound"]
 
 _FLOAT64_SAFE = 2.0 ** 1020   # sums of two values below this cannot overflow float64
 
@@ -87,15 +90,32 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
         vals = arr.astype(np.float64)
     else:
         vals = np.asarray(arr, dtype=np.float64)
-    try:
-        fmt.encode(vals)
-    except ValueError as exc:
-        raise InvalidArgument(f"{argument}: {exc}") from None
+    if fast_float_codes(vals, fmt) is None:
+        try:
+            fmt.encode(vals)
+        except ValueError as exc:
+            raise InvalidArgument(f"{argument}: {exc}") from None
     if isinstance(fmt, Fixed) and zero_point:
         vals = vals - zero_point * fmt.resolution   # exact: codes and zero point are small integers
     if isinstance(fmt, Float) and flush and fmt.zero:
         vals = np.where(np.abs(vals) < fmt.min_normal, np.copysign(0.0, vals), vals)
     return np.ascontiguousarray(vals)
+
+
+def fast_float_codes(values, fmt):
+    """The bit patterns ``fmt.encode`` gives (as int64), computed in one compiled pass when every value
+    is a finite value of a radix-2 Float format; None otherwise (the caller then runs ``encode``, which
+    handles inf/NaN and raises for values off the grid)."""
+    if not isinstance(fmt, Float) or fmt.radix != 2 or fmt.bits > 62:
+        return None
+    flat = np.ascontiguousarray(np.asarray(values, dtype=np.float64)).ravel()
+    codes = np.empty(flat.shape, dtype=np.int64)
+    bad = FC.float_codes(flat, np.int64(fmt.man), np.int64(fmt.exp), np.int64(fmt.bias), np.int64(fmt.emin),
+                         float(fmt.min_normal), float(fmt.max), bool(fmt.signed), bool(fmt.zero),
+                         bool(fmt.subnormals), fmt.specials == "fnuz", codes)
+    if bad:
+        return None
+    return codes.reshape(np.shape(values))
 
 
 def _float_params(fmt: Float, argument: str):
@@ -239,7 +259,9 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
     nov = np.zeros((M, N), dtype=np.int64)
     if M * N:
         post = post_bias if post_bias is not None else init
-        FK.float_gemm_kernel(Av, Bt, init, post, post_bias is not None, cfg, fv, acc, nov)
+        bound = sum_bound(Av, Bv) if bias is None else None
+        path = choose_float_path(dp, bound=bound, has_bias=bias is not None)
+        _run_float_path(path, Av, Bv, Bt, init, post, post_bias is not None, cfg, fv, acc, nov)
     out = {}
     if traces:
         buf = np.empty(2 * K + 2 * dp.order.lanes + 4, dtype=np.float64)
@@ -261,6 +283,9 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
 def _codes(values, fmt: Float) -> np.ndarray:
     """Bit patterns of the register values; -1 where the format has no code for the value (a NaN
     produced from inf operands in a format without NaN)."""
+    fast = fast_float_codes(values, fmt)
+    if fast is not None:
+        return fast
     nan = np.isnan(values)
     if fmt.has_nan or not np.any(nan):
         return fmt.encode(values).astype(np.int64)
@@ -324,3 +349,169 @@ def _kulisch_gemm(Av, Bt, dp: Datapath, bias, traces) -> GemmResult:
                       acc_values=np.ldexp(acc.astype(np.float64), -acc_fmt.frac), exact=exact,
                       max_partial=np.maximum(mx, -mn), bits_needed=bits_needed(mx, mn, signed),
                       datapath=dp, traces=out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Choosing the kernel: fast paths proved equivalent to the reference arithmetic
+# --------------------------------------------------------------------------------------------------
+FLOAT_PATHS = ("exact-blas", "fp32-vector", "narrow-vector", "stochastic-vector", "general-vector")
+_F32_MAX = float(np.finfo(np.float32).max)
+_F32_GRID = 2.0 ** -149          # binary32's smallest subnormal
+
+
+def _operand_grid(fmt, zero_point: int):
+    """(significand bits, grid, largest magnitude) of the values the multiplier sees: every value is an
+    integer of at most that many bits times ``grid`` (a power of two). None when not radix 2."""
+    if isinstance(fmt, Float):
+        if fmt.radix != 2:
+            return None
+        return fmt.man + 1, 2.0 ** (fmt.emin - fmt.man), _max_abs(fmt)
+    imax = max(abs(fmt.min_code - zero_point), abs(fmt.max_code - zero_point))
+    return max(imax.bit_length(), 1), fmt.resolution, imax * fmt.resolution
+
+
+def _product_grid(dp: Datapath):
+    """(significand bits, grid, largest magnitude) of the exact products, or None."""
+    ga = _operand_grid(dp.a, dp.a_zero_point)
+    gb = _operand_grid(dp.b, dp.b_zero_point)
+    if ga is None or gb is None:
+        return None
+    return ga[0] + gb[0], ga[1] * gb[1], ga[2] * gb[2], ga, gb
+
+
+def sum_bound(Av: np.ndarray, Bv: np.ndarray):
+    """An upper bound on |every partial sum of products| of every output, in any order: sum_k |a_ik b_kj|
+    <= min(max_i sum_k |a_ik| * max|b|, max|a| * max_j sum_k |b_kj|), inflated by 2**-20 to cover the
+    float64 rounding of the row sums (K < 2**20). None when not finite or K too large."""
+    K = Av.shape[1]
+    if K == 0:
+        return 0.0
+    if K >= 2 ** 20:
+        return None
+    aa = np.abs(Av)
+    bb = np.abs(Bv)
+    amax, bmax = float(aa.max()), float(bb.max())
+    b1 = float(aa.sum(axis=1).max()) * bmax
+    b2 = amax * float(bb.sum(axis=0).max())
+    bound = min(b1, b2) * (1.0 + 2.0 ** -20)
+    return bound if np.isfinite(bound) else None
+
+
+def choose_float_path(dp: Datapath, *, bound=None, has_bias: bool = False) -> str:
+    """The kernel ``float_gemm`` runs for a Float accumulator (all give the same bits):
+
+    - ``"exact-blas"``: every partial sum is proved exact in the accumulator, so no addition rounds (any
+      order, rounding mode or random bits) and one float64 matmul gives the bits. Conditions: exact
+      products (no product format), no bias, the products are integers times ``L = grid_a * grid_b``,
+      every nonzero multiple of L is representable (``L >= 2**(emin - man)`` with subnormals and no
+      flushing, or ``L >= min_normal``), and ``bound`` (an upper bound on every |partial sum|, see
+      ``sum_bound``) < ``2**(man + 1) * L`` and <= the format's max: then every partial sum is n * L with
+      |n| < 2**(man+1), a value of the format, and (man + 1 <= 53, L >= 2**-1022) a float64 that BLAS
+      computes exactly whatever its order or FMA use. A zero sum is +0 both ways (the register starts at
+      +0 and x + (-x) is +0 in round-half-even).
+    - ``"fp32-vector"``: accumulator binary32 (Float(8, 23)), half even, IEEE overflow (inf), no
+      flushing, exact products, and every operand and product exactly a binary32 number (significand
+      bits: a + b <= 24; grids >= 2**-149; magnitudes <= binary32's max). Then each correctly rounded
+      addition acc + p is the CPU's binary32 addition fl32(acc + p).
+    - ``"narrow-vector"``: accumulator radix 2 with p = man + 1 bits where ``24 >= 2p + 2`` (man <= 10:
+      FP16, BF16, E5M2, ...), subnormals, emin >= -126, max <= binary32's max, half even, IEEE overflow
+      (inf), no flushing, exact products of at most p significant bits on the grid 2**(emin - man) (so
+      every addend -- register value or product -- is a p-bit number on the format's quantum, and a
+      binary32 number). Then RN_p(fl32(x + y)) == RN_p(x + y) (Figueroa 1995: double rounding is
+      innocuous for + when the intermediate precision q >= 2p + 2; q = 24). Below 2**emin the sum of two
+      multiples of the quantum is exact in binary32, so only one rounding happens there; above, an
+      exact sum that overflows binary32 also rounds beyond the format's max (emax <= 127), and the
+      overflow is decided on the value rounded on an unbounded exponent as the reference does.
+    - ``"stochastic-vector"``: stochastic rounding, IEEE overflow (inf), no flushing, exact products, a
+      radix-2 accumulator with subnormals, products on the format's quantum G = 2**(emin - man), and
+      ``2 * max(format max, largest product) < 2**53 * G`` (FP16 with 8-bit float products, not FP32 or
+      BF16). Every addend (register, product, bias) is then a multiple of G of at most half that
+      magnitude, so each sum is exact in float64, and a nonzero sum is >= G, a normal float64 whose kept
+      LSB lies within its 53-bit significand, at least r bits above its last (r <= 50 - man): the
+      rounding is an integer add of the same random bits (same seed, stream, counter) on the bit
+      pattern and a truncation (``kernels.float_vec._sr_row``).
+    - ``"general-vector"``: everything else: the reference's TwoSum + correct rounding per addition
+      (every mode, stochastic bits from the same (seed, stream, counter)), a row of outputs at a time.
+
+    In both vector fast paths an addition that overflows leaves inf (or NaN), which reaches the output,
+    so outputs that end finite had no overflow; the others are recomputed by the reference kernel.
+    """
+    acc = dp.accumulator
+    fmt = acc.fmt
+    pg = _product_grid(dp) if dp.product is None else None
+    if pg is None:
+        return "general-vector"
+    sig, L, pmax, ga, gb = pg
+    flush = bool(acc.flush_subnormals)
+    quantum = 2.0 ** (fmt.emin - fmt.man)
+    if bound is not None and not has_bias:
+        fine = (fmt.subnormals and not flush and L >= quantum) or L >= fmt.min_normal
+        if fine and bound < 2.0 ** (fmt.man + 1) * L and bound <= fmt.max:
+            return "exact-blas"
+    ieee = not flush and _float_overflow(fmt, acc.overflow, "accumulator overflow") == _OVF_INF
+    if ieee and acc.rounding == Rounding.STOCHASTIC:
+        if fmt.subnormals and L >= quantum and 2.0 * max(fmt.max, pmax) < 2.0 ** 53 * quantum:
+            return "stochastic-vector"
+        return "general-vector"
+    if not (ieee and acc.rounding == Rounding.HALF_EVEN):
+        return "general-vector"
+    f32_ops = all(g[0] <= 24 and g[1] >= _F32_GRID and g[2] <= _F32_MAX for g in (ga, gb))
+    if not (f32_ops and L >= _F32_GRID and pmax <= _F32_MAX):
+        return "general-vector"
+    if fmt == Float(8, 23) and sig <= 24:
+        return "fp32-vector"
+    p = fmt.man + 1
+    if (24 >= 2 * p + 2 and fmt.subnormals and fmt.emin >= -126 and fmt.max <= _F32_MAX and sig <= p
+            and L >= quantum):
+        return "narrow-vector"
+    return "general-vector"
+
+
+
+
+def _run_float_path(path, Av, Bv, Bt, init, post, has_post, cfg, fv, acc, nov):
+    if path == "exact-blas":
+        acc[...] = Av @ Bv
+        acc += 0.0                   # a zero sum is +0, as the register's
+        return
+    if path in ("fp32-vector", "narrow-vector"):
+        fmt_man = int(cfg[FK.ACC_MAN])
+        sh = 23 - fmt_man
+        maxbits = np.float32(fv[FK.ACC_MAX]).view(np.uint32) if sh else np.uint32(0x7F800000)
+        A32, B32 = Av.astype(np.float32), Bv.astype(np.float32)
+        i32, p32 = init.astype(np.float32), post.astype(np.float32)
+        out = np.empty(acc.shape, dtype=np.float32)
+        order = int(cfg[FK.ORDER])
+        if order == FK.SEQUENTIAL:
+            FV.f32_seq(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, out)
+        elif order == FK.CHUNKED:
+            FV.f32_chunked(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, np.int64(cfg[FK.LANES]),
+                           bool(cfg[FK.COMBINE]), out)
+        else:
+            FV.f32_tree(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, out)
+        acc[...] = out
+        _recount_nonfinite(Av, Bt, init, post, has_post, cfg, fv, acc, nov)
+        return
+    if path == "stochastic-vector":
+        args = (Av, Bv, init, post, has_post, np.int64(cfg[FK.SEED]), np.int64(cfg[FK.ACC_R]),
+                np.int64(cfg[FK.ACC_MAN]), np.int64(cfg[FK.ACC_EMIN]),
+                np.array([fv[FK.ACC_MAX]]).view(np.int64)[0])
+        order = int(cfg[FK.ORDER])
+        if order == FK.SEQUENTIAL:
+            FV.sr_seq(*args, acc)
+        elif order == FK.CHUNKED:
+            FV.sr_chunked(*args, np.int64(cfg[FK.LANES]), bool(cfg[FK.COMBINE]), acc)
+        else:
+            FV.sr_tree(*args, acc)
+        _recount_nonfinite(Av, Bt, init, post, has_post, cfg, fv, acc, nov)
+        return
+    FV.gen_rows(Av, Bv, init, post, has_post, cfg, fv, acc, nov)
+
+
+def _recount_nonfinite(Av, Bt, init, post, has_post, cfg, fv, acc, nov):
+    """Outputs that ended inf or NaN: the reference kernel recomputes them with their overflow counts."""
+    bad = ~np.isfinite(acc)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        FV.rerun_outputs(Av, Bt, init, post, has_post, cfg, fv, rows.astype(np.int64), cols.astype(np.int64),
+                         acc, nov)

@@ -1,0 +1,432 @@
+"""Float-accumulator GEMM kernels vectorised over output columns: one output row per task, the reduction
+stepped k by k and every step applied to all N columns of the row at once (independent lanes, so the
+compiler can use SIMD and the CPU is not stalled on one dependent chain per output).
+
+Every kernel computes, for every output, exactly the additions of ``kernels.float_accum.float_dot`` in
+the same order, so the registers are bit-identical; the fast kernels do so with cheaper arithmetic that
+the caller has proved equivalent (see ``fxsim.float_engine.choose_float_path``):
+
+- ``f32_*``: the register and the products are binary32 numbers and each addition is one binary32
+  addition (correctly rounded half even by the CPU), optionally followed by a round-half-even to a
+  narrower target (``man`` < 23), which equals a single correct rounding of the exact sum when
+  Figueroa's double-rounding condition holds (see the chooser). No fused multiply-add: Numba compiles
+  without fast-math, so LLVM does not contract ``acc + a * b``, and in any case the caller proved the
+  product exact in binary32, where fma(a, b, acc) == fl(acc + fl(a * b)).
+- ``gen_*``: the general path: per column the very same scalar ``fproduct``/``fadd`` as the reference
+  kernel (TwoSum + correct rounding, stochastic bits from the same (seed, stream, counter)), applied to
+  a row of independent columns.
+
+Overflow: the ``f32_*`` kernels do not count; the caller re-runs the scalar kernel on the (rare) outputs
+whose register ended non-finite (under IEEE overflow an addition that overflows leaves inf or NaN, and
+inf/NaN propagate through every later addition and adder-tree level to the output, so a finite output
+proves zero overflows).
+"""
+
+import numba as nb
+import numpy as np
+
+from .float_accum import (BIAS_COUNTER, CHUNKED, COMBINE, LANES, ORDER, SEQUENTIAL, fadd, float_dot,
+                          fproduct)
+from .random import random_bits
+
+_INF_BITS = np.uint32(0x7F800000)
+_ABS = np.uint32(0x7FFFFFFF)
+_SIGN = np.uint32(0x80000000)
+
+
+@nb.njit(cache=True, inline="always")
+def _round_row(xu, sh, maxbits):
+    """In place on binary32 bit patterns: round half even to a significand of 24 - sh bits; magnitudes
+    beyond ``maxbits`` (the target's largest finite value) become inf; NaN stays NaN."""
+    if sh == 0:
+        return
+    one = np.uint32(1)
+    half = (one << np.uint32(sh - 1)) - one
+    mask = ~((one << np.uint32(sh)) - one)
+    for j in range(xu.shape[0]):
+        u = xu[j]
+        mag = u & _ABS
+        r = ((mag + half + ((mag >> np.uint32(sh)) & one)) & mask)
+        if r > maxbits:
+            r = _INF_BITS
+        if mag > _INF_BITS:
+            r = mag
+        xu[j] = (u & _SIGN) | r
+
+
+@nb.njit(cache=True, inline="always")
+def _row_add(dst, src, tmp, tmpu, sh, maxbits):
+    """dst = round(dst + src) elementwise (binary32 addition, then the target rounding)."""
+    if sh == 0:
+        for j in range(dst.shape[0]):
+            dst[j] = dst[j] + src[j]
+        return
+    for j in range(dst.shape[0]):
+        tmp[j] = dst[j] + src[j]
+    _round_row(tmpu, sh, maxbits)
+    for j in range(dst.shape[0]):
+        dst[j] = tmp[j]
+
+
+@nb.njit(cache=True, inline="always")
+def _row_mac(acc, a, brow, tmp, tmpu, sh, maxbits):
+    """acc = round(acc + a * brow) elementwise (the product is exact in binary32)."""
+    if sh == 0:
+        for j in range(acc.shape[0]):
+            acc[j] = acc[j] + a * brow[j]
+        return
+    for j in range(acc.shape[0]):
+        tmp[j] = acc[j] + a * brow[j]
+    _round_row(tmpu, sh, maxbits)
+    for j in range(acc.shape[0]):
+        acc[j] = tmp[j]
+
+
+@nb.njit(cache=True, inline="always")
+def _row_pairwise(reg, n, tmp, tmpu, sh, maxbits):
+    """The adder tree of ``float_accum._pairwise`` on rows: reg[q] = reg[2q] + reg[2q+1] per level, an
+    odd last row passing through unrounded; the root ends in reg[0]."""
+    while n > 1:
+        for q in range(n // 2):
+            for j in range(reg.shape[1]):
+                tmp[j] = reg[2 * q, j] + reg[2 * q + 1, j]
+            _round_row(tmpu, sh, maxbits)
+            for j in range(reg.shape[1]):
+                reg[q, j] = tmp[j]
+        if n % 2 == 1:
+            for j in range(reg.shape[1]):
+                reg[n // 2, j] = reg[n - 1, j]
+        n = (n + 1) // 2
+
+
+ROWS = 4   # rows per task in the sequential kernels: each row of B is read once per block of rows
+
+
+@nb.njit(cache=True, parallel=True)
+def f32_seq(A, B, init, post, has_post, sh, maxbits, out):
+    """SEQUENTIAL order: acc = init; acc = round(acc + a[k] * b[k]) for k = 0..K-1 (then + post).
+    A (M, K), B (K, N), init/post/out (M, N): binary32. Blocks of ROWS rows share each row of B."""
+    M, K = A.shape
+    N = B.shape[1]
+    nblk = (M + ROWS - 1) // ROWS
+    for blk in nb.prange(nblk):
+        i0 = blk * ROWS
+        i1 = min(i0 + ROWS, M)
+        acc = init[i0:i1].copy()
+        tmp = np.empty(N, dtype=np.float32)
+        tmpu = tmp.view(np.uint32)
+        for k in range(K):
+            brow = B[k]
+            for r in range(i1 - i0):
+                _row_mac(acc[r], A[i0 + r, k], brow, tmp, tmpu, sh, maxbits)
+        for r in range(i1 - i0):
+            if has_post:
+                _row_add(acc[r], post[i0 + r], tmp, tmpu, sh, maxbits)
+            out[i0 + r] = acc[r]
+
+
+@nb.njit(cache=True, parallel=True)
+def f32_chunked(A, B, init, post, has_post, sh, maxbits, lanes, combine_tree, out):
+    """CHUNKED order: lane l owns k in [l*C, (l+1)*C) (C = ceil(K / lanes)), lane 0 starts at init, the
+    others at +0; then the lanes are combined sequentially or by the adder tree."""
+    M, K = A.shape
+    N = B.shape[1]
+    P = lanes
+    C = (K + P - 1) // P
+    for i in nb.prange(M):
+        reg = np.zeros((P, N), dtype=np.float32)
+        reg[0] = init[i]
+        tmp = np.empty(N, dtype=np.float32)
+        tmpu = tmp.view(np.uint32)
+        for c in range(C):
+            for l in range(P):
+                k = l * C + c
+                if k < K:
+                    _row_mac(reg[l], A[i, k], B[k], tmp, tmpu, sh, maxbits)
+        if combine_tree:
+            _row_pairwise(reg, P, tmp, tmpu, sh, maxbits)
+        else:
+            for l in range(1, P):
+                _row_add(reg[0], reg[l], tmp, tmpu, sh, maxbits)
+        acc = reg[0]
+        if has_post:
+            _row_add(acc, post[i], tmp, tmpu, sh, maxbits)
+        out[i] = acc
+
+
+@nb.njit(cache=True, parallel=True)
+def f32_tree(A, B, init, post, has_post, sh, maxbits, out):
+    """TREE order: the products pairwise (odd last passes through), then init + root (then + post)."""
+    M, K = A.shape
+    N = B.shape[1]
+    for i in nb.prange(M):
+        reg = np.zeros((max(K, 1), N), dtype=np.float32)
+        for k in range(K):
+            a = A[i, k]
+            for j in range(N):
+                reg[k, j] = a * B[k, j]
+        tmp = np.empty(N, dtype=np.float32)
+        tmpu = tmp.view(np.uint32)
+        _row_pairwise(reg, K, tmp, tmpu, sh, maxbits)
+        acc = init[i].copy()
+        _row_add(acc, reg[0], tmp, tmpu, sh, maxbits)
+        if has_post:
+            _row_add(acc, post[i], tmp, tmpu, sh, maxbits)
+        out[i] = acc
+
+
+# --------------------------------------------------------------------------------------------------
+# The general path: the reference kernel's scalar arithmetic, one row of columns at a time
+# --------------------------------------------------------------------------------------------------
+@nb.njit(cache=True, inline="always")
+def _gen_mac(acc, nov, a, brow, cfg, fv, base, k, ctr):
+    for j in range(acc.shape[0]):
+        stream = base + j
+        p = fproduct(a, brow[j], cfg, fv, stream, k)
+        y, of = fadd(acc[j], p, cfg, fv, stream, ctr)
+        acc[j] = y
+        nov[j] += of
+
+
+@nb.njit(cache=True, inline="always")
+def _gen_add(dst, src, nov, cfg, fv, base, ctr):
+    for j in range(dst.shape[0]):
+        y, of = fadd(dst[j], src[j], cfg, fv, base + j, ctr)
+        dst[j] = y
+        nov[j] += of
+
+
+@nb.njit(cache=True, inline="always")
+def _gen_pairwise(reg, n, nov, cfg, fv, base, ctr):
+    while n > 1:
+        for q in range(n // 2):
+            for j in range(reg.shape[1]):
+                y, of = fadd(reg[2 * q, j], reg[2 * q + 1, j], cfg, fv, base + j, ctr)
+                reg[q, j] = y
+                nov[j] += of
+            ctr += 1
+        if n % 2 == 1:
+            for j in range(reg.shape[1]):
+                reg[n // 2, j] = reg[n - 1, j]
+        n = (n + 1) // 2
+    return ctr
+
+
+@nb.njit(cache=True, parallel=True)
+def gen_rows(A, B, init, post, has_post, cfg, fv, acc_out, nov_out):
+    """All orders, every rounding mode and overflow behaviour: ``float_gemm_kernel``'s arithmetic with
+    the outputs of a row advanced together. A (M, K), B (K, N) float64."""
+    M, K = A.shape
+    N = B.shape[1]
+    order = cfg[ORDER]
+    for i in nb.prange(M):
+        base = np.int64(i) * N
+        nov = np.zeros(N, dtype=np.int64)
+        if order == SEQUENTIAL:
+            acc = init[i].copy()
+            for k in range(K):
+                _gen_mac(acc, nov, A[i, k], B[k], cfg, fv, base, k, k)
+            ctr = K
+        elif order == CHUNKED:
+            P = cfg[LANES]
+            C = (K + P - 1) // P
+            reg = np.zeros((P, N), dtype=np.float64)
+            reg[0] = init[i]
+            ctr = 0
+            for c in range(C):
+                for l in range(P):
+                    k = l * C + c
+                    if k < K:
+                        _gen_mac(reg[l], nov, A[i, k], B[k], cfg, fv, base, k, ctr)
+                        ctr += 1
+            if cfg[COMBINE] == 0:
+                for l in range(1, P):
+                    _gen_add(reg[0], reg[l], nov, cfg, fv, base, ctr)
+                    ctr += 1
+            else:
+                ctr = _gen_pairwise(reg, P, nov, cfg, fv, base, ctr)
+            acc = reg[0]
+        else:
+            reg = np.zeros((max(K, 1), N), dtype=np.float64)
+            for k in range(K):
+                a = A[i, k]
+                for j in range(N):
+                    reg[k, j] = fproduct(a, B[k, j], cfg, fv, base + j, k)
+            ctr = _gen_pairwise(reg, K, nov, cfg, fv, base, 0)
+            acc = init[i].copy()
+            _gen_add(acc, reg[0], nov, cfg, fv, base, ctr)
+        if has_post:
+            for j in range(N):
+                y, of = fadd(acc[j], post[i, j], cfg, fv, base + j, BIAS_COUNTER)
+                acc[j] = y
+                nov[j] += of
+        acc_out[i] = acc
+        nov_out[i] = nov
+
+
+@nb.njit(cache=True, parallel=True)
+def rerun_outputs(A, Bt, init, post, has_post, cfg, fv, rows, cols, acc_out, nov_out):
+    """The scalar reference arithmetic (``float_gemm_kernel``) for the listed outputs only."""
+    N = Bt.shape[0]
+    dummy = np.empty(1, dtype=np.float64)
+    for q in nb.prange(rows.shape[0]):
+        i = rows[q]
+        j = cols[q]
+        idx = np.int64(i) * N + j
+        st = np.zeros(2, dtype=np.int64)
+        acc = float_dot(A[i], Bt[j], init[i, j], cfg, fv, idx, dummy, False, st)
+        if has_post:
+            acc, of = fadd(acc, post[i, j], cfg, fv, idx, BIAS_COUNTER)
+            st[0] += of
+        acc_out[i, j] = acc
+        nov_out[i, j] = st[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Stochastic rounding where the sum of two addends is exact in float64
+# --------------------------------------------------------------------------------------------------
+@nb.njit(cache=True, inline="always")
+def _sr_row(x, seed, base, ctr, r, man, emin, maxbits):
+    """In place: round each exact float64 sum x[j] stochastically to the register: r random bits u from
+    (seed, stream base + j, counter ctr) are added r bits below the kept LSB of |x|, then the magnitude
+    is truncated there -- ``round_to_float``'s STOCHASTIC on an exact x. The caller proved every nonzero
+    |x| >= 2**(emin - man) (a normal float64), so the kept LSB lies at bit s = 52 - man + max(0, emin - e)
+    <= 52 of the float64 significand (e = floor(log2 |x|)), and s >= 52 - man >= r: adding u << (s - r)
+    to the magnitude's bit pattern and clearing the bits below s is that rounding (a carry moves into
+    the exponent field). Magnitudes beyond ``maxbits`` become inf (stochastic rounding never rounds
+    toward zero on overflow); zeros, inf and NaN pass through."""
+    xi = x.view(np.int64)
+    for j in range(x.shape[0]):
+        b = xi[j]
+        mag = b & 0x7FFFFFFFFFFFFFFF
+        eb = (mag >> 52) - 1023
+        s = 52 - man + max(0, emin - eb)
+        rb = (mag + (random_bits(seed, base + j, ctr, r) << (s - r))) & ~((np.int64(1) << s) - 1)
+        if rb > maxbits:
+            rb = _INF64
+        if mag == 0 or mag >= _INF64:
+            rb = mag
+        xi[j] = (b & _SIGN64) | rb
+
+
+_INF64 = np.int64(0x7FF0000000000000)
+_SIGN64 = np.int64(-0x8000000000000000)
+
+
+@nb.njit(cache=True, inline="always")
+def _sr_mac(acc, a, brow, tmp, seed, base, ctr, r, man, emin, maxbits):
+    for j in range(acc.shape[0]):
+        tmp[j] = acc[j] + a * brow[j]
+    _sr_row(tmp, seed, base, ctr, r, man, emin, maxbits)
+    for j in range(acc.shape[0]):
+        acc[j] = tmp[j]
+
+
+@nb.njit(cache=True, inline="always")
+def _sr_add(dst, src, tmp, seed, base, ctr, r, man, emin, maxbits):
+    for j in range(dst.shape[0]):
+        tmp[j] = dst[j] + src[j]
+    _sr_row(tmp, seed, base, ctr, r, man, emin, maxbits)
+    for j in range(dst.shape[0]):
+        dst[j] = tmp[j]
+
+
+@nb.njit(cache=True, parallel=True)
+def sr_seq(A, B, init, post, has_post, seed, r, man, emin, maxbits, out):
+    """SEQUENTIAL order with stochastic rounding of exact float64 sums (``_sr_row``); counter k. Blocks
+    of ROWS rows share each row of B."""
+    M, K = A.shape
+    N = B.shape[1]
+    nblk = (M + ROWS - 1) // ROWS
+    for blk in nb.prange(nblk):
+        i0 = blk * ROWS
+        i1 = min(i0 + ROWS, M)
+        acc = init[i0:i1].copy()
+        tmp = np.empty(N, dtype=np.float64)
+        for k in range(K):
+            brow = B[k]
+            for q in range(i1 - i0):
+                _sr_mac(acc[q], A[i0 + q, k], brow, tmp, seed, np.int64(i0 + q) * N, np.int64(k), r, man, emin,
+                        maxbits)
+        for q in range(i1 - i0):
+            if has_post:
+                _sr_add(acc[q], post[i0 + q], tmp, seed, np.int64(i0 + q) * N, BIAS_COUNTER, r, man, emin, maxbits)
+            out[i0 + q] = acc[q]
+
+
+@nb.njit(cache=True, parallel=True)
+def sr_chunked(A, B, init, post, has_post, seed, r, man, emin, maxbits, lanes, combine_tree, out):
+    """CHUNKED order (``f32_chunked``'s schedule) with stochastic rounding; counters as the reference."""
+    M, K = A.shape
+    N = B.shape[1]
+    P = lanes
+    C = (K + P - 1) // P
+    for i in nb.prange(M):
+        base = np.int64(i) * N
+        reg = np.zeros((P, N), dtype=np.float64)
+        reg[0] = init[i]
+        tmp = np.empty(N, dtype=np.float64)
+        ctr = np.int64(0)
+        for c in range(C):
+            for l in range(P):
+                k = l * C + c
+                if k < K:
+                    _sr_mac(reg[l], A[i, k], B[k], tmp, seed, base, ctr, r, man, emin, maxbits)
+                    ctr += 1
+        if combine_tree:
+            n = P
+            while n > 1:
+                for q in range(n // 2):
+                    for j in range(N):
+                        tmp[j] = reg[2 * q, j] + reg[2 * q + 1, j]
+                    _sr_row(tmp, seed, base, ctr, r, man, emin, maxbits)
+                    ctr += 1
+                    for j in range(N):
+                        reg[q, j] = tmp[j]
+                if n % 2 == 1:
+                    for j in range(N):
+                        reg[n // 2, j] = reg[n - 1, j]
+                n = (n + 1) // 2
+        else:
+            for l in range(1, P):
+                _sr_add(reg[0], reg[l], tmp, seed, base, ctr, r, man, emin, maxbits)
+                ctr += 1
+        acc = reg[0]
+        if has_post:
+            _sr_add(acc, post[i], tmp, seed, base, BIAS_COUNTER, r, man, emin, maxbits)
+        out[i] = acc
+
+
+@nb.njit(cache=True, parallel=True)
+def sr_tree(A, B, init, post, has_post, seed, r, man, emin, maxbits, out):
+    """TREE order with stochastic rounding: products pairwise (counters 0, 1, ... per adder), then
+    init + root."""
+    M, K = A.shape
+    N = B.shape[1]
+    for i in nb.prange(M):
+        base = np.int64(i) * N
+        reg = np.zeros((max(K, 1), N), dtype=np.float64)
+        for k in range(K):
+            a = A[i, k]
+            for j in range(N):
+                reg[k, j] = a * B[k, j]
+        tmp = np.empty(N, dtype=np.float64)
+        ctr = np.int64(0)
+        n = K
+        while n > 1:
+            for q in range(n // 2):
+                for j in range(N):
+                    tmp[j] = reg[2 * q, j] + reg[2 * q + 1, j]
+                _sr_row(tmp, seed, base, ctr, r, man, emin, maxbits)
+                ctr += 1
+                for j in range(N):
+                    reg[q, j] = tmp[j]
+            if n % 2 == 1:
+                for j in range(N):
+                    reg[n // 2, j] = reg[n - 1, j]
+            n = (n + 1) // 2
+        acc = init[i].copy()
+        _sr_add(acc, reg[0], tmp, seed, base, ctr, r, man, emin, maxbits)
+        if has_post:
+            _sr_add(acc, post[i], tmp, seed, base, BIAS_COUNTER, r, man, emin, maxbits)
+        out[i] = acc
