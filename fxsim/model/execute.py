@@ -118,6 +118,29 @@ def _check_codes(x, q, layer, what="input"):
     return x
 
 
+def _as_uint8(q):
+    """The same quantization re-typed from int8 to uint8 (zero point + 128), as ORT's x86 optimizer does."""
+    from dataclasses import replace
+    return replace(q, fmt="uint8", dtype=np.dtype(np.uint8),
+                   zero_point=(np.asarray(q.zero_point, dtype=np.int64) + 128))
+
+
+def _retyped(fn):
+    """Run ``fn(layer, *codes)`` on uint8 codes (int8 + 128) when ORT re-typed the layer's tensors."""
+    def run(layer, *xs):
+        if not layer.params.get("as_uint8"):
+            return fn(layer, *xs)
+        from dataclasses import replace
+        p = dict(layer.params)
+        for key in ("a_q", "b_q", "x_q", "y_q"):
+            if p.get(key) is not None:
+                p[key] = _as_uint8(p[key])
+        shifted = [(np.asarray(x).astype(np.int16) + 128).astype(np.uint8) for x in xs]
+        y = fn(replace(layer, params=p), *shifted)
+        return (y.astype(np.int16) - 128).astype(np.int8)
+    return run
+
+
 # ---------------------------------------------------------------------------------------------- MAC layers
 def _conv(layer, x, dp, fold_zp, record, trace):
     p = layer.params
@@ -181,6 +204,7 @@ def _gap(layer, x, dp, fold_zp, record, trace):
 
 
 # ----------------------------------------------------------------------------------- other quantized ops
+@_retyped
 def _add(layer, a, b):
     """QLinearAdd as MLAS's AVX2 kernel computes it: ratios rA = sA/sC, rB = sB/sC (float32), a fixed part
     float(zC) - (rA*zA + rB*zB), then fma(a, rA, fma(b, rB, fixed)) on the raw codes; a scalar operand is
@@ -214,6 +238,7 @@ def _add(layer, a, b):
     return np.clip(r, lo, hi).astype(qc.dtype).reshape(shape)
 
 
+@_retyped
 def _avgpool_q(layer, x):
     """QLinearAveragePool: dequantize x_scale * (x - zp) in float32, sum each window row by row in float32,
     divide by the count, quantize as rint(y / y_scale + y_zero_point), saturate."""
@@ -413,6 +438,14 @@ def run_layer(layer, ins, hw_options, *, record=False, trace=None):
             layer.params["hw"] = int(np.prod(np.shape(ins[0])[2:]))
         dp, fold = layer_datapath(layer, hw_options)
         layer.datapath = dp
+        bias = layer.params.get("bias")
+        if bias is not None and bias.size:
+            f = dp.accumulator.fmt
+            lo, hi = int(bias.min()), int(bias.max())
+            if lo < f.min_code or hi > f.max_code:
+                raise ModelError(f"layer {layer.name!r} ({layer.op}): its int32 bias reaches "
+                                 f"{lo if lo < f.min_code else hi}, which the {f} accumulator it is preloaded into "
+                                 f"cannot hold (range [{f.min_code}, {f.max_code}]); use a wider accumulator")
         if k == "conv":
             y, res = _conv(layer, ins[0], dp, fold, record, trace)
         elif k == "gemm":

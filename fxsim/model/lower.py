@@ -455,6 +455,7 @@ def _fuse_with(ctx, n, q):
     n_act = 2 if n.op == "Add" else (len(qdq) if n.op == "Concat" else 1)
     if any(ctx.runtime_type(qdq[i], dqs[i].outputs[0]) != y_type for i in range(n_act)):
         return None
+    as_uint8 = y_type != y_q.fmt   # ORT computes the float formulas on the re-typed codes (zero point + 128)
     if not all(x.per_tensor for x in qdq[:1]):
         return None
     if n.op == "Conv":
@@ -487,12 +488,12 @@ def _fuse_with(ctx, n, q):
             return None
         consts = {i: ctx.g.consts[t] for i, t in enumerate(src) if t in ctx.g.consts}
         return Layer(name, op, "add", [t for i, t in enumerate(src) if i not in consts], outs,
-                     dict(a_q=qdq[0], b_q=qdq[1], y_q=y_q, consts=consts))
+                     dict(a_q=qdq[0], b_q=qdq[1], y_q=y_q, consts=consts, as_uint8=as_uint8))
     if n.op == "GlobalAveragePool":
         return Layer(name, op, "gap", src, outs, dict(x_q=qdq[0], y_q=y_q))
     if n.op == "AveragePool":
         p = _pool_attrs(ctx, n)
-        p.update(x_q=qdq[0], y_q=y_q)
+        p.update(x_q=qdq[0], y_q=y_q, as_uint8=as_uint8)
         return Layer(name, op, "avgpool", src, outs, p)
     if n.op == "Concat":
         if not all(x.per_tensor for x in qdq):
