@@ -82,3 +82,34 @@ def ort_run(model, feeds):
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(None, feeds)))
+
+
+def branchy(seed=0, opset=17):
+    """Conv-Clip(0, 6), Conv-LeakyRelu branches joined by Concat and Mul, then Transpose, Reshape, Unsqueeze,
+    Squeeze, Sigmoid-free MatMul with a constant, and a final Relu."""
+    rng = np.random.default_rng(seed)
+    inits = [_init("wa", rng.normal(0, 0.5, (3, 2, 3, 3))), _init("ba", rng.normal(0, 0.1, 3)),
+             _init("wb", rng.normal(0, 0.5, (3, 2, 1, 1))), _init("bb", rng.normal(0, 0.1, 3)),
+             _init("lo", 0.0), _init("hi", 6.0), _init("wm", rng.normal(0, 0.3, (6, 4))),
+             numpy_helper.from_array(np.array([0, 36, 6], dtype=np.int64), "shape"),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), "ax1")]
+    nodes = [
+        helper.make_node("Conv", ["x", "wa", "ba"], ["ca"], name="conv_a", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["ca", "lo", "hi"], ["ra"], name="relu6"),
+        helper.make_node("Conv", ["x", "wb", "bb"], ["cb"], name="conv_b"),
+        helper.make_node("Mul", ["ra", "cb"], ["mu"], name="gate"),
+        helper.make_node("Concat", ["ra", "mu"], ["cat"], name="concat", axis=1),
+        helper.make_node("Transpose", ["cat"], ["tr"], name="to_nhwc", perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["tr", "shape"], ["rs"], name="reshape"),
+        helper.make_node("Unsqueeze", ["rs", "ax1"], ["us"], name="unsq"),
+        helper.make_node("Squeeze", ["us", "ax1"], ["sq"], name="sq"),
+        helper.make_node("MatMul", ["sq", "wm"], ["mm"], name="matmul"),
+        helper.make_node("Relu", ["mm"], ["y"], name="relu_out"),
+    ]
+    graph = helper.make_graph(nodes, "branchy",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 36, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

@@ -74,6 +74,22 @@ def test_qdq_int8_models_equal_onnxruntime(pc):
         _assert_same(m.run(x), om.ort_run(q, {"x": x}))
 
 
+@pytest.mark.parametrize("fmt", ["qdq", "qop"])
+@pytest.mark.parametrize("act", ["uint8", "int8"])
+def test_branchy_models_equal_onnxruntime(fmt, act):
+    """Mul, Concat, Transpose, Reshape, Unsqueeze, Squeeze and MatMul, quantized by ONNX Runtime."""
+    q = om.quantize(om.branchy(), fmt=fmt, activation=act, per_channel=fmt == "qop", shape=(2, 2, 6, 6))
+    m = load_model(q)
+    if not (fmt == "qdq" and act == "int8"):   # there ONNX Runtime leaves most nodes in float (see below)
+        assert {"conv", "mul", "concat", "move", "gemm"} <= {layer.kind for layer in m.layers}
+    for seed in range(2):
+        x = np.random.default_rng(seed).normal(0, 1.5, (2, 2, 6, 6)).astype(np.float32)
+        _assert_same(m.run(x), om.ort_run(q, {"x": x}))
+    if fmt == "qdq":
+        fused = {layer.name for layer in m.layers if layer.kind in ("conv", "gemm", "mul", "concat")}
+        assert fused == _ort_fused_names(q)
+
+
 def _ort_fused_names(model):
     import onnxruntime as ort
     import os
@@ -96,15 +112,17 @@ def test_qdq_fusions_are_onnxruntimes(act, residual):
     assert ours == _ort_fused_names(q)
 
 
-def test_int8_residual_model_marks_the_nodes_onnxruntime_leaves_in_float():
-    """With int8 activations and a fan-out, ONNX Runtime re-types some Q/DQ pairs to uint8 and then cannot
-    fuse the convolutions around them; fxsim sees the same plan and marks those layers float."""
-    q = _quantized("qdq", "int8", False, True)
+@pytest.mark.parametrize("dedicated", [False, True])
+def test_int8_residual_model_marks_the_nodes_onnxruntime_leaves_in_float(dedicated):
+    """With int8 activations, ONNX Runtime's x86 optimizer re-types single-consumer Q/DQ pairs to uint8 and
+    fuses only uint8 patterns; at a fan-out the pairs stay int8 and the convolutions around them run in
+    float. fxsim makes the same plan and marks those layers float."""
+    q = om.quantize(om.small_cnn(), activation="int8", shape=(3, 1, 8, 8), dedicated=dedicated)
     m = load_model(q)
     floats = {layer.name for layer in m.layers if layer.float}
     assert {"conv1", "dwconv", "residual"} <= floats
     fused = {layer.name for layer in m.layers if layer.kind in ("conv", "gemm", "add", "gap", "avgpool")}
-    assert fused <= _ort_fused_names(q)
+    assert fused == _ort_fused_names(q)
 
 
 # ----------------------------------------------------------------------------------- single-op models

@@ -239,6 +239,21 @@ def _add(layer, a, b):
 
 
 @_retyped
+def _mul(layer, a, b):
+    """QLinearMul as MLAS's SSE2 kernel computes it: the exact int32 product (a - zA)(b - zB) converted to
+    float32, times the float32 ratio sA * sB / sC, rounded half even, plus zC, saturated."""
+    p = layer.params
+    qa, qb, qc = p["a_q"], p["b_q"], p["y_q"]
+    za, zb, zc = (int(np.asarray(q.zero_point).ravel()[0]) for q in (qa, qb, qc))
+    ratio = F32(F32(F32(qa.scale) * F32(qb.scale)) / F32(qc.scale))
+    prod = (np.asarray(a).astype(np.int64) - za) * (np.asarray(b).astype(np.int64) - zb)
+    v = (prod.astype(F32) * ratio).astype(F32)
+    r = np.rint(np.clip(v, -2.0 ** 31, 2.0 ** 31 - 1)).astype(np.int64) + zc
+    lo, hi = _range(qc)
+    return np.clip(r, lo, hi).astype(qc.dtype)
+
+
+@_retyped
 def _avgpool_q(layer, x):
     """QLinearAveragePool: dequantize x_scale * (x - zp) in float32, sum each window row by row in float32,
     divide by the count, quantize as rint(y / y_scale + y_zero_point), saturate."""
@@ -462,6 +477,8 @@ def run_layer(layer, ins, hw_options, *, record=False, trace=None):
     if k == "add":
         merged = _all_add_inputs(layer, ins)
         return [_add(layer, *merged)], None
+    if k == "mul":
+        return [_mul(layer, *_all_add_inputs(layer, ins))], None
     if k == "avgpool":
         return [_avgpool_q(layer, ins[0])], None
     if k == "concat":

@@ -20,12 +20,12 @@ __all__ = ["QParams", "Layer", "lower", "SUPPORTED"]
 # what fxsim runs, by domain; the error for anything else lists these
 QOPERATOR_OPS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QuantizeLinear",
                  "DequantizeLinear")
-MS_OPS = ("QLinearAdd", "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QGemm")
+MS_OPS = ("QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QGemm")
 MOVE_OPS = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity")
 FLOAT_OPS = ("Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "LeakyRelu", "Sigmoid",
              "Tanh", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat") + MOVE_OPS
 SUPPORTED = {"": tuple(sorted(set(QOPERATOR_OPS + FLOAT_OPS))), "com.microsoft": MS_OPS}
-QDQ_FUSED = ("Conv", "MatMul", "Gemm", "Add", "AveragePool", "GlobalAveragePool", "Concat")
+QDQ_FUSED = ("Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "GlobalAveragePool", "Concat")
 QDQ_MOVES = ("MaxPool",) + MOVE_OPS
 
 _INT_FMT = {np.dtype(np.uint8): "uint8", np.dtype(np.int8): "int8", np.dtype(np.uint16): "uint16",
@@ -318,7 +318,8 @@ def _qlinearadd(ctx, n):
             raise ModelError(f"{ctx.where(n)}: per-channel parameters are not supported here")
     consts = {i: ctx.g.consts[t] for i, t in enumerate(ins) if t in ctx.g.consts}
     p["consts"] = consts
-    return Layer(n.name, n.op, "add", [t for i, t in enumerate(ins) if i not in consts], n.outputs[:1], p)
+    kind = "mul" if n.op == "QLinearMul" else "add"
+    return Layer(n.name, n.op, kind, [t for i, t in enumerate(ins) if i not in consts], n.outputs[:1], p)
 
 
 def _qlineargap(ctx, n):
@@ -387,6 +388,7 @@ _QOP = {("", "QLinearConv"): _qlinearconv, ("", "ConvInteger"): _convinteger,
         ("", "QLinearMatMul"): _qlinearmatmul, ("", "MatMulInteger"): _matmulinteger,
         ("", "QuantizeLinear"): _quantize, ("", "DequantizeLinear"): _dequantize,
         ("com.microsoft", "QGemm"): _qgemm, ("com.microsoft", "QLinearAdd"): _qlinearadd,
+        ("com.microsoft", "QLinearMul"): _qlinearadd,
         ("com.microsoft", "QLinearGlobalAveragePool"): _qlineargap,
         ("com.microsoft", "QLinearAveragePool"): _qlinearavgpool,
         ("com.microsoft", "QLinearConcat"): _qlinearconcat}
@@ -452,8 +454,10 @@ def _fuse_with(ctx, n, q):
         return None
     # ONNX Runtime fuses only when the activation types agree in and out (after its int8 -> uint8 re-typing)
     y_type = ctx.runtime_type(y_q, q.outputs[0])
-    n_act = 2 if n.op == "Add" else (len(qdq) if n.op == "Concat" else 1)
+    n_act = 2 if n.op in ("Add", "Mul") else (len(qdq) if n.op == "Concat" else 1)
     if any(ctx.runtime_type(qdq[i], dqs[i].outputs[0]) != y_type for i in range(n_act)):
+        return None
+    if y_type != "uint8":   # ORT's x86-64 CPU optimizer fuses only uint8 activations (int8 is not allowed)
         return None
     as_uint8 = y_type != y_q.fmt   # ORT computes the float formulas on the re-typed codes (zero point + 128)
     if not all(x.per_tensor for x in qdq[:1]):
@@ -483,11 +487,11 @@ def _fuse_with(ctx, n, q):
         trans_b = n.attrs.get("transB", 0) if n.op == "Gemm" else 0
         return _matmul_layer(ctx, n, src[0], src[1], qdq[0], qdq[1], y_q, bias, outs, op,
                              trans_b=trans_b, alpha=n.attrs.get("alpha", 1.0))
-    if n.op == "Add":
+    if n.op in ("Add", "Mul"):
         if not all(x.per_tensor for x in qdq) or qdq[0].fmt != y_q.fmt or qdq[1].fmt != y_q.fmt:
             return None
         consts = {i: ctx.g.consts[t] for i, t in enumerate(src) if t in ctx.g.consts}
-        return Layer(name, op, "add", [t for i, t in enumerate(src) if i not in consts], outs,
+        return Layer(name, op, n.op.lower(), [t for i, t in enumerate(src) if i not in consts], outs,
                      dict(a_q=qdq[0], b_q=qdq[1], y_q=y_q, consts=consts, as_uint8=as_uint8))
     if n.op == "GlobalAveragePool":
         return Layer(name, op, "gap", src, outs, dict(x_q=qdq[0], y_q=y_q))
@@ -502,9 +506,27 @@ def _fuse_with(ctx, n, q):
     return None
 
 
+def _merge_duplicate_qdq(g: Graph) -> Graph:
+    """Merge identical QuantizeLinear/DequantizeLinear nodes (same inputs and attributes), as ONNX Runtime's
+    common-subexpression elimination does before its QDQ passes count consumers."""
+    from dataclasses import replace
+    seen, rename, nodes = {}, {}, []
+    for n in g.nodes:
+        ins = [rename.get(i, i) for i in n.inputs]
+        if n.op in ("QuantizeLinear", "DequantizeLinear") and n.domain == "":
+            key = (n.op, tuple(ins), tuple(sorted((k, repr(v)) for k, v in n.attrs.items())))
+            if key in seen and not any(o in {x.name for x in g.outputs} for o in n.outputs):
+                rename[n.outputs[0]] = seen[key].outputs[0]
+                continue
+            seen[key] = n
+        nodes.append(replace(n, inputs=ins))
+    return replace(g, nodes=nodes)
+
+
 def lower(g: Graph) -> list:
     """The graph's layers in execution order (fused QDQ patterns, then every other node one by one);
     nodes whose results nothing uses are dropped."""
+    g = _merge_duplicate_qdq(g)
     ctx = _Ctx(g)
     for n in g.nodes:
         if n.domain not in SUPPORTED or (n.op not in SUPPORTED[n.domain]):
