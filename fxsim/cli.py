@@ -62,6 +62,8 @@ def build_parser():
     d.add_argument("--out", default="fxsim-demo")
     d.add_argument("--force", action="store_true")
     d.add_argument("--quick", action="store_true")
+    from .model.cli import add_parser as add_model_parser
+    add_model_parser(sub, _bits_range)
     return p
 
 
@@ -209,7 +211,8 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     from .spec import SpecError
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
-                "verify": cmd_verify, "demo": cmd_demo}
+                "verify": cmd_verify, "demo": cmd_demo, "model": lambda a: __import__(
+                    "fxsim.model.cli", fromlist=["cmd_model"]).cmd_model(a)}
     try:
         return handlers[args.command](args)
     except (SpecError, ValueError, TypeError, FileExistsError, FileNotFoundError, OverflowError) as exc:

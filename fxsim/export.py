@@ -234,6 +234,8 @@ def verify_dir(directory) -> list:
             manifest = json.load(fh)
     except FileNotFoundError:
         return [f"{mpath} does not exist"]
+    if "files" not in manifest and isinstance(manifest.get("layers"), dict):   # a model: one directory per layer
+        return [f"{sub}/{p}" for sub in manifest["layers"].values() for p in verify_dir(os.path.join(directory, sub))]
     files = manifest["files"]
     for key, entry in files.items():
         path = os.path.join(directory, entry["file"])
