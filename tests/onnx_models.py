@@ -113,3 +113,54 @@ def branchy(seed=0, opset=17):
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+QONNX_DOMAIN = "qonnx.custom_op.general"
+
+
+def _quant(name, x, scale, bits, signed=1, narrow=0, mode="ROUND", zp=0.0):
+    inits = [_init(f"{name}_s", scale), _init(f"{name}_z", zp), _init(f"{name}_b", bits)]
+    node = helper.make_node("Quant", [x, f"{name}_s", f"{name}_z", f"{name}_b"], [name], name=name,
+                            domain=QONNX_DOMAIN, signed=signed, narrow=narrow, rounding_mode=mode)
+    return node, inits
+
+
+def qonnx_cnn(seed=0, act_bits=8, w_bits=4, per_channel=True):
+    """A Brevitas-style QONNX network: Quant(x) -> Conv(Quant(w)) + bias -> Relu -> Quant (unsigned) ->
+    MaxPool -> Flatten -> MatMul(Quant(w2)) -> Quant -> Trunc; power-of-two scales."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+
+    def add(pair):
+        nodes.append(pair[0])
+        inits.extend(pair[1])
+    add(_quant("xq", "x", 2.0 ** -4, act_bits))
+    inits.append(_init("w", rng.normal(0, 0.3, (4, 2, 3, 3))))
+    ws = 2.0 ** rng.integers(-5, -2, (4, 1, 1, 1)) if per_channel else 2.0 ** -4
+    add(_quant("wq", "w", ws, w_bits, narrow=1))
+    inits.append(_init("b", rng.normal(0, 0.1, 4)))
+    nodes.append(helper.make_node("Conv", ["xq", "wq", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]))
+    nodes.append(helper.make_node("Relu", ["c"], ["r"], name="relu"))
+    add(_quant("rq", "r", 2.0 ** -3, act_bits, signed=0, mode="FLOOR"))
+    nodes.append(helper.make_node("MaxPool", ["rq"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]))
+    nodes.append(helper.make_node("Flatten", ["p"], ["f"], name="flatten"))
+    inits.append(_init("w2", rng.normal(0, 0.2, (36, 5))))
+    add(_quant("w2q", "w2", 2.0 ** -5, w_bits))
+    nodes.append(helper.make_node("MatMul", ["f", "w2q"], ["m"], name="fc"))
+    add(_quant("mq", "m", 2.0 ** -2, 10, mode="HALF_UP"))
+    inits += [_init("t_s", 2.0 ** -2), _init("t_z", 0.0), _init("t_ib", 10.0), _init("t_ob", 6.0)]
+    nodes.append(helper.make_node("Trunc", ["mq", "t_s", "t_z", "t_ib", "t_ob"], ["y"], name="trunc",
+                                  domain=QONNX_DOMAIN, rounding_mode="FLOOR"))
+    graph = helper.make_graph(nodes, "qonnx_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QONNX_DOMAIN, 1)])
+    model.ir_version = 8
+    return model
+
+
+def qonnx_run(model, feeds):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+    w = ModelWrapper(model).transform(InferShapes())
+    return execute_onnx(w, feeds)

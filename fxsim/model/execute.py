@@ -142,8 +142,40 @@ def _retyped(fn):
 
 
 # ---------------------------------------------------------------------------------------------- MAC layers
+def _codes_from_values(layer, x, q):
+    """Float values on a power-of-two grid -> integer codes (exactly, or a clear error)."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        return x
+    c = x.astype(np.float64) / np.float64(q.scale)
+    lo, hi = _range_any(q.fmt)
+    if not np.all(np.isfinite(c)) or np.any(c != np.rint(c)) or c.min(initial=0) < lo or c.max(initial=0) > hi:
+        raise ModelError(f"layer {layer.name!r}: its input is not on the {q.fmt} grid of scale {float(q.scale)!r}")
+    return c.astype(np.int64)
+
+
+def _range_any(fmt):
+    from ..formats import parse_format
+    f = parse_format(fmt)
+    return f.min_code, f.max_code
+
+
+def _float_out(layer, acc, channel_axis):
+    """acc x (activation scale x weight scale) + bias, rounded once to float32 (exact products: scales are
+    powers of two)."""
+    scale, bias = layer.params["float_out"]
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    y = np.asarray(acc, dtype=np.float64) * np.asarray(scale, dtype=np.float64).reshape(shape if np.size(scale) > 1 else ())
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=np.float64).reshape(shape)
+    return y.astype(F32)
+
+
 def _conv(layer, x, dp, fold_zp, record, trace):
     p = layer.params
+    if "float_out" in p:
+        x = _codes_from_values(layer, x, p["x_q"])
     x = _check_codes(x, p["x_q"], layer)
     if x.ndim != 4:
         raise ModelError(f"layer {layer.name!r} ({layer.op}): input must be NCHW (4-D), got shape {x.shape}")
@@ -160,6 +192,8 @@ def _conv(layer, x, dp, fold_zp, record, trace):
     res = conv2d(x, w, dp, stride=tuple(p["strides"]), padding=0, dilation=tuple(p["dilations"]),
                  groups=p["group"], bias=bias, stats=record, trace=trace)
     layer.macs = int(res.codes.size * w[0].size)
+    if "float_out" in p:
+        return _float_out(layer, res.codes, 1), res
     if p["y_q"] is None:
         return np.asarray(res.codes).astype(np.int32), res
     return np.asarray(res.codes).astype(p["y_q"].dtype), res
@@ -167,6 +201,8 @@ def _conv(layer, x, dp, fold_zp, record, trace):
 
 def _gemm(layer, a, b_rt, dp, fold_zp, record, trace):
     p = layer.params
+    if "float_out" in p:
+        a = _codes_from_values(layer, a, p["a_q"])
     a = _check_codes(a, p["a_q"], layer)
     b = p["b"] if p["b"] is None or b_rt is None else None
     b = p["b"] if b_rt is None else np.asarray(b_rt).astype(np.int64)
@@ -181,6 +217,8 @@ def _gemm(layer, a, b_rt, dp, fold_zp, record, trace):
     res = gemm(A, b, dp, bias=bias, stats=record, trace=trace)
     layer.macs = int(A.shape[0] * A.shape[1] * b.shape[1])
     out = np.asarray(res.codes).reshape(lead + (b.shape[1],))
+    if "float_out" in p:
+        return _float_out(layer, out, out.ndim - 1), res
     return out.astype(np.int32 if p["y_q"] is None else p["y_q"].dtype), res
 
 
@@ -487,6 +525,9 @@ def run_layer(layer, ins, hw_options, *, record=False, trace=None):
         return [_maxpool(layer, ins[0])], None
     if k == "move":
         return [_move(layer, _all_inputs(layer, ins))], None
+    if k == "qonnx":
+        from .qonnx import run_qonnx
+        return [run_qonnx(layer, _all_inputs(layer, ins))], None
     return [_float(layer, _all_inputs(layer, ins))], None
 
 

@@ -25,6 +25,8 @@ MOVE_OPS = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity
 FLOAT_OPS = ("Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "LeakyRelu", "Sigmoid",
              "Tanh", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat") + MOVE_OPS
 SUPPORTED = {"": tuple(sorted(set(QOPERATOR_OPS + FLOAT_OPS))), "com.microsoft": MS_OPS}
+from .qonnx import QONNX_DOMAINS, QONNX_OPS  # noqa: E402
+SUPPORTED.update({d: QONNX_OPS[:4] for d in QONNX_DOMAINS})
 QDQ_FUSED = ("Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "GlobalAveragePool", "Concat")
 QDQ_MOVES = ("MaxPool",) + MOVE_OPS
 
@@ -544,6 +546,16 @@ def lower(g: Graph) -> list:
         fused = _fuse(ctx, n)
         if fused is not None:
             layers.append(fused)
+            continue
+        if n.domain in QONNX_DOMAINS:
+            layer = _plain(ctx, n, kind="qonnx")
+            layer.float = False
+            layers.append(layer)
+            continue
+        from .qonnx import fuse_qonnx
+        q = fuse_qonnx(ctx, n)
+        if q is not None:
+            layers.append(q)
             continue
         fn = _QOP.get((n.domain, n.op))
         layers.append(fn(ctx, n) if fn is not None else _plain(ctx, n))
