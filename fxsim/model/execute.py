@@ -492,13 +492,14 @@ def run_layer(layer, ins, hw_options, *, record=False, trace=None):
         dp, fold = layer_datapath(layer, hw_options)
         layer.datapath = dp
         bias = layer.params.get("bias")
-        if bias is not None and bias.size:
+        if bias is not None and bias.size and dp.bias_preload:
             f = dp.accumulator.fmt
             lo, hi = int(bias.min()), int(bias.max())
             if lo < f.min_code or hi > f.max_code:
                 raise ModelError(f"layer {layer.name!r} ({layer.op}): its int32 bias reaches "
                                  f"{lo if lo < f.min_code else hi}, which the {f} accumulator it is preloaded into "
-                                 f"cannot hold (range [{f.min_code}, {f.max_code}]); use a wider accumulator")
+                                 f"cannot hold (range [{f.min_code}, {f.max_code}]); use a wider accumulator, or "
+                                 "bias = \"output\" to add it after accumulation")
         if k == "conv":
             y, res = _conv(layer, ins[0], dp, fold, record, trace)
         elif k == "gemm":

@@ -41,6 +41,8 @@ OPTIONS = {
     "zero_points": "\"hardware\" (subtracted before the multiplier) or \"fold\" (input zero point folded into the bias)",
     "requant": "one of \"float32\" (ONNX Runtime), \"dyadic\" (multiplier and shift), \"gemmlowp\" (TFLite int32 multiplier)",
     "multiplier_bits": "an integer in 2..31 (the dyadic multiplier's width)",
+    "bias": "\"preload\" (loaded into the accumulator before the first addition) or \"output\" (added after "
+            "accumulation in a 32-bit register)",
     "requant_rounding": "one of \"half_up\", \"half_even\", \"half_away\", \"floor\" (the dyadic shift's rounding)",
 }
 _ROUNDINGS = ("half_up", "half_even", "half_away", "floor")
@@ -77,6 +79,8 @@ def _check(key, value, ctx, prefix=""):
         if key == "requant" and value not in ("float32", "dyadic", "gemmlowp"):
             raise ValueError
         if key == "multiplier_bits" and (isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 31):
+            raise ValueError
+        if key == "bias" and value not in ("preload", "output"):
             raise ValueError
         if key == "requant_rounding" and value not in _ROUNDINGS:
             raise ValueError
@@ -257,8 +261,10 @@ def layer_datapath(layer, options: dict) -> tuple:
     elif kind != "float32":
         raise ModelError(f"layer {layer.name!r} has no requantization (its output is the int32 accumulator); "
                          f"requant = {kind!r} does not apply")
-    output = OutputStage(requant=requant, fmt=None if y_q is None else y_q.fmt, overflow=Overflow.SATURATE)
+    preload = options.get("bias", "preload") == "preload"
+    output = OutputStage(requant=requant, fmt=None if y_q is None else y_q.fmt, overflow=Overflow.SATURATE,
+                         bias_bits=None if preload else max(32, acc.bits))
     dp = Datapath(a=a.fmt, b="int8" if b is None else b.fmt,
                   accumulator=Accumulator(acc, overflow=overflow), order=order, output=output,
-                  a_zero_point=0 if fold else a_zp, b_zero_point=b_zp, bias_preload=True)
+                  a_zero_point=0 if fold else a_zp, b_zero_point=b_zp, bias_preload=preload)
     return dp, (a_zp if fold and a_zp else None)

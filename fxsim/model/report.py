@@ -215,10 +215,12 @@ def _spec_tables(dp):
         a = np.asarray(v)
         return a.tolist() if a.ndim else (float(a) if a.dtype.kind == "f" else int(a))
     d = {"a": str(dp.a), "b": str(dp.b), "a_zero_point": int(dp.a_zero_point), "b_zero_point": int(dp.b_zero_point),
-         "bias_preload": True,
+         "bias_preload": bool(dp.bias_preload),
          "accumulator": {"format": str(dp.accumulator.fmt), "overflow": dp.accumulator.overflow.name.lower()},
          "order": {"kind": dp.order.kind, "lanes": int(dp.order.lanes)}}
     o = {"overflow": dp.output.overflow.name.lower()}
+    if dp.output.bias_bits is not None:
+        o["bias_bits"] = int(dp.output.bias_bits)
     if dp.output.fmt is not None:
         o["format"] = str(dp.output.fmt)
     rq = dp.output.requant
