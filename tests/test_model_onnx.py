@@ -252,9 +252,10 @@ def _conv_reference(layer, x_codes, dp):
                 for j in range(OW):
                     patch = [int(x[n, g * Cg + c, i * sh + kh * dh, j * sw + kw * dw])
                              for c in range(Cg) for kh in range(KH) for kw in range(KW)]
-                    init = [[int(p["bias"][o]) if p["bias"] is not None else 0]]
+                    b = int(p["bias"][o]) if p["bias"] is not None else 0
+                    init = [[b if dp.bias_preload else 0]]
                     acc = gemm_ref([patch], col, dp, init=init)[0][0][0]
-                    out[n, o, i, j] = output_stage_one(acc, None, dp, o)
+                    out[n, o, i, j] = output_stage_one(acc, None if dp.bias_preload else b, dp, o)
     return out
 
 
@@ -263,6 +264,7 @@ def _conv_reference(layer, x_codes, dp):
     dict(accumulator="int16", overflow="wrap", order="chunked", lanes=2),
     dict(accumulator="int17", overflow="saturate", requant="dyadic", multiplier_bits=12),
     dict(accumulator="int32", requant="gemmlowp"),
+    dict(accumulator="int12", overflow="saturate", bias="output"),
 ])
 def test_narrow_hardware_equals_layer_reference(options):
     q = _quantized("qop", "uint8", True)
@@ -275,6 +277,7 @@ def test_narrow_hardware_equals_layer_reference(options):
         r = rec[layer.name]
         dp = layer.datapath
         assert str(dp.accumulator.fmt) == str(fxsim.parse_format(options["accumulator"]))
+        assert dp.bias_preload == (options.get("bias", "preload") == "preload")
         if options.get("zero_points") == "fold":
             continue   # the folded bias is checked below against the unfolded hardware
         want = _conv_reference(layer, r.inputs[0], dp)
@@ -358,3 +361,13 @@ def test_layers_report_shapes_macs_and_formats():
     assert c1.in_shapes == [(1, 1, 8, 8)] and c1.out_shapes == [(1, 4, 8, 8)]
     assert c1.macs == 4 * 8 * 8 * 9
     assert "uint8" in c1.formats() and c1.datapath is not None
+
+
+def test_export_of_narrow_folded_dyadic_hardware_verifies(tmp_path):
+    from fxsim.export import verify_dir
+    from fxsim.model.report import export_model
+    m = load_model(_quantized("qop", "uint8", True)).configure(
+        accumulator="int20", overflow="saturate", zero_points="fold", requant="dyadic", multiplier_bits=16)
+    top = export_model(m, {"x": X[:1]}, tmp_path / "g")
+    assert len(top["layers"]) == 5
+    assert verify_dir(tmp_path / "g") == []
