@@ -96,7 +96,8 @@ def branchy(seed=0, opset=17):
     nodes = [
         helper.make_node("Conv", ["x", "wa", "ba"], ["ca"], name="conv_a", pads=[1, 1, 1, 1]),
         helper.make_node("Clip", ["ca", "lo", "hi"], ["ra"], name="relu6"),
-        helper.make_node("Conv", ["x", "wb", "bb"], ["cb"], name="conv_b"),
+        helper.make_node("Conv", ["x", "wb", "bb"], ["cb0"], name="conv_b"),
+        helper.make_node("LeakyRelu", ["cb0"], ["cb"], name="leaky", alpha=0.2),
         helper.make_node("Mul", ["ra", "cb"], ["mu"], name="gate"),
         helper.make_node("Concat", ["ra", "mu"], ["cat"], name="concat", axis=1),
         helper.make_node("Transpose", ["cat"], ["tr"], name="to_nhwc", perm=[0, 2, 3, 1]),

@@ -81,12 +81,12 @@ def test_branchy_models_equal_onnxruntime(fmt, act):
     q = om.quantize(om.branchy(), fmt=fmt, activation=act, per_channel=fmt == "qop", shape=(2, 2, 6, 6))
     m = load_model(q)
     if not (fmt == "qdq" and act == "int8"):   # there ONNX Runtime leaves most nodes in float (see below)
-        assert {"conv", "mul", "concat", "move", "gemm"} <= {layer.kind for layer in m.layers}
+        assert {"conv", "mul", "concat", "move", "gemm", "lut"} <= {layer.kind for layer in m.layers}
     for seed in range(2):
         x = np.random.default_rng(seed).normal(0, 1.5, (2, 2, 6, 6)).astype(np.float32)
         _assert_same(m.run(x), om.ort_run(q, {"x": x}))
     if fmt == "qdq":
-        fused = {layer.name for layer in m.layers if layer.kind in ("conv", "gemm", "mul", "concat")}
+        fused = {layer.name for layer in m.layers if layer.kind in ("conv", "gemm", "mul", "concat", "lut")}
         assert fused == _ort_fused_names(q)
 
 
@@ -227,6 +227,17 @@ def test_qlinearadd_broadcast_scalar_equals_onnxruntime():
                [_vi("y", T.UINT8, None), _vi("y2", T.UINT8, None)], inits, ms=True)
     feeds = {"a": rng.integers(0, 256, (3, 37)).astype(np.uint8), "b": rng.integers(0, 256, (3, 37)).astype(np.uint8)}
     _assert_same(load_model(m).run(feeds), om.ort_run(m, feeds))
+
+
+@pytest.mark.parametrize("dt,et", [(np.uint8, T.UINT8), (np.int8, T.INT8)])
+def test_qlinearleakyrelu_equals_onnxruntime(dt, et):
+    info = np.iinfo(dt)
+    inits = [nh.from_array(np.array(0.043, np.float32), "xs"), nh.from_array(np.array(info.min + 120, dt), "xz"),
+             nh.from_array(np.array(0.031, np.float32), "ys"), nh.from_array(np.array(info.min + 30, dt), "yz")]
+    node = h.make_node("QLinearLeakyRelu", ["x", "xs", "xz", "ys", "yz"], ["y"], domain="com.microsoft", alpha=0.13)
+    m = _model([node], [_vi("x", et, [2, 300])], [_vi("y", et, None)], inits, ms=True)
+    x = np.random.default_rng(4).integers(info.min, info.max + 1, (2, 300)).astype(dt)
+    _assert_same(load_model(m).run({"x": x}), om.ort_run(m, {"x": x}))
 
 
 # --------------------------------------------------------------------------------------- narrow hardware

@@ -292,6 +292,20 @@ def _mul(layer, a, b):
 
 
 @_retyped
+def _lut(layer, x):
+    """QLinearLeakyRelu: a 256-entry table, entry i = QuantizeLinear(f(DequantizeLinear(i))) with
+    f(v) = v if v >= 0 else alpha * v in float32; the output is the table lookup."""
+    p = layer.params
+    xq, yq = p["x_q"], p["y_q"]
+    lo, hi = _range(xq)
+    codes = np.arange(lo, hi + 1, dtype=np.int64).astype(xq.dtype)
+    v = dequantize_linear(codes, xq)
+    f = np.where(v >= 0, v, (F32(p["alpha"]) * v).astype(F32)).astype(F32)
+    table = quantize_linear(f, yq)
+    return table[np.asarray(x).astype(np.int64) - lo]
+
+
+@_retyped
 def _avgpool_q(layer, x):
     """QLinearAveragePool: dequantize x_scale * (x - zp) in float32, sum each window row by row in float32,
     divide by the count, quantize as rint(y / y_scale + y_zero_point), saturate."""
@@ -520,6 +534,8 @@ def run_layer(layer, ins, hw_options, *, record=False, trace=None):
         return [_mul(layer, *_all_add_inputs(layer, ins))], None
     if k == "avgpool":
         return [_avgpool_q(layer, ins[0])], None
+    if k == "lut":
+        return [_lut(layer, ins[0])], None
     if k == "concat":
         return [_concat(layer, ins)], None
     if k == "maxpool":

@@ -20,14 +20,14 @@ __all__ = ["QParams", "Layer", "lower", "SUPPORTED"]
 # what fxsim runs, by domain; the error for anything else lists these
 QOPERATOR_OPS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QuantizeLinear",
                  "DequantizeLinear")
-MS_OPS = ("QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QGemm")
+MS_OPS = ("QLinearAdd", "QLinearMul", "QLinearLeakyRelu", "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QGemm")
 MOVE_OPS = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity")
 FLOAT_OPS = ("Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "LeakyRelu", "Sigmoid",
              "Tanh", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat") + MOVE_OPS
 SUPPORTED = {"": tuple(sorted(set(QOPERATOR_OPS + FLOAT_OPS))), "com.microsoft": MS_OPS}
 from .qonnx import QONNX_DOMAINS, QONNX_OPS  # noqa: E402
 SUPPORTED.update({d: QONNX_OPS[:4] for d in QONNX_DOMAINS})
-QDQ_FUSED = ("Conv", "MatMul", "Gemm", "Add", "Mul", "AveragePool", "GlobalAveragePool", "Concat")
+QDQ_FUSED = ("Conv", "MatMul", "Gemm", "Add", "Mul", "LeakyRelu", "AveragePool", "GlobalAveragePool", "Concat")
 QDQ_MOVES = ("MaxPool",) + MOVE_OPS
 
 _INT_FMT = {np.dtype(np.uint8): "uint8", np.dtype(np.int8): "int8", np.dtype(np.uint16): "uint16",
@@ -324,6 +324,13 @@ def _qlinearadd(ctx, n):
     return Layer(n.name, n.op, kind, [t for i, t in enumerate(ins) if i not in consts], n.outputs[:1], p)
 
 
+def _qlinearleakyrelu(ctx, n):
+    p = dict(x_q=ctx.qparams(n, 1, 2), y_q=ctx.qparams(n, 3, 4), alpha=float(n.attrs.get("alpha", 0.01)))
+    if not (p["x_q"].per_tensor and p["y_q"].per_tensor):
+        raise ModelError(f"{ctx.where(n)}: per-channel parameters are not supported here")
+    return Layer(n.name, n.op, "lut", [n.inputs[0]], n.outputs[:1], p)
+
+
 def _qlineargap(ctx, n):
     if n.attrs.get("channels_last", 0):
         raise ModelError(f"{ctx.where(n)}: channels_last=1 is not supported")
@@ -391,6 +398,7 @@ _QOP = {("", "QLinearConv"): _qlinearconv, ("", "ConvInteger"): _convinteger,
         ("", "QuantizeLinear"): _quantize, ("", "DequantizeLinear"): _dequantize,
         ("com.microsoft", "QGemm"): _qgemm, ("com.microsoft", "QLinearAdd"): _qlinearadd,
         ("com.microsoft", "QLinearMul"): _qlinearadd,
+        ("com.microsoft", "QLinearLeakyRelu"): _qlinearleakyrelu,
         ("com.microsoft", "QLinearGlobalAveragePool"): _qlineargap,
         ("com.microsoft", "QLinearAveragePool"): _qlinearavgpool,
         ("com.microsoft", "QLinearConcat"): _qlinearconcat}
@@ -497,6 +505,9 @@ def _fuse_with(ctx, n, q):
                      dict(a_q=qdq[0], b_q=qdq[1], y_q=y_q, consts=consts, as_uint8=as_uint8))
     if n.op == "GlobalAveragePool":
         return Layer(name, op, "gap", src, outs, dict(x_q=qdq[0], y_q=y_q))
+    if n.op == "LeakyRelu":
+        return Layer(name, op, "lut", src, outs, dict(x_q=qdq[0], y_q=y_q, alpha=float(n.attrs.get("alpha", 0.01)),
+                                                      as_uint8=as_uint8))
     if n.op == "AveragePool":
         p = _pool_attrs(ctx, n)
         p.update(x_q=qdq[0], y_q=y_q, as_uint8=as_uint8)
