@@ -76,3 +76,21 @@ def test_qonnx_layer_takes_hardware_options():
     need = int(exact["conv"].result.summary()["max_bits_needed"])
     events = int(np.sum(rec["conv"].result.overflow_count))
     assert (events > 0) == (need > 12)
+
+
+@pytest.mark.parametrize("e,m,bias,max_val,attrs", [
+    (4, 3, 7.0, 448.0, dict(rounding_mode="ROUND")),
+    (5, 2, 15.0, 57344.0, dict(rounding_mode="ROUND")),
+    (3, 2, 3.0, 100.0, dict(rounding_mode="FLOOR")),
+    (4, 3, 7.0, 448.0, dict(rounding_mode="ROUND", saturation=0, has_inf=1)),
+    (4, 3, 7.0, 240.0, dict(rounding_mode="CEIL", saturation=0, has_nan=1)),
+])
+def test_floatquant_equals_qonnx(e, m, bias, max_val, attrs):
+    rng = np.random.default_rng(e * 10 + m)
+    x = (rng.normal(0, 1, (4, 33)) * rng.choice([1e-3, 1, 30, 300], (4, 33))).astype(np.float32)
+    x[0, :5] = [0.0, 1e-8, -1e6, 2.0, -0.375]
+    full = dict(has_inf=0, has_nan=0, has_subnormal=1, saturation=1)
+    full.update(attrs)
+    node = h.make_node("FloatQuant", ["x", "s", "eb", "mb", "bias", "mv"], ["y"], domain=D, **full)
+    mdl = _single(node, [_f("s", 0.5), _f("eb", e), _f("mb", m), _f("bias", bias), _f("mv", max_val)], shape=(4, 33))
+    np.testing.assert_array_equal(load_model(mdl).run(x)["y"], om.qonnx_run(mdl, {"x": x})["y"])

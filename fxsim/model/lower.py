@@ -26,7 +26,7 @@ FLOAT_OPS = ("Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Clip
              "Tanh", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat") + MOVE_OPS
 SUPPORTED = {"": tuple(sorted(set(QOPERATOR_OPS + FLOAT_OPS))), "com.microsoft": MS_OPS}
 from .qonnx import QONNX_DOMAINS, QONNX_OPS  # noqa: E402
-SUPPORTED.update({d: QONNX_OPS[:4] for d in QONNX_DOMAINS})
+SUPPORTED.update({d: QONNX_OPS for d in QONNX_DOMAINS})
 QDQ_FUSED = ("Conv", "MatMul", "Gemm", "Add", "Mul", "LeakyRelu", "AveragePool", "GlobalAveragePool", "Concat")
 QDQ_MOVES = ("MaxPool",) + MOVE_OPS
 

@@ -91,6 +91,41 @@ def trunc(x, scale, zeropt, in_bits, out_bits_or_scale, rest, attrs):
     return ((y - (zeropt / ts).astype(F32)).astype(F32) * out_scale).astype(F32)
 
 
+def float_quant(x, scale, e_bits, m_bits, bias, max_val, attrs):
+    """FloatQuant as the QONNX definition computes it, in float32: x / scale; the element's exponent
+    floor(log2(|x| + tiny)) - mantissa bits, raised to the subnormal minimum 1 - bias - mantissa bits;
+    rounding of x / 2**exponent by ``rounding_mode``; a saturating clamp to +-min(max normal, max_val);
+    without ``saturation``, out-of-range values become inf (``has_inf``) or NaN (``has_nan``); times scale.
+    (The exponent comes from float32 log2, as in the definition: a value a few ulps below a power of two
+    may take the exponent above it.)"""
+    x, scale = _f(x), _f(scale)
+    e_bits, m_bits = _f(e_bits), _f(m_bits)
+    bias = F32(2.0) ** (e_bits - F32(1)) - F32(1) if bias is None else _f(bias)
+    X = (x / scale).astype(F32)
+    eps = np.finfo(F32).tiny
+    smin = (F32(1.0) - bias - m_bits).astype(F32)
+    internal = (np.floor(np.log2((np.abs(X) + eps).astype(F32))) - m_bits).astype(F32)
+    internal = np.exp2(np.maximum(internal, smin)).astype(F32)
+    xq = (internal * _round((X / internal).astype(F32), attrs.get("rounding_mode", "ROUND"))).astype(F32)
+    max_exp = (F32(2.0) ** e_bits - F32(1.0) - bias)
+    max_mant = np.sum(F32(2.0) ** np.arange(0, -1.0 * float(np.asarray(m_bits).ravel()[0]) - 1.0, -1.0))
+    max_value = max_mant * (2 ** max_exp)
+    if max_val is not None:
+        max_value = np.minimum(max_value, max_val)
+    min_value = -max_value
+    inf_mask = np.isinf(xq)
+    pmask, nmask = xq > max_value, xq < min_value
+    xq = np.clip(xq, min_value, max_value)
+    if not attrs.get("saturation", 1):
+        if attrs.get("has_inf", 0):
+            xq = np.where(pmask, np.inf, np.where(nmask, -np.inf, xq))
+        elif attrs.get("has_nan", 0):
+            xq = np.where(pmask | nmask | inf_mask, np.nan, xq)
+        else:
+            raise ModelError("FloatQuant with saturation = 0 needs has_inf or has_nan")
+    return np.asarray(xq * scale).astype(F32)
+
+
 def run_qonnx(layer, ins):
     """Run one QONNX quantizer layer (inputs in ONNX order, constants merged)."""
     op = layer.op
@@ -106,8 +141,11 @@ def run_qonnx(layer, ins):
         if len(ins) == 5:
             return trunc(ins[0], ins[1], ins[2], ins[3], ins[4], None, a)
         return trunc(ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], a)
-    raise ModelError(f"layer {layer.name!r}: QONNX op {op} is not supported (Quant, IntQuant, BipolarQuant, Trunc "
-                     "are)")
+    if op == "FloatQuant":
+        ins = list(ins) + [None] * (6 - len(ins))
+        return float_quant(ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], a)
+    raise ModelError(f"layer {layer.name!r}: QONNX op {op} is not supported (Quant, IntQuant, BipolarQuant, Trunc, "
+                     "FloatQuant are)")
 
 
 def _po2(s):
