@@ -73,3 +73,16 @@ def test_bad_input_exits_2(files, tmp_path, capsys):
     (tmp_path / "hw.toml").write_text('overflow = "clip"\n')
     assert main(["model", "info", str(files / "m.onnx"), "--hw", str(tmp_path / "hw.toml")]) == 2
     assert ":1:" in capsys.readouterr().err
+
+
+def test_model_sweep_on_dask_equals_serial():
+    from distributed import Client, LocalCluster
+    from fxsim.model import load_model
+    from fxsim.model.report import sweep_model
+    m = load_model(om.quantize(om.small_cnn(), fmt="qop", shape=(1, 1, 8, 8)))
+    x = {"x": np.random.default_rng(3).normal(0, 1, (2, 1, 8, 8)).astype(np.float32)}
+    serial = sweep_model(m, x, [13, 15], workers=1)
+    assert any(r["share_equal"] < 1 for r in serial["rows"])
+    with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster):
+        assert sweep_model(m, x, [13, 15], scheduler=cluster.scheduler_address) == serial

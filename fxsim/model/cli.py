@@ -31,6 +31,8 @@ def add_parser(sub, bits_range):
     common(s)
     s.add_argument("--acc-bits", type=bits_range, default=list(range(12, 33)))
     s.add_argument("--overflow", default="saturate", choices=["saturate", "wrap"])
+    s.add_argument("--workers", type=int, default=1, help="local processes (0: one per core)")
+    s.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:port)")
     s.add_argument("--out", default=None)
     s.add_argument("--force", action="store_true")
     e = ms.add_parser("export", help="golden vectors for layers inside the network")
@@ -97,7 +99,8 @@ def cmd_model(args) -> int:
         print(f"wrote outputs.npz, layers.csv, layers.json, summary.json to {args.out}")
         return 0
     if c == "sweep":
-        res = sweep_model(model, feeds, args.acc_bits, overflow=args.overflow)
+        res = sweep_model(model, feeds, args.acc_bits, overflow=args.overflow, workers=args.workers or None,
+                          scheduler=args.scheduler)
         print(format_sweep(res))
         if args.out:
             with atomic_dir(args.out, args.force) as tmp:

@@ -40,6 +40,7 @@ class Graph:
     outputs: list
     opsets: dict
     source: str = "<model>"
+    proto: object = None     # the onnx.ModelProto read (to hand the model to sweep workers)
 
     def producers(self):
         return {o: n for n in self.nodes for o in n.outputs if o}
@@ -194,4 +195,4 @@ def read_graph(src) -> Graph:
     for o in outputs:
         if o.name not in available:
             raise ModelError(f"{where}: graph output {o.name!r} is not produced by any node")
-    return Graph(g.name or "model", ordered, consts, inputs, outputs, opsets, where)
+    return Graph(g.name or "model", ordered, consts, inputs, outputs, opsets, where, proto)

@@ -136,14 +136,44 @@ def onnxruntime_agreement(model_source, feeds, outputs) -> dict | None:
     return res
 
 
-def sweep_model(model, feeds, bits, *, overflow="saturate") -> dict:
+def _sweep_one(model_bytes, feeds, name, b, overflow, ref):
+    """One (layer, width) point of a model sweep in a worker process or on a Dask worker."""
+    from .model import load_model
+    return _sweep_point(load_model(model_bytes), feeds, name, b, overflow, ref)
+
+
+def _sweep_point(base, feeds, name, b, overflow, ref):
+    """The network with layer ``name`` alone narrowed to ``b`` bits, against the int32 outputs ``ref``."""
+    row = {"layer": name, "acc_bits": b, "overflow": overflow}
+    try:
+        out = base.configure(layers={name: {"accumulator": f"int{b}", "overflow": overflow}}).run(feeds, record=True)
+    except ModelError as exc:
+        row["error"] = str(exc)
+        return row
+    eq = tot = 0
+    top = []
+    for k, v in ref.items():
+        o = np.asarray(out[k])
+        eq += int(np.count_nonzero(o == v))
+        tot += int(np.size(v))
+        if np.ndim(v) >= 2:
+            top.append(float(np.mean(np.argmax(o, axis=-1) == np.argmax(v, axis=-1))))
+    res = out.records[name].result
+    row.update(share_equal=eq / max(tot, 1), top1_agree=min(top) if top else None,
+               overflow_events=int(np.sum(res.overflow_count)))
+    return row
+
+
+def sweep_model(model, feeds, bits, *, overflow="saturate", workers=1, scheduler=None) -> dict:
     """Per MAC layer: the narrowest accumulator that is bit-exact on these inputs (the widest partial sum
     it held, from the int32 run), and for each narrower width in ``bits`` the network-level effect of
     narrowing that layer alone: the share of output elements equal to the int32 network's, and the top-1
-    agreement (argmax over the last axis) of every output."""
+    agreement (argmax over the last axis) of every output. The narrowed runs are independent: ``workers``
+    local processes (spawned, as fxsim's layer sweeps), or a Dask ``scheduler``, run them."""
     base = model.configure()
     ref = base.run(feeds, record=True)
-    rows, narrowest = [], {}
+    ref_out = {k: np.asarray(v) for k, v in ref.items()}
+    narrowest, rows, jobs = {}, [], []
     for name, rec in ref.records.items():
         if rec.result is None:
             continue
@@ -151,28 +181,37 @@ def sweep_model(model, feeds, bits, *, overflow="saturate") -> dict:
         narrowest[name] = need
         for b in bits:
             if b >= need:
-                rows.append({"layer": name, "acc_bits": b, "overflow": overflow, "share_equal": 1.0, "top1_agree": 1.0,
-                             "overflow_events": 0})
-                continue
-            try:
-                m = base.configure(layers={name: {"accumulator": f"int{b}", "overflow": overflow}})
-                out = m.run(feeds, record=True)
-            except ModelError as exc:
-                rows.append({"layer": name, "acc_bits": b, "overflow": overflow, "error": str(exc)})
-                continue
-            eq = tot = 0
-            top = []
-            for k, v in ref.items():
-                o = np.asarray(out[k])
-                eq += int(np.count_nonzero(o == v))
-                tot += int(np.size(v))
-                if np.ndim(v) >= 2:
-                    top.append(float(np.mean(np.argmax(o, axis=-1) == np.argmax(v, axis=-1))))
-            res = out.records[name].result
-            rows.append({"layer": name, "acc_bits": b, "overflow": overflow, "share_equal": eq / max(tot, 1),
-                         "top1_agree": min(top) if top else None,
-                         "overflow_events": int(np.sum(res.overflow_count))})
+                rows.append({"layer": name, "acc_bits": b, "overflow": overflow, "share_equal": 1.0,
+                             "top1_agree": 1.0, "overflow_events": 0})
+            else:
+                rows.append(None)
+                jobs.append((len(rows) - 1, name, b))
+    if workers == 1 and not scheduler:
+        for i, name, b in jobs:
+            rows[i] = _sweep_point(base, feeds, name, b, overflow, ref_out)
+        return {"rows": rows, "narrowest_exact": narrowest, "bits": list(bits)}
+    data = model.graph.proto.SerializeToString()   # workers load the model themselves
+    if scheduler:
+        from distributed import Client
+        with Client(scheduler) as client:
+            shared = client.scatter((data, feeds, ref_out), broadcast=True)
+            futs = [client.submit(_sweep_shared, shared, name, b, overflow, pure=False) for _, name, b in jobs]
+            for (i, _, _), f in zip(jobs, futs):
+                rows[i] = f.result()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        ctx = multiprocessing.get_context("spawn")   # Numba's threads must not be forked
+        with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1, mp_context=ctx) as ex:
+            futs = [(i, ex.submit(_sweep_one, data, feeds, name, b, overflow, ref_out)) for i, name, b in jobs]
+            for i, f in futs:
+                rows[i] = f.result()
     return {"rows": rows, "narrowest_exact": narrowest, "bits": list(bits)}
+
+
+def _sweep_shared(shared, name, b, overflow):
+    data, feeds, ref = shared
+    return _sweep_one(data, feeds, name, b, overflow, ref)
 
 
 def format_sweep(result) -> str:
