@@ -38,7 +38,8 @@ def resnet18(size, classes=1000, seed=0):
 
     def conv(x, cin, cout, ks, stride, relu=True):
         w, b, y = name("w"), name("b"), name("conv")
-        inits.append(numpy_helper.from_array(rng.normal(0, np.sqrt(2 / (cin * ks * ks)), (cout, cin, ks, ks)).astype(np.float32), w))
+        wv = rng.normal(0, np.sqrt(2 / (cin * ks * ks)), (cout, cin, ks, ks)).astype(np.float32)
+        inits.append(numpy_helper.from_array(wv, w))
         inits.append(numpy_helper.from_array(rng.normal(0, 0.05, cout).astype(np.float32), b))
         nodes.append(helper.make_node("Conv", [x, w, b], [y], name=y, strides=[stride, stride], pads=[ks // 2] * 4))
         if relu:
@@ -68,7 +69,8 @@ def resnet18(size, classes=1000, seed=0):
     inits.append(numpy_helper.from_array(rng.normal(0, 0.05, (classes, 512)).astype(np.float32), "fc_w"))
     inits.append(numpy_helper.from_array(np.zeros(classes, np.float32), "fc_b"))
     nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], name="fc", transB=1))
-    g = helper.make_graph(nodes, "resnet18", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+    g = helper.make_graph(nodes, "resnet18",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
                           [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8

@@ -210,9 +210,9 @@ def main(argv=None) -> int:
     except SystemExit as exc:          # --help (0) or a usage error (2), already printed by argparse
         return int(exc.code or 0)
     from .spec import SpecError
+    from .model.cli import cmd_model
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
-                "verify": cmd_verify, "demo": cmd_demo, "model": lambda a: __import__(
-                    "fxsim.model.cli", fromlist=["cmd_model"]).cmd_model(a)}
+                "verify": cmd_verify, "demo": cmd_demo, "model": cmd_model}
     try:
         return handlers[args.command](args)
     except (SpecError, ValueError, TypeError, FileExistsError, FileNotFoundError, OverflowError) as exc:

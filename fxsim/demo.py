@@ -74,7 +74,7 @@ def run_model_demo(out_dir) -> dict:
     import numpy as np
     from .model import load_model
     from .model.report import export_model, onnxruntime_agreement
-    data = os.path.join(os.path.dirname(DEMO_SPEC))
+    data = os.path.dirname(DEMO_SPEC)
     path = os.path.join(data, "digits_cnn_qdq.onnx")
     z = np.load(os.path.join(data, "digits_test.npz"))
     print(f"[model] The digits CNN quantized by ONNX Runtime (QDQ int8): {path}")

@@ -179,8 +179,25 @@ def test_qlinearmatmul_matmulinteger_convinteger_equal_onnxruntime():
              h.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["yc"], name="convi", pads=[1, 0, 0, 1])]
     m = _model(nodes, [_vi("a", T.UINT8, [2, 3, 16]), _vi("x", T.UINT8, [1, 3, 5, 5])],
                [_vi("y", T.UINT8, None), _vi("yi", T.INT32, None), _vi("yc", T.INT32, None)], inits)
-    feeds = {"a": rng.integers(0, 256, (2, 3, 16)).astype(np.uint8), "x": rng.integers(0, 256, (1, 3, 5, 5)).astype(np.uint8)}
+    feeds = {"a": rng.integers(0, 256, (2, 3, 16)).astype(np.uint8),
+             "x": rng.integers(0, 256, (1, 3, 5, 5)).astype(np.uint8)}
     _assert_same(load_model(m).run(feeds), om.ort_run(m, feeds))
+
+
+@pytest.mark.parametrize("alpha,trans_b", [(1.0, 0), (0.37, 1), (2.5, 0)])
+def test_qgemm_alpha_transb_bias_equal_onnxruntime(alpha, trans_b):
+    rng = np.random.default_rng(int(alpha * 100) + trans_b)
+    b = rng.integers(-128, 128, (7, 16) if trans_b else (16, 7)).astype(np.int8)
+    inits = [nh.from_array(np.array(0.05, np.float32), "as"), nh.from_array(np.array(131, np.uint8), "az"),
+             nh.from_array(b, "b"), nh.from_array(rng.uniform(0.001, 0.01, 7).astype(np.float32), "bs"),
+             nh.from_array(np.zeros(7, np.int8), "bz"),
+             nh.from_array(rng.integers(-2000, 2000, 7).astype(np.int32), "c"),
+             nh.from_array(np.array(0.09, np.float32), "ys"), nh.from_array(np.array(7, np.uint8), "yz")]
+    node = h.make_node("QGemm", ["a", "as", "az", "b", "bs", "bz", "c", "ys", "yz"], ["y"], domain="com.microsoft",
+                       alpha=alpha, transB=trans_b)
+    m = _model([node], [_vi("a", T.UINT8, [5, 16])], [_vi("y", T.UINT8, None)], inits, ms=True)
+    a = rng.integers(0, 256, (5, 16)).astype(np.uint8)
+    _assert_same(load_model(m).run({"a": a}), om.ort_run(m, {"a": a}))
 
 
 @pytest.mark.parametrize("etype,dt,opset", [(T.INT8, np.int8, 17), (T.UINT16, np.uint16, 21), (T.INT16, np.int16, 21),

@@ -83,7 +83,8 @@ def quantize_linear(x, q, saturate=1):
     if q.is_float8:
         from ..quantize import quantize
         fmt = "e4m3fn" if q.fmt == "e4m3fn" else "e5m2"
-        vals = quantize(v, fmt, overflow="saturate" if saturate else "ieee", convention="onnx" if saturate else "ml_dtypes")
+        vals = quantize(v, fmt, overflow="saturate" if saturate else "ieee",
+                        convention="onnx" if saturate else "ml_dtypes")
         return vals.astype(q.dtype)
     lo, hi = _range(q)
     zp = _axis_view(q.zero_point, q.axis, x.ndim).astype(np.int64)
@@ -166,7 +167,8 @@ def _float_out(layer, acc, channel_axis):
     scale, bias = layer.params["float_out"]
     shape = [1] * acc.ndim
     shape[channel_axis] = -1
-    y = np.asarray(acc, dtype=np.float64) * np.asarray(scale, dtype=np.float64).reshape(shape if np.size(scale) > 1 else ())
+    s = np.asarray(scale, dtype=np.float64)
+    y = np.asarray(acc, dtype=np.float64) * (s.reshape(shape) if s.size > 1 else s.reshape(()))
     if bias is not None:
         y = y + np.asarray(bias, dtype=np.float64).reshape(shape)
     return y.astype(F32)

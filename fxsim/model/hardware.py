@@ -38,8 +38,10 @@ OPTIONS = {
     "overflow": "one of \"wrap\", \"saturate\", \"saturate_symmetric\", \"saturate_zero\"",
     "order": "one of \"sequential\", \"tree\", \"chunked\"",
     "lanes": "an integer >= 2 (with order = \"chunked\")",
-    "zero_points": "\"hardware\" (subtracted before the multiplier) or \"fold\" (input zero point folded into the bias)",
-    "requant": "one of \"float32\" (ONNX Runtime), \"dyadic\" (multiplier and shift), \"gemmlowp\" (TFLite int32 multiplier)",
+    "zero_points": "\"hardware\" (subtracted before the multiplier) or \"fold\" (input zero point folded into "
+                   "the bias)",
+    "requant": "one of \"float32\" (ONNX Runtime), \"dyadic\" (multiplier and shift), \"gemmlowp\" (TFLite int32 "
+               "multiplier)",
     "multiplier_bits": "an integer in 2..31 (the dyadic multiplier's width)",
     "bias": "\"preload\" (loaded into the accumulator before the first addition) or \"output\" (added after "
             "accumulation in a 32-bit register)",
@@ -138,7 +140,8 @@ def _from_dict(raw, ctx):
             for pattern, opts in v.items():
                 if not isinstance(opts, dict):
                     ctx.fail(f"layers.\"{pattern}\"", opts, "a table of options")
-                hw.layers.append((pattern, {kk: _check(kk, vv, ctx, f'layers."{pattern}".') for kk, vv in opts.items()}))
+                checked = {kk: _check(kk, vv, ctx, f'layers."{pattern}".') for kk, vv in opts.items()}
+                hw.layers.append((pattern, checked))
         else:
             hw.options[k] = _check(k, v, ctx)
     return hw

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .graph import Graph, ModelError, Node
+from .graph import Graph, ModelError
 
 __all__ = ["QParams", "Layer", "lower", "SUPPORTED"]
 
 # what fxsim runs, by domain; the error for anything else lists these
 QOPERATOR_OPS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QuantizeLinear",
                  "DequantizeLinear")
-MS_OPS = ("QLinearAdd", "QLinearMul", "QLinearLeakyRelu", "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QGemm")
+MS_OPS = ("QLinearAdd", "QLinearMul", "QLinearLeakyRelu", "QLinearGlobalAveragePool", "QLinearAveragePool",
+          "QLinearConcat", "QGemm")
 MOVE_OPS = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity")
 FLOAT_OPS = ("Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "LeakyRelu", "Sigmoid",
              "Tanh", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat") + MOVE_OPS

@@ -2,7 +2,7 @@
 onnxruntime.InferenceSession.run."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,10 +24,12 @@ class LayerRecord:
     result: object = None
 
 
-@dataclass
 class RunResult(dict):
     """Graph outputs by name (a dict), plus ``records``: {layer name: LayerRecord} of a recorded run."""
-    records: dict = field(default_factory=dict)
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.records = {}
 
 
 class Model:

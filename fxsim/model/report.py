@@ -9,7 +9,6 @@ import os
 import numpy as np
 
 from ..bounds import data_bits, l1_bits, worst_case_bits
-from ..formats import Fixed, parse_format
 from .graph import ModelError
 
 __all__ = ["layer_table", "format_layer_table", "run_report", "sweep_model", "export_model", "onnxruntime_agreement"]
@@ -278,7 +277,6 @@ def export_model(model, feeds, out_dir, *, layers="*", file_format="hex", force=
     import fnmatch
     from .. import __version__
     from ..export import atomic_dir, write_words
-    from ..ops.conv import unfold
     from ..spec import run_layer, spec_from_dict
     out = model.run(feeds, record=True)
     chosen = [r for n, r in out.records.items() if r.result is not None and fnmatch.fnmatchcase(n, layers)]
