@@ -34,11 +34,11 @@ def _assert_same(ours, ort):
 _CACHE = {}
 
 
-def _quantized(fmt, act, pc, residual=True):
-    key = (fmt, act, pc, residual)
+def _quantized(fmt, act, pc, residual=True, weight="int8"):
+    key = (fmt, act, pc, residual, weight)
     if key not in _CACHE:
         _CACHE[key] = om.quantize(om.small_cnn(residual=residual), fmt=fmt, activation=act, per_channel=pc,
-                                  shape=(3, 1, 8, 8))
+                                  shape=(3, 1, 8, 8), weight=weight)
     return _CACHE[key]
 
 
@@ -54,9 +54,10 @@ def test_qoperator_models_equal_onnxruntime(act, pc):
         _assert_same(m.run({"x": x}), om.ort_run(q, {"x": x}))
 
 
-@pytest.mark.parametrize("pc", [False, True], ids=["per-tensor", "per-channel"])
-def test_qdq_uint8_models_equal_onnxruntime(pc):
-    q = _quantized("qdq", "uint8", pc)
+@pytest.mark.parametrize("pc,weight", [(False, "int8"), (True, "int8"), (False, "uint8")],
+                         ids=["per-tensor", "per-channel", "uint8-weights"])
+def test_qdq_uint8_models_equal_onnxruntime(pc, weight):
+    q = _quantized("qdq", "uint8", pc, weight=weight)
     m = load_model(q)
     assert not any(layer.float for layer in m.layers)
     for seed in range(3):
