@@ -64,7 +64,7 @@ def quantize(model, *, fmt="qdq", activation="uint8", weight="int8", per_channel
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     rng = np.random.default_rng(seed)
     batches = [rng.normal(0, 1, shape).astype(np.float32) for _ in range(n)]
-    qt = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    qt = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8, "uint16": QuantType.QUInt16, "int16": QuantType.QInt16}
     with tempfile.TemporaryDirectory() as d:
         src, dst = os.path.join(d, "f.onnx"), os.path.join(d, "q.onnx")
         onnx.save(model, src)

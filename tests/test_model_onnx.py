@@ -400,3 +400,39 @@ def test_export_of_narrow_folded_dyadic_hardware_verifies(tmp_path):
     top = export_model(m, {"x": X[:1]}, tmp_path / "g")
     assert len(top["layers"]) == 5
     assert verify_dir(tmp_path / "g") == []
+
+
+# ------------------------------------------------------------------------------------- the integer plan
+def test_integer_plan_of_an_int8_qdq_model():
+    """ONNX Runtime leaves the int8 residual network's convolutions in float; the integer plan lowers every
+    pattern (each convolution checked against the layer reference). Where ONNX Runtime fuses everything
+    (no fan-out) the two plans are the same and equal ONNX Runtime."""
+    m = load_model(_quantized("qdq", "int8", False), plan="integer")
+    assert not any(layer.float for layer in m.layers)
+    assert {"conv1", "dwconv", "residual"} <= {layer.name for layer in m.layers if layer.kind in ("conv", "add")}
+    rec = m.run(X[:1], record=True).records
+    for name in ("conv1", "dwconv", "conv3"):
+        layer = rec[name].layer
+        want = _conv_reference(layer, rec[name].inputs[0], layer.datapath)
+        np.testing.assert_array_equal(np.asarray(rec[name].outputs[0]).astype(np.int64), want)
+    chain = _quantized("qdq", "int8", False, residual=False)
+    m = load_model(chain, plan="integer")
+    assert [layer.kind for layer in m.layers] == [layer.kind for layer in load_model(chain).layers]
+    _assert_same(m.run(X), om.ort_run(chain, {"x": X}))
+
+
+def test_integer_plan_lowers_16_bit_qdq_convolutions():
+    q = om.quantize(om.small_cnn(residual=False), activation="uint16", shape=(3, 1, 8, 8))
+    ort_plan = load_model(q)
+    assert all(layer.float for layer in ort_plan.layers if layer.name in ("conv1", "dwconv", "conv3", "fc"))
+    m = load_model(q, plan="integer")
+    x = np.random.default_rng(0).normal(0, 1.5, (1, 1, 8, 8)).astype(np.float32)
+    rec = m.run(x, record=True).records
+    for name in ("conv1", "dwconv", "conv3"):
+        layer = rec[name].layer
+        assert layer.kind == "conv" and str(layer.datapath.a) == "uint16"
+        assert layer.datapath.accumulator.fmt.bits == 64
+        want = _conv_reference(layer, rec[name].inputs[0], layer.datapath)
+        np.testing.assert_array_equal(np.asarray(rec[name].outputs[0]).astype(np.int64), want)
+    # the integer plan and ONNX Runtime's float plan agree to the last code on this input
+    _assert_same(m.run(x), ort_plan.run(x))

@@ -19,6 +19,8 @@ def add_parser(sub, bits_range):
             p.add_argument("--input", required=True, action="append",
                            help="x.npy (single-input model), NAME=x.npy, or an .npz of {input name: array}")
         p.add_argument("--hw", default=None, help="hardware TOML file (accumulators, zero points, requantization)")
+        p.add_argument("--plan", default="onnxruntime", choices=["onnxruntime", "integer"],
+                       help="which QDQ patterns become integer layers: ONNX Runtime's (default) or every one")
 
     i = ms.add_parser("info", help="the layer table")
     common(i, needs_input=False)
@@ -72,7 +74,7 @@ def cmd_model(args) -> int:
     from . import load_model
     from .report import (export_model, format_layer_table, format_sweep, layer_table, onnxruntime_agreement,
                          plot_sweep, run_report, sweep_model, write_rows)
-    model = load_model(args.model, hardware=args.hw)
+    model = load_model(args.model, hardware=args.hw, plan=args.plan)
     feeds = _feeds(model, args.input)
     c = args.model_command
     if c == "info":

@@ -232,7 +232,8 @@ def layer_datapath(layer, options: dict) -> tuple:
     p = layer.params
     a = p["x_q"] if layer.kind in ("conv", "gap") else p["a_q"]
     b = p["w_q"] if layer.kind == "conv" else (p["b_q"] if layer.kind == "gemm" else None)
-    acc = options.get("accumulator", parse_format("int32"))
+    wide = max(parse_format(q.fmt).bits for q in (a, b) if q is not None) > 8
+    acc = options.get("accumulator", parse_format("int64" if wide else "int32"))   # 16-bit operands: int64
     overflow = options.get("overflow", "wrap")
     order_kind = options.get("order", "sequential")
     lanes = options.get("lanes")

@@ -111,8 +111,9 @@ class Layer:
 
 
 class _Ctx:
-    def __init__(self, g: Graph):
+    def __init__(self, g: Graph, plan: str = "onnxruntime"):
         self.g = g
+        self.plan = plan
         self.producers = g.producers()
         self.consumers = g.consumers()
         self.outputs = {o.name for o in g.outputs}
@@ -461,16 +462,19 @@ def _fuse_with(ctx, n, q):
         layer.float = False
         layer.kind = "maxpool" if n.op == "MaxPool" else "move"
         return layer
-    if not all(_is_8bit(x) for x in qdq[:2] + [y_q]):
-        return None
-    # ONNX Runtime fuses only when the activation types agree in and out (after its int8 -> uint8 re-typing)
+    # ONNX Runtime fuses only when the activation types agree in and out (after its int8 -> uint8 re-typing),
+    # and computes the float formulas of a fused op on the re-typed codes (zero point + 128)
     y_type = ctx.runtime_type(y_q, q.outputs[0])
     n_act = 2 if n.op in ("Add", "Mul") else (len(qdq) if n.op == "Concat" else 1)
-    if any(ctx.runtime_type(qdq[i], dqs[i].outputs[0]) != y_type for i in range(n_act)):
-        return None
-    if y_type != "uint8":   # ORT's x86-64 CPU optimizer fuses only uint8 activations (int8 is not allowed)
-        return None
-    as_uint8 = y_type != y_q.fmt   # ORT computes the float formulas on the re-typed codes (zero point + 128)
+    agree = all(ctx.runtime_type(qdq[i], dqs[i].outputs[0]) == y_type for i in range(n_act))
+    as_uint8 = agree and y_type != y_q.fmt
+    if ctx.plan == "onnxruntime":
+        if not all(_is_8bit(x) for x in qdq[:2] + [y_q]) or not agree:
+            return None
+        if y_type != "uint8":   # ORT's x86-64 CPU optimizer fuses only uint8 activations (int8 is not allowed)
+            return None
+    elif any(x.is_float8 or x.fmt in ("int32", "uint32") for x in qdq[:2] + [y_q]):
+        return None   # the integer plan: every integer Q/DQ pattern becomes its integer op
     if not all(x.per_tensor for x in qdq[:1]):
         return None
     if n.op == "Conv":
@@ -537,11 +541,18 @@ def _merge_duplicate_qdq(g: Graph) -> Graph:
     return replace(g, nodes=nodes)
 
 
-def lower(g: Graph) -> list:
+PLANS = ("onnxruntime", "integer")
+
+
+def lower(g: Graph, plan: str = "onnxruntime") -> list:
     """The graph's layers in execution order (fused QDQ patterns, then every other node one by one);
-    nodes whose results nothing uses are dropped."""
+    nodes whose results nothing uses are dropped. ``plan``: "onnxruntime" fuses the QDQ patterns ONNX
+    Runtime's x86-64 CPU provider fuses (so that every output equals its own); "integer" fuses every
+    integer Q/DQ pattern (int8 activations at a fan-out, 16-bit tensors), as an accelerator runs them."""
+    if plan not in PLANS:
+        raise ModelError(f"plan must be one of {PLANS}, got {plan!r}")
     g = _merge_duplicate_qdq(g)
-    ctx = _Ctx(g)
+    ctx = _Ctx(g, plan)
     for n in g.nodes:
         if n.domain not in SUPPORTED or (n.op not in SUPPORTED[n.domain]):
             allowed = "; ".join(f"{d or 'ai.onnx'}: {', '.join(ops)}" for d, ops in SUPPORTED.items())

@@ -150,9 +150,11 @@ class Model:
         return f"<fxsim Model {self.graph.name!r}: {len(self._layers)} layers, inputs {self.input_names}>"
 
 
-def load_model(model, hardware=None, **options) -> Model:
+def load_model(model, hardware=None, *, plan="onnxruntime", **options) -> Model:
     """Import an ONNX model (a path, bytes or onnx.ModelProto) for bit-exact simulation. ``hardware``:
     a Hardware, a dict or a TOML file; keyword options set global hardware options (accumulator,
-    overflow, order, lanes, zero_points, requant, multiplier_bits, requant_rounding)."""
+    overflow, order, lanes, zero_points, requant, multiplier_bits, requant_rounding, bias). ``plan``:
+    "onnxruntime" (default: the layers ONNX Runtime's CPU provider fuses, every output equal to its own)
+    or "integer" (every integer Q/DQ pattern lowered to its integer op, as an accelerator runs it)."""
     graph = read_graph(model)
-    return Model(graph, lower(graph), Hardware.make(hardware, **options))
+    return Model(graph, lower(graph, plan), Hardware.make(hardware, **options))
