@@ -46,10 +46,14 @@ def layer_bounds(layer):
     return K, wc, db, l1
 
 
+def _kind(layer):
+    return layer.kind + (" (float)" if layer.float and layer.kind != "float" else "")
+
+
 def layer_table(model) -> list:
     rows = []
     for layer in model.layers:
-        row = {"name": layer.name, "op": layer.op, "kind": layer.kind + (" (float)" if layer.float else ""),
+        row = {"name": layer.name, "op": layer.op, "kind": _kind(layer),
                "in_shapes": [list(s) for s in layer.in_shapes or []],
                "out_shapes": [list(s) for s in layer.out_shapes or []],
                "formats": layer.formats(), "macs": layer.macs}
@@ -62,12 +66,12 @@ def layer_table(model) -> list:
 
 
 def format_layer_table(rows) -> str:
-    lines = [f"{'layer':<24}{'op':<22}{'kind':<12}{'output shape':<18}{'MACs':>10}{'K':>6}{'worst':>7}{'data':>6}"
+    lines = [f"{'layer':<24}{'op':<22}{'kind':<14}{'output shape':<18}{'MACs':>10}{'K':>6}{'worst':>7}{'data':>6}"
              "  formats"]
     for r in rows:
         shape = "x".join(str(d) for d in (r["out_shapes"][0] if r["out_shapes"] else []))
         extra = (f"{r['K']:>6}{r['worst_case_bits']:>7}{r['data_independent_bits']:>6}" if "K" in r else " " * 19)
-        lines.append(f"{r['name'][:23]:<24}{r['op'][:21]:<22}{r['kind']:<12}{shape:<18}{r['macs']:>10}{extra}  "
+        lines.append(f"{r['name'][:23]:<24}{r['op'][:21]:<22}{r['kind']:<14}{shape:<18}{r['macs']:>10}{extra}  "
                      f"{r['formats']}")
     total = sum(r["macs"] for r in rows)
     lines.append(f"{len(rows)} layers, {total} MACs; worst = bits any input needs (operand formats and K), "
@@ -87,7 +91,7 @@ def run_report(model, feeds, reference=None) -> tuple:
         y = np.asarray(rec.outputs[0])
         r = np.asarray(ref.records[name].outputs[0])
         diff = np.abs(y.astype(np.float64) - r.astype(np.float64)) if y.shape == r.shape else None
-        row = {"layer": name, "kind": layer.kind + (" (float)" if layer.float else ""),
+        row = {"layer": name, "kind": _kind(layer),
                "outputs": int(y.size),
                "differ_from_int32": None if diff is None else int(np.count_nonzero(diff)),
                "max_abs_error": None if diff is None else float(diff.max() if diff.size else 0.0)}
