@@ -86,3 +86,11 @@ def test_model_sweep_on_dask_equals_serial():
     with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as cluster, \
             Client(cluster):
         assert sweep_model(m, x, [13, 15], scheduler=cluster.scheduler_address) == serial
+
+
+def test_fxsim_load_model_without_importing_onnx_at_import():
+    import subprocess
+    import sys
+    code = "import sys, fxsim; assert callable(fxsim.load_model); assert 'onnx' not in sys.modules"
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
