@@ -188,7 +188,7 @@ def _conv(layer, x, dp, fold_zp, record, trace):
         x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)), constant_values=xzp)
     bias = p["bias"]
     if fold_zp is not None:
-        wz = w - int(dp.b_zero_point)
+        wz = w.astype(np.int64) - int(dp.b_zero_point)
         adj = -fold_zp * wz.reshape(wz.shape[0], -1).sum(axis=1)
         bias = adj if bias is None else bias + adj
     res = conv2d(x, w, dp, stride=tuple(p["strides"]), padding=0, dilation=tuple(p["dilations"]),
@@ -214,7 +214,7 @@ def _gemm(layer, a, b_rt, dp, fold_zp, record, trace):
     A = a.reshape(-1, a.shape[-1])
     bias = p["bias"]
     if fold_zp is not None:
-        adj = -fold_zp * (b - int(dp.b_zero_point)).sum(axis=0)
+        adj = -fold_zp * (b.astype(np.int64) - int(dp.b_zero_point)).sum(axis=0)
         bias = adj if bias is None else bias + adj
     res = gemm(A, b, dp, bias=bias, stats=record, trace=trace)
     layer.macs = int(A.shape[0] * A.shape[1] * b.shape[1])

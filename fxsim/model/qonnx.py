@@ -213,7 +213,8 @@ def fuse_qonnx(ctx, n):
         codes = np.asarray(wv, dtype=np.float64) / ws_b
         p = _conv_attrs(ctx, n, codes.shape)
         out_scale = float(aq.scale) * ws.ravel()
-        p.update(x_q=aq, w_q=wq, y_q=None, w=np.rint(codes).astype(np.int64), bias=None,
+        from .lower import _compact
+        p.update(x_q=aq, w_q=wq, y_q=None, w=_compact(np.rint(codes).astype(np.int64)), bias=None,
                  float_out=(out_scale, bias))
         kind = "conv"
     else:
@@ -229,7 +230,9 @@ def fuse_qonnx(ctx, n):
             wmat = wmat.T
             ws = ws.ravel()
         codes = wmat / (ws.reshape(1, -1) if ws.size > 1 else ws)
-        p = dict(a_q=aq, b_q=wq, y_q=None, b=np.rint(codes).astype(np.int64), bias=None, trans_a=0, alpha=1.0,
+        from .lower import _compact
+        p = dict(a_q=aq, b_q=wq, y_q=None, b=_compact(np.rint(codes).astype(np.int64)), bias=None, trans_a=0,
+                 alpha=1.0,
                  float_out=(float(aq.scale) * ws.ravel(), bias))
         kind = "gemm"
     if not np.array_equal(np.rint(codes), codes):

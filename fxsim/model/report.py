@@ -23,9 +23,9 @@ def _weights_kn(layer):
     dp = layer.datapath
     if layer.kind == "conv":
         w = p["w"]
-        return (w.reshape(w.shape[0], -1).T - int(dp.b_zero_point))
+        return w.reshape(w.shape[0], -1).T.astype(np.int64) - int(dp.b_zero_point)
     if layer.kind == "gemm" and p.get("b") is not None:
-        return p["b"] - int(dp.b_zero_point)
+        return p["b"].astype(np.int64) - int(dp.b_zero_point)
     if layer.kind == "gap":
         return np.ones((int(p["hw"]), 1), dtype=np.int64)
     return None
@@ -305,7 +305,7 @@ def export_model(model, feeds, out_dir, *, layers="*", file_format="hex", force=
                     raise ModelError(f"layer {layer.name!r}: golden vectors are written for square kernels, strides "
                                      "and dilations")
                 if fold:
-                    adj = -zp * (w - dp.b_zero_point).reshape(w.shape[0], -1).sum(axis=1)
+                    adj = -zp * (w.astype(np.int64) - dp.b_zero_point).reshape(w.shape[0], -1).sum(axis=1)
                     bias = adj if bias is None else bias + adj
                 raw = {"layer": {"op": "conv2d", "name": layer.name},
                        "shape": {"batch": x.shape[0], "in_channels": x.shape[1], "height": x.shape[2],
@@ -322,7 +322,7 @@ def export_model(model, feeds, out_dir, *, layers="*", file_format="hex", force=
                     B = p["b"] if p.get("b") is not None else np.asarray(rec.inputs[1]).astype(np.int64)
                 if fold:
                     zp = int(np.asarray((p.get("x_q") or p.get("a_q")).zero_point).ravel()[0])
-                    adj = -zp * (B - dp.b_zero_point).sum(axis=0)
+                    adj = -zp * (B.astype(np.int64) - dp.b_zero_point).sum(axis=0)
                     bias = adj if bias is None else bias + adj
                 raw = {"layer": {"op": "gemm", "name": layer.name},
                        "shape": {"M": A.shape[0], "K": A.shape[1], "N": B.shape[1]}, "datapath": dtab,
