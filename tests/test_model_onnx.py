@@ -185,6 +185,33 @@ def test_qlinearmatmul_matmulinteger_convinteger_equal_onnxruntime():
     _assert_same(load_model(m).run(feeds), om.ort_run(m, feeds))
 
 
+def test_per_channel_weight_zero_points_that_differ_equal_onnxruntime():
+    rng = np.random.default_rng(21)
+    w = rng.integers(0, 256, (5, 3, 3, 3)).astype(np.uint8)
+    b = rng.integers(0, 256, (12, 4)).astype(np.uint8)
+    inits = [nh.from_array(np.array(0.02, np.float32), "xs"), nh.from_array(np.array(128, np.uint8), "xz"),
+             nh.from_array(w, "w"), nh.from_array(rng.uniform(0.002, 0.01, 5).astype(np.float32), "ws"),
+             nh.from_array(np.array([120, 131, 120, 90, 131], np.uint8), "wz"),
+             nh.from_array(np.array(0.3, np.float32), "ys"), nh.from_array(np.array(100, np.uint8), "yz"),
+             nh.from_array(rng.integers(-900, 900, 5).astype(np.int32), "bias"),
+             nh.from_array(b, "b"), nh.from_array(rng.uniform(0.001, 0.01, 4).astype(np.float32), "bs"),
+             nh.from_array(np.array([128, 3, 200, 128], np.uint8), "bz")]
+    nodes = [h.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "bias"], ["y"], name="conv",
+                         pads=[1, 0, 1, 2], strides=[1, 2]),
+             h.make_node("QLinearMatMul", ["a", "xs", "xz", "b", "bs", "bz", "ys", "yz"], ["y2"], name="mm")]
+    m = _model(nodes, [_vi("x", T.UINT8, [2, 3, 6, 7]), _vi("a", T.UINT8, [3, 12])],
+               [_vi("y", T.UINT8, None), _vi("y2", T.UINT8, None)], inits)
+    feeds = {"x": rng.integers(0, 256, (2, 3, 6, 7)).astype(np.uint8),
+             "a": rng.integers(0, 256, (3, 12)).astype(np.uint8)}
+    model = load_model(m)
+    _assert_same(model.run(feeds), om.ort_run(m, feeds))
+    rec = model.run(feeds, record=True).records
+    assert rec["conv"].result.bits_needed.shape == (2, 5, 6, 4)
+    narrow = load_model(m, accumulator="int17", overflow="saturate").run(feeds, record=True).records
+    layer = narrow["conv"].layer
+    assert layer.params["split_zero_points"]
+
+
 @pytest.mark.parametrize("alpha,trans_b", [(1.0, 0), (0.37, 1), (2.5, 0)])
 def test_qgemm_alpha_transb_bias_equal_onnxruntime(alpha, trans_b):
     rng = np.random.default_rng(int(alpha * 100) + trans_b)

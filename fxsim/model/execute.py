@@ -497,11 +497,88 @@ def _float(layer, ins):
     raise ModelError(f"layer {layer.name!r}: float op {op} has no implementation")
 
 
+def _weight_zero_point_groups(layer):
+    """For a conv/GEMM layer whose per-channel weight zero points differ: [(output channels, sub-layer
+    with one zero point)], each sub-layer the same op on those channels; None when one zero point serves."""
+    from dataclasses import replace
+    p = layer.params
+    key = "w_q" if layer.kind == "conv" else "b_q"
+    q = p.get(key)
+    if layer.kind not in ("conv", "gemm") or q is None:
+        return None
+    z = np.asarray(q.zero_point).ravel()
+    if z.size <= 1 or np.all(z == z[0]):
+        return None
+    if layer.kind == "conv" and p["group"] != 1:
+        raise ModelError(f"layer {layer.name!r}: per-channel weight zero points that differ are supported for "
+                         "group = 1 convolutions only")
+    if layer.kind == "gemm" and p.get("b") is None:
+        raise ModelError(f"layer {layer.name!r}: per-column zero points need a constant B")
+    out = []
+    for value in np.unique(z):
+        idx = np.flatnonzero(z == value)
+        s = np.asarray(q.scale)
+        sub_q = replace(q, zero_point=np.asarray(value).reshape(()), scale=s[idx] if s.size > 1 else s)
+        sp = dict(p)
+        sp[key] = sub_q
+        if layer.kind == "conv":
+            sp["w"] = np.ascontiguousarray(p["w"][idx])
+        else:
+            sp["b"] = np.ascontiguousarray(p["b"][:, idx])
+        if p.get("bias") is not None:
+            sp["bias"] = p["bias"][idx]
+        if "float_out" in p:
+            sc, fb = p["float_out"]
+            sc = np.asarray(sc)
+            sp["float_out"] = (sc[idx] if sc.size > 1 else sc, None if fb is None else np.asarray(fb)[idx])
+        out.append((idx, replace(layer, params=sp)))
+    return out
+
+
+def _run_split(layer, groups, ins, hw_options, record, trace):
+    """Run each zero-point group and put its output channels (and statistics) in place."""
+    from ..result import GemmResult
+    axis = 1 if layer.kind == "conv" else -1
+    y = res = None
+    fields = ("values", "codes", "acc", "overflow_count", "acc_values", "exact", "max_partial", "bits_needed")
+    for idx, sub in groups:
+        [ys], r = run_layer(sub, ins, hw_options, record=record)
+        if y is None:
+            shape = list(ys.shape)
+            shape[axis] = sum(len(i) for i, _ in groups)
+            y = np.empty(shape, dtype=ys.dtype)
+            layer.datapath = sub.datapath
+            arrays = {}
+        np.moveaxis(y, axis, 0)[idx] = np.moveaxis(ys, axis, 0)
+        for f in fields:
+            a = getattr(r, f)
+            if a is None:
+                arrays[f] = None
+                continue
+            if f not in arrays:
+                shp = list(a.shape)
+                shp[axis] = y.shape[axis]
+                arrays[f] = np.empty(shp, dtype=a.dtype)
+            if arrays[f] is not None:
+                np.moveaxis(arrays[f], axis, 0)[idx] = np.moveaxis(a, axis, 0)
+        layer.macs += sub.macs
+    res = GemmResult(datapath=layer.datapath, traces={}, **arrays)
+    return [y], res
+
+
 def run_layer(layer, ins, hw_options, *, record=False, trace=None):
     """Run ``layer`` on its run-time inputs ``ins`` (a list in ``layer.inputs`` order); returns
     (list of outputs, GemmResult or None)."""
     from .hardware import layer_datapath
     k = layer.kind
+    groups = _weight_zero_point_groups(layer)
+    if groups is not None:
+        if trace:
+            raise ModelError(f"layer {layer.name!r}: traces of a layer with several weight zero points are not "
+                             "supported")
+        layer.macs = 0
+        layer.params["split_zero_points"] = True
+        return _run_split(layer, groups, ins, hw_options, record, trace)
     if k in ("conv", "gemm", "gap"):
         if k == "gap":
             layer.params["hw"] = int(np.prod(np.shape(ins[0])[2:]))

@@ -23,9 +23,9 @@ def _weights_kn(layer):
     dp = layer.datapath
     if layer.kind == "conv":
         w = p["w"]
-        return w.reshape(w.shape[0], -1).T.astype(np.int64) - int(dp.b_zero_point)
+        return w.reshape(w.shape[0], -1).T.astype(np.int64) - np.asarray(p["w_q"].zero_point, dtype=np.int64)
     if layer.kind == "gemm" and p.get("b") is not None:
-        return p["b"].astype(np.int64) - int(dp.b_zero_point)
+        return p["b"].astype(np.int64) - np.asarray(p["b_q"].zero_point, dtype=np.int64)
     if layer.kind == "gap":
         return np.ones((int(p["hw"]), 1), dtype=np.int64)
     return None
@@ -284,6 +284,10 @@ def export_model(model, feeds, out_dir, *, layers="*", file_format="hex", force=
     from ..spec import run_layer, spec_from_dict
     out = model.run(feeds, record=True)
     chosen = [r for n, r in out.records.items() if r.result is not None and fnmatch.fnmatchcase(n, layers)]
+    for r in chosen:
+        if r.layer.params.get("split_zero_points"):
+            raise ModelError(f"layer {r.layer.name!r} has several weight zero points (one datapath per zero "
+                             "point); golden vectors are written for layers with one")
     if not chosen:
         names = [n for n, r in out.records.items() if r.result is not None]
         raise ModelError(f"--layers {layers!r} selects no MAC layer; the MAC layers are {', '.join(names)}")
