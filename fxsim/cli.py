@@ -156,6 +156,8 @@ def build_parser():
     d.add_argument("--out", default="fxsim-demo", metavar="DIR", help="output directory (default fxsim-demo)")
     d.add_argument("--force", action="store_true", help="replace a previous demo output in --out")
     d.add_argument("--quick", action="store_true", help="a shorter sweep, no training run")
+    from .model.cli import add_parser as add_model_parser
+    add_model_parser(sub, _bits_range)
     return p
 
 
@@ -441,8 +443,9 @@ def main(argv=None) -> int:
     except SystemExit as exc:          # --help (0) or a usage error (2), already printed by argparse
         return int(exc.code or 0)
     from .errors import FxsimError
+    from .model.cli import cmd_model
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
-                "verify": cmd_verify, "demo": cmd_demo}
+                "verify": cmd_verify, "demo": cmd_demo, "model": cmd_model}
     from .interrupts import immediate_interrupts
     try:
         with immediate_interrupts():    # Ctrl-C stops at once, even inside a kernel: exit 130, one line
