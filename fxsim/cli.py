@@ -1,4 +1,4 @@
-"""The ``fxsim`` command: formats, run, sweep, export, verify, demo.
+"""The ``fxsim`` command: formats, run, sweep, export, verify, testbench, demo.
 
 Exit codes: 0 success; 1 a verification found mismatches or checksum failures; 2 bad input (spec,
 arguments, missing files, an output directory that exists without --force).
@@ -28,10 +28,13 @@ def _bits_range(text):
 
 def _trace(text):
     try:
-        i, j = (int(t) for t in text.split(","))
-        return (i, j)
+        idx = tuple(int(t) for t in text.split(","))
+        if len(idx) not in (2, 4):
+            raise ValueError
+        return idx
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--trace must be I,J (output row and column), got {text!r}")
+        raise argparse.ArgumentTypeError(f"--trace must be I,J (gemm output row and column) or N,O,OH,OW (conv2d "
+                                         f"output), got {text!r}")
 
 
 def build_parser():
@@ -53,9 +56,13 @@ def build_parser():
     e = sub.add_parser("export", help="write golden vectors")
     e.add_argument("spec")
     e.add_argument("--out", required=True)
-    e.add_argument("--format", default="hex", choices=["hex", "coe", "mif", "npy", "bin"])
-    e.add_argument("--trace", type=_trace, action="append", default=[])
+    e.add_argument("--format", default="hex", choices=["hex", "coe", "mif", "npy", "bin", "memb"])
+    e.add_argument("--trace", type=_trace, action="append", default=[],
+                   help="an output to trace cycle by cycle: I,J (gemm) or N,O,OH,OW (conv2d)")
     e.add_argument("--force", action="store_true")
+    from .testbench_cli import add_export_options, add_testbench_parser
+    add_export_options(e)
+    add_testbench_parser(sub)
     v = sub.add_parser("verify", help="recompute a golden-vector directory")
     v.add_argument("dir")
     d = sub.add_parser("demo", help="the main job on shipped data")
@@ -179,7 +186,9 @@ def cmd_export(args):
     from .export import export_layer
     from .spec import load_spec
     spec = load_spec(args.spec)
-    manifest = export_layer(spec, args.out, file_format=args.format, traces=args.trace, force=args.force)
+    from .testbench_cli import export_options
+    manifest = export_layer(spec, args.out, file_format=args.format, traces=args.trace, force=args.force,
+                            **export_options(args))
     print(f"wrote {len(manifest['files'])} files and manifest.json to {args.out}")
     return EXIT_OK
 
@@ -208,8 +217,9 @@ def main(argv=None) -> int:
     except SystemExit as exc:          # --help (0) or a usage error (2), already printed by argparse
         return int(exc.code or 0)
     from .spec import SpecError
+    from .testbench_cli import cmd_testbench
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
-                "verify": cmd_verify, "demo": cmd_demo}
+                "verify": cmd_verify, "demo": cmd_demo, "testbench": cmd_testbench}
     try:
         return handlers[args.command](args)
     except (SpecError, ValueError, TypeError, FileExistsError, FileNotFoundError, OverflowError) as exc:

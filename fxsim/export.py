@@ -26,7 +26,8 @@ from .formats import Fixed, Float
 
 __all__ = ["FILE_FORMATS", "to_words", "write_words", "read_words", "export_layer", "verify_dir", "atomic_dir"]
 
-FILE_FORMATS = ("hex", "coe", "mif", "npy", "bin")
+FILE_FORMATS = ("hex", "coe", "mif", "npy", "bin", "memb")
+MANIFEST_VERSION = 2   # 2: layouts, word packing, constants files, the SystemVerilog package, conv traces
 
 
 def to_words(codes, bits: int) -> np.ndarray:
@@ -126,7 +127,7 @@ class _AtomicDir:
 def write_words(directory, name, codes, bits, signed, fmt, *, fmt_name, order="row-major"):
     """Write one tensor; returns its manifest entry."""
     codes = np.asarray(codes, dtype=np.int64)
-    ext = {"hex": "hex", "coe": "coe", "mif": "mif", "npy": "npy", "bin": "bin"}[fmt]
+    ext = {"hex": "hex", "coe": "coe", "mif": "mif", "npy": "npy", "bin": "bin", "memb": "memb"}[fmt]
     fname = f"{name}.{ext}"
     path = os.path.join(directory, fname)
     if fmt == "npy":
@@ -141,7 +142,10 @@ def write_words(directory, name, codes, bits, signed, fmt, *, fmt_name, order="r
 
 
 def read_words(directory, entry) -> np.ndarray:
-    """The int64 codes of one manifest entry."""
+    """The int64 codes of one manifest entry (in the tensor's logical order)."""
+    from . import layout as _layout
+    if _layout.is_shaped(entry):
+        return _layout.read_tensor(directory, entry)
     path = os.path.join(directory, entry["file"])
     if entry["encoding"] == "npy":
         return np.load(path).astype(np.int64)
@@ -173,14 +177,23 @@ def _signed(fmt):
     return bool(fmt.signed) if isinstance(fmt, Fixed) else False
 
 
-def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False) -> dict:
-    """Simulate ``spec`` and write its golden vectors to ``out_dir``; returns the manifest."""
+def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False, layouts=None, word_bits=None,
+                 pack="little", constants=False) -> dict:
+    """Simulate ``spec`` and write its golden vectors to ``out_dir``; returns the manifest.
+
+    ``traces``: (i, j) outputs of a gemm, (n, o, oh, ow) outputs of a conv2d. Hardware shapes
+    (``fxsim.layout``): ``layouts`` {tensor: layout} (e.g. {"a": "NHWC", "b": "OHWI"}); ``word_bits`` packs
+    several elements per memory word (an int for every tensor, or {tensor: bits}; tensor names a, b, bias,
+    acc, out, trace, requant); ``pack`` "little" (first element in the low bits) or "big";
+    ``constants`` writes the output stage's per-channel multipliers and shifts as memory files.
+    A SystemVerilog package ``<layer>_pkg.sv`` with the layer's constants is written with every export."""
     from . import __version__
+    from . import layout as _layout
     from .spec import run_layer
+    from .testbench import check_export_options, requant_constants, trace_order_text, write_sv_package
     if file_format not in FILE_FORMATS:
         raise ValueError(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
-    if spec.op != "gemm" and traces:
-        raise ValueError("per-cycle traces are exported for gemm layers, not conv2d")
+    layouts, word_bits = check_export_options(spec, file_format, layouts, word_bits, pack, constants, traces)
     result, (A, B, bias) = run_layer(spec, trace=list(traces) or None)
     dp = spec.datapath
     acc = dp.accumulator.fmt
@@ -191,25 +204,31 @@ def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False) ->
     with atomic_dir(out_dir, force) as tmp:
         files = {}
 
-        def put(key, codes, fmt, fmt_name=None, order="row-major"):
-            files[key] = write_words(tmp, key, codes, fmt.bits, _signed(fmt), file_format,
-                                     fmt_name=fmt_name or str(fmt), order=order)
+        def put(key, codes, bits, signed, fmt_name, order=None, group=None):
+            group = group or key
+            files[key] = _layout.write_tensor(
+                tmp, key, codes, bits, signed, file_format, fmt_name=fmt_name,
+                logical=_layout.logical_axes(spec.op, key), layout=layouts.get(key), word_bits=word_bits.get(group),
+                pack=pack, order=order)
 
-        put("a", _codes_of(A, dp.a), dp.a)
-        put("b", _codes_of(B, dp.b), dp.b)
+        put("a", _codes_of(A, dp.a), dp.a.bits, _signed(dp.a), str(dp.a))
+        put("b", _codes_of(B, dp.b), dp.b.bits, _signed(dp.b), str(dp.b))
         if bias is not None:
-            files["bias"] = write_words(tmp, "bias", _codes_of(bias, bias_fmt), acc.bits, _signed(acc), file_format,
-                                        fmt_name=f"{acc} (accumulator grid)")
-        put("acc", acc_codes, acc)
+            put("bias", _codes_of(bias, bias_fmt), acc.bits, _signed(acc), f"{acc} (accumulator grid)")
+        put("acc", acc_codes, acc.bits, _signed(acc), str(acc))
         if out_fmt is not None:
-            put("out", result.codes, out_fmt)
-        for (i, j), tr in sorted(result.traces.items()):
+            put("out", result.codes, out_fmt.bits, _signed(out_fmt), str(out_fmt))
+        for idx, tr in sorted(result.traces.items()):
             tr = np.ravel(tr)
-            put(f"trace_{i}_{j}", _codes_of(tr, acc) if float_acc else tr, acc,
-                order=f"cycle order ({dp.order}): the register after the preload, then after every addition")
-        manifest = {"fxsim_version": __version__, "op": spec.op, "datapath": str(dp), "datapath_repr": repr(dp),
-                    "spec": spec.raw,
+            put("trace_" + "_".join(str(int(v)) for v in idx), _codes_of(tr, acc) if float_acc else tr, acc.bits,
+                _signed(acc), str(acc), order=trace_order_text(dp.order), group="trace")
+        if constants:
+            for key, (codes, bits) in requant_constants(spec).items():
+                put(key, codes, bits, True, f"int{bits}", group="requant")
+        manifest = {"fxsim_version": __version__, "manifest_version": MANIFEST_VERSION, "op": spec.op,
+                    "datapath": str(dp), "datapath_repr": repr(dp), "spec": spec.raw,
                     "files": files, "summary": result.summary()}
+        manifest["package"] = write_sv_package(manifest, tmp)
         with open(os.path.join(tmp, "manifest.json"), "w") as fh:
             json.dump(manifest, fh, indent=2, default=_json_default)
     return manifest
@@ -253,6 +272,14 @@ def verify_dir(directory) -> list:
     bias = None
     if "bias" in files:
         bias = _values_of(read_words(directory, files["bias"]), acc)
+    if "package" in manifest:
+        pkg = os.path.join(directory, manifest["package"]["file"])
+        if not os.path.exists(pkg):
+            problems.append(f"{manifest['package']['file']}: missing")
+        else:
+            with open(pkg, "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() != manifest["package"]["sha256"]:
+                    problems.append(f"{manifest['package']['file']}: sha256 differs from the manifest")
     traces = [tuple(int(x) for x in k.split("_")[1:]) for k in files if k.startswith("trace_")]
     result, _ = run_layer(spec, trace=traces or None, data=(A, B, bias))
     float_acc = isinstance(acc, Float)
@@ -261,9 +288,13 @@ def verify_dir(directory) -> list:
         checks["out"] = result.codes
     for k in files:
         if k.startswith("trace_"):
-            i, j = (int(x) for x in k.split("_")[1:])
-            tr = np.ravel(result.traces[(i, j)])
+            tr = np.ravel(result.traces[tuple(int(x) for x in k.split("_")[1:])])
             checks[k] = _codes_of(tr, acc) if float_acc else tr
+    if any(k.startswith("requant_") for k in files):
+        from .testbench import requant_constants
+        for key, (codes, _bits) in requant_constants(spec).items():
+            if key in files:
+                checks[key] = codes
     for key, want in checks.items():
         if want is None:
             continue
