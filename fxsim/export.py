@@ -223,7 +223,7 @@ def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False, la
             put("trace_" + "_".join(str(int(v)) for v in idx), _codes_of(tr, acc) if float_acc else tr, acc.bits,
                 _signed(acc), str(acc), order=trace_order_text(dp.order), group="trace")
         if constants:
-            for key, (codes, bits) in requant_constants(spec).items():
+            for key, (codes, bits) in requant_constants(spec, np.shape(result.acc)[1]).items():
                 put(key, codes, bits, True, f"int{bits}", group="requant")
         manifest = {"fxsim_version": __version__, "manifest_version": MANIFEST_VERSION, "op": spec.op,
                     "datapath": str(dp), "datapath_repr": repr(dp), "spec": spec.raw,
@@ -292,7 +292,7 @@ def verify_dir(directory) -> list:
             checks[k] = _codes_of(tr, acc) if float_acc else tr
     if any(k.startswith("requant_") for k in files):
         from .testbench import requant_constants
-        for key, (codes, _bits) in requant_constants(spec).items():
+        for key, (codes, _bits) in requant_constants(spec, files["acc"]["shape"][1]).items():
             if key in files:
                 checks[key] = codes
     for key, want in checks.items():

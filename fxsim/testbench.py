@@ -53,19 +53,14 @@ def trace_order_text(order) -> str:
             "level; then the root added to the preload")
 
 
-def _channels(spec) -> int:
-    from .spec import operand_shapes
-    return int(operand_shapes(spec)[2])
-
-
-def requant_constants(spec) -> dict:
+def requant_constants(spec, channels: int) -> dict:
     """The output stage's per-channel constants as {file key: (int64 codes per channel, word bits)}:
     ``requant_multiplier`` (dyadic, gemmlowp) and ``requant_shift`` (dyadic, gemmlowp, shift); empty when
-    the output stage has none."""
+    the output stage has none. ``channels``: N of a gemm, O of a conv2d."""
     rq = spec.datapath.output.requant
     if rq is None or rq.kind == "float32":
         return {}
-    n = _channels(spec)
+    n = int(channels)
     out = {}
     if rq.kind != "shift":
         m = np.broadcast_to(np.asarray(rq.multiplier, dtype=np.int64), (n,)).copy()
@@ -79,21 +74,15 @@ def requant_constants(spec) -> dict:
 def check_export_options(spec, file_format, layouts, word_bits, pack, constants, traces):
     """Validate the hardware-shape options of an export; returns (layouts, word_bits) as dicts keyed by
     tensor (word_bits by group: a, b, bias, acc, out, trace, requant)."""
-    from .spec import operand_shapes
     if spec.op not in L.LOGICAL:
         raise ValueError(f"export takes gemm and conv2d layers, got {spec.op}")
     layouts = dict(layouts or {})
-    shapes = {}
-    if spec.pass_ == "forward":
-        a_shape, b_shape, _ = operand_shapes(spec)
-        shapes = {"a": a_shape, "b": b_shape}
     for key, lay in layouts.items():
         if key not in ("a", "b", "acc", "out"):
             raise ValueError(f"layout {key}={lay!r}: layouts apply to the tensors a, b, acc and out")
         if spec.pass_ != "forward":
             raise ValueError(f"layout {key}={lay!r}: layouts apply to forward passes, this spec is {spec.pass_}")
-        shape = shapes.get(key) or (4 * [0] if spec.op == "conv2d" else 2 * [0])
-        layouts[key] = L.check_layout(spec.op, key, lay, shape)
+        layouts[key] = L.check_layout(spec.op, key, lay, [0] * len(L.logical_axes(spec.op, key)))
     groups = ("a", "b", "bias", "acc", "out", "trace", "requant")
     if word_bits is None:
         wb = {}
@@ -123,7 +112,7 @@ def check_export_options(spec, file_format, layouts, word_bits, pack, constants,
         for k, v in wb.items():
             if k in widths and v < widths[k]:
                 raise ValueError(f"word width {v} bits for {k} is smaller than one {widths[k]}-bit element")
-    if constants and not requant_constants(spec):
+    if constants and not requant_constants(spec, 1):
         raise ValueError("--constants: this output stage has no requantization multipliers or shifts to write")
     if traces and spec.pass_ != "forward":
         raise ValueError("per-cycle traces are exported for forward passes")
@@ -172,22 +161,24 @@ def write_sv_package(manifest, directory) -> dict:
     rq = dp.output.requant
     lp("OUT_ZERO_POINT", int(rq.zero_point) if rq is not None else 0)
     shape = {k.upper(): v for k, v in spec.shape.items()}
-    if spec.op == "gemm":
-        for k in ("M", "K", "N"):
-            lp(k, int(shape[k]))
-    else:
-        from .spec import operand_shapes
-        (nb, c, h, w), _, _ = operand_shapes(spec)
-        acc_shape = manifest["files"]["acc"]["shape"]
+    fs = manifest["files"]
+    acc_shape = fs["acc"]["shape"]
+    if spec.op == "gemm" and spec.pass_ == "forward":
+        m, k = fs["a"]["shape"]
+        for key, v in (("M", m), ("K", k), ("N", acc_shape[1])):
+            lp(key, int(v))
+    elif spec.pass_ == "forward":
+        nb, c, h, w = fs["a"]["shape"]
+        o, _, kh, kw = fs["b"]["shape"]
         for k, v in (("BATCH", nb), ("IN_CHANNELS", c), ("HEIGHT", h), ("WIDTH", w),
-                     ("OUT_CHANNELS", shape["OUT_CHANNELS"]), ("KERNEL", shape["KERNEL"]),
+                     ("OUT_CHANNELS", o), ("KERNEL_HEIGHT", kh), ("KERNEL_WIDTH", kw),
                      ("STRIDE", shape.get("STRIDE", 1)), ("PADDING", shape.get("PADDING", 0)),
                      ("DILATION", shape.get("DILATION", 1)), ("GROUPS", shape.get("GROUPS", 1)),
                      ("OUT_HEIGHT", acc_shape[2]), ("OUT_WIDTH", acc_shape[3])):
             lp(k, int(v))
-    consts = requant_constants(spec)
+    consts = requant_constants(spec, acc_shape[1])
     if consts:
-        lp("NUM_CHANNELS", _channels(spec))
+        lp("NUM_CHANNELS", acc_shape[1])
         for key, (codes, bits) in consts.items():
             tag = key.split("_")[1].upper()
             lp(f"{tag}_BITS", bits)
@@ -239,10 +230,19 @@ def load_manifest(golden_dir):
 def _check_entries(manifest, spec, directory):
     from .spec import operand_shapes
     files = manifest["files"]
+    for k in ("a", "b", "acc"):
+        if k not in files:
+            raise TestbenchInputError(f"the manifest lacks the tensor {k!r}")
     expect = {}
-    if spec.pass_ == "forward":
+    try:
         a_shape, b_shape, nb = operand_shapes(spec)
         expect = {"a": list(a_shape), "b": list(b_shape), "bias": [nb]}
+    except KeyError:              # data from files: the shapes must at least agree with each other
+        sa, sb = files["a"]["shape"], files["b"]["shape"]
+        if spec.op == "gemm" and len(sa) == len(sb) == 2:
+            expect = {"b": [sa[1], sb[1]], "acc": [sa[0], sb[1]], "bias": [sb[1]]}
+        elif spec.op == "conv2d" and len(sa) == len(sb) == 4:
+            expect = {"bias": [sb[0]]}
     for key, e in files.items():
         where = f"manifest entry {key!r} ({e.get('file')})"
         logical = L.logical_axes(manifest["op"], key) if (key in ("a", "b", "acc", "out", "bias")
@@ -268,8 +268,6 @@ def _check_entries(manifest, spec, directory):
                                       f"{e.get('encoding')!r} (export with --format hex or memb)")
         if not os.path.exists(os.path.join(directory, e["file"])):
             raise TestbenchInputError(f"{where}: file {e['file']} is missing from {directory}")
-    if "acc" not in files or "a" not in files or "b" not in files:
-        raise TestbenchInputError("the manifest lacks one of the tensors a, b, acc")
 
 
 _RQ = {None: 0, "dyadic": 1, "shift": 2, "gemmlowp": 3, "gemmlowp_single": 4}
@@ -455,7 +453,7 @@ def _case_module(golden_dir, module, prefix, label):
     dp_params["K"] = K
     extra = {}        # constants the generator writes when the export has no files for them
     rq = dp.output.requant
-    consts = requant_constants(spec)
+    consts = requant_constants(spec, nch)
     for key, (codes, bits) in consts.items():
         if key not in files:
             extra[key] = (codes, bits)
