@@ -112,10 +112,9 @@ def check_export_options(spec, file_format, layouts, word_bits, pack, constants,
         for k, v in wb.items():
             if k in widths and v < widths[k]:
                 raise ValueError(f"word width {v} bits for {k} is smaller than one {widths[k]}-bit element")
-    if constants and not requant_constants(spec, 1):
+    rq = dp.output.requant
+    if constants and (rq is None or rq.kind == "float32"):
         raise ValueError("--constants: this output stage has no requantization multipliers or shifts to write")
-    if traces and spec.pass_ != "forward":
-        raise ValueError("per-cycle traces are exported for forward passes")
     for t in traces:
         want = 2 if spec.op == "gemm" else 4
         if len(tuple(t)) != want:

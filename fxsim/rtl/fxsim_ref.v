@@ -91,7 +91,10 @@ module fxsim_dot #(
         end
     endfunction
 
-    initial begin busy = 0; tr_n = 0; phase = IDLE; end
+    initial begin
+        busy = 0; tr_n = 0; phase = IDLE;
+        for (q = 0; q < NN; q = q + 1) node[q] = 72'sd0;   // a reset: no X on `nodes`
+    end
 
     // node[] is written with blocking assignments (ascending index: a tree level reads node[2q], node[2q+1]
     // before node[q'] >= those is written); it is read only here and through `nodes`, sampled after the edge
@@ -224,4 +227,45 @@ module fxsim_conv_patch #(
         ih = pad ? 0 : sh;
         iw = pad ? 0 : sw;
     end
+endmodule
+
+// fxsim_dot followed by fxsim_output_stage: one output element from operands to output register, as one
+// top level for cocotb tests (parameters: those of both modules).
+module fxsim_core #(
+    parameter integer K = 4, ORDER = 0, LANES = 1, COMBINE = 0,
+    parameter integer A_BITS = 8, A_SIGNED = 1, A_ZP = 0, B_BITS = 8, B_SIGNED = 1, B_ZP = 0,
+    parameter integer ZP_BITS = 0, ALIGN = 0, ACC_BITS = 32, ACC_SIGNED = 1, ACC_OVF = 0,
+    parameter integer NLEVELS = 0,
+    parameter [8*16-1:0] LEVEL_BITS = 0,
+    parameter integer BIAS_ADD = 0, BIAS_BITS = 32, BIAS_SIGNED = 1, BIAS_OVF = 0,
+    parameter integer RQ = 0, RQ_ROUNDING = 8, OUT_ZP = 0, ACT = 0, ACT_LO = 0, ACT_HI = 0,
+    parameter integer HAS_OUT = 0, OUT_BITS = 8, OUT_SIGNED = 1, OUT_OVF = 1,
+    parameter integer NN = (K > LANES) ? K : LANES
+) (
+    input  wire                clk,
+    input  wire                start,
+    input  wire signed [71:0]  init,
+    input  wire [K*A_BITS-1:0] a_vec,
+    input  wire [K*B_BITS-1:0] b_vec,
+    input  wire signed [71:0]  bias,
+    input  wire signed [71:0]  mult,
+    input  wire signed [31:0]  shift,
+    output wire                busy,
+    output wire [31:0]         tr_n,
+    output wire [NN*72-1:0]    nodes,
+    output wire signed [71:0]  acc,
+    output wire signed [71:0]  out
+);
+    fxsim_dot #(.K(K), .ORDER(ORDER), .LANES(LANES), .COMBINE(COMBINE), .A_BITS(A_BITS), .A_SIGNED(A_SIGNED),
+                .A_ZP(A_ZP), .B_BITS(B_BITS), .B_SIGNED(B_SIGNED), .B_ZP(B_ZP), .ZP_BITS(ZP_BITS), .ALIGN(ALIGN),
+                .ACC_BITS(ACC_BITS), .ACC_SIGNED(ACC_SIGNED), .ACC_OVF(ACC_OVF), .NLEVELS(NLEVELS),
+                .LEVEL_BITS(LEVEL_BITS)) dot (
+        .clk(clk), .start(start), .init(init), .a_vec(a_vec), .b_vec(b_vec), .busy(busy), .tr_n(tr_n),
+        .nodes(nodes));
+    assign acc = nodes[71:0];
+    fxsim_output_stage #(.BIAS_ADD(BIAS_ADD), .BIAS_BITS(BIAS_BITS), .BIAS_SIGNED(BIAS_SIGNED),
+                         .BIAS_OVF(BIAS_OVF), .RQ(RQ), .RQ_ROUNDING(RQ_ROUNDING), .OUT_ZP(OUT_ZP), .ACT(ACT),
+                         .ACT_LO(ACT_LO), .ACT_HI(ACT_HI), .HAS_OUT(HAS_OUT), .OUT_BITS(OUT_BITS),
+                         .OUT_SIGNED(OUT_SIGNED), .OUT_OVF(OUT_OVF)) ostage (
+        .acc(acc), .bias(bias), .mult(mult), .shift(shift), .out(out));
 endmodule
