@@ -90,7 +90,7 @@ def test_the_cocotb_example_passes_on_the_reference_rtl(golden, tmp_path, monkey
         with pytest.raises(SystemExit):           # cocotb's runner exits on a failed test under pytest
             run(str(bad), simulator, build_dir=str(tmp_path / simulator), build=False)
         from cocotb_tools.runner import get_results
-        assert get_results(str(tmp_path / simulator / "results.xml")) == (1, 1)
+        assert get_results(tmp_path / simulator / "results.xml") == (1, 1)
 
 
 def test_golden_vectors_give_the_stimuli_and_the_scoreboard_catches_mismatches(golden):

@@ -14,13 +14,6 @@ from fxsim.cocotb import RTL_SOURCES, rtl_parameters
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _pythonpath():
-    """The simulator's Python must import this fxsim (and the test module next to this file)."""
-    import fxsim
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fxsim.__file__)))
-    return os.pathsep.join(p for p in (root, HERE, os.environ.get("PYTHONPATH", "")) if p)
-
-
 def run(golden, simulator="icarus", build_dir=None, build=True):
     """Build (unless ``build`` is False: reuse ``build_dir``, same parameters) and run the test; returns
     (tests run, tests failed)."""
@@ -28,12 +21,14 @@ def run(golden, simulator="icarus", build_dir=None, build=True):
     build_dir = build_dir or os.path.join(golden + "-cocotb", simulator)
     runner = get_runner(simulator)
     extra = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-CFLAGS", "-O0"] if simulator == "verilator" else []
+    if HERE not in sys.path:     # the runner hands its sys.path to the simulator's Python as PYTHONPATH
+        sys.path.insert(0, HERE)
     if build:
         runner.build(sources=RTL_SOURCES, includes=[os.path.dirname(RTL_SOURCES[0])], hdl_toplevel="fxsim_core",
                      parameters=rtl_parameters(golden), build_dir=build_dir, build_args=extra, always=True)
-    xml = runner.test(hdl_toplevel="fxsim_core", hdl_toplevel_lang="verilog", test_module="test_fxsim_core", test_dir=HERE,
-                      build_dir=build_dir, extra_env={"FXSIM_GOLDEN": golden, "PYTHONPATH": _pythonpath()},
-                      test_args=[])
+    xml = runner.test(hdl_toplevel="fxsim_core", hdl_toplevel_lang="verilog", test_module="test_fxsim_core",
+                      test_dir=build_dir, build_dir=build_dir, extra_env={"FXSIM_GOLDEN": golden},
+                      results_xml=os.path.join(os.path.abspath(build_dir), "results.xml"))
     return get_results(xml)
 
 
