@@ -189,6 +189,8 @@ def write_sv_package(manifest, directory) -> dict:
         lp(f"{tag}_LAYOUT", json.dumps(entry.get("layout", "")), "")
         lp(f"{tag}_WORD_BITS", entry.get("word_bits", entry["bits"]))
         lp(f"{tag}_ELEMENTS_PER_WORD", entry.get("elements_per_word", 1))
+        count = int(np.prod(entry["shape"])) if entry["shape"] else 1
+        lp(f"{tag}_WORDS", entry.get("words", count))
         if "word_bits" in entry:
             lp(f"{tag}_PACK_BIG_END_FIRST", int(entry["pack"] == "big"), "bit")
     lines.append(f"endpackage : {name}_pkg")
