@@ -20,7 +20,8 @@ def run(golden, simulator="icarus", build_dir=None, build=True):
     golden = os.path.abspath(golden)
     build_dir = build_dir or os.path.join(golden + "-cocotb", simulator)
     runner = get_runner(simulator)
-    extra = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-CFLAGS", "-O0"] if simulator == "verilator" else []
+    extra = (["-Wno-fatal", "-Wno-lint", "-Wno-style", "--unroll-count", "1", "-CFLAGS", "-O0"]
+             if simulator == "verilator" else [])
     if HERE not in sys.path:     # the runner hands its sys.path to the simulator's Python as PYTHONPATH
         sys.path.insert(0, HERE)
     if build:
