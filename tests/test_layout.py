@@ -116,3 +116,17 @@ def test_conv_layouts_are_the_conventions_axis_orders(tmp_path, x_layout, w_layo
     assert verify_dir(str(out)) == []
     pkg = (out / m["package"]["file"]).read_text()
     assert "localparam A_LAYOUT = \"%s\";" % x_layout in pkg and "localparam int OUT_CHANNELS = 4;" in pkg
+
+
+@pytest.mark.parametrize("fmt", ["hex", "memb", "coe", "mif", "npy", "bin"])
+def test_every_encoding_reads_back_a_transposed_layout(tmp_path, fmt):
+    spec = parse_spec(CONV)
+    res, (x, w, _) = run_layer(spec)
+    out = tmp_path / fmt
+    m = export_layer(spec, out, file_format=fmt, layouts={"a": "NHWC", "b": "HWIO", "acc": "NHWC"})
+    assert np.array_equal(read_words(str(out), m["files"]["a"]), x.astype(np.int64))
+    assert np.array_equal(read_words(str(out), m["files"]["b"]), w.astype(np.int64))
+    assert np.array_equal(read_words(str(out), m["files"]["acc"]), res.acc)
+    assert verify_dir(str(out)) == []
+    if fmt == "npy":                        # the array is stored in the layout's shape
+        assert np.load(out / "a.npy").shape == (2, 4, 5, 3)
