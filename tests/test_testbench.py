@@ -43,7 +43,9 @@ overflow = "{ovf}"
 """
 
 
-# (name, spec, export options, traces): every order, overflow mode and output-stage mode the RTL models
+# (name, spec, export options, traces): every order, overflow mode and output-stage mode the RTL models;
+# seq_wrap_...: a 7-bit zero-point subtractor that wraps (9 accumulators differ from an exact one);
+# chunked_seq_...: a fixed-point accumulator (2 fractional bits): products aligned by a left shift
 CASES = [
     ("seq_sat_dyadic_relu", _gemm(3, 40, 4, acc="int13", data="std = 70\nseed = 1\nbias = true", output="""
 [output]
@@ -57,7 +59,8 @@ rounding = "half_even"
 """), {}, [(0, 0), (2, 3)]),
     ("seq_wrap_zp_bias_stage_shift_clip", _gemm(3, 30, 3, a="uint8", acc="int14", ovf="wrap",
                                                 data="std = 80\nseed = 2\nbias = true",
-                                                datapath="a_zero_point = 100\nbias_preload = false", output="""
+                                                datapath="a_zero_point = 100\nzero_point_bits = 7\nbias_preload = false",
+                                                output="""
 [output]
 format = "int6"
 overflow = "wrap"
@@ -82,7 +85,7 @@ multiplier = 1518500250
 shift = -6
 zero_point = 3
 """), {"word_bits": 32, "file_format": "memb"}, [(1, 2)]),
-    ("chunked_seq_symmetric_single", _gemm(2, 22, 3, acc="int12", ovf="saturate_symmetric",
+    ("chunked_seq_symmetric_single", _gemm(2, 22, 3, acc="q9.2", ovf="saturate_symmetric",
                                            data="std = 90\nseed = 4", order="""
 [datapath.order]
 kind = "chunked"
