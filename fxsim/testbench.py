@@ -284,11 +284,21 @@ def _rtl_params(spec):
                                   "formats")
     acc = dp.accumulator
     problems = []
+    prod_frac = dp.a.frac + dp.b.frac
+    pr = dict(P_BITS=0, P_SIGNED=1, P_SHIFT=0, P_MODE=0, P_OVF=0)
     if dp.product is not None:
-        problems.append("a product register (datapath.product)")
-    align = dp.a.frac + dp.b.frac - acc.fmt.frac
-    if align > 0:
-        problems.append("products with more fractional bits than the accumulator (an aligning rounder)")
+        p = dp.product
+        pr = dict(P_BITS=p.bits, P_SIGNED=int(p.signed), P_SHIFT=prod_frac - p.frac, P_MODE=int(dp.product_rounding),
+                  P_OVF=int(dp.product_overflow))
+        prod_frac = p.frac
+        if int(dp.product_rounding) > 10:
+            problems.append(f"product rounding {dp.product_rounding.name.lower()}")
+        if dp.product_overflow not in (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC,
+                                       Overflow.SATURATE_ZERO):
+            problems.append(f"product overflow {dp.product_overflow.name.lower()}")
+    align = prod_frac - acc.fmt.frac
+    if align > 0 and int(acc.rounding) > 10:
+        problems.append(f"accumulator rounding {acc.rounding.name.lower()}")
     if acc.overflow not in (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO):
         problems.append(f"accumulator overflow {acc.overflow.name.lower()}")
     rq = dp.output.requant
@@ -298,7 +308,7 @@ def _rtl_params(spec):
         problems.append(f"{rq.rounding.name.lower()} rounding")
     if dp.output.overflow == Overflow.ERROR:
         problems.append("output overflow 'error'")
-    for fmt in (dp.a, dp.b, acc.fmt):
+    for fmt in (dp.a, dp.b, acc.fmt) + ((dp.product,) if dp.product is not None else ()):
         if fmt.bits > 64:
             problems.append(f"{fmt} operands")
     if dp.order.level_bits and len(dp.order.level_bits) > 16:
@@ -321,7 +331,8 @@ def _rtl_params(spec):
     p = dict(ORDER={"sequential": 0, "tree": 1, "chunked": 2}[order.kind], LANES=order.lanes,
              COMBINE=int(order.combine == "tree"), A_BITS=dp.a.bits, A_SIGNED=int(dp.a.signed),
              A_ZP=int(dp.a_zero_point), B_BITS=dp.b.bits, B_SIGNED=int(dp.b.signed), B_ZP=int(dp.b_zero_point),
-             ZP_BITS=int(dp.zero_point_bits or 0), ALIGN=-align, ACC_BITS=acc.fmt.bits,
+             ZP_BITS=int(dp.zero_point_bits or 0), **pr, A_SHIFT=align, A_MODE=int(acc.rounding),
+             ACC_BITS=acc.fmt.bits,
              ACC_SIGNED=int(acc.fmt.signed), ACC_OVF=int(acc.overflow), NLEVELS=len(lv),
              LEVEL_BITS=f"128'h{level_bits:x}")
     bias_bits = st.bias_bits or acc.fmt.bits

@@ -20,7 +20,8 @@ from fxsim.testbench import generate_testbench, run_testbench
 from tests.rtl_tools import require_icarus, require_verilator
 
 
-def _gemm(M, K, N, a="int8", b="int8", acc="int16", ovf="saturate", order="", output="", datapath="", data=""):
+def _gemm(M, K, N, a="int8", b="int8", acc="int16", ovf="saturate", order="", output="", datapath="", data="",
+          acc_extra=""):
     return f"""
 [layer]
 op = "gemm"
@@ -38,6 +39,7 @@ b = "{b}"
 [datapath.accumulator]
 format = "{acc}"
 overflow = "{ovf}"
+{acc_extra}
 {order}
 {output}
 """
@@ -114,6 +116,17 @@ multiplier = [3, 5, 7]
 shift = [4, 6, 5]
 rounding = "half_up"
 """), {"constants": True}, [(1, 0)]),
+    ("seq_product_register_aligner", _gemm(2, 16, 3, a="q2.5", b="q2.5", acc="q4.2", ovf="wrap",
+                                           data="std = 60\nseed = 9", acc_extra='rounding = "half_up"',
+                                           datapath='product = "q3.4"\nproduct_rounding = "half_even"\n'
+                                                    'product_overflow = "saturate"', output="""
+[output]
+format = "int5"
+[output.requant]
+kind = "shift"
+shift = 1
+rounding = "jam"
+"""), {}, [(1, 1)]),
     ("conv_nhwc_packed", """
 [layer]
 op = "conv2d"

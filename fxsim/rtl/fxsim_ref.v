@@ -12,7 +12,8 @@
 // See docs/golden-vectors.md ("The reference RTL") for the cycle behaviour and the trace order.
 `timescale 1ns/1ps
 
-// One output element. Pulse `start` for one clock with a_vec/b_vec/init valid (and held until `busy`
+// One output element (operands: codes minus zero points; multiplier; product register; alignment, as in
+// fxsim.datapath.Datapath). Pulse `start` for one clock with a_vec/b_vec/init valid (and held until `busy`
 // falls); every following clock performs the additions of one cycle. After each clock, the first
 // `tr_n` registers of `nodes` hold the values that clock produced, in fxsim's trace order; `busy` falls
 // on the clock that produces the last one, and nodes[0] then holds the accumulator.
@@ -35,7 +36,10 @@ module fxsim_dot #(
     parameter integer A_BITS = 8, A_SIGNED = 1, A_ZP = 0,
     parameter integer B_BITS = 8, B_SIGNED = 1, B_ZP = 0,
     parameter integer ZP_BITS = 0,        // width of the zero-point subtractors (0: exact)
-    parameter integer ALIGN = 0,          // left shift of each product onto the accumulator's binary point
+    parameter integer P_BITS = 0,         // product register width (0: the exact product goes on)
+    parameter integer P_SIGNED = 1, P_SHIFT = 0, P_MODE = 0, P_OVF = 0,   // its cut: LSBs dropped, rounding, overflow
+    parameter integer A_SHIFT = 0,        // product LSBs dropped onto the accumulator's binary point (<0: left shift)
+    parameter integer A_MODE = 0,         // their rounding
     parameter integer ACC_BITS = 32, ACC_SIGNED = 1, ACC_OVF = 0,
     parameter integer NLEVELS = 0,
     parameter [8*16-1:0] LEVEL_BITS = 0,  // tree level l's width in bits [8*l +: 8]
@@ -75,11 +79,15 @@ module fxsim_dot #(
         end
     endfunction
 
+    // multiplier -> product register (optional: rounding, then overflow) -> alignment to the accumulator
     function signed [71:0] prod;
         input integer k;
+        reg signed [71:0] p;
         begin
-            prod = (opnd(a_vec[k*A_BITS +: A_BITS], A_BITS, A_SIGNED, A_ZP) *
-                    opnd(b_vec[k*B_BITS +: B_BITS], B_BITS, B_SIGNED, B_ZP)) <<< ALIGN;
+            p = opnd(a_vec[k*A_BITS +: A_BITS], A_BITS, A_SIGNED, A_ZP) *
+                opnd(b_vec[k*B_BITS +: B_BITS], B_BITS, B_SIGNED, B_ZP);
+            if (P_BITS != 0) p = fx_ovf(fx_round(p, P_SHIFT, P_MODE), P_BITS, P_SIGNED, P_OVF);
+            prod = fx_round(p, A_SHIFT, A_MODE);
         end
     endfunction
 
@@ -234,7 +242,8 @@ endmodule
 module fxsim_core #(
     parameter integer K = 4, ORDER = 0, LANES = 1, COMBINE = 0,
     parameter integer A_BITS = 8, A_SIGNED = 1, A_ZP = 0, B_BITS = 8, B_SIGNED = 1, B_ZP = 0,
-    parameter integer ZP_BITS = 0, ALIGN = 0, ACC_BITS = 32, ACC_SIGNED = 1, ACC_OVF = 0,
+    parameter integer ZP_BITS = 0, P_BITS = 0, P_SIGNED = 1, P_SHIFT = 0, P_MODE = 0, P_OVF = 0,
+    parameter integer A_SHIFT = 0, A_MODE = 0, ACC_BITS = 32, ACC_SIGNED = 1, ACC_OVF = 0,
     parameter integer NLEVELS = 0,
     parameter [8*16-1:0] LEVEL_BITS = 0,
     parameter integer BIAS_ADD = 0, BIAS_BITS = 32, BIAS_SIGNED = 1, BIAS_OVF = 0,
@@ -257,7 +266,8 @@ module fxsim_core #(
     output wire signed [71:0]  out
 );
     fxsim_dot #(.K(K), .ORDER(ORDER), .LANES(LANES), .COMBINE(COMBINE), .A_BITS(A_BITS), .A_SIGNED(A_SIGNED),
-                .A_ZP(A_ZP), .B_BITS(B_BITS), .B_SIGNED(B_SIGNED), .B_ZP(B_ZP), .ZP_BITS(ZP_BITS), .ALIGN(ALIGN),
+                .A_ZP(A_ZP), .B_BITS(B_BITS), .B_SIGNED(B_SIGNED), .B_ZP(B_ZP), .ZP_BITS(ZP_BITS), .P_BITS(P_BITS),
+                .P_SIGNED(P_SIGNED), .P_SHIFT(P_SHIFT), .P_MODE(P_MODE), .P_OVF(P_OVF), .A_SHIFT(A_SHIFT), .A_MODE(A_MODE),
                 .ACC_BITS(ACC_BITS), .ACC_SIGNED(ACC_SIGNED), .ACC_OVF(ACC_OVF), .NLEVELS(NLEVELS),
                 .LEVEL_BITS(LEVEL_BITS)) dot (
         .clk(clk), .start(start), .init(init), .a_vec(a_vec), .b_vec(b_vec), .busy(busy), .tr_n(tr_n),
