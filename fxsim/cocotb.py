@@ -127,7 +127,8 @@ class GoldenVectors:
         self.a_bits, self.b_bits = files["a"]["bits"], files["b"]["bits"]
         self.acc_bits = files["acc"]["bits"]
         self.out_bits = files["out"]["bits"] if "out" in files else None
-        self._traces = {tuple(int(v) for v in k.split("_")[1:]): self.tensors[k] for k in files if k.startswith("trace_")}
+        self._traces = {tuple(int(v) for v in k.split("_")[1:]): self.tensors[k]
+                        for k in files if k.startswith("trace_")}
         nch = self.shape[1]
         from .testbench import requant_constants
         consts = requant_constants(self.spec, nch)

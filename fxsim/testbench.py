@@ -148,7 +148,8 @@ def write_sv_package(manifest, directory) -> dict:
     def lp(key, value, kind="int"):
         lines.append(f"  localparam {kind} {key} = {value};" if kind else f"  localparam {key} = {value};")
 
-    for tag, fmt in (("A", dp.a), ("B", dp.b), ("ACC", dp.accumulator.fmt), ("OUT", dp.output.fmt)):
+    for tag, fmt in (("A", dp.a), ("B", dp.b), ("PRODUCT", dp.product), ("ACC", dp.accumulator.fmt),
+                     ("OUT", dp.output.fmt)):
         if fmt is None:
             continue
         lp(f"{tag}_BITS", fmt.bits)
@@ -428,7 +429,8 @@ def generate_testbench(golden_dirs, out_dir, *, force=False) -> dict:
                 fh.write(text)
         with open(os.path.join(tmp, "fxsim_tb.v"), "w") as fh:
             fh.write("\n".join(top + modules))
-    return {"outputs": outputs, "traces": ntraces, "cases": len(dirs), "files": [d for _, d in copies] + list(gen_files)}
+    return {"outputs": outputs, "traces": ntraces, "cases": len(dirs),
+            "files": [d for _, d in copies] + list(gen_files)}
 
 
 def _case_module(golden_dir, module, prefix, label):
@@ -512,8 +514,9 @@ def _case_module(golden_dir, module, prefix, label):
         _mem_decl(tag, entry, lines, init, "")
         mems[key] = tag
         files[key] = entry
+    out_axes = ["n", "o", "oh", "ow"] if conv else ["i", "j"]
     axes = {"a": ["n", "ci", "ih", "iw"] if conv else ["i", "k"], "b": ["o", "c", "kh", "kw"] if conv else ["k", "j"],
-            "acc": ["n", "o", "oh", "ow"] if conv else ["i", "j"], "out": ["n", "o", "oh", "ow"] if conv else ["i", "j"]}
+            "acc": out_axes, "out": out_axes}
     for key, names in axes.items():
         if key in files:
             lines.append(_addr(mems[key], files[key], names))
@@ -543,8 +546,8 @@ def _case_module(golden_dir, module, prefix, label):
         "            checked = checked + 1;",
         "            if (expected !== actual) begin",
         "                if (errors < MAX_REPORT)",
-        f"                    $display(\"{label}MISMATCH tensor=%0s index=%0d cycle=%0d expected=%0d got=%0d\", tensor, index,"
-        " cyc, expected, actual);",
+        f"                    $display(\"{label}MISMATCH tensor=%0s index=%0d cycle=%0d expected=%0d got=%0d\","
+        " tensor, index, cyc, expected, actual);",
         "                errors = errors + 1;",
         "            end",
         "        end",
@@ -567,8 +570,8 @@ def _case_module(golden_dir, module, prefix, label):
             "                else begin @(negedge clk); cycle = cycle + 1; end",
             "            end",
             "            if (sel >= 0 && t != tlen) check(\"trace_length\", flat, cycle, tlen, t);",
-            f"            check(\"acc\", flat, cycle, {mems['acc']}_v({mems['acc']}_addr(" + ("n, o, oh, ow" if conv else "i, j")
-            + ")), $signed(nodes[71:0]));"]
+            f"            check(\"acc\", flat, cycle, {mems['acc']}_v({mems['acc']}_addr({', '.join(out_axes)})),"
+            " $signed(nodes[71:0]));"]
     if os_params["BIAS_ADD"]:
         run.append(f"            os_bias = {mems['bias']}_v(chan);")
     if "requant_multiplier" in mems:
@@ -577,8 +580,8 @@ def _case_module(golden_dir, module, prefix, label):
         run.append(f"            os_shift = {mems['requant_shift']}_v(chan);")
     if "out" in files:
         run += ["            #1;",
-                f"            check(\"out\", flat, cycle, {mems['out']}_v({mems['out']}_addr("
-                + ("n, o, oh, ow" if conv else "i, j") + ")), os_out);"]
+                f"            check(\"out\", flat, cycle, {mems['out']}_v({mems['out']}_addr({', '.join(out_axes)})),"
+                " os_out);"]
     body = ["    integer i, j, k, n, o, oh, ow;", "    initial begin"] + init
     if conv:
         a_bits = dp.a.bits
@@ -593,7 +596,8 @@ def _case_module(golden_dir, module, prefix, label):
                  "                p_k = k; #1;",
                  f"                a_vec[k*{a_bits} +: {a_bits}] = p_pad ? {a_bits}'h{zp_word:x} : "
                  f"{mems['a']}_v({mems['a']}_addr(n, p_ci, p_ih, p_iw));",
-                 f"                b_vec[k*{dp.b.bits} +: {dp.b.bits}] = {mems['b']}_v({mems['b']}_addr(o, p_c, p_kh, p_kw));",
+                 f"                b_vec[k*{dp.b.bits} +: {dp.b.bits}] = "
+                 f"{mems['b']}_v({mems['b']}_addr(o, p_c, p_kh, p_kw));",
                  "            end"]
     else:
         body += [f"        for (i = 0; i < {M}; i = i + 1)",

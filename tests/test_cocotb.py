@@ -4,7 +4,6 @@ constants and traces; and the scoreboard itself."""
 import importlib.util
 import os
 
-import numpy as np
 import pytest
 
 from fxsim.cocotb import GoldenVectors, pack, rtl_parameters, to_signed

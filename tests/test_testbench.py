@@ -61,7 +61,8 @@ rounding = "half_even"
 """), {}, [(0, 0), (2, 3)]),
     ("seq_wrap_zp_bias_stage_shift_clip", _gemm(3, 30, 3, a="uint8", acc="int14", ovf="wrap",
                                                 data="std = 80\nseed = 2\nbias = true",
-                                                datapath="a_zero_point = 100\nzero_point_bits = 7\nbias_preload = false",
+                                                datapath="a_zero_point = 100\nzero_point_bits = 7\n"
+                                                         "bias_preload = false",
                                                 output="""
 [output]
 format = "int6"
@@ -300,7 +301,8 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys):
 
     with_manifest(lambda d: d.pop("manifest_version"), r"manifest version 1.*export the layer again")
     with_manifest(lambda d: d["files"]["a"].update(layout="NCHW"), r"layout 'NCHW' does not match the tensor's axes MK")
-    with_manifest(lambda d: d["files"]["b"].update(shape=[41, 4]), r"shape \[41, 4\] does not match the spec's \[40, 4\]")
+    with_manifest(lambda d: d["files"]["b"].update(shape=[41, 4]),
+                  r"shape \[41, 4\] does not match the spec's \[40, 4\]")
     with_manifest(lambda d: d["files"]["acc"].update(word_bits=8, elements_per_word=0, pack="little"),
                   r"word width 8 bits is smaller than one 13-bit element")
     (g / "manifest.json").write_text(json.dumps(m))
@@ -346,7 +348,7 @@ def test_a_missing_simulator_says_how_to_install_it(tmp_path, capsys, monkeypatc
 def test_sv_package_compiles_with_both_simulators_and_states_the_layer(golden, tmp_path):
     require_icarus()
     require_verilator()
-    d = golden[0][5]                                 # the packed NHWC conv with per-channel constants
+    d = next(d for d in golden[0] if d.endswith("conv_nhwc_packed"))   # packed NHWC, per-channel constants
     m = json.loads(open(os.path.join(d, "manifest.json")).read())
     pkg = os.path.join(d, m["package"]["file"])
     top = tmp_path / "use_pkg.sv"
