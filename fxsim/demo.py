@@ -65,7 +65,7 @@ def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
     for root, _, files in sorted(os.walk(out_dir)):
         for f in sorted(files):
             print(f"  {os.path.relpath(os.path.join(root, f), os.path.dirname(out_dir))}")
-    print(f"Plot: {os.path.join(out_dir, 'sweep.png')}; RTL check: examples/rtl/run.sh on {os.path.join(out_dir, 'golden')}")
+    print(f"Plot: {os.path.join(out_dir, 'sweep.png')}; RTL check: fxsim testbench {os.path.join(out_dir, 'golden')} --run")
     return report
 
 
