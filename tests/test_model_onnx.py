@@ -429,6 +429,64 @@ def test_export_of_narrow_folded_dyadic_hardware_verifies(tmp_path):
     assert verify_dir(tmp_path / "g") == []
 
 
+def test_model_export_is_a_directory_of_golden_vector_directories(tmp_path, capsys):
+    """Each layer's directory is what `fxsim export` writes (inputs from inside the network as its own
+    a/b/bias files), verified strictly; the top manifest lists them and nothing else may be there."""
+    import json
+    import shutil
+    from fxsim.cli import EXIT_INPUT, EXIT_MISMATCH, EXIT_OK, main
+    from fxsim.export import verify_dir
+    from fxsim.model.report import export_model
+    from fxsim.testbench import generate_testbench, run_testbench
+    m = load_model(_quantized("qop", "uint8", False)).configure(requant="dyadic", multiplier_bits=16)
+    g = tmp_path / "g"
+    top = export_model(m, {"x": X[:1]}, g)
+    man = json.loads((g / "manifest.json").read_text())
+    assert man["fxsim_output"] == "model-golden-vectors" and man == json.loads(json.dumps(top))
+    for layer, sub in top["layers"].items():
+        lm = json.loads((g / sub / "manifest.json").read_text())
+        assert lm["fxsim_output"] == "golden-vectors" and lm["manifest_version"] == 2
+        assert lm["spec"]["layer"]["name"] == layer and lm["spec"]["data"]["a"] == "a.hex"
+        assert (g / sub / lm["package"]["file"]).is_file()
+    assert main(["verify", str(g)]) == EXIT_OK
+    # --force replaces a previous model export, and only that
+    export_model(m, {"x": X[:1]}, g, force=True)
+    with pytest.raises(FileExistsError):
+        export_model(m, {"x": X[:1]}, tmp_path / "g" / top["layers"][next(iter(top["layers"]))], force=True)
+    sub = sorted(top["layers"].values())[0]
+    # a flipped word inside a layer's directory: a mismatch named with its directory
+    bad = tmp_path / "bad"
+    shutil.copytree(g, bad)
+    lm = json.loads((bad / sub / "manifest.json").read_text())
+    p = bad / sub / lm["files"]["acc"]["file"]
+    text = p.read_text()
+    p.write_text(("1" if text[0] != "1" else "2") + text[1:])
+    probs = verify_dir(bad)
+    assert probs and all(q.startswith(f"{sub}/") for q in probs)
+    assert main(["verify", str(bad)]) == EXIT_MISMATCH
+    # anything unlisted, at the top or inside a layer's directory, is refused
+    for extra in (tmp_path / "x1", tmp_path / "x2"):
+        shutil.copytree(g, extra)
+    (tmp_path / "x1" / "notes.txt").write_text("hi")
+    (tmp_path / "x2" / sub / "notes.txt").write_text("hi")
+    assert "notes.txt: a file not listed in the manifest" in verify_dir(tmp_path / "x1")
+    assert f"{sub}/notes.txt: a file not listed in the manifest" in verify_dir(tmp_path / "x2")
+    assert main(["verify", str(tmp_path / "x1")]) == EXIT_INPUT
+    # a layer directory removed from the top manifest's listing is an unlisted directory
+    x3 = tmp_path / "x3"
+    shutil.copytree(g, x3)
+    t3 = json.loads((x3 / "manifest.json").read_text())
+    del t3["layers"][next(k for k, v in t3["layers"].items() if v == sub)]
+    (x3 / "manifest.json").write_text(json.dumps(t3))
+    assert f"{sub}: a directory not listed in the manifest" in verify_dir(x3)
+    # a layer's directory is a golden directory for the reference RTL's testbench too
+    gemm = next(v for k, v in top["layers"].items()
+                if json.loads((g / v / "manifest.json").read_text())["op"] == "gemm")
+    generate_testbench(g / gemm, tmp_path / "tb")
+    status, mism, result, _log = run_testbench(tmp_path / "tb", "icarus")
+    assert status == 0 and not mism, (result, mism)
+
+
 # ------------------------------------------------------------------------------------- the integer plan
 def test_integer_plan_of_an_int8_qdq_model():
     """ONNX Runtime leaves the int8 residual network's convolutions in float; the integer plan lowers every

@@ -259,7 +259,11 @@ def _spec_tables(dp):
     d = {"a": str(dp.a), "b": str(dp.b), "a_zero_point": int(dp.a_zero_point), "b_zero_point": int(dp.b_zero_point),
          "bias_preload": bool(dp.bias_preload),
          "accumulator": {"format": str(dp.accumulator.fmt), "overflow": dp.accumulator.overflow.name.lower()},
-         "order": {"kind": dp.order.kind, "lanes": int(dp.order.lanes)}}
+         "order": {"kind": dp.order.kind}}
+    if dp.order.kind == "chunked":       # lanes and combine apply to chunked orders only
+        d["order"].update(lanes=int(dp.order.lanes), combine=dp.order.combine)
+    if dp.order.level_bits is not None:
+        d["order"]["level_bits"] = [int(v) for v in dp.order.level_bits]
     o = {"overflow": dp.output.overflow.name.lower()}
     if dp.output.bias_bits is not None:
         o["bias_bits"] = int(dp.output.bias_bits)
@@ -276,11 +280,15 @@ def _spec_tables(dp):
 
 def export_model(model, feeds, out_dir, *, layers="*", file_format="hex", force=False) -> dict:
     """Golden vectors for every selected MAC layer with the inputs it really receives inside the network:
-    one sub-directory per layer in the single-layer format (``fxsim verify`` checks each), under one
-    manifest.json listing them."""
+    one sub-directory per layer, each a golden-vector directory exactly as ``fxsim export`` writes it
+    (``fxsim.export.golden_contents`` with the layer's inputs inside the network as its data, which the
+    layer's spec names as the directory's own a/b/bias files), under one manifest.json of the kind
+    ``model-golden-vectors`` listing the layers' directories and every file in them. Written atomically
+    through ``fxsim.outputs.output_dir``: ``force`` replaces only a previous model export."""
     import fnmatch
     from .. import __version__
-    from ..export import atomic_dir, write_words
+    from ..export import _EXT, export_options, golden_contents, manifest_bytes, write_contents
+    from ..outputs import output_dir
     from ..spec import run_layer, spec_from_dict
     out = model.run(feeds, record=True)
     chosen = [r for n, r in out.records.items() if r.result is not None and fnmatch.fnmatchcase(n, layers)]
@@ -291,8 +299,9 @@ def export_model(model, feeds, out_dir, *, layers="*", file_format="hex", force=
     if not chosen:
         names = [n for n, r in out.records.items() if r.result is not None]
         raise ModelError(f"--layers {layers!r} selects no MAC layer; the MAC layers are {', '.join(names)}")
-    with atomic_dir(out_dir, force) as tmp:
-        index = {}
+    with output_dir(out_dir, "model-golden-vectors", force=force, manifest_files=False) as tmp:
+        index, every = {}, []
+        ext = _EXT.get(file_format, file_format)
         for rec in chosen:
             layer, dp = rec.layer, rec.layer.datapath
             p = layer.params
@@ -331,35 +340,33 @@ def export_model(model, feeds, out_dir, *, layers="*", file_format="hex", force=
                 raw = {"layer": {"op": "gemm", "name": layer.name},
                        "shape": {"M": A.shape[0], "K": A.shape[1], "N": B.shape[1]}, "datapath": dtab,
                        "output": otab}
+            # the inputs the layer receives inside the network are the directory's own input files
+            raw["data"] = {"a": f"a.{ext}", "b": f"b.{ext}"}
+            if bias is not None:
+                raw["data"]["bias"] = f"bias.{ext}"
             raw = json.loads(json.dumps(raw, default=int))
             spec = spec_from_dict(raw)
-            result, _ = run_layer(spec, data=(A, B, bias))
+            export_options(spec, file_format)
+            data = (np.asarray(A, dtype=np.int64), np.asarray(B, dtype=np.int64),
+                    None if bias is None else np.asarray(bias, dtype=np.int64))
+            contents, manifest = golden_contents(spec, file_format=file_format, data=data)
+            result, _ = run_layer(spec, data=data)
             inside = np.asarray(rec.outputs[0]).astype(np.int64).ravel()
             if dp.output.fmt is not None and not np.array_equal(np.asarray(result.codes).ravel(), inside):
                 raise ModelError(f"layer {layer.name!r}: the exported layer does not reproduce its output inside "
                                  "the network; please report this")
-            sub = "".join(c if c.isalnum() or c in "-_." else "_" for c in layer.name)
+            sub = "".join(c if c.isalnum() or c in "-_." else "_" for c in layer.name).lstrip(".") or "layer"
+            while sub in index.values():
+                sub += "_"
             d = os.path.join(tmp, sub)
             os.makedirs(d)
-            acc = dp.accumulator.fmt
-            files = {"a": write_words(d, "a", A, dp.a.bits, dp.a.signed, file_format, fmt_name=str(dp.a)),
-                     "b": write_words(d, "b", B, dp.b.bits, dp.b.signed, file_format, fmt_name=str(dp.b))}
-            if bias is not None:
-                files["bias"] = write_words(d, "bias", bias, acc.bits, acc.signed, file_format,
-                                            fmt_name=f"{acc} (accumulator grid)")
-            files["acc"] = write_words(d, "acc", result.acc, acc.bits, acc.signed, file_format, fmt_name=str(acc))
-            if dp.output.fmt is not None:
-                files["out"] = write_words(d, "out", result.codes, dp.output.fmt.bits, dp.output.fmt.signed,
-                                           file_format, fmt_name=str(dp.output.fmt))
-            manifest = {"fxsim_version": __version__, "op": raw["layer"]["op"], "datapath": str(dp),
-                        "datapath_repr": repr(dp), "spec": raw, "files": files, "summary": result.summary(),
-                        "model_layer": layer.name}
-            with open(os.path.join(d, "manifest.json"), "w") as fh:
-                json.dump(manifest, fh, indent=2, default=str)
+            write_contents(d, contents, manifest)
+            every += [f"{sub}/{f}" for f in contents] + [f"{sub}/manifest.json"]
             index[layer.name] = sub
-        top = {"fxsim_version": __version__, "model": model.graph.source, "layers": index,
-               "note": "one single-layer golden-vector directory per layer; conv inputs are stored padded with "
-                       "their zero point"}
-        with open(os.path.join(tmp, "manifest.json"), "w") as fh:
-            json.dump(top, fh, indent=2)
+        top = {"fxsim_output": "model-golden-vectors", "fxsim_version": __version__, "model": str(model.graph.source),
+               "layers": index, "files": sorted(every),
+               "note": "one golden-vector directory per layer (fxsim verify checks each); conv inputs are stored "
+                       "padded with their zero point"}
+        with open(os.path.join(tmp, "manifest.json"), "wb") as fh:
+            fh.write(manifest_bytes(top))
     return top
