@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InvalidArgument
+
 __all__ = ["ModelError", "Node", "Graph", "read_graph"]
 
 
-class ModelError(ValueError):
+class ModelError(InvalidArgument):
     """A model that cannot be imported or run as given; the message says what and where."""
 
 
