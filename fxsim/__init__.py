@@ -21,6 +21,7 @@ from .spec import SpecError, load_spec, parse_spec, run_layer  # noqa: F401
 from .sweep import run_sweep, sweep_configs  # noqa: F401
 from .export import export_layer, verify_dir  # noqa: F401
 from .recipes import RECIPES, LogQuantizer, Recipe, TensorQuantizer, get_recipe  # noqa: F401
+from .model import Model, ModelError, load_model  # noqa: F401  (onnx is imported on use)
 from .mx import (BlockArray, BlockFormat, MXFP4, MXFP6_E2M3, MXFP6_E3M2, MXFP8_E4M3, MXFP8_E5M2,  # noqa: F401
                  MXINT8, NVFP4, bfp, block_quantize, mx_gemm)
 
@@ -30,5 +31,5 @@ __all__ = ["Overflow", "Rounding", "Fixed", "Float", "Int", "parse_format", "qua
            "MXFP8_E5M2", "MXINT8", "NVFP4", "bfp", "block_quantize", "mx_gemm", "data_bits", "l1_bits",
            "symmetric_bits", "worst_case_bits", "SpecError", "load_spec", "parse_spec", "run_layer", "run_sweep",
            "sweep_configs", "export_layer", "verify_dir", "RECIPES", "LogQuantizer", "Recipe", "TensorQuantizer",
-           "get_recipe"]
+           "get_recipe", "load_model", "Model", "ModelError"]
 # fxsim.nn (layers) and fxsim.train_demo (scikit-learn data, plots) are imported on use.

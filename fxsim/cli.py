@@ -1,4 +1,4 @@
-"""The ``fxsim`` command: formats, run, sweep, export, verify, demo.
+"""The ``fxsim`` command: formats, run, sweep, export, verify, testbench, demo, model.
 
 Exit codes: 0 success; 1 a verification found mismatches or checksum failures; 2 bad input (spec,
 arguments, missing or unreadable files, an output that exists without --force or that --force may not
@@ -53,13 +53,13 @@ _bits_range = _int_list("--acc-bits", 2, 62)
 
 def _trace(text):
     try:
-        i, j = (int(t) for t in text.split(","))
-        if i < 0 or j < 0:
+        idx = tuple(int(t) for t in text.split(","))
+        if len(idx) not in (2, 4) or any(v < 0 for v in idx):
             raise ValueError
-        return (i, j)
+        return idx
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--trace must be I,J (output row and column, integers >= 0), got "
-                                         f"{text!r}") from None
+        raise argparse.ArgumentTypeError(f"--trace must be I,J (gemm output row and column) or N,O,OH,OW (conv2d "
+                                         f"output), integers >= 0, got {text!r}") from None
 
 
 def _positive(option):
@@ -141,21 +141,26 @@ def build_parser():
                        description="Simulate the layer and write every tensor as a memory file plus manifest.json.")
     e.add_argument("spec", metavar="SPEC", help="layer spec (TOML), gemm or conv2d")
     e.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist unless --force)")
-    e.add_argument("--format", default="hex", choices=["hex", "coe", "mif", "npy", "bin"],
-                   help="memory file format (default hex: $readmemh)")
-    e.add_argument("--trace", type=_trace, action="append", default=[], metavar="I,J",
-                   help="also write the per-cycle accumulator trace of output (I, J) of a gemm layer; repeat "
-                   "the option for more outputs")
+    e.add_argument("--format", default="hex", choices=["hex", "memb", "coe", "mif", "npy", "bin"],
+                   help="memory file format (default hex: $readmemh; memb: $readmemb)")
+    e.add_argument("--trace", type=_trace, action="append", default=[], metavar="I,J|N,O,OH,OW",
+                   help="also write the per-cycle accumulator trace of output (I, J) of a gemm layer or "
+                   "(N, O, OH, OW) of a conv2d layer; repeat the option for more outputs")
     e.add_argument("--force", action="store_true", help="replace a previous export in --out")
+    from .testbench_cli import add_export_options, add_testbench_parser
+    add_export_options(e)
     v = sub.add_parser("verify", help="recompute a golden-vector directory",
                        description="Recompute a golden-vector directory from its manifest and inputs. Exit 0 when "
                        "everything matches, 1 on a mismatch.")
-    v.add_argument("dir", metavar="DIR", help="a directory written by fxsim export")
+    v.add_argument("dir", metavar="DIR", help="a directory written by fxsim export or fxsim model export")
+    add_testbench_parser(sub)
     d = sub.add_parser("demo", help="the main job on shipped data", description="Run, sweep and export the shipped "
                        "demo layer.")
     d.add_argument("--out", default="fxsim-demo", metavar="DIR", help="output directory (default fxsim-demo)")
     d.add_argument("--force", action="store_true", help="replace a previous demo output in --out")
     d.add_argument("--quick", action="store_true", help="a shorter sweep, no training run")
+    from .model.cli import add_parser as add_model_parser
+    add_model_parser(sub, _bits_range)
     return p
 
 
@@ -407,7 +412,9 @@ def cmd_export(args):
     from .export import export_layer
     from .spec import load_spec
     spec = load_spec(args.spec)
-    manifest = export_layer(spec, args.out, file_format=args.format, traces=args.trace, force=args.force)
+    from .testbench_cli import export_options
+    manifest = export_layer(spec, args.out, file_format=args.format, traces=args.trace, force=args.force,
+                            **export_options(args))
     print(f"wrote {len(manifest['files'])} files and manifest.json to {args.out}")
     return EXIT_OK
 
@@ -441,8 +448,10 @@ def main(argv=None) -> int:
     except SystemExit as exc:          # --help (0) or a usage error (2), already printed by argparse
         return int(exc.code or 0)
     from .errors import FxsimError
+    from .model.cli import cmd_model
+    from .testbench_cli import cmd_testbench
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
-                "verify": cmd_verify, "demo": cmd_demo}
+                "verify": cmd_verify, "demo": cmd_demo, "model": cmd_model, "testbench": cmd_testbench}
     from .interrupts import immediate_interrupts
     try:
         with immediate_interrupts():    # Ctrl-C stops at once, even inside a kernel: exit 130, one line

@@ -172,6 +172,8 @@ def _per_channel(name, value, *, real=False):
     if isinstance(value, (str, bytes)) or value is None:
         raise InvalidType(f"{name} must be a number or a 1-D array of them (one per output channel), got {value!r}")
     if np.ndim(value) == 0:
+        if isinstance(value, np.ndarray):      # a 0-d array (an ONNX scalar initializer): its element
+            value = value[()]
         return np.asarray(check_real(name, value, finite=False) if real else check_int(name, value), dtype=np.float64 if real else object)
     arr = np.asarray(value)
     if arr.size == 0:

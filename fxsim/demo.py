@@ -48,6 +48,8 @@ def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
             report["training"] = run_training_demo(os.path.join(tmp, "training"), quick=quick)
         else:
             print("[4/4] Training demo: not part of this build")
+        if importlib.util.find_spec("onnx") is not None:
+            report["model"] = run_model_demo(tmp)
         report["seconds"] = round(time.time() - t0, 1)
         # paths written while building point into the temporary directory: name their final place
         text = json.dumps(json_safe(report), indent=2, default=str, allow_nan=False).replace(tmp, out_dir)
@@ -63,5 +65,36 @@ def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
     for root, _, files in sorted(os.walk(out_dir)):
         for f in sorted(files):
             print(f"  {os.path.relpath(os.path.join(root, f), os.path.dirname(out_dir))}")
-    print(f"Plot: {os.path.join(out_dir, 'sweep.png')}; RTL check: examples/rtl/run.sh on {os.path.join(out_dir, 'golden')}")
+    print(f"Plot: {os.path.join(out_dir, 'sweep.png')}; RTL check: fxsim testbench {os.path.join(out_dir, 'golden')} --run")
     return report
+
+
+def run_model_demo(out_dir) -> dict:
+    """The shipped quantized digits CNN (fxsim/data/digits_cnn_qdq.onnx, built by make_model_demo.py) end
+    to end: agreement with ONNX Runtime, each layer's narrowest bit-exact accumulator, golden vectors for
+    the convolution as it runs inside the network."""
+    import numpy as np
+    from .model import load_model
+    from .model.report import export_model, onnxruntime_agreement
+    data = os.path.dirname(DEMO_SPEC)
+    path = os.path.join(data, "digits_cnn_qdq.onnx")
+    z = np.load(os.path.join(data, "digits_test.npz"))
+    print(f"[model] The digits CNN quantized by ONNX Runtime (QDQ int8): {path}")
+    m = load_model(path)
+    out = m.run({"x": z["x"]}, record=True)
+    acc = float(np.mean(np.argmax(out["logits"], axis=1) == z["labels"]))
+    agree = onnxruntime_agreement(path, {"x": z["x"]}, out)
+    if agree is None:
+        print("        onnxruntime is not installed: no comparison")
+    else:
+        a = agree["logits"]
+        print(f"        {a['equal']} of {a['elements']} logits equal to ONNX Runtime's; test accuracy {acc:.3f}")
+    narrow = {n: int(r.result.summary()["max_bits_needed"]) for n, r in out.records.items() if r.result is not None}
+    print("        narrowest bit-exact accumulator per layer on these 64 images: "
+          + ", ".join(f"{k} {v} bits" for k, v in narrow.items()))
+    export_model(m, {"x": z["x"][:2]}, os.path.join(out_dir, "model_golden"), layers="conv")
+    print("        golden vectors of layer 'conv' inside the network: model_golden/ (fxsim verify checks them)")
+    qonnx = load_model(os.path.join(data, "digits_cnn_qonnx.onnx"))
+    qacc = float(np.mean(np.argmax(qonnx.run({"x": z["x"]})["logits"], axis=1) == z["labels"]))
+    print(f"        the QONNX variant (8-bit power-of-two IntQuant): test accuracy {qacc:.3f}")
+    return {"onnxruntime_agreement": agree, "accuracy": acc, "narrowest_bits": narrow, "qonnx_accuracy": qacc}

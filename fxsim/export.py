@@ -24,7 +24,8 @@ from .formats import Fixed, Float
 
 __all__ = ["FILE_FORMATS", "to_words", "write_words", "read_words", "export_layer", "verify_dir", "atomic_dir"]
 
-FILE_FORMATS = ("hex", "coe", "mif", "npy", "bin")
+FILE_FORMATS = ("hex", "coe", "mif", "npy", "bin", "memb")
+MANIFEST_VERSION = 2   # 2: layouts, word packing, constants files, the SystemVerilog package, conv traces
 
 
 def to_words(codes, bits: int) -> np.ndarray:
@@ -114,16 +115,14 @@ def write_words(directory, name, codes, bits, signed, fmt, *, fmt_name, order="r
 
 
 def read_words(directory, entry) -> np.ndarray:
-    """The int64 codes of one manifest entry, read strictly (``fxsim.verify.parse_strict``: every word
-    exactly as fxsim writes it at the declared width; a malformed file raises ``MalformedFile``)."""
-    from .verify import parse_strict
+    """The int64 codes of one manifest entry in the tensor's logical order, read strictly
+    (``fxsim.verify.entry_elements``: every word exactly as fxsim writes it at the declared width, packed
+    words unpacked, the layout transposed back; a malformed file raises ``MalformedFile``)."""
+    from .verify import entry_codes
     path = os.path.join(directory, entry["file"])
-    if entry["encoding"] == "npy":
-        return np.load(path, allow_pickle=False).astype(np.int64)
     with open(path, "rb") as fh:
         content = fh.read()
-    words = parse_strict(content, entry["bits"], entry["encoding"], entry["shape"], entry["signed"], entry["file"])
-    return from_words(words, entry["bits"], entry["signed"]).reshape(entry["shape"])
+    return entry_codes(content, entry)
 
 
 def _codes_of(values, fmt):
@@ -146,7 +145,7 @@ def _signed(fmt):
     return bool(fmt.signed) if isinstance(fmt, Fixed) else False
 
 
-_EXT = {"hex": "hex", "coe": "coe", "mif": "mif", "npy": "npy", "bin": "bin"}
+_EXT = {"hex": "hex", "coe": "coe", "mif": "mif", "npy": "npy", "bin": "bin", "memb": "memb"}
 _KEY_ORDER = "register values of the whole output, row-major"
 
 
@@ -165,18 +164,36 @@ def file_bytes(codes, bits: int, encoding: str) -> bytes:
     return render(to_words(codes, bits), bits, encoding)
 
 
-def golden_contents(spec, *, file_format="hex", traces=(), data=None):
-    """Everything a golden-vector directory holds, computed and not written: (contents, manifest) where
-    ``contents`` maps file names to bytes (``manifest.json`` excluded) and ``manifest`` is its dict.
-    ``export_layer`` writes exactly this; ``fxsim verify`` recomputes it and compares."""
-    from . import __version__
-    from .spec import run_layer
+def export_options(spec, file_format="hex", traces=(), *, layouts=None, word_bits=None, pack="little",
+                   constants=False) -> dict:
+    """The hardware-shape options of an export, checked (``fxsim.testbench.check_export_options``) and in
+    the form the manifest records them: layouts {tensor: layout}, word_bits {group: bits}, pack, constants."""
     from .errors import InvalidArgument
+    from .testbench import check_export_options
     if file_format not in FILE_FORMATS:
         raise InvalidArgument(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
-    if spec.op != "gemm" and traces:
-        raise InvalidArgument("per-cycle traces are exported for gemm layers, not conv2d")
-    result, (A, B, bias) = run_layer(spec, trace=list(traces) or None, data=data)
+    if traces and spec.op not in ("gemm", "conv2d"):
+        raise InvalidArgument(f"per-cycle traces are exported for gemm outputs (I,J) and conv2d outputs "
+                              f"(N,O,OH,OW); this is a {spec.op} layer")
+    layouts, wb = check_export_options(spec, file_format, layouts, word_bits, pack, constants, traces)
+    return {"layouts": dict(sorted(layouts.items())), "word_bits": {k: int(v) for k, v in sorted(wb.items())},
+            "pack": pack, "constants": bool(constants)}
+
+
+def golden_contents(spec, *, file_format="hex", traces=(), data=None, layouts=None, word_bits=None, pack="little",
+                    constants=False):
+    """Everything a golden-vector directory holds, computed and not written: (contents, manifest) where
+    ``contents`` maps file names to bytes (``manifest.json`` excluded) and ``manifest`` is its dict.
+    ``export_layer`` writes exactly this; ``fxsim verify`` recomputes it and compares. The hardware-shape
+    options (layouts, word_bits, pack, constants) are those of :func:`export_layer`."""
+    from . import __version__
+    from . import layout as _layout
+    from .spec import run_layer
+    from .testbench import requant_constants, sv_package, trace_order_text
+    opts = export_options(spec, file_format, traces, layouts=layouts, word_bits=word_bits, pack=pack,
+                          constants=constants)
+    layouts, wb = opts["layouts"], opts["word_bits"]
+    result, (A, B, bias) = run_layer(spec, trace=[tuple(t) for t in traces] or None, data=data)
     dp = spec.datapath
     acc = dp.accumulator.fmt
     out_fmt = dp.output.fmt
@@ -184,15 +201,23 @@ def golden_contents(spec, *, file_format="hex", traces=(), data=None):
     acc_codes = _codes_of(result.acc, acc) if float_acc else result.acc
     bias_fmt = acc if float_acc else Fixed(64, acc.frac)
     contents, files = {}, {}
+    shaped = spec.op in _layout.LOGICAL
 
-    def put(key, codes, bits, signed, fmt_name, order="row-major"):
+    def put(key, codes, bits, signed, fmt_name, order=None, group=None):
         codes = np.asarray(codes, dtype=np.int64)
-        fname = f"{key}.{_EXT[file_format]}"
-        content = file_bytes(codes, bits, file_format)
+        if shaped:
+            fname, content, entry = _layout.tensor_bytes(
+                key, codes, bits, signed, file_format, fmt_name=fmt_name, logical=_layout.logical_axes(spec.op, key),
+                layout=layouts.get(key), word_bits=wb.get(group or key), pack=pack, order=order)
+        else:           # backward passes and other ops: one element per word, row-major
+            fname = f"{key}.{_EXT[file_format]}"
+            content = (file_bytes(codes, bits, file_format) if file_format != "memb"
+                       else _layout.render_words([int(w) for w in to_words(codes, bits).ravel()], bits, "memb"))
+            entry = {"file": fname, "shape": list(codes.shape), "order": order or "row-major", "format": fmt_name,
+                     "bits": int(bits), "signed": bool(signed), "encoding": file_format,
+                     "sha256": hashlib.sha256(content).hexdigest()}
         contents[fname] = content
-        files[key] = {"file": fname, "shape": list(codes.shape), "order": order, "format": fmt_name,
-                      "bits": int(bits), "signed": bool(signed), "encoding": file_format,
-                      "sha256": hashlib.sha256(content).hexdigest()}
+        files[key] = entry
 
     put("a", _codes_of(A, dp.a), dp.a.bits, _signed(dp.a), str(dp.a))
     put("b", _codes_of(B, dp.b), dp.b.bits, _signed(dp.b), str(dp.b))
@@ -201,16 +226,23 @@ def golden_contents(spec, *, file_format="hex", traces=(), data=None):
     put("acc", acc_codes, acc.bits, _signed(acc), str(acc))
     if out_fmt is not None:
         put("out", result.codes, out_fmt.bits, _signed(out_fmt), str(out_fmt))
-    for (i, j), tr in sorted(result.traces.items()):
+    for idx, tr in sorted(result.traces.items()):
         tr = np.ravel(tr)
-        put(f"trace_{i}_{j}", _codes_of(tr, acc) if float_acc else tr, acc.bits, _signed(acc), str(acc),
-            order=f"cycle order ({dp.order}): the register after the preload, then after every addition")
-    manifest = {"fxsim_output": "golden-vectors", "fxsim_version": __version__, "op": spec.op,
-                "datapath": str(dp), "datapath_repr": repr(dp), "spec": spec.raw, "file_format": file_format,
-                "traces": [[int(i), int(j)] for (i, j) in sorted(result.traces)],
-                "files": files, "summary": result.summary()}
+        put("trace_" + "_".join(str(int(v)) for v in idx), _codes_of(tr, acc) if float_acc else tr, acc.bits,
+            _signed(acc), str(acc), order=trace_order_text(dp.order), group="trace")
+    if constants:
+        for key, (codes, bits) in requant_constants(spec, np.shape(result.acc)[1]).items():
+            put(key, codes, bits, True, f"int{bits}", group="requant")
+    manifest = {"fxsim_output": "golden-vectors", "fxsim_version": __version__, "manifest_version": MANIFEST_VERSION,
+                "op": spec.op, "datapath": str(dp), "datapath_repr": repr(dp), "spec": spec.raw,
+                "file_format": file_format, "traces": [[int(v) for v in idx] for idx in sorted(result.traces)],
+                "export_options": opts, "files": files, "summary": result.summary()}
     # what json.load gives back (tuples as lists, NumPy scalars as numbers)
     manifest = json.loads(json.dumps(manifest, default=_json_default))
+    if shaped:
+        pkg_name, pkg = sv_package(manifest)
+        contents[pkg_name] = pkg
+        manifest["package"] = {"file": pkg_name, "sha256": hashlib.sha256(pkg).hexdigest()}
     return contents, manifest
 
 
@@ -218,24 +250,35 @@ def manifest_bytes(manifest) -> bytes:
     return (json.dumps(manifest, indent=2, default=_json_default) + "\n").encode()
 
 
-def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False) -> dict:
+def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False, layouts=None, word_bits=None,
+                 pack="little", constants=False) -> dict:
     """Simulate ``spec`` and write its golden vectors to ``out_dir``; returns the manifest.
 
-    The output location is checked before the simulation; ``force`` replaces only a previous golden-
-    vector directory (see :mod:`fxsim.outputs`)."""
+    ``traces``: (i, j) outputs of a gemm, (n, o, oh, ow) outputs of a conv2d. Hardware shapes
+    (``fxsim.layout``): ``layouts`` {tensor: layout} (e.g. {"a": "NHWC", "b": "OHWI"}); ``word_bits`` packs
+    several elements per memory word (an int for every tensor, or {tensor: bits}; tensor names a, b, bias,
+    acc, out, trace, requant); ``pack`` "little" (first element in the low bits) or "big";
+    ``constants`` writes the output stage's per-channel multipliers and shifts as memory files.
+    A SystemVerilog package ``<layer>_pkg.sv`` with the layer's constants is written with every gemm or
+    conv2d export. The options are checked and the output location too, before the simulation;
+    ``force`` replaces only a previous golden-vector directory (see :mod:`fxsim.outputs`)."""
     from .outputs import output_dir
-    if file_format not in FILE_FORMATS:
-        raise ValueError(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
-    if spec.op != "gemm" and traces:
-        raise ValueError("per-cycle traces are exported for gemm layers, not conv2d")
+    kw = dict(layouts=layouts, word_bits=word_bits, pack=pack, constants=constants)
+    export_options(spec, file_format, traces, **kw)
     with output_dir(out_dir, "golden-vectors", force=force, manifest_files=False) as tmp:
-        contents, manifest = golden_contents(spec, file_format=file_format, traces=traces)
-        for fname, content in contents.items():
-            with open(os.path.join(tmp, fname), "wb") as fh:
-                fh.write(content)
-        with open(os.path.join(tmp, "manifest.json"), "wb") as fh:
-            fh.write(manifest_bytes(manifest))
+        contents, manifest = golden_contents(spec, file_format=file_format, traces=traces, **kw)
+        write_contents(tmp, contents, manifest)
     return manifest
+
+
+def write_contents(directory, contents, manifest) -> None:
+    """Write ``golden_contents``' files and manifest into ``directory`` (a fresh temporary of
+    :func:`fxsim.outputs.output_dir`)."""
+    for fname, content in contents.items():
+        with open(os.path.join(directory, fname), "wb") as fh:
+            fh.write(content)
+    with open(os.path.join(directory, "manifest.json"), "wb") as fh:
+        fh.write(manifest_bytes(manifest))
 
 
 def _json_default(o):

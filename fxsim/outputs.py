@@ -50,7 +50,7 @@ from .errors import BadFile, OutputExists
 __all__ = ["KINDS", "OutputNotWritable", "output_dir", "check_output_location", "rename_noreplace",
            "read_manifest"]
 
-KINDS = ("golden-vectors", "sweep", "demo")
+KINDS = ("golden-vectors", "model-golden-vectors", "sweep", "demo", "testbench")
 MANIFEST = "manifest.json"
 _MARKER = ".fxsim-temporary"
 _MAX_MANIFEST_BYTES = 64 << 20
@@ -160,6 +160,11 @@ def _listed_files(manifest: dict, kind: str) -> set:
                                                   for e in files.values()):
             raise BadFile("its manifest's files are not a table of file entries")
         names = {e["file"] for e in files.values()}
+        pkg = manifest.get("package")
+        if pkg is not None:
+            if not isinstance(pkg, dict) or not isinstance(pkg.get("file"), str):
+                raise BadFile("its manifest's package is not a file entry")
+            names.add(pkg["file"])
     else:
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             raise BadFile("its manifest's files are not a list of names")

@@ -536,7 +536,7 @@ def run_layer(spec: LayerSpec, datapath: Datapath | None = None, *, trace=None, 
     from .ops.conv import conv2d
     s = spec.shape
     return conv2d(A, B, dp, stride=s.get("stride", 1), padding=s.get("padding", 0), dilation=s.get("dilation", 1),
-                  groups=s.get("groups", 1), bias=bias), (A, B, bias)
+                  groups=s.get("groups", 1), bias=bias, trace=trace), (A, B, bias)
 
 
 def _run_backward(spec, dp, A, B, trace):

@@ -42,20 +42,29 @@ import numpy as np
 
 from .errors import FxsimError
 
-__all__ = ["Report", "verify_directory", "parse_strict", "MalformedFile"]
+__all__ = ["Report", "verify_directory", "parse_strict", "entry_elements", "entry_codes", "MalformedFile"]
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_WORDS = 1 << 31
 _MAX_SHOWN = 20
 
-_TOP_KEYS = {"fxsim_output": str, "fxsim_version": str, "op": str, "datapath": str, "datapath_repr": str,
-             "spec": dict, "file_format": str, "traces": list, "files": dict, "summary": dict}
+_TOP_KEYS = {"fxsim_output": str, "fxsim_version": str, "manifest_version": int, "op": str, "datapath": str,
+             "datapath_repr": str, "spec": dict, "file_format": str, "traces": list, "export_options": dict,
+             "files": dict, "summary": dict}
+_OPTIONAL_TOP = {"package": dict}
 _ENTRY_KEYS = {"file": str, "shape": list, "order": str, "format": str, "bits": int, "signed": bool,
                "encoding": str, "sha256": str}
-_KEY_RE = re.compile(r"^(a|b|bias|acc|out|trace_(0|[1-9][0-9]{0,9})_(0|[1-9][0-9]{0,9}))$")
+_SHAPED_KEYS = {"logical": str, "layout": str}
+_PACKED_KEYS = {"word_bits": int, "elements_per_word": int, "pack": str, "words": int}
+_IDX = r"(0|[1-9][0-9]{0,9})"
+_KEY_RE = re.compile(rf"^(a|b|bias|acc|out|requant_multiplier|requant_shift|trace_{_IDX}_{_IDX}|"
+                     rf"trace_{_IDX}_{_IDX}_{_IDX}_{_IDX})$")
+_PKG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,200}_pkg\.sv$")
+MAX_WORD_BITS = 1 << 16
+MAX_PACKAGE_BYTES = 16 << 20
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-_ENCODINGS = ("hex", "coe", "mif", "npy", "bin")
+_ENCODINGS = ("hex", "coe", "mif", "npy", "bin", "memb")
 
 
 class MalformedFile(FxsimError, ValueError):
@@ -113,7 +122,7 @@ def _check_token(tok: str, bits: int, where: str) -> int:
 def _hex_tokens_fast(tokens_blob: bytes, bits: int, count: int):
     """Words of ``count`` lines of exactly ``digits`` hex digits each, or None if the blob is not that."""
     digits = _digits(bits)
-    if len(tokens_blob) != count * (digits + 1):
+    if bits > 64 or len(tokens_blob) != count * (digits + 1):
         return None
     arr = np.frombuffer(tokens_blob, dtype=np.uint8).reshape(count, digits + 1)
     if count and not np.all(arr[:, -1] == 10):
@@ -129,8 +138,13 @@ def _hex_tokens_fast(tokens_blob: bytes, bits: int, count: int):
     return words
 
 
+def _word_array(n, bits):
+    """Room for ``n`` words: uint64, or Python ints (object) for words wider than 64 bits."""
+    return np.empty(n, dtype=np.uint64 if bits <= 64 else object)
+
+
 def _hex_lines(lines, bits, name, first_line):
-    out = np.empty(len(lines), dtype=np.uint64)
+    out = _word_array(len(lines), bits)
     for i, tok in enumerate(lines):
         out[i] = _check_token(tok, bits, f"{name}:{first_line + i}")
     return out
@@ -171,6 +185,23 @@ def parse_strict(content: bytes, bits: int, encoding: str, shape, signed: bool, 
         if len(lines) != count:
             raise MalformedFile(f"{name}: {len(lines)} words; the declared shape {list(shape)} needs {count}")
         return words
+    if encoding == "memb":
+        if count == 0:
+            if content != b"\n":
+                raise MalformedFile(f"{name}: holds words; its declared shape {list(shape)} has none")
+            return np.zeros(0, dtype=np.uint64)
+        if not text.endswith("\n"):
+            raise MalformedFile(f"{name}: does not end with a newline")
+        lines = text[:-1].split("\n")
+        if len(lines) != count:
+            raise MalformedFile(f"{name}: {len(lines)} words; the declared shape {list(shape)} needs {count}")
+        out = _word_array(count, bits)
+        for i, tok in enumerate(lines):
+            if len(tok) != bits or tok.strip("01"):
+                raise MalformedFile(f"{name}:{i + 1}: {tok[:80]!r} is not a word of exactly {bits} binary digits "
+                                    f"($readmemb, as fxsim writes it)")
+            out[i] = int(tok, 2)
+        return out
     if encoding == "coe":
         header = "memory_initialization_radix=16;\nmemory_initialization_vector=\n"
         if not text.startswith(header):
@@ -209,7 +240,7 @@ def parse_strict(content: bytes, bits: int, encoding: str, shape, signed: bool, 
                                 f"{'END;' if data and data[-1] == 'END;' else 'no END;'}; the declared shape "
                                 f"{list(shape)} needs {count} lines and END;")
         adigits = max(1, -(-max(count - 1, 1).bit_length() // 4))
-        out = np.empty(count, dtype=np.uint64)
+        out = _word_array(count, bits)
         pat = re.compile(r"^    ([0-9A-F]+) : ([^;]*);$")
         for i, line in enumerate(data[:-1]):
             where = f"{name}:{len(head) + i + 1}"
@@ -259,10 +290,61 @@ def _parse_npy(content, bits, shape, signed, name):
     return c
 
 
+def _count(shape) -> int:
+    n = 1
+    for v in shape:
+        n *= int(v)
+    return n
+
+
+def entry_elements(content: bytes, entry, name=None) -> np.ndarray:
+    """The elements of a manifest entry's file as unsigned ``bits``-wide words (uint64), in the stored
+    order, read strictly. A packed file (``word_bits`` in the entry) must hold exactly ``words`` words of
+    exactly ``word_bits`` bits, ``elements_per_word`` = word_bits // bits elements each in ``pack`` order,
+    and every unused bit (above the last slot, and the slots after the last element) 0."""
+    from .layout import pack_words
+    name = name or entry["file"]
+    bits, count = entry["bits"], _count(entry["shape"])
+    if "word_bits" not in entry:
+        from .layout import stored_shape
+        return parse_strict(content, bits, entry["encoding"], stored_shape(entry), entry["signed"], name)
+    wb, per, pack, nwords = entry["word_bits"], entry["elements_per_word"], entry["pack"], entry["words"]
+    if per != wb // bits or pack not in ("little", "big") or nwords != -(-count // per):
+        raise MalformedFile(f"{name}: word_bits {wb}, elements_per_word {per}, pack {pack!r} and words {nwords} do "
+                            f"not describe {count} elements of {bits} bits (elements_per_word must be "
+                            f"{wb // bits}, words {-(-count // max(wb // bits, 1))}, pack little or big)")
+    words = [int(w) for w in parse_strict(content, wb, entry["encoding"], [nwords], False, name)]
+    mask = (1 << bits) - 1
+    elems = np.empty(count, dtype=np.uint64)
+    for e in range(count):
+        s = e % per
+        slot = s if pack == "little" else per - 1 - s
+        elems[e] = (words[e // per] >> (slot * bits)) & mask
+    again = pack_words(elems, bits, wb, pack)
+    for i, (w, v) in enumerate(zip(words, again)):
+        if w != v:
+            raise MalformedFile(f"{name}: word {i} has bits set outside its {per} element slot(s) of {bits} bits "
+                                f"(unused bits and the slots after the last element are 0)")
+    return elems
+
+
+def entry_codes(content: bytes, entry, name=None) -> np.ndarray:
+    """The int64 codes of a manifest entry's file in the tensor's logical order (see ``entry_elements``)."""
+    from .export import from_words
+    from .layout import from_layout, stored_shape
+    elems = entry_elements(content, entry, name)
+    codes = from_words(elems, entry["bits"], entry["signed"])
+    codes = codes.reshape(stored_shape(entry))
+    logical, layout = entry.get("logical"), entry.get("layout")
+    if logical and layout and layout != logical:
+        return from_layout(codes, logical, layout)
+    return codes
+
+
 def _max_bytes(bits, encoding, count):
     digits = _digits(bits)
-    per = {"hex": digits + 1, "coe": digits + 2, "mif": digits + 2 * 16 + 8, "npy": 8,
-           "bin": next(n for n in (1, 2, 4, 8) if bits <= 8 * n)}[encoding]
+    per = {"hex": digits + 1, "memb": bits + 1, "coe": digits + 2, "mif": digits + 2 * 16 + 8, "npy": 8,
+           "bin": next((n for n in (1, 2, 4, 8) if bits <= 8 * n), 8)}[encoding]
     return 4096 + per * count
 
 
@@ -328,34 +410,62 @@ def _read_member(dfd, name, limit):
 def _check_manifest_schema(m):
     if not isinstance(m, dict):
         raise _Malformed(f"{MANIFEST}: must be a JSON object, got {type(m).__name__}")
+    if m.get("fxsim_output") == "model-golden-vectors":
+        return
     missing = sorted(set(_TOP_KEYS) - set(m))
-    extra = sorted(set(m) - set(_TOP_KEYS))
+    extra = sorted(set(m) - set(_TOP_KEYS) - set(_OPTIONAL_TOP))
     if missing:
+        if "manifest_version" in missing and "files" in m:
+            raise _Malformed(f"{MANIFEST}: no manifest_version: written by an fxsim before golden-vector manifest "
+                             f"version 2; export the layer again")
         raise _Malformed(f"{MANIFEST}: missing key(s) {', '.join(missing)}")
     if extra:
         raise _Malformed(f"{MANIFEST}: unknown key(s) {', '.join(extra)}")
-    for k, t in _TOP_KEYS.items():
-        if not isinstance(m[k], t):
+    for k, t in list(_TOP_KEYS.items()) + [(k, t) for k, t in _OPTIONAL_TOP.items() if k in m]:
+        if not isinstance(m[k], t) or (t is int and isinstance(m[k], bool)):
             raise _Malformed(f"{MANIFEST}: {k} must be a JSON {t.__name__}, got {m[k]!r:.80}")
     if m["fxsim_output"] != "golden-vectors":
         raise _Malformed(f"{MANIFEST}: fxsim_output is {m['fxsim_output']!r}, not 'golden-vectors'")
+    from .export import MANIFEST_VERSION
+    if m["manifest_version"] != MANIFEST_VERSION:
+        raise _Malformed(f"{MANIFEST}: manifest_version {m['manifest_version']}; this fxsim verifies version "
+                         f"{MANIFEST_VERSION}")
     if m["file_format"] not in _ENCODINGS:
         raise _Malformed(f"{MANIFEST}: file_format {m['file_format']!r} is not one of {_ENCODINGS}")
     for t in m["traces"]:
-        if not (isinstance(t, list) and len(t) == 2 and all(type(x) is int and x >= 0 for x in t)):
-            raise _Malformed(f"{MANIFEST}: traces must be [row, column] pairs, got {t!r:.80}")
+        if not (isinstance(t, list) and len(t) in (2, 4) and all(type(x) is int and x >= 0 for x in t)):
+            raise _Malformed(f"{MANIFEST}: traces must be [row, column] or [n, o, oh, ow] lists, got {t!r:.80}")
+    o = m["export_options"]
+    if set(o) != {"layouts", "word_bits", "pack", "constants"} or not isinstance(o["layouts"], dict) \
+            or not all(isinstance(v, str) for v in o["layouts"].values()) or not isinstance(o["word_bits"], dict) \
+            or not all(type(v) is int and 1 <= v <= MAX_WORD_BITS for v in o["word_bits"].values()) \
+            or not isinstance(o["pack"], str) or not isinstance(o["constants"], bool):
+        raise _Malformed(f"{MANIFEST}: export_options must be {{layouts: {{tensor: layout}}, word_bits: {{tensor: "
+                         f"1..{MAX_WORD_BITS}}}, pack, constants: true|false}}, got {json.dumps(o)[:120]}")
+    if "package" in m:
+        pk = m["package"]
+        if set(pk) != {"file", "sha256"} or not isinstance(pk["file"], str) or not isinstance(pk["sha256"], str) \
+                or not _PKG_RE.match(pk["file"]) or not _SHA_RE.match(pk["sha256"]):
+            raise _Malformed(f"{MANIFEST}: package must be {{file: NAME_pkg.sv, sha256: 64 hex digits}}, got "
+                             f"{json.dumps(pk)[:120]}")
     for key, e in m["files"].items():
         where = f"{MANIFEST}: files.{key}"
         if not _KEY_RE.match(key):
-            raise _Malformed(f"{where}: not a name fxsim writes (a, b, bias, acc, out, trace_I_J)")
+            raise _Malformed(f"{where}: not a name fxsim writes (a, b, bias, acc, out, trace_I_J, trace_N_O_OH_OW, "
+                             f"requant_multiplier, requant_shift)")
         if not isinstance(e, dict):
             raise _Malformed(f"{where}: must be a JSON object, got {type(e).__name__}")
-        if set(e) != set(_ENTRY_KEYS):
-            miss, ext = sorted(set(_ENTRY_KEYS) - set(e)), sorted(set(e) - set(_ENTRY_KEYS))
+        allowed = dict(_ENTRY_KEYS)
+        if "logical" in e or "layout" in e:
+            allowed.update(_SHAPED_KEYS)
+        if any(k in e for k in _PACKED_KEYS):
+            allowed.update(_PACKED_KEYS)
+        if set(e) != set(allowed):
+            miss, ext = sorted(set(allowed) - set(e)), sorted(set(e) - set(allowed))
             raise _Malformed(f"{where}: " + "; ".join(s for s in (
                 f"missing key(s) {', '.join(miss)}" if miss else "", f"unknown key(s) {', '.join(ext)}" if ext else "")
                 if s))
-        for k, t in _ENTRY_KEYS.items():
+        for k, t in allowed.items():
             if not isinstance(e[k], t) or (t is int and isinstance(e[k], bool)):
                 raise _Malformed(f"{where}.{k} must be a JSON {t.__name__}, got {e[k]!r:.80}")
         if not 1 <= e["bits"] <= 64:
@@ -364,11 +474,22 @@ def _check_manifest_schema(m):
             raise _Malformed(f"{where}.encoding {e['encoding']!r} is not one of {_ENCODINGS}")
         if not all(type(s) is int and s >= 0 for s in e["shape"]):
             raise _Malformed(f"{where}.shape must be a list of sizes, got {e['shape']!r:.80}")
-        count = 1
-        for s in e["shape"]:
-            count *= s
+        count = _count(e["shape"])
         if count > MAX_WORDS:
             raise _Malformed(f"{where}.shape {e['shape']} is more than {MAX_WORDS} words")
+        if "logical" in e:
+            lg, ly = e["logical"], e["layout"]
+            if len(lg) != len(e["shape"]) or len(set(lg)) != len(lg) or sorted(ly) != sorted(lg):
+                raise _Malformed(f"{where}: layout {ly!r} is not a permutation of the logical axes {lg!r} of a "
+                                 f"tensor of shape {e['shape']}")
+        if "word_bits" in e:
+            if e["encoding"] not in ("hex", "memb", "coe", "mif"):
+                raise _Malformed(f"{where}: packed words in a {e['encoding']!r} file (packing applies to hex, memb, "
+                                 f"coe and mif)")
+            if not e["bits"] <= e["word_bits"] <= MAX_WORD_BITS:
+                raise _Malformed(f"{where}.word_bits must be in {e['bits']}..{MAX_WORD_BITS}, got {e['word_bits']}")
+            if e["words"] > MAX_WORDS:
+                raise _Malformed(f"{where}.words {e['words']} is more than {MAX_WORDS}")
         if not _SHA_RE.match(e["sha256"]):
             raise _Malformed(f"{where}.sha256 is not 64 lowercase hex digits")
         f = e["file"]
@@ -379,11 +500,18 @@ def _check_manifest_schema(m):
             raise _Malformed(f"{where}.file is {f!r}; fxsim names it {key}.{e['encoding']}")
 
 
+def _entry_limit(e):
+    if "word_bits" in e:
+        return _max_bytes(e["word_bits"], e["encoding"], e["words"])
+    return _max_bytes(e["bits"], e["encoding"], _count(e["shape"]))
+
+
 # ---------------------------------------------------------------------------------------------------
 
 
 def verify_directory(directory) -> Report:
-    """Check a golden-vector directory (see the module's doc); never raises for what is in it."""
+    """Check a golden-vector directory, or a model export's directory of them (see the module's doc);
+    never raises for what is in it."""
     rep = Report()
     directory = os.fspath(directory)
     try:
@@ -392,7 +520,11 @@ def verify_directory(directory) -> Report:
         rep.malformed.append(str(exc))
         return rep
     try:
-        _verify(dfd, directory, rep)
+        m = _load_manifest(dfd)
+        if isinstance(m, dict) and m.get("fxsim_output") == "model-golden-vectors":
+            _verify_model(dfd, m, rep)
+        else:
+            _verify(dfd, m, rep)
     except _Malformed as exc:
         rep.malformed.append(str(exc))
     finally:
@@ -400,18 +532,87 @@ def verify_directory(directory) -> Report:
     return rep
 
 
-def _verify(dfd, directory, rep):
-    from .export import _values_of, from_words, golden_contents
-    from .spec import spec_from_dict
+def _load_manifest(dfd):
     raw = _read_member(dfd, MANIFEST, MAX_MANIFEST_BYTES)
     try:
-        m = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Malformed(f"{MANIFEST}: not valid JSON ({exc})") from None
+
+
+_MODEL_KEYS = {"fxsim_output": str, "fxsim_version": str, "model": str, "layers": dict, "files": list, "note": str}
+_SUBDIR_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,200}$")
+
+
+def _verify_model(dfd, m, rep):
+    """A model export: manifest.json naming each layer's sub-directory (``layers``: {layer: directory}) and
+    every file under them (``files``); each sub-directory is a golden-vector directory verified strictly,
+    and nothing else may be there."""
+    if set(m) != set(_MODEL_KEYS) or any(not isinstance(m[k], t) for k, t in _MODEL_KEYS.items()):
+        raise _Malformed(f"{MANIFEST}: a model export's manifest has exactly the keys "
+                         f"{', '.join(sorted(_MODEL_KEYS))}, got {', '.join(sorted(m))}")
+    subs = m["layers"]
+    for layer, sub in subs.items():
+        if not isinstance(sub, str) or not _SUBDIR_RE.match(sub) or sub.startswith("."):
+            raise _Malformed(f"{MANIFEST}: layers.{layer} = {sub!r} is not a sub-directory name fxsim writes")
+    if len(set(subs.values())) != len(subs):
+        raise _Malformed(f"{MANIFEST}: two layers share a sub-directory")
+    listed = set(subs.values()) | {MANIFEST}
+    with os.scandir(dfd) as it:
+        entries = {e.name: e for e in it}
+    for name in sorted(entries):
+        e = entries[name]
+        if e.is_symlink():
+            rep.malformed.append(f"{name}: a symbolic link (verify reads only regular files inside the directory)")
+        elif name not in listed:
+            what = "a directory" if e.is_dir(follow_symlinks=False) else "a file"
+            rep.malformed.append(f"{name}: {what} not listed in the manifest")
+        elif name != MANIFEST and not e.is_dir(follow_symlinks=False):
+            rep.malformed.append(f"{name}: listed as a layer's directory but not a directory")
+    for name in sorted(listed - set(entries)):
+        rep.malformed.append(f"{name}: listed in the manifest but missing")
+    if rep.malformed:
+        return
+    every = set()
+    for layer, sub in sorted(subs.items(), key=lambda kv: kv[1]):
+        try:
+            sfd = os.open(sub, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0),
+                          dir_fd=dfd)
+        except OSError as exc:
+            rep.malformed.append(f"{sub}: cannot open it: {exc.strerror}")
+            continue
+        sub_rep = Report()
+        try:
+            sm = _load_manifest(sfd)
+            _verify(sfd, sm, sub_rep)
+            if isinstance(sm.get("spec"), dict) and sm["spec"].get("layer", {}).get("name") != layer:
+                sub_rep.mismatches.append(f"{MANIFEST}: its spec names layer "
+                                          f"{sm['spec'].get('layer', {}).get('name')!r}; the model's manifest "
+                                          f"lists it for {layer!r}")
+            every |= {f"{sub}/{e['file']}" for e in sm["files"].values()} | {f"{sub}/{MANIFEST}"}
+            if "package" in sm:
+                every.add(f"{sub}/{sm['package']['file']}")
+        except _Malformed as exc:
+            sub_rep.malformed.append(str(exc))
+        finally:
+            os.close(sfd)
+        rep.malformed += [f"{sub}/{p}" for p in sub_rep.malformed]
+        rep.mismatches += [f"{sub}/{p}" for p in sub_rep.mismatches]
+    if not rep.malformed and sorted(m["files"]) != sorted(every):
+        rep.mismatches.append(f"{MANIFEST}: files lists {len(m['files'])} paths; the layers' directories hold "
+                              f"{len(every)} (" + ", ".join(sorted(set(m["files"]) ^ every)[:5]) + ")")
+
+
+def _verify(dfd, m, rep):
+    from .export import golden_contents
+    from .layout import from_layout, stored_shape
+    from .export import _values_of, from_words
+    from .spec import spec_from_dict
     _check_manifest_schema(m)
     files = m["files"]
-    # the directory holds the manifest and the listed files, and nothing else
-    listed = {e["file"] for e in files.values()} | {MANIFEST}
+    pkg = m.get("package")
+    # the directory holds the manifest, the listed files and the package, and nothing else
+    listed = {e["file"] for e in files.values()} | {MANIFEST} | ({pkg["file"]} if pkg else set())
     with os.scandir(dfd) as it:
         entries = {e.name: e for e in it}
     for name in sorted(entries):
@@ -425,16 +626,20 @@ def _verify(dfd, directory, rep):
         rep.malformed.append(f"{name}: listed in the manifest but missing")
     if rep.malformed:
         return
-    got_words = {}
+    got_elems = {}
     for key, e in files.items():
-        count = int(np.prod(e["shape"], dtype=np.int64)) if e["shape"] else 1
-        content = _read_member(dfd, e["file"], _max_bytes(e["bits"], e["encoding"], count))
+        content = _read_member(dfd, e["file"], _entry_limit(e))
         if hashlib.sha256(content).hexdigest() != e["sha256"]:
             rep.mismatches.append(f"{e['file']}: sha256 differs from the manifest")
         try:
-            got_words[key] = parse_strict(content, e["bits"], e["encoding"], e["shape"], e["signed"], e["file"])
+            got_elems[key] = entry_elements(content, e)
         except MalformedFile as exc:
             rep.malformed.append(str(exc))
+    pkg_content = None
+    if pkg:
+        pkg_content = _read_member(dfd, pkg["file"], MAX_PACKAGE_BYTES)
+        if hashlib.sha256(pkg_content).hexdigest() != pkg["sha256"]:
+            rep.mismatches.append(f"{pkg['file']}: sha256 differs from the manifest")
     if rep.malformed:
         return
     try:
@@ -449,7 +654,9 @@ def _verify(dfd, directory, rep):
 
             def vals(key, fmt):
                 e = files[key]
-                codes = from_words(got_words[key], e["bits"], e["signed"]).reshape(e["shape"])
+                codes = from_words(got_elems[key], e["bits"], e["signed"]).reshape(stored_shape(e))
+                if e.get("layout", e.get("logical")) != e.get("logical"):
+                    codes = from_layout(codes, e["logical"], e["layout"])
                 return _values_of(codes, fmt)
             for k in ("a", "b"):
                 if k not in files:
@@ -458,17 +665,33 @@ def _verify(dfd, directory, rep):
         except (ValueError, TypeError) as exc:
             raise _Malformed(f"the input files cannot be read as the spec's operands: {exc}") from None
     traces = [tuple(t) for t in m["traces"]]
+    o = m["export_options"]
     try:
-        want_contents, want = golden_contents(spec, file_format=m["file_format"], traces=traces, data=data)
+        want_contents, want = golden_contents(spec, file_format=m["file_format"], traces=traces, data=data,
+                                              layouts=o["layouts"], word_bits=o["word_bits"] or None,
+                                              pack=o["pack"], constants=o["constants"])
     except (FxsimError, ValueError, TypeError, OverflowError) as exc:
-        raise _Malformed(f"{MANIFEST}: the spec, traces and inputs it names cannot be simulated: {exc}") from None
+        raise _Malformed(f"{MANIFEST}: the spec, traces, export options and inputs it names cannot be "
+                         f"simulated: {exc}") from None
     except OSError as exc:
         raise _Malformed(f"{MANIFEST}: the spec's data cannot be read here: {exc}") from None
     # manifest metadata against what the spec implies
-    for k in ("op", "datapath", "datapath_repr", "file_format", "traces", "summary"):
+    for k in ("manifest_version", "op", "datapath", "datapath_repr", "file_format", "traces", "export_options",
+              "summary"):
         if json.dumps(m[k], sort_keys=True) != json.dumps(want[k], sort_keys=True):
             rep.mismatches.append(f"{MANIFEST}: {k} is {json.dumps(m[k])[:120]}; the spec implies "
                                   f"{json.dumps(want[k])[:120]}")
+    if pkg != want.get("package"):
+        if pkg is None or want.get("package") is None:
+            rep.mismatches.append(f"{MANIFEST}: package is {json.dumps(pkg)}; the spec implies "
+                                  f"{json.dumps(want.get('package'))}")
+        elif pkg["file"] != want["package"]["file"]:
+            rep.mismatches.append(f"{pkg['file']}: the spec implies the package {want['package']['file']}")
+        elif pkg_content != want_contents[pkg["file"]]:
+            rep.mismatches.append(f"{pkg['file']}: differs from the SystemVerilog package fxsim writes for this "
+                                  f"manifest")
+        else:
+            rep.mismatches.append(f"{MANIFEST}: package.sha256 differs from the package's")
     for key in sorted(set(want["files"]) - set(files)):
         rep.mismatches.append(f"{want['files'][key]['file']}: the spec implies this file; the manifest does not "
                               f"list it and it is missing")
@@ -476,20 +699,21 @@ def _verify(dfd, directory, rep):
         rep.mismatches.append(f"{files[key]['file']}: listed in the manifest; the spec does not imply it")
     for key in sorted(set(files) & set(want["files"])):
         e, w = files[key], want["files"][key]
-        for f in ("file", "shape", "order", "format", "bits", "signed", "encoding"):
-            if e[f] != w[f]:
-                rep.mismatches.append(f"{e['file']}: the manifest says {f} = {e[f]!r}; the spec implies {w[f]!r}")
-        if any(e[f] != w[f] for f in ("shape", "bits", "encoding")):
+        fields = [f for f in dict.fromkeys(list(w) + list(e)) if f != "sha256"]
+        for f in fields:
+            if e.get(f) != w.get(f):
+                rep.mismatches.append(f"{e['file']}: the manifest says {f} = {e.get(f)!r}; the spec implies "
+                                      f"{w.get(f)!r}")
+        if any(e.get(f) != w.get(f) for f in fields if f not in ("order", "format")):
             continue
-        content = want_contents[w["file"]]
-        want_words = parse_strict(content, w["bits"], w["encoding"], w["shape"], w["signed"], w["file"])
-        got = got_words[key]
-        bad = np.flatnonzero(got != want_words)
+        want_elems = entry_elements(want_contents[w["file"]], w)
+        got = got_elems[key]
+        bad = np.flatnonzero(got != want_elems)
         if bad.size:
             i = int(bad[0])
             d = _digits(w["bits"])
             rep.mismatches.append(
                 f"{e['file']}: {bad.size} word(s) differ from the recomputation, first at index {i}: "
-                f"{int(got[i]):0{d}x}, recomputed {int(want_words[i]):0{d}x}")
+                f"{int(got[i]):0{d}x}, recomputed {int(want_elems[i]):0{d}x}")
         elif e["sha256"] != w["sha256"]:
             rep.mismatches.append(f"{e['file']}: the words agree but the bytes differ from what fxsim writes")

@@ -110,7 +110,9 @@ def test_force_replaces_a_previous_output_of_the_same_kind(tmp_path, spec_file, 
     out = tmp_path / "g"
     assert main(["export", str(spec_file), "--out", str(out), "--trace", "0,0"]) == EXIT_OK
     assert main(["export", str(spec_file), "--out", str(out), "--force", "--format", "coe"]) == EXIT_OK
-    assert sorted(os.listdir(out)) == ["a.coe", "acc.coe", "b.coe", "bias.coe", "manifest.json", "out.coe"]
+    # the SystemVerilog package comes with every export
+    assert sorted(os.listdir(out)) == ["a.coe", "acc.coe", "b.coe", "bias.coe", "layer_pkg.sv", "manifest.json",
+                                       "out.coe"]
     assert verify_dir(str(out)) == []
     assert sorted(os.listdir(tmp_path)) == ["g", "layer.toml"]
     # a directory written by an fxsim that did not name its kind in the manifest is still recognised

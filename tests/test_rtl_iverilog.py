@@ -1,36 +1,30 @@
-"""Golden vectors checked by a real simulator: Icarus Verilog runs examples/rtl/mac_gemm_tb.v on exported
-vectors and must find zero mismatches, for every output and every cycle of a traced output.
+"""Golden vectors checked by a real simulator: Icarus Verilog runs the reference RTL (fxsim testbench) on
+exported vectors and must find zero mismatches, for every output and every cycle of a traced output.
 
 Icarus Verilog is installed from the system package manager when missing; if it cannot be, the test
 fails (it is the oracle for exported vectors and is never skipped).
 """
 import os
-import re
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 from fxsim.export import export_layer
 from fxsim.spec import parse_spec
-
-RTL = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "rtl")
+from fxsim.testbench import generate_testbench, run_testbench
+from tests.rtl_tools import require_icarus
 
 
 @pytest.fixture(scope="module")
 def iverilog():
-    if shutil.which("iverilog") is None:
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        cmds = [["apt-get", "install", "-y", "-qq", "iverilog"], ["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "iverilog"]]
-        for cmd in cmds:
-            subprocess.run(cmd, env=env, capture_output=True)
-            if shutil.which("iverilog"):
-                break
-    if shutil.which("iverilog") is None:
-        pytest.fail("Icarus Verilog is required for the RTL oracle and could not be installed with apt-get")
+    require_icarus()
     return shutil.which("iverilog")
+
+
+def _run(dirs, tmp_path):
+    generate_testbench(dirs, tmp_path / "tb")
+    return run_testbench(tmp_path / "tb", "icarus")
 
 
 CASES = [
@@ -48,9 +42,13 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("a,b,acc_bits,ovf,M,K,N,std,bias", CASES)
-def test_icarus_verilog_mac_agrees_with_exported_vectors(iverilog, tmp_path, a, b, acc_bits, ovf, M, K, N, std, bias):
-    spec = parse_spec(f"""
+def test_icarus_verilog_mac_agrees_with_exported_vectors(iverilog, tmp_path):
+    """INT8 and INT4 operands, signed and unsigned, saturating and wrapping accumulators of 9, 13, 16 and 18
+    bits on data that really overflows; all cases in one simulation."""
+    from fxsim.spec import run_layer
+    dirs = []
+    for n, (a, b, acc_bits, ovf, M, K, N, std, bias) in enumerate(CASES):
+        spec = parse_spec(f"""
 [layer]
 op = "gemm"
 [shape]
@@ -69,23 +67,15 @@ b = "{b}"
 format = "int{acc_bits}"
 overflow = "{ovf}"
 """)
-    out = tmp_path / "golden"
-    # trace the output with the most overflow events, so the cycle-by-cycle check sees them
-    from fxsim.spec import run_layer
-    res, _ = run_layer(spec)
-    ti, tj = np.unravel_index(int(np.argmax(res.overflow_count)), res.overflow_count.shape)
-    assert res.overflow_count.sum() > 0, "this case must really overflow"
-    manifest = export_layer(spec, out, traces=[(int(ti), int(tj))])
-    abits, bbits = manifest["files"]["a"]["bits"], manifest["files"]["b"]["bits"]
-    proc = subprocess.run(["bash", os.path.join(RTL, "run.sh"), str(out), str(M), str(K), str(N), str(abits),
-                           str(bbits), str(acc_bits), "1" if ovf == "saturate" else "0", "1" if bias else "0",
-                           str(ti), str(tj), str(int(spec.datapath.a.signed)), str(int(spec.datapath.b.signed))],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    m = re.search(r"RESULT checked=(\d+) mismatches=(\d+) trace_mismatches=(\d+)", proc.stdout)
-    assert m, proc.stdout + proc.stderr
-    assert int(m.group(1)) == M * N
-    assert int(m.group(2)) == 0 and int(m.group(3)) == 0, proc.stdout
+        # trace the output with the most overflow events, so the cycle-by-cycle check sees them
+        res, _ = run_layer(spec)
+        ti, tj = np.unravel_index(int(np.argmax(res.overflow_count)), res.overflow_count.shape)
+        assert res.overflow_count.sum() > 0, "this case must really overflow"
+        export_layer(spec, tmp_path / f"case{n}", traces=[(int(ti), int(tj))])
+        dirs.append(tmp_path / f"case{n}")
+    status, mism, result, log = _run(dirs, tmp_path)
+    checked = sum(M * N + K + 1 for (_, _, _, _, M, K, N, _, _) in CASES)
+    assert status == 0 and result == f"RESULT checked={checked} mismatches=0", log[-3000:]
 
 
 def test_the_testbench_catches_a_corrupted_golden_word(iverilog, tmp_path):
@@ -103,9 +93,8 @@ overflow = "saturate"
     lines = (out / "acc.hex").read_text().split()
     lines[1] = format((int(lines[1], 16) + 1) % 4096, "03x")
     (out / "acc.hex").write_text("\n".join(lines) + "\n")
-    proc = subprocess.run(["bash", os.path.join(RTL, "run.sh"), str(out), "2", "8", "2", "8", "8", "12", "1", "0",
-                           "0", "0"], capture_output=True, text=True, timeout=300)
-    assert "mismatches=1 " in proc.stdout, proc.stdout
+    status, mism, result, log = _run(out, tmp_path)
+    assert status == 1 and result.endswith("mismatches=1") and len(mism) == 1 and "tensor=acc index=1 " in mism[0], log
 
 
 def test_the_shipped_demo_layer_runs_bit_exact_in_verilog(iverilog, tmp_path):
@@ -120,8 +109,8 @@ def test_the_shipped_demo_layer_runs_bit_exact_in_verilog(iverilog, tmp_path):
     out = tmp_path / "golden"
     export_layer(spec, out, traces=[(ti, tj)])
     (M, K), N = A.shape, B.shape[1]
-    proc = subprocess.run(["bash", os.path.join(RTL, "run.sh"), str(out), str(M), str(K), str(N), "8", "8", "16",
-                           "1", "1", str(ti), str(tj), "0", "1"], capture_output=True, text=True, timeout=300)
-    assert f"RESULT checked={M * N} mismatches=0 trace_mismatches=0" in proc.stdout, proc.stdout + proc.stderr
-    assert sorted(os.listdir(out)) == sorted(["a.hex", "b.hex", "bias.hex", "acc.hex", "out.hex",
+    status, mism, result, log = _run(out, tmp_path)
+    # every accumulator, every output register word and every cycle of the traced output
+    assert status == 0 and result == f"RESULT checked={2 * M * N + K + 1} mismatches=0", log[-3000:]
+    assert sorted(os.listdir(out)) == sorted(["a.hex", "b.hex", "bias.hex", "acc.hex", "out.hex", "layer_pkg.sv",
                                               f"trace_{ti}_{tj}.hex", "manifest.json"])   # nothing left behind

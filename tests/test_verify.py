@@ -407,3 +407,126 @@ def test_fifo_and_device_are_refused_without_blocking(tmp_path):
     finally:
         os.close(fd)
     assert stat.S_ISFIFO(os.lstat(tmp_path / "p").st_mode)
+
+
+# --------------------------------------------------------------------------------------------------
+# the same for hardware-shaped exports: layouts, packed words, $readmemb, constants files, the package
+
+SHAPED = {"hex-packed": dict(file_format="hex", layouts={"a": "KM", "b": "NK"}, word_bits=32, pack="big",
+                             constants=True),
+          "memb-packed": dict(file_format="memb", layouts={"acc": "NM"}, word_bits={"a": 24, "out": 16, "trace": 64},
+                              constants=True),
+          "memb": dict(file_format="memb", layouts={"b": "NK"}),
+          "coe-packed": dict(file_format="coe", word_bits={"b": 40, "acc": 28}, pack="little"),
+          "mif-packed": dict(file_format="mif", word_bits=72, constants=True)}
+
+
+@pytest.fixture(scope="module")
+def shaped_goldens(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shaped")
+    for name, kw in SHAPED.items():
+        export_layer(parse_spec(INT8_GEMM), root / name, traces=[(1, 2)], **kw)
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(SHAPED))
+def test_shaped_exports_verify_and_their_words_are_word_bits_wide(shaped_goldens, name):
+    d = shaped_goldens / name
+    assert verify_directory(d).ok
+    m = _manifest(d)
+    assert m["fxsim_output"] == "golden-vectors" and m["manifest_version"] == 2
+    assert (d / m["package"]["file"]).is_file()
+    for e in m["files"].values():
+        if "word_bits" in e:
+            text = (d / e["file"]).read_text()
+            if e["encoding"] == "memb":
+                assert {len(line) for line in text.splitlines()} == {e["word_bits"]}
+            elif e["encoding"] == "hex":
+                assert {len(line) for line in text.splitlines()} == {-(-e["word_bits"] // 4)}
+
+
+def test_a_packed_word_with_a_bit_set_in_an_unused_slot_is_malformed(shaped_goldens, tmp_path):
+    d = tmp_path / "g"
+    shutil.copytree(shaped_goldens / "hex-packed", d)
+    m = _manifest(d)
+    e = m["files"]["acc"]           # 12 elements of 14 bits in 32-bit words: 2 per word, 4 bits unused
+    lines = (d / e["file"]).read_text().splitlines()
+    lines[0] = format(int(lines[0], 16) | (1 << 31), "08x")
+    (d / e["file"]).write_text("\n".join(lines) + "\n")
+    _rehash(d, "acc")
+    rep = verify_directory(d)
+    assert any("outside its 2 element slot(s)" in p for p in rep.malformed), rep
+
+
+def _shaped_mutations():
+    hexdigit = st.sampled_from("0123456789abcdef")
+    keys = st.sampled_from(["a", "b", "bias", "acc", "out", "trace_1_2", "requant_multiplier", "requant_shift"])
+    field = st.sampled_from(["shape", "order", "format", "bits", "signed", "encoding", "file", "logical", "layout",
+                             "word_bits", "elements_per_word", "pack", "words"])
+    flip = st.tuples(st.just("flip"), keys, st.integers(0, 10 ** 6), hexdigit, st.booleans())
+    widen = st.tuples(st.just("widen"), keys, st.integers(0, 10 ** 6), hexdigit, st.booleans())
+    delete = st.tuples(st.just("delete"), keys, st.booleans())
+    edit = st.tuples(st.just("edit"), keys, field, st.integers(-3, 3))
+    top = st.tuples(st.just("top"), st.sampled_from(["op", "datapath", "file_format", "traces", "summary", "spec",
+                                                      "manifest_version", "export_options", "package"]),
+                    st.integers(0, 5))
+    pkg = st.tuples(st.just("pkg"), st.integers(0, 10 ** 6), st.sampled_from("0123456789_xZ"))
+    return st.one_of(flip, widen, delete, edit, top, pkg)
+
+
+def _apply_shaped(d, mut):
+    m = _manifest(d)
+    kind = mut[0]
+    if kind == "edit":
+        _, key, f, delta = mut
+        e = m["files"][key]
+        if f not in e:
+            e[f] = 8 if f in ("word_bits", "elements_per_word", "words") else "KN" if f in ("logical", "layout") \
+                else "little"
+            _write_manifest(d, m)
+            return
+    if kind == "top" and mut[1] in ("manifest_version", "export_options", "package"):
+        _, f, n = mut
+        if f == "manifest_version":
+            m[f] = [1, 3, "2", None][n % 4]
+        elif f == "package":
+            m[f]["file"] = ["x_pkg.sv", "layer.sv", "../layer_pkg.sv"][n % 3]
+        else:
+            o = m[f]
+            if n % 3 == 0:
+                o["pack"] = "big" if o["pack"] == "little" else "little"
+            elif n % 3 == 1:
+                o["constants"] = not o["constants"]
+            else:
+                o["word_bits"] = {} if o["word_bits"] else {"a": 32}
+        _write_manifest(d, m)
+        return
+    if kind == "pkg":
+        _, pos, ch = mut
+        p = d / m["package"]["file"]
+        text = p.read_text()
+        i = pos % len(text)
+        if text[i] == ch:
+            ch = "Q"
+        p.write_text(text[:i] + ch + text[i + 1:])
+        return
+    _apply(d, mut)
+
+
+@settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(muts=st.lists(_shaped_mutations(), min_size=1, max_size=3), name=st.sampled_from(sorted(SHAPED)))
+def test_every_random_mutation_of_a_shaped_export_is_detected(shaped_goldens, tmp_path_factory, muts, name):
+    d = tmp_path_factory.mktemp("mut") / "g"
+    shutil.copytree(shaped_goldens / name, d)
+    applied = 0
+    for mut in muts:
+        try:
+            _apply_shaped(d, mut)
+            applied += 1
+        except (KeyError, FileNotFoundError, IsADirectoryError, ValueError, UnicodeDecodeError, IndexError,
+                json.JSONDecodeError, NotADirectoryError, OSError, TypeError):
+            break
+    if applied == 0 or _state(d) == _state(shaped_goldens / name):
+        return
+    rep = verify_directory(d)
+    assert not rep.ok, (muts, rep)
