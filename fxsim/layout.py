@@ -15,7 +15,6 @@ binary digits), ``coe`` and ``mif`` (hex words of ``word_bits``); packing does n
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numpy as np
 

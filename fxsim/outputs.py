@@ -50,7 +50,7 @@ from .errors import BadFile, OutputExists
 __all__ = ["KINDS", "OutputNotWritable", "output_dir", "check_output_location", "rename_noreplace",
            "read_manifest"]
 
-KINDS = ("golden-vectors", "model-golden-vectors", "sweep", "demo", "testbench")
+KINDS = ("golden-vectors", "model-golden-vectors", "sweep", "demo", "testbench", "model-run", "model-sweep")
 MANIFEST = "manifest.json"
 _MARKER = ".fxsim-temporary"
 _MAX_MANIFEST_BYTES = 64 << 20

@@ -94,3 +94,17 @@ def test_fxsim_load_model_without_importing_onnx_at_import():
     code = "import sys, fxsim; assert callable(fxsim.load_model); assert 'onnx' not in sys.modules"
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+@pytest.mark.parametrize("command, extra", [("run", []), ("sweep", ["--acc-bits", "16:17"])])
+def test_force_replaces_only_a_previous_model_output_of_the_same_kind(files, tmp_path, command, extra):
+    args = ["model", command, str(files / "m.onnx"), "--input", str(files / "x.npy")] + extra
+    out = tmp_path / "o"
+    assert main(args + ["--out", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["fxsim_output"] == f"model-{command}"
+    assert main(args + ["--out", str(out), "--force"]) == 0          # its own previous output: replaced
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    assert main(args + ["--out", str(other), "--force"]) == 2        # someone else's directory: refused
+    assert (other / "notes.txt").read_text() == "keep me"

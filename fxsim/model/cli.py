@@ -70,7 +70,7 @@ def _feeds(model, items):
 
 
 def cmd_model(args) -> int:
-    from ..export import atomic_dir
+    from ..outputs import output_dir
     from . import load_model
     from .report import (export_model, format_layer_table, format_sweep, layer_table, onnxruntime_agreement,
                          plot_sweep, run_report, sweep_model, write_rows)
@@ -82,7 +82,7 @@ def cmd_model(args) -> int:
         print(format_layer_table(layer_table(model)))
         return 0
     if c == "run":
-        with atomic_dir(args.out, args.force) as tmp:
+        with output_dir(args.out, "model-run", force=args.force) as tmp:
             outputs, rows = run_report(model, feeds)
             np.savez(os.path.join(tmp, "outputs.npz"), **dict(outputs))
             write_rows(rows, tmp, "layers")
@@ -101,11 +101,12 @@ def cmd_model(args) -> int:
         print(f"wrote outputs.npz, layers.csv, layers.json, summary.json to {args.out}")
         return 0
     if c == "sweep":
+        out = output_dir(args.out, "model-sweep", force=args.force) if args.out else None   # checked before the work
         res = sweep_model(model, feeds, args.acc_bits, overflow=args.overflow, workers=args.workers or None,
                           scheduler=args.scheduler)
         print(format_sweep(res))
-        if args.out:
-            with atomic_dir(args.out, args.force) as tmp:
+        if out is not None:
+            with out as tmp:
                 write_rows(res["rows"], tmp, "sweep")
                 with open(os.path.join(tmp, "narrowest.json"), "w") as fh:
                     json.dump(res["narrowest_exact"], fh, indent=2)
