@@ -544,6 +544,25 @@ _MODEL_KEYS = {"fxsim_output": str, "fxsim_version": str, "model": str, "layers"
 _SUBDIR_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,200}$")
 
 
+def _check_listing(dfd, listed, rep, *, layer_dirs=False):
+    """The directory (open as ``dfd``) holds exactly the names in ``listed``: a link, an unlisted entry or
+    a missing one is malformed. ``layer_dirs``: every listed name but the manifest must be a directory (a
+    model export's layer directories)."""
+    with os.scandir(dfd) as it:
+        entries = {e.name: e for e in it}
+    for name in sorted(entries):
+        e = entries[name]
+        if e.is_symlink():
+            rep.malformed.append(f"{name}: a symbolic link (verify reads only regular files inside the directory)")
+        elif name not in listed:
+            what = "a directory" if e.is_dir(follow_symlinks=False) else "a file"
+            rep.malformed.append(f"{name}: {what} not listed in the manifest")
+        elif layer_dirs and name != MANIFEST and not e.is_dir(follow_symlinks=False):
+            rep.malformed.append(f"{name}: listed as a layer's directory but not a directory")
+    for name in sorted(listed - set(entries)):
+        rep.malformed.append(f"{name}: listed in the manifest but missing")
+
+
 def _verify_model(dfd, m, rep):
     """A model export: manifest.json naming each layer's sub-directory (``layers``: {layer: directory}) and
     every file under them (``files``); each sub-directory is a golden-vector directory verified strictly,
@@ -558,19 +577,7 @@ def _verify_model(dfd, m, rep):
     if len(set(subs.values())) != len(subs):
         raise _Malformed(f"{MANIFEST}: two layers share a sub-directory")
     listed = set(subs.values()) | {MANIFEST}
-    with os.scandir(dfd) as it:
-        entries = {e.name: e for e in it}
-    for name in sorted(entries):
-        e = entries[name]
-        if e.is_symlink():
-            rep.malformed.append(f"{name}: a symbolic link (verify reads only regular files inside the directory)")
-        elif name not in listed:
-            what = "a directory" if e.is_dir(follow_symlinks=False) else "a file"
-            rep.malformed.append(f"{name}: {what} not listed in the manifest")
-        elif name != MANIFEST and not e.is_dir(follow_symlinks=False):
-            rep.malformed.append(f"{name}: listed as a layer's directory but not a directory")
-    for name in sorted(listed - set(entries)):
-        rep.malformed.append(f"{name}: listed in the manifest but missing")
+    _check_listing(dfd, listed, rep, layer_dirs=True)
     if rep.malformed:
         return
     every = set()
@@ -613,17 +620,7 @@ def _verify(dfd, m, rep):
     pkg = m.get("package")
     # the directory holds the manifest, the listed files and the package, and nothing else
     listed = {e["file"] for e in files.values()} | {MANIFEST} | ({pkg["file"]} if pkg else set())
-    with os.scandir(dfd) as it:
-        entries = {e.name: e for e in it}
-    for name in sorted(entries):
-        e = entries[name]
-        if e.is_symlink():
-            rep.malformed.append(f"{name}: a symbolic link (verify reads only regular files inside the directory)")
-        elif name not in listed:
-            what = "a directory" if e.is_dir(follow_symlinks=False) else "a file"
-            rep.malformed.append(f"{name}: {what} not listed in the manifest")
-    for name in sorted(listed - set(entries)):
-        rep.malformed.append(f"{name}: listed in the manifest but missing")
+    _check_listing(dfd, listed, rep)
     if rep.malformed:
         return
     got_elems = {}
