@@ -22,7 +22,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 _FLOAT = """
 import numpy as np
 from fxsim.datapath import Accumulator, Datapath, Order
-from fxsim.float_engine import float_gemm
+from fxsim.engines.floating import float_gemm
 from fxsim.formats import E4M3, FP16, FP32, BF16, INT4
 from fxsim.quantize import quantize
 rng = np.random.default_rng(0)
@@ -70,7 +70,7 @@ def main(argv=None):
     if args.examples:
         for spec in sorted(glob.glob(os.path.join(ROOT, "examples", "*.toml"))):
             cases.append((f"fxsim run {os.path.basename(spec)}",
-                          [sys.executable, "-m", "fxsim.cli", "run", spec]))
+                          [sys.executable, "-m", "fxsim.cli.main", "run", spec]))
     print("Wall-clock seconds of a fresh process: empty Numba cache (cold), then the filled cache (warm).")
     print(f"{'case':52s} {'cold s':>8s} {'warm s':>8s} {'compile s':>10s}")
     for name, cmd in cases:

@@ -1,4 +1,4 @@
-"""The exact float GEMM reference of `fxsim run`: the kernel (fxsim.exact) against Python fractions.
+"""The exact float GEMM reference of `fxsim run`: the kernel (fxsim.engines.exact) against Python fractions.
 
     PYTHONPATH=. python benchmarks/bench_exact_reference.py [SIZE ...]
 
@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, ".")
-from fxsim.exact import exact_gemm, exact_gemm_fractions  # noqa: E402
+from fxsim.engines.exact import exact_gemm, exact_gemm_fractions  # noqa: E402
 from fxsim.formats import parse_format  # noqa: E402
 from fxsim.quantize import quantize  # noqa: E402
 

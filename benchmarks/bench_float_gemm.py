@@ -3,7 +3,7 @@
 
 Every row is timed against NumPy's float64 matmul of the same shape measured in the same run just before
 it ('x f64' = our time / numpy's; lower is better), with 1 and with 2 threads (Numba and BLAS both
-limited). The 'path' column is the kernel ``fxsim.float_engine.choose_float_path`` picked.
+limited). The 'path' column is the kernel ``fxsim.engines.floating.choose_float_path`` picked.
 
     python benchmarks/bench_float_gemm.py [--sizes 256 512] [--threads 1 2] [--repeat 3] [--apytypes]
 """
@@ -21,9 +21,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from fxsim.datapath import Accumulator, Datapath, Order  # noqa: E402
-from fxsim.float_engine import choose_float_path, float_gemm, sum_bound  # noqa: E402
+from fxsim.engines.floating import choose_float_path, float_gemm, sum_bound  # noqa: E402
 from fxsim.formats import BF16, E4M3, FP16, FP32, INT4  # noqa: E402
-from fxsim.mx import MXFP8_E4M3, block_quantize, mx_gemm  # noqa: E402
+from fxsim.engines.block import MXFP8_E4M3, block_quantize, mx_gemm  # noqa: E402
 from fxsim.quantize import quantize  # noqa: E402
 
 

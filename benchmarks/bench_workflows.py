@@ -19,9 +19,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from fxsim.export import export_layer, render, to_words, verify_dir  # noqa: E402
-from fxsim.spec import parse_spec  # noqa: E402
-from fxsim.sweep import run_sweep, sweep_configs  # noqa: E402
+from fxsim.rtl.export import export_layer, render, to_words, verify_dir  # noqa: E402
+from fxsim.workflows.spec import parse_spec  # noqa: E402
+from fxsim.workflows.sweep import run_sweep, sweep_configs  # noqa: E402
 
 SPEC = """
 [shape]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InvalidArgument
-from .formats import Fixed
-from .validate import check_format, check_int
+from fxsim.errors import InvalidArgument
+from fxsim.formats import Fixed
+from fxsim.formats import check_format
+from fxsim.validate import check_int
 
 __all__ = ["signed_bits_for_range", "worst_case_bits", "symmetric_bits", "data_bits", "l1_bits"]
 

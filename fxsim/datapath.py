@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .errors import InvalidArgument, InvalidType
-from .formats import Fixed, Float, parse_format
-from .modes import Overflow, Rounding
-from .validate import check_bool, check_choice, check_format, check_int, check_real
+from fxsim.errors import InvalidArgument, InvalidType
+from fxsim.formats import Fixed, Float, parse_format
+from fxsim.modes import Overflow, Rounding
+from fxsim.formats import check_format
+from fxsim.validate import check_bool, check_choice, check_int, check_real
 
 __all__ = ["Accumulator", "Order", "Requant", "OutputStage", "Datapath", "register_defaults"]
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InvalidArgument, InvalidType
-from .modes import Overflow, Rounding
-from .validate import check_bool, check_choice, check_int
+from fxsim.errors import FxsimError, InvalidArgument, InvalidType
+from fxsim.modes import Overflow, Rounding
+from fxsim.validate import check_bool, check_choice, check_int
 
-__all__ = ["Fixed", "Int", "Float", "parse_format", "PRESETS", "ML_DTYPES_NAMES", "format_table", "exact_number"]
+__all__ = ["Fixed", "Int", "Float", "parse_format", "PRESETS", "ML_DTYPES_NAMES", "format_table", "exact_number", "check_format"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -817,3 +817,27 @@ def format_table(filter: str | None = None):
         rows.append({"name": name, "bits": f.bits, "min": lo, "max": hi, "resolution": res, "specials": specials,
                      "dtype": dtype_of.get(f, ""), "aliases": _aliases_of(name), "format": f})
     return rows
+
+
+def check_format(name: str, value):
+    """A number format (``Fixed``/``Float`` or any name ``parse_format`` takes); errors are typed."""
+    if isinstance(value, (Fixed, Float)):
+        return value
+    if not isinstance(value, str):
+        try:
+            fmt = parse_format(value, argument=name)
+        except FxsimError:
+            raise
+        except (ValueError, TypeError):
+            raise InvalidType(f"{name} must be a format (a name such as 'int8', 'e4m3', 'Q3.4', or a Fixed/Float), "
+                              f"got {value!r} ({type(value).__name__})") from None
+    else:
+        try:
+            fmt = parse_format(value, argument=name)
+        except FxsimError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument(str(exc)) from None
+    if not isinstance(fmt, (Fixed, Float)):
+        raise InvalidType(f"{name} must be a format, got {value!r}")
+    return fmt

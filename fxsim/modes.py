@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import enum
 
-from kernels import rounding as _k
+from fxsim._kernels import rounding as _k
 
-from .errors import InvalidArgument
+from fxsim.errors import InvalidArgument
 
 
 class _AliasedEnum(enum.IntEnum):

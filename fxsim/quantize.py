@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import quantize as _kq
-from kernels.random import fill_random_bits
+from fxsim._kernels import quantize as _kq
+from fxsim._kernels.random import fill_random_bits
 
-from .errors import InvalidArgument, InvalidType
-from .formats import ML_DTYPES_NAMES, NUMPY_DTYPE_NAMES, Fixed, Float, parse_format
-from .modes import Overflow, Rounding
-from .validate import as_array, check_bool, check_choice
+from fxsim.errors import InvalidArgument, InvalidType
+from fxsim.formats import ML_DTYPES_NAMES, NUMPY_DTYPE_NAMES, Fixed, Float, parse_format
+from fxsim.modes import Overflow, Rounding
+from fxsim.validate import as_array, check_bool, check_choice
 
 __all__ = ["quantize", "quantize_to_codes", "CONVENTIONS", "RETURNS", "float_kernel_params", "to_dtype"]
 

@@ -17,9 +17,9 @@ import numbers
 
 import numpy as np
 
-from .errors import InvalidArgument, InvalidType
+from fxsim.errors import InvalidArgument, InvalidType
 
-__all__ = ["check_int", "check_bool", "check_real", "check_choice", "check_format", "as_array", "describe_range",
+__all__ = ["check_int", "check_bool", "check_real", "check_choice", "as_array", "describe_range",
            "check_trace"]
 
 
@@ -148,29 +148,3 @@ def check_trace(name: str, trace, shape) -> list:
             raise InvalidArgument(f"{name} index {t} is outside the output shape {tuple(shape)}")
         out.append(t)
     return out
-
-
-def check_format(name: str, value):
-    """A number format (``Fixed``/``Float`` or any name ``parse_format`` takes); errors are typed."""
-    from .errors import FxsimError
-    from .formats import Fixed, Float, parse_format
-    if isinstance(value, (Fixed, Float)):
-        return value
-    if not isinstance(value, str):
-        try:
-            fmt = parse_format(value, argument=name)
-        except FxsimError:
-            raise
-        except (ValueError, TypeError):
-            raise InvalidType(f"{name} must be a format (a name such as 'int8', 'e4m3', 'Q3.4', or a Fixed/Float), "
-                              f"got {value!r} ({type(value).__name__})") from None
-    else:
-        try:
-            fmt = parse_format(value, argument=name)
-        except FxsimError:
-            raise
-        except (ValueError, TypeError) as exc:
-            raise InvalidArgument(str(exc)) from None
-    if not isinstance(fmt, (Fixed, Float)):
-        raise InvalidType(f"{name} must be a format, got {value!r}")
-    return fmt

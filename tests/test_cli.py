@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from fxsim.cli import EXIT_INPUT, EXIT_MISMATCH, EXIT_OK, main
+from fxsim.cli.main import EXIT_INPUT, EXIT_MISMATCH, EXIT_OK, main
 from tests.workflow_specs import E4M3_GEMM, INT8_GEMM
 
 

@@ -5,7 +5,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from fxsim.cli import EXIT_INPUT, EXIT_OK, main
+from fxsim.cli.main import EXIT_INPUT, EXIT_OK, main
 from fxsim.formats import exact_number, format_table, parse_format
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fxsim import __version__
-from fxsim.cli import EXIT_INPUT, EXIT_OK, build_parser, main
+from fxsim.cli.main import EXIT_INPUT, EXIT_OK, build_parser, main
 from tests.workflow_specs import E4M3_GEMM, INT8_GEMM
 
 
@@ -149,7 +149,7 @@ def test_run_and_sweep_report_the_same_two_registers(tmp_path, capsys):
     assert row["acc_share_differing"] == s["acc_outputs_differing_from_exact"] / n
     assert row["share_differing"] == s["out_outputs_differing_from_exact"] / n
     # ... and independently: the exact sums and the saturated int16 accumulator from Python integers
-    from fxsim.spec import load_spec, make_data
+    from fxsim.workflows.spec import load_spec, make_data
     A, B, bias = make_data(load_spec(p))
     ai = np.rint(A).astype(int).tolist()
     bi = np.rint(B).astype(int).T.tolist()
@@ -180,7 +180,7 @@ def test_failed_sweep_rows_carry_the_reason_in_full(spec, tmp_path, capsys):
     out = capsys.readouterr().out
     from fxsim.datapath import Accumulator
     from fxsim.formats import Fixed
-    from fxsim.spec import parse_spec, run_layer
+    from fxsim.workflows.spec import parse_spec, run_layer
     s = parse_spec(INT8_GEMM)
     with pytest.raises(ValueError) as info:
         run_layer(s, s.datapath.replace(accumulator=Accumulator(Fixed(8), overflow="wrap", rounding="floor")))
@@ -195,7 +195,7 @@ def test_float_accumulator_sweep_by_formats_and_by_mantissa_width(tmp_path, caps
     from fractions import Fraction
     from fxsim.formats import Float
     from fxsim.quantize import quantize
-    from fxsim.spec import load_spec, make_data
+    from fxsim.workflows.spec import load_spec, make_data
     p = tmp_path / "f.toml"
     p.write_text(FLOAT_SPEC)
     assert main(["sweep", str(p), "--workers", "1", "--acc-formats", "e5m10,e6m9", "--overflow", "ieee",
@@ -239,8 +239,8 @@ def test_float_sweep_option_errors_exit_2(tmp_path, spec, capsys):
 
 
 def test_sweep_plot_names_the_layer_k_every_bound_and_the_narrowest_width(spec):
-    from fxsim.spec import load_spec
-    from fxsim.sweep import run_sweep, sweep_configs, sweep_figure
+    from fxsim.workflows.spec import load_spec
+    from fxsim.workflows.sweep import run_sweep, sweep_configs, sweep_figure
     res = run_sweep(load_spec(spec), sweep_configs(range(12, 21), ("saturate", "wrap")), workers=1, progress=False)
     fig = sweep_figure(res)
     title = fig._suptitle.get_text()
@@ -270,7 +270,7 @@ def test_sweep_plot_names_the_layer_k_every_bound_and_the_narrowest_width(spec):
 
 
 def test_export_refuses_off_grid_values_instead_of_rounding():
-    from fxsim.export import _codes_of
+    from fxsim.rtl.export import _codes_of
     from fxsim.formats import Fixed
     from fxsim.errors import InvalidArgument
     assert _codes_of(np.array([1.0, -128.0, 127.0]), Fixed(8)).tolist() == [1, -128, 127]
@@ -282,7 +282,7 @@ def test_export_refuses_off_grid_values_instead_of_rounding():
 
 
 def test_cli_exit_2_is_for_bad_input_only(spec, monkeypatch, capsys):
-    import fxsim.cli as cli
+    import fxsim.cli.main as cli
     from fxsim.errors import InvalidArgument
     assert main(["run", str(spec) + ".missing"]) == EXIT_INPUT
     for exc in (InvalidArgument("bad value x"), PermissionError("denied: x"), IsADirectoryError("dir: x")):
@@ -319,7 +319,7 @@ def test_bad_options_exit_2_naming_the_option(spec, tmp_path, capsys, argv, mess
 
 def test_datapath_doc_says_gemmlowp_srdhm_rounds_ties_toward_plus_infinity():
     import os
-    from fxsim.requant import saturating_rounding_doubling_high_mul as srdhm
+    from fxsim.engines.output_stage import saturating_rounding_doubling_high_mul as srdhm
     text = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "datapath.md")).read()
     line = next(ln for ln in text.splitlines() if "SaturatingRoundingDoublingHighMul(x, M)" in ln)
     assert "toward +infinity" in line and "(round half away" not in line
@@ -331,9 +331,9 @@ def test_datapath_doc_says_gemmlowp_srdhm_rounds_ties_toward_plus_infinity():
 @pytest.mark.parametrize("text", [E4M3_GEMM, FLOAT_SPEC, E4M3_GEMM.replace('a = "e4m3"', 'a = "int8"').replace(
     "std = 0.02", "std = 30")], ids=["e4m3-bias", "e4m3", "int8-x-e5m2"])
 def test_float_exact_sums_at_kernel_speed_equal_the_fraction_reference(tmp_path, text):
-    from fxsim.cli import exact_gemm
-    from fxsim.spec import make_data, parse_spec
-    from fxsim.sweep import kulisch_exact
+    from fxsim.workflows.metrics import exact_gemm
+    from fxsim.workflows.spec import make_data, parse_spec
+    from fxsim.workflows.sweep import kulisch_exact
     spec = parse_spec(text)
     A, B, bias = make_data(spec)
     want = exact_gemm(A, B, bias)                       # Python Fractions, rounded once to float64

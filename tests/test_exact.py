@@ -1,4 +1,4 @@
-"""The kernel-speed exact GEMM reference (fxsim.exact, kernels.exact_sum) against Python fractions: the
+"""The kernel-speed exact GEMM reference (fxsim.engines.exact, kernels.exact_sum) against Python fractions: the
 exact sum of exact products, rounded once by Python's correctly rounded Fraction -> float."""
 from fractions import Fraction
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fxsim.exact import exact_gemm
+from fxsim.engines.exact import exact_gemm
+from fxsim.workflows import metrics
 
 
 def fraction_reference(A, B, bias=None, azp=0, bzp=0):
@@ -85,9 +86,9 @@ def test_subnormal_products_and_out_of_range_operands_fall_back_to_fractions_wit
 
 def test_fxsim_run_of_a_float_spec_reports_against_the_exact_sums(tmp_path, capsys, monkeypatch):
     """The CLI's exact reference is the kernel, and its answer is the Fractions' one."""
-    import fxsim.cli
-    from fxsim.spec import make_data, parse_spec
+    import fxsim.cli.main
+    from fxsim.workflows.spec import make_data, parse_spec
     from tests.workflow_specs import E4M3_GEMM
     spec = parse_spec(E4M3_GEMM)
     A, B, bias = make_data(spec)
-    assert np.array_equal(fxsim.cli.exact_gemm(A, B, bias), fraction_reference(A, B, bias))
+    assert np.array_equal(metrics.exact_gemm(A, B, bias), fraction_reference(A, B, bias))

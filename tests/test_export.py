@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fxsim.export import FILE_FORMATS, export_layer, parse, read_words, render, to_words, verify_dir
-from fxsim.spec import parse_spec, run_layer
+from fxsim.rtl.export import FILE_FORMATS, export_layer, parse, read_words, render, to_words, verify_dir
+from fxsim.workflows.spec import parse_spec, run_layer
 from tests.workflow_specs import E4M3_GEMM, INT8_GEMM
 
 
@@ -111,7 +111,7 @@ def test_output_directory_is_atomic_and_never_overwritten_without_force(tmp_path
 
 
 def test_a_failure_while_writing_leaves_the_old_directory_and_no_temporary(tmp_path):
-    from fxsim.export import atomic_dir
+    from fxsim.rtl.export import atomic_dir
     out = tmp_path / "d"
     with atomic_dir(out, False, kind="sweep") as tmp:
         (tmp_path / tmp / "old.txt").write_text("old")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from fxsim.datapath import Accumulator, Datapath, Order
-from fxsim.float_engine import float_gemm
+from fxsim.engines.floating import float_gemm
 from fxsim.formats import (BF16, E2M1, E2M3, E3M2, E4M3, E5M2, E8M13, FP4_E3M0, FP4_E3M0_R4, FP16, FP32,
                            INT4, INT8, Fixed, Float)
 from fxsim.modes import Overflow, Rounding

@@ -14,10 +14,10 @@ from gmpy2 import mpfr
 from hypothesis import given, settings, strategies as st
 
 from fxsim.datapath import Accumulator, Datapath
-from fxsim.float_engine import float_gemm, max_random_bits
+from fxsim.engines.floating import float_gemm, max_random_bits
 from fxsim.formats import BF16, E2M1, E5M2, E8M13, FP16, FP32, Float
 from fxsim.modes import Rounding
-from kernels.random import random_bits
+from fxsim._kernels.random import random_bits
 
 R = Rounding
 EXACT = gmpy2.context(precision=4000, emin=-100000, emax=100000)

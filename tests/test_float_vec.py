@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fxsim.datapath import Accumulator, Datapath
-from fxsim.float_engine import choose_float_path, float_config, float_gemm, sum_bound
+from fxsim.engines.floating import choose_float_path, float_config, float_gemm, sum_bound
 from fxsim.formats import (BF16, E2M1, E2M3, E3M2, E4M3, E5M2, E8M13, FP4_E3M0, FP4_E3M0_R4, FP16, FP32,
                            INT4, INT8, Float)
 from fxsim.modes import Overflow, Rounding
-from kernels import float_accum as FK
+from fxsim._kernels import float_accum as FK
 from tests.reference_float_datapath import ref_float_gemm
 from tests.test_float_gemm import ORDERS, operand_data, same
 from tests.test_float_mpfr import mpfr_add
@@ -312,7 +312,7 @@ def test_stochastic_vector_path_matches_the_fraction_reference_and_the_scalar_ke
 @given(st.integers(1, 20), st.integers(1, 5), st.integers(0, 2 ** 32), st.sampled_from([0, 4, 10]),
        st.integers(1, 40), st.integers(0, 2 ** 40))
 def test_stochastic_vector_path_matches_mpfr(K, N, seed, spread, rbits, rseed):
-    from kernels.random import random_bits
+    from fxsim._kernels.random import random_bits
     rng = np.random.default_rng(seed)
     A = operand_data(rng, E4M3, (2, K), spread)
     B = operand_data(rng, E4M3, (K, N), spread)
@@ -335,7 +335,7 @@ def test_stochastic_vector_path_matches_mpfr(K, N, seed, spread, rbits, rseed):
 
 
 # ---- the compiled encoder -------------------------------------------------------------------------
-from fxsim.float_engine import fast_float_codes  # noqa: E402
+from fxsim.engines.floating import fast_float_codes  # noqa: E402
 from fxsim.formats import E4M3FNUZ, E5M2FNUZ, E8M0  # noqa: E402
 
 SMALL_FORMATS = [E4M3, E5M2, E2M1, E2M3, E3M2, FP4_E3M0, FP16, BF16, E4M3FNUZ, E5M2FNUZ,

@@ -173,7 +173,7 @@ def test_concurrent_calls_from_threads_match_serial_calls():
 
 def test_overlapping_single_threaded_blas_spans_restore_the_users_setting():
     # two pipelines whose spans overlap (A starts, B starts, A ends, B ends), as concurrent calls do
-    from fxsim.blas_threads import _single_threaded_blas
+    from fxsim.runtime.threads import _single_threaded_blas
     before = _blas_threads()
     a, b = _single_threaded_blas(), _single_threaded_blas()
     a.__enter__()
@@ -235,7 +235,7 @@ def test_a_forked_child_runs_the_row_parallel_shortcuts():
 def test_scan_operand_matches_python(dtype, R, C, blk, axis, seed):
     # one pass: min, max, an exact float copy and sums of squares per block along K (K runs along the
     # rows of A, axis=1, or down the columns of B, axis=0), against Python integers
-    from kernels.int_gemm import scan_operand
+    from fxsim._kernels.int_gemm import scan_operand
     info = np.iinfo(dtype)
     X = np.random.default_rng(seed).integers(max(info.min, -2 ** 20), min(info.max, 2 ** 20) + 1, (R, C)).astype(dtype)
     rows = X.tolist()
@@ -264,7 +264,7 @@ def test_block_check_never_clears_an_output_that_saturates(M, N, Q, blk, bits, d
     # the proof kernel against literal sequential sums: every output it clears stays inside
     # [-limit, limit] at every cycle; cum is the exact sum; a flagged output resumes at the start of a
     # block no later than its first out-of-range cycle, holding the exact partial sum there
-    from kernels.int_gemm import prefix_block_check
+    from fxsim._kernels.int_gemm import prefix_block_check
     rng = np.random.default_rng(seed)
     Kd = Q * blk
     A = np.clip(rng.integers(-20, 21, (M, Kd)) + drift // 3, -31, 31)

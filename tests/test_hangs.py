@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from fxsim.cli import EXIT_INPUT, main
+from fxsim.cli.main import EXIT_INPUT, main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,7 +122,7 @@ def _start_sweep(tmp_path):
     p = tmp_path / "big.toml"
     p.write_text(BIG)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "fxsim.cli", "sweep", str(p), "--acc-bits", "8:40",
+    proc = subprocess.Popen([sys.executable, "-m", "fxsim.cli.main", "sweep", str(p), "--acc-bits", "8:40",
                              "--overflow", "saturate,wrap", "--order", "sequential,chunked", "--workers", "2",
                              "--out", str(tmp_path / "out")],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -178,7 +178,7 @@ def test_ctrl_c_stops_a_long_kernel_at_once(tmp_path):
     p = tmp_path / "long.toml"
     p.write_text(LONG_FLOAT)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "fxsim.cli", "export", str(p), "--out", str(tmp_path / "g")],
+    proc = subprocess.Popen([sys.executable, "-m", "fxsim.cli.main", "export", str(p), "--out", str(tmp_path / "g")],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     ps = psutil.Process(proc.pid)
@@ -200,8 +200,8 @@ def test_ctrl_c_stops_a_long_kernel_at_once(tmp_path):
     assert stopped < 5, stopped           # at once, not when the kernel returns (many seconds later)
     assert not (tmp_path / "g").exists()
     assert [n for n in os.listdir(tmp_path) if "fxsim-tmp" in n]        # left by the killed run ...
-    from fxsim.export import export_layer
-    from fxsim.spec import parse_spec
+    from fxsim.rtl.export import export_layer
+    from fxsim.workflows.spec import parse_spec
     from tests.workflow_specs import INT8_GEMM
     export_layer(parse_spec(INT8_GEMM), tmp_path / "g")
     assert [n for n in os.listdir(tmp_path) if "fxsim-tmp" in n] == []  # ... and cleaned by the next one

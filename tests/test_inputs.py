@@ -8,9 +8,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from fxsim.cli import EXIT_INPUT, EXIT_OK, main
+from fxsim.cli.main import EXIT_INPUT, EXIT_OK, main
 from fxsim.errors import BadFile
-from fxsim.inputs import load_array_file, read_text_file
+from fxsim.runtime.inputs import load_array_file, read_text_file
 from tests.workflow_specs import INT8_GEMM
 
 FILE_SPEC = """

@@ -7,9 +7,9 @@ import pytest
 
 from fxsim.datapath import Accumulator, Datapath
 from fxsim.errors import InvalidArgument
-from fxsim.float_engine import float_gemm
+from fxsim.engines.floating import float_gemm
 from fxsim.formats import parse_format
-from fxsim.mx import block_quantize, mx_gemm
+from fxsim.engines.block import block_quantize, mx_gemm
 from fxsim.ops.conv import conv2d
 from fxsim.ops.gemm import gemm
 from fxsim.quantize import quantize, quantize_to_codes, to_dtype
@@ -164,8 +164,8 @@ def test_foreign_arrays_are_read_everywhere_and_results_are_numpy(wrap):
 
 
 def test_nn_layers_read_foreign_arrays():
-    from fxsim.nn import Linear, Sequential
-    from fxsim.recipes import get_recipe
+    from fxsim.training.layers import Linear, Sequential
+    from fxsim.training.recipes import get_recipe
     x = np.random.default_rng(1).standard_normal((4, 6))
     outs = []
     for inp in (x, DLPackOnly(x)):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fxsim.export import export_layer, read_words, verify_dir
-from fxsim.layout import pack_words, parse_words, render_words, unpack_words
-from fxsim.spec import parse_spec, run_layer
+from fxsim.rtl.export import export_layer, read_words, verify_dir
+from fxsim.rtl.layout import pack_words, parse_words, render_words, unpack_words
+from fxsim.workflows.spec import parse_spec, run_layer
 from tests.workflow_specs import INT8_GEMM
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from fxsim.cli import main
+from fxsim.cli.main import main
 
 from . import onnx_models as om
 

@@ -39,8 +39,8 @@ def test_shipped_qonnx_model_equals_qonnx_executor():
 
 
 def test_model_demo_step(tmp_path, capsys):
-    from fxsim.demo import run_model_demo
-    from fxsim.export import verify_dir
+    from fxsim.workflows.demo import run_model_demo
+    from fxsim.rtl.export import verify_dir
     rep = run_model_demo(str(tmp_path))
     assert rep["onnxruntime_agreement"]["logits"]["equal"] == 640
     assert set(rep["narrowest_bits"]) == {"conv", "fc"}

@@ -420,7 +420,7 @@ def test_layers_report_shapes_macs_and_formats():
 
 
 def test_export_of_narrow_folded_dyadic_hardware_verifies(tmp_path):
-    from fxsim.export import verify_dir
+    from fxsim.rtl.export import verify_dir
     from fxsim.model.report import export_model
     m = load_model(_quantized("qop", "uint8", True)).configure(
         accumulator="int20", overflow="saturate", zero_points="fold", requant="dyadic", multiplier_bits=16)
@@ -434,10 +434,10 @@ def test_model_export_is_a_directory_of_golden_vector_directories(tmp_path, caps
     a/b/bias files), verified strictly; the top manifest lists them and nothing else may be there."""
     import json
     import shutil
-    from fxsim.cli import EXIT_INPUT, EXIT_MISMATCH, EXIT_OK, main
-    from fxsim.export import verify_dir
+    from fxsim.cli.main import EXIT_INPUT, EXIT_MISMATCH, EXIT_OK, main
+    from fxsim.rtl.export import verify_dir
     from fxsim.model.report import export_model
-    from fxsim.testbench import generate_testbench, run_testbench
+    from fxsim.rtl.testbench import generate_testbench, run_testbench
     m = load_model(_quantized("qop", "uint8", False)).configure(requant="dyadic", multiplier_bits=16)
     g = tmp_path / "g"
     top = export_model(m, {"x": X[:1]}, g)

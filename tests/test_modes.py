@@ -5,7 +5,7 @@ from fractions import Fraction
 from hypothesis import given, settings, strategies as st
 
 from fxsim.modes import Overflow, Rounding
-from kernels import rounding as kr
+from fxsim._kernels import rounding as kr
 from tests.reference_quantize import overflow_int, round_fraction
 
 ALIASES = {

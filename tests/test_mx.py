@@ -11,9 +11,9 @@ from hypothesis import given, settings, strategies as st
 from fxsim.datapath import Accumulator
 from fxsim.formats import BF16, E4M3, FP16, FP32, Float
 from fxsim.modes import Overflow, Rounding
-from fxsim.mx import (MXFP4, MXFP6_E2M3, MXFP6_E3M2, MXFP8_E4M3, MXFP8_E5M2, MXINT8, NVFP4, BlockFormat,
+from fxsim.engines.block import (MXFP4, MXFP6_E2M3, MXFP6_E3M2, MXFP8_E4M3, MXFP8_E5M2, MXINT8, NVFP4, BlockFormat,
                       block_quantize, bfp, mx_gemm)
-from kernels.random import random_bits
+from fxsim._kernels.random import random_bits
 from tests.reference_float_datapath import floor_log2, round_fraction, round_to_integer
 
 ML_DTYPES = {"mxfp8_e4m3": ml_dtypes.float8_e4m3fn, "mxfp8_e5m2": ml_dtypes.float8_e5m2,

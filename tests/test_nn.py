@@ -3,9 +3,9 @@ path equals finite differences; low-precision layers report their statistics and
 import numpy as np
 import pytest
 
-from fxsim.nn import (SGD, AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential,
+from fxsim.training.layers import (SGD, AvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential,
                       softmax_cross_entropy)
-from fxsim.recipes import Recipe, TensorQuantizer, get_recipe
+from fxsim.training.recipes import Recipe, TensorQuantizer, get_recipe
 from tests.reference_training import loss_and_finite_difference
 
 # 16-bit integer tensors with power-of-two scales and 63-bit accumulators: lossless for the dyadic values below
@@ -96,7 +96,7 @@ def test_sgd_momentum_by_hand_and_master_weights_rounded_to_their_format():
 
 
 def test_low_precision_training_learns_and_reports_statistics():
-    from fxsim.train_demo import load_data, train
+    from fxsim.training.demo import load_data, train
     data = load_data()
     acc64, _, _, _ = train("float64", epochs=2, n_train=600, lr=0.1, data=data)
     accq, losses, stats, _ = train("luq", epochs=2, n_train=600, lr=0.1, data=data)
@@ -134,7 +134,7 @@ def test_batchnorm_layer_in_low_precision_stays_close_to_float64():
 
 
 def test_gradient_saturations_are_counted_when_the_alpha_rule_puts_the_top_level_below_the_maximum():
-    from fxsim.recipes import LogQuantizer
+    from fxsim.training.recipes import LogQuantizer
     r = Recipe("paper-alpha", "-", "-", weights=TensorQuantizer("int4"), activations=TensorQuantizer("int4"),
                gradients=LogQuantizer(levels=7, alpha="paper"))
     rng = np.random.default_rng(0)

@@ -10,12 +10,12 @@ import threading
 
 import pytest
 
-from fxsim.cli import EXIT_INPUT, EXIT_OK, main
+from fxsim.cli.main import EXIT_INPUT, EXIT_OK, main
 from fxsim.errors import OutputExists
-from fxsim.export import export_layer, verify_dir
-from fxsim.outputs import (OutputNotWritable, check_output_location, clean_stale_temporaries, output_dir,
+from fxsim.rtl.export import export_layer, verify_dir
+from fxsim.runtime.outputs import (OutputNotWritable, check_output_location, clean_stale_temporaries, output_dir,
                            rename_noreplace)
-from fxsim.spec import parse_spec
+from fxsim.workflows.spec import parse_spec
 from tests.workflow_specs import INT8_GEMM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -146,16 +146,16 @@ def test_sweep_and_demo_outputs_are_recognised_by_their_manifests(tmp_path):
 
 
 def test_the_location_is_checked_before_any_work(tmp_path, spec_file, monkeypatch, capsys):
-    import fxsim.export
-    import fxsim.sweep
+    import fxsim.rtl.export
+    import fxsim.workflows.sweep
     out = tmp_path / "x"
     out.mkdir()
     (out / "mine").write_text("")
 
     def boom(*a, **k):
         raise AssertionError("the work ran although the output location is refused")
-    monkeypatch.setattr(fxsim.export, "golden_contents", boom)
-    monkeypatch.setattr(fxsim.sweep, "run_sweep", boom)
+    monkeypatch.setattr(fxsim.rtl.export, "golden_contents", boom)
+    monkeypatch.setattr(fxsim.workflows.sweep, "run_sweep", boom)
     assert main(["export", str(spec_file), "--out", str(out)]) == EXIT_INPUT
     assert main(["sweep", str(spec_file), "--acc-bits", "12", "--workers", "1", "--out", str(out)]) == EXIT_INPUT
     assert main(["sweep", str(spec_file), "--acc-bits", "12", "--workers", "1", "--out", str(out),
@@ -217,15 +217,15 @@ def test_what_appears_while_writing_is_never_replaced(tmp_path, appears):
 
 def test_concurrent_exports_into_one_directory_one_succeeds(tmp_path, monkeypatch):
     """Threads that all pass the early check, then race to the final rename: exactly one wins."""
-    import fxsim.export
-    real = fxsim.export.golden_contents
+    import fxsim.rtl.export
+    real = fxsim.rtl.export.golden_contents
     n = 4
     barrier = threading.Barrier(n)
 
     def slow(*a, **k):
         barrier.wait(timeout=60)            # every export has checked the location and made its temporary
         return real(*a, **k)
-    monkeypatch.setattr(fxsim.export, "golden_contents", slow)
+    monkeypatch.setattr(fxsim.rtl.export, "golden_contents", slow)
     out = tmp_path / "g"
     results = [None] * n
 
@@ -242,7 +242,7 @@ def test_concurrent_exports_into_one_directory_one_succeeds(tmp_path, monkeypatc
         t.join()
     assert results.count("ok") == 1, results
     assert all("appeared while fxsim was writing" in r for r in results if r != "ok")
-    monkeypatch.setattr(fxsim.export, "golden_contents", real)
+    monkeypatch.setattr(fxsim.rtl.export, "golden_contents", real)
     assert verify_dir(str(out)) == []
     assert sorted(os.listdir(tmp_path)) == ["g"]
 
@@ -251,7 +251,7 @@ def test_concurrent_export_processes(tmp_path, spec_file):
     """Separate fxsim processes started together into one --out: one exit 0, the others exit 2."""
     out = tmp_path / "g"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    procs = [subprocess.Popen([sys.executable, "-m", "fxsim.cli", "export", str(spec_file), "--out", str(out)],
+    procs = [subprocess.Popen([sys.executable, "-m", "fxsim.cli.main", "export", str(spec_file), "--out", str(out)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(3)]
     codes = [p.wait(timeout=300) for p in procs]
@@ -321,25 +321,25 @@ def test_unwritable_locations_are_clear_errors(tmp_path, spec_file, capsys, monk
     blocker.write_text("")
     assert main(["export", str(spec_file), "--out", str(blocker / "sub" / "g")]) == EXIT_INPUT
     assert "part of the path is a file" in capsys.readouterr().err
-    import fxsim.export
-    real = fxsim.export.golden_contents
+    import fxsim.rtl.export
+    real = fxsim.rtl.export.golden_contents
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device", "acc.hex")
-    monkeypatch.setattr(fxsim.export, "golden_contents", full)
+    monkeypatch.setattr(fxsim.rtl.export, "golden_contents", full)
     with pytest.raises(OutputNotWritable, match="No space left on device"):
         export_layer(parse_spec(INT8_GEMM), tmp_path / "g")
     assert main(["export", str(spec_file), "--out", str(tmp_path / "g")]) == EXIT_INPUT
     assert "No space left" in capsys.readouterr().err
-    monkeypatch.setattr(fxsim.export, "golden_contents", real)
+    monkeypatch.setattr(fxsim.rtl.export, "golden_contents", real)
     assert sorted(os.listdir(tmp_path)) == ["file", "layer.toml"]
 
 
 @pytest.mark.parametrize("kind", ["full dir", "file"])
 def test_the_portable_rename_never_replaces_either(tmp_path, monkeypatch, kind):
     """Without renameat2/renamex_np: rename(2), which replaces only an empty directory."""
-    import fxsim.outputs
-    monkeypatch.setattr(fxsim.outputs, "_LIBC", None)
+    import fxsim.runtime.outputs
+    monkeypatch.setattr(fxsim.runtime.outputs, "_LIBC", None)
     src = tmp_path / "src"
     src.mkdir()
     dst = tmp_path / "dst"

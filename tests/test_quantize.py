@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from fxsim.formats import Fixed, Float, parse_format
 from fxsim.modes import Overflow, Rounding
 from fxsim.quantize import quantize, quantize_to_codes
-from kernels.random import fill_random_bits
+from fxsim._kernels.random import fill_random_bits
 from tests import reference_quantize as ref
 
 DET_MODES = [m for m in Rounding if m != Rounding.STOCHASTIC]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fxsim.formats import Float, parse_format
-from fxsim.recipes import RECIPES, LogQuantizer, TensorQuantizer, get_recipe
+from fxsim.training.recipes import RECIPES, LogQuantizer, TensorQuantizer, get_recipe
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))

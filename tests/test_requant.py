@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from fxsim.datapath import Accumulator, Datapath, OutputStage, Requant
 from fxsim.modes import Overflow, Rounding
 from fxsim.ops.gemm import gemm
-from fxsim.requant import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_single_rounding,
+from fxsim.engines.output_stage import (multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_single_rounding,
                            register_overflow, requantize, rounding_divide_by_pot,
                            saturating_rounding_doubling_high_mul)
 from tests.reference_quantize import round_fraction

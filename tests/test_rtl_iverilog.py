@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from fxsim.export import export_layer
-from fxsim.spec import parse_spec
-from fxsim.testbench import generate_testbench, run_testbench
+from fxsim.rtl.export import export_layer
+from fxsim.workflows.spec import parse_spec
+from fxsim.rtl.testbench import generate_testbench, run_testbench
 from tests.rtl_tools import require_icarus
 
 
@@ -45,7 +45,7 @@ CASES = [
 def test_icarus_verilog_mac_agrees_with_exported_vectors(iverilog, tmp_path):
     """INT8 and INT4 operands, signed and unsigned, saturating and wrapping accumulators of 9, 13, 16 and 18
     bits on data that really overflows; all cases in one simulation."""
-    from fxsim.spec import run_layer
+    from fxsim.workflows.spec import run_layer
     dirs = []
     for n, (a, b, acc_bits, ovf, M, K, N, std, bias) in enumerate(CASES):
         spec = parse_spec(f"""
@@ -100,8 +100,8 @@ overflow = "saturate"
 def test_the_shipped_demo_layer_runs_bit_exact_in_verilog(iverilog, tmp_path):
     """uint8 pixels x int8 weights, 16-bit saturating accumulator with the bias preloaded: the layer the
     demo exports, including the one output that saturates."""
-    from fxsim.demo import DEMO_SPEC
-    from fxsim.spec import load_spec, run_layer
+    from fxsim.workflows.demo import DEMO_SPEC
+    from fxsim.workflows.spec import load_spec, run_layer
     spec = load_spec(DEMO_SPEC)
     res, (A, B, _) = run_layer(spec)
     ti, tj = (int(x) for x in np.unravel_index(int(np.argmax(res.overflow_count)), res.overflow_count.shape))

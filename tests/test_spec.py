@@ -7,7 +7,7 @@ import pytest
 
 from fxsim.datapath import Datapath
 from fxsim.formats import Fixed, Float, parse_format
-from fxsim.spec import SpecError, load_spec, make_data, parse_spec, run_layer
+from fxsim.workflows.spec import SpecError, load_spec, make_data, parse_spec, run_layer
 from tests.workflow_specs import E4M3_GEMM, INT8_GEMM
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
@@ -135,7 +135,7 @@ def test_float_spec_draws_operands_on_the_format_grids():
 def test_every_shipped_spec_runs(path):
     spec = load_spec(path)
     if spec.op == "batch_norm":
-        from fxsim.spec import run_batch_norm
+        from fxsim.workflows.spec import run_batch_norm
         assert run_batch_norm(spec)["y_sqnr_db_vs_float64"] > 40
         return
     res, _ = run_layer(spec)
@@ -245,7 +245,7 @@ grad_acc = "e10m48"
 
 @pytest.mark.parametrize("pass_", ["forward", "backward_input"])
 def test_batch_norm_spec_in_float64_formats_matches_the_float64_definition(pass_):
-    from fxsim.spec import run_batch_norm
+    from fxsim.workflows.spec import run_batch_norm
     wide = run_batch_norm(parse_spec(BATCH_NORM.format(pass_=pass_, out="e10m48")))
     narrow = run_batch_norm(parse_spec(BATCH_NORM.format(pass_=pass_, out="fp16")))
     keys = [k for k in wide if k.endswith("max_abs_error_vs_float64")]

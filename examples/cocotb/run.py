@@ -9,7 +9,7 @@ import sys
 
 from cocotb_tools.runner import get_results, get_runner
 
-from fxsim.cocotb import RTL_SOURCES, rtl_parameters
+from fxsim.rtl.cocotb import RTL_SOURCES, rtl_parameters
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

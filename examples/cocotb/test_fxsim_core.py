@@ -1,7 +1,7 @@
 """A cocotb test of fxsim's reference RTL (fxsim_core) against a golden-vector directory.
 
 Point FXSIM_GOLDEN at a directory written by `fxsim export`, build fxsim_core with the parameters
-fxsim.cocotb.rtl_parameters(FXSIM_GOLDEN) gives, and run this module (run.py next to it does both with
+fxsim.rtl.cocotb.rtl_parameters(FXSIM_GOLDEN) gives, and run this module (run.py next to it does both with
 cocotb's runner, on Icarus or Verilator). For your own design, keep the GoldenVectors / scoreboard lines
 and replace the signal names.
 """
@@ -11,7 +11,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, Timer
 
-from fxsim.cocotb import GoldenVectors, pack, to_signed
+from fxsim.rtl.cocotb import GoldenVectors, pack, to_signed
 
 W = 72                                   # the reference RTL's value width
 

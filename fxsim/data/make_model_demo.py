@@ -1,5 +1,5 @@
 """Builds the shipped whole-network example: the demo's digits CNN (Conv 1->8 3x3 pad 1, ReLU, MaxPool 2,
-Flatten, Linear 128->10; see fxsim/train_demo.py), trained in float64 on scikit-learn's 8x8 digits,
+Flatten, Linear 128->10; see fxsim/training/demo.py), trained in float64 on scikit-learn's 8x8 digits,
 exported to ONNX and quantized two ways:
 
 - digits_cnn_qdq.onnx: ONNX Runtime's quantize_static, QDQ format, int8 activations and weights,
@@ -92,11 +92,11 @@ class _Reader:
 def main():
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from fxsim.train_demo import build_model, load_data
+    from fxsim.training.demo import build_model, load_data
     data = load_data()
     Xtr, ytr, Xte, yte = data
-    from fxsim.nn import SGD, softmax_cross_entropy
-    from fxsim.recipes import get_recipe
+    from fxsim.training.layers import SGD, softmax_cross_entropy
+    from fxsim.training.recipes import get_recipe
     model = build_model(0).configure(get_recipe("float64"), seed=0)   # as train_demo.train("float64")
     opt = SGD(model, lr=0.05, momentum=0.9)
     rng = np.random.default_rng(0)

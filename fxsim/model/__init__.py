@@ -7,8 +7,8 @@
 Modules: graph (import), lower (layers), hardware (options -> datapaths), execute (one layer),
 model (Model), report (tables), cli (the ``fxsim model`` command).
 """
-from .graph import ModelError  # noqa: F401
-from .hardware import Hardware, load_hardware  # noqa: F401
-from .model import Model, load_model  # noqa: F401
+from fxsim.model.graph import ModelError  # noqa: F401
+from fxsim.model.hardware import Hardware, load_hardware  # noqa: F401
+from fxsim.model.model import Model, load_model  # noqa: F401
 
 __all__ = ["ModelError", "Hardware", "load_hardware", "Model", "load_model"]

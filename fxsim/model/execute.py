@@ -11,9 +11,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..ops.conv import conv2d
-from ..ops.gemm import gemm
-from .graph import ModelError
+from fxsim.ops.conv import conv2d
+from fxsim.ops.gemm import gemm
+from fxsim.model.graph import ModelError
 
 __all__ = ["run_layer", "fma_f32", "quantize_linear", "dequantize_linear"]
 
@@ -81,7 +81,7 @@ def quantize_linear(x, q, saturate=1):
     scale = _axis_view(q.scale, q.axis, x.ndim).astype(F32)
     v = (x / scale).astype(F32)
     if q.is_float8:
-        from ..quantize import quantize
+        from fxsim.quantize import quantize
         fmt = "e4m3fn" if q.fmt == "e4m3fn" else "e5m2"
         vals = quantize(v, fmt, overflow="saturate" if saturate else "ieee",
                         convention="onnx" if saturate else "ml_dtypes")
@@ -156,7 +156,7 @@ def _codes_from_values(layer, x, q):
 
 
 def _range_any(fmt):
-    from ..formats import parse_format
+    from fxsim.formats import parse_format
     f = parse_format(fmt)
     return f.min_code, f.max_code
 
@@ -435,7 +435,7 @@ def _conv_f32(layer, x, w, bias):
     p = layer.params
     t, left, b, r = p["pads"]
     x = np.pad(np.asarray(x, dtype=F32), ((0, 0), (0, 0), (t, b), (left, r)))
-    from ..ops.conv import unfold
+    from fxsim.ops.conv import unfold
     N, C = x.shape[:2]
     O, Cg, KH, KW = w.shape
     g = p["group"]
@@ -537,7 +537,7 @@ def _weight_zero_point_groups(layer):
 
 def _run_split(layer, groups, ins, hw_options, record, trace):
     """Run each zero-point group and put its output channels (and statistics) in place."""
-    from ..result import GemmResult
+    from fxsim.result import GemmResult
     axis = 1 if layer.kind == "conv" else -1
     y = res = None
     fields = ("values", "codes", "acc", "overflow_count", "acc_values", "exact", "max_partial", "bits_needed")
@@ -569,7 +569,7 @@ def _run_split(layer, groups, ins, hw_options, record, trace):
 def run_layer(layer, ins, hw_options, *, record=False, trace=None):
     """Run ``layer`` on its run-time inputs ``ins`` (a list in ``layer.inputs`` order); returns
     (list of outputs, GemmResult or None)."""
-    from .hardware import layer_datapath
+    from fxsim.model.hardware import layer_datapath
     k = layer.kind
     groups = _weight_zero_point_groups(layer)
     if groups is not None:
@@ -622,7 +622,7 @@ def run_layer(layer, ins, hw_options, *, record=False, trace=None):
     if k == "move":
         return [_move(layer, _all_inputs(layer, ins))], None
     if k == "qonnx":
-        from .qonnx import run_qonnx
+        from fxsim.model.qonnx import run_qonnx
         return [run_qonnx(layer, _all_inputs(layer, ins))], None
     return [_float(layer, _all_inputs(layer, ins))], None
 

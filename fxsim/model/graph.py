@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InvalidArgument
+from fxsim.errors import InvalidArgument
 
 __all__ = ["ModelError", "Node", "Graph", "read_graph"]
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..datapath import Accumulator, Datapath, Order, OutputStage, Requant
-from ..formats import Fixed, parse_format
-from ..modes import Overflow
-from .graph import ModelError
+from fxsim.datapath import Accumulator, Datapath, Order, OutputStage, Requant
+from fxsim.formats import Fixed, parse_format
+from fxsim.modes import Overflow
+from fxsim.model.graph import ModelError
 
 __all__ = ["Hardware", "OPTIONS", "load_hardware", "layer_datapath"]
 
@@ -149,7 +149,7 @@ def _from_dict(raw, ctx):
 
 def load_hardware(path) -> Hardware:
     """A hardware description from a TOML file; errors name the key, value, what is allowed and the line."""
-    from ..spec import _Ctx
+    from fxsim.workflows.spec import _Ctx
     path = os.fspath(path)
     try:
         with open(path, "rb") as fh:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .graph import Graph, ModelError
+from fxsim.model.graph import Graph, ModelError
 
 __all__ = ["QParams", "Layer", "lower", "SUPPORTED"]
 
@@ -26,7 +26,7 @@ MOVE_OPS = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity
 FLOAT_OPS = ("Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "LeakyRelu", "Sigmoid",
              "Tanh", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat") + MOVE_OPS
 SUPPORTED = {"": tuple(sorted(set(QOPERATOR_OPS + FLOAT_OPS))), "com.microsoft": MS_OPS}
-from .qonnx import QONNX_DOMAINS, QONNX_OPS  # noqa: E402
+from fxsim.model.qonnx import QONNX_DOMAINS, QONNX_OPS  # noqa: E402
 SUPPORTED.update({d: QONNX_OPS for d in QONNX_DOMAINS})
 QDQ_FUSED = ("Conv", "MatMul", "Gemm", "Add", "Mul", "LeakyRelu", "AveragePool", "GlobalAveragePool", "Concat")
 QDQ_MOVES = ("MaxPool",) + MOVE_OPS
@@ -237,7 +237,7 @@ def _weight_codes(ctx, node, arr, q: QParams, what="weight"):
 
 
 def _compact(codes):
-    from ..ops.gemm import compact_int_dtype
+    from fxsim.ops.gemm import compact_int_dtype
     c = np.asarray(codes)
     if c.dtype.kind not in "iu":
         c = c.astype(np.int64)
@@ -372,7 +372,7 @@ def _quantize(ctx, n):
     out_dt = n.attrs.get("output_dtype", 0)
     y_q = ctx.qparams(n, 1, 2, axis=n.attrs.get("axis", 1))
     if out_dt and len(n.inputs) < 3:
-        from .graph import _dtype
+        from fxsim.model.graph import _dtype
         y_q = ctx.qparams(n, 1, 2, dtype=_dtype(out_dt), axis=n.attrs.get("axis", 1))
     if n.attrs.get("block_size", 0):
         raise ModelError(f"{ctx.where(n)}: blocked quantization (block_size) is not supported")
@@ -586,7 +586,7 @@ def lower(g: Graph, plan: str = "onnxruntime") -> list:
             layer.float = False
             layers.append(layer)
             continue
-        from .qonnx import fuse_qonnx
+        from fxsim.model.qonnx import fuse_qonnx
         q = fuse_qonnx(ctx, n)
         if q is not None:
             layers.append(q)

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .execute import run_layer
-from .graph import ModelError, read_graph
-from .hardware import Hardware
-from .lower import lower
+from fxsim.model.execute import run_layer
+from fxsim.model.graph import ModelError, read_graph
+from fxsim.model.hardware import Hardware
+from fxsim.model.lower import lower
 
 __all__ = ["Model", "load_model", "LayerRecord"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import ModelError
+from fxsim.model.graph import ModelError
 
 __all__ = ["QONNX_DOMAINS", "QONNX_OPS", "run_qonnx", "int_range"]
 
@@ -159,7 +159,7 @@ def _po2(s):
 def quant_params(ctx, node):
     """(QParams, signed, narrow) of an IntQuant node whose scale, zero point and width are constants and
     that an integer datapath can take exactly (power-of-two scales, zero zero point); None otherwise."""
-    from .lower import QParams
+    from fxsim.model.lower import QParams
     if node.op not in ("Quant", "IntQuant") or node.domain not in QONNX_DOMAINS:
         return None
     c = ctx.g.consts
@@ -181,7 +181,7 @@ def quant_params(ctx, node):
 def fuse_qonnx(ctx, n):
     """A float Conv / MatMul / Gemm between IntQuant nodes -> an integer MAC layer with a float output
     (see the module docstring); None when the pattern does not apply."""
-    from .lower import Layer, _conv_attrs
+    from fxsim.model.lower import Layer, _conv_attrs
     if n.domain != "" or n.op not in ("Conv", "MatMul", "Gemm"):
         return None
     prod = ctx.producers
@@ -196,7 +196,7 @@ def fuse_qonnx(ctx, n):
     if aq is None or wq is None or qw.inputs[0] not in ctx.g.consts or aq.scale.size != 1:
         return None
     w_float = np.asarray(ctx.g.consts[qw.inputs[0]], dtype=F32)
-    from .qonnx import int_quant as _iq
+    from fxsim.model.qonnx import int_quant as _iq
     wv = _iq(w_float, ctx.g.consts[qw.inputs[1]], ctx.g.consts[qw.inputs[2]], ctx.g.consts[qw.inputs[3]],
              qw.attrs.get("signed", 1), qw.attrs.get("narrow", 0), qw.attrs.get("rounding_mode", "ROUND"))
     ws = np.asarray(wq.scale, dtype=np.float64)
@@ -213,7 +213,7 @@ def fuse_qonnx(ctx, n):
         codes = np.asarray(wv, dtype=np.float64) / ws_b
         p = _conv_attrs(ctx, n, codes.shape)
         out_scale = float(aq.scale) * ws.ravel()
-        from .lower import _compact
+        from fxsim.model.lower import _compact
         p.update(x_q=aq, w_q=wq, y_q=None, w=_compact(np.rint(codes).astype(np.int64)), bias=None,
                  float_out=(out_scale, bias))
         kind = "conv"
@@ -230,7 +230,7 @@ def fuse_qonnx(ctx, n):
             wmat = wmat.T
             ws = ws.ravel()
         codes = wmat / (ws.reshape(1, -1) if ws.size > 1 else ws)
-        from .lower import _compact
+        from fxsim.model.lower import _compact
         p = dict(a_q=aq, b_q=wq, y_q=None, b=_compact(np.rint(codes).astype(np.int64)), bias=None, trans_a=0,
                  alpha=1.0,
                  float_out=(float(aq.scale) * ws.ravel(), bias))

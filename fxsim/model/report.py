@@ -8,8 +8,8 @@ import os
 
 import numpy as np
 
-from ..bounds import data_bits, l1_bits, worst_case_bits
-from .graph import ModelError
+from fxsim.bounds import data_bits, l1_bits, worst_case_bits
+from fxsim.model.graph import ModelError
 
 __all__ = ["layer_table", "format_layer_table", "run_report", "sweep_model", "export_model", "onnxruntime_agreement"]
 
@@ -141,7 +141,7 @@ def onnxruntime_agreement(model_source, feeds, outputs) -> dict | None:
 
 def _sweep_one(model_bytes, feeds, name, b, overflow, ref):
     """One (layer, width) point of a model sweep in a worker process or on a Dask worker."""
-    from .model import load_model
+    from fxsim.model.model import load_model
     return _sweep_point(load_model(model_bytes), feeds, name, b, overflow, ref)
 
 
@@ -252,7 +252,7 @@ def plot_sweep(result, path):
 
 # ------------------------------------------------------------------------------------------ golden vectors
 def _spec_tables(dp):
-    """The [datapath] and [output] tables of a layer spec describing ``dp`` (see fxsim.spec)."""
+    """The [datapath] and [output] tables of a layer spec describing ``dp`` (see fxsim.workflows.spec)."""
     def plain(v):
         a = np.asarray(v)
         return a.tolist() if a.ndim else (float(a) if a.dtype.kind == "f" else int(a))
@@ -281,15 +281,15 @@ def _spec_tables(dp):
 def export_model(model, feeds, out_dir, *, layers="*", file_format="hex", force=False) -> dict:
     """Golden vectors for every selected MAC layer with the inputs it really receives inside the network:
     one sub-directory per layer, each a golden-vector directory exactly as ``fxsim export`` writes it
-    (``fxsim.export.golden_contents`` with the layer's inputs inside the network as its data, which the
+    (``fxsim.rtl.export.golden_contents`` with the layer's inputs inside the network as its data, which the
     layer's spec names as the directory's own a/b/bias files), under one manifest.json of the kind
     ``model-golden-vectors`` listing the layers' directories and every file in them. Written atomically
-    through ``fxsim.outputs.output_dir``: ``force`` replaces only a previous model export."""
+    through ``fxsim.runtime.outputs.output_dir``: ``force`` replaces only a previous model export."""
     import fnmatch
-    from .. import __version__
-    from ..export import _EXT, export_options, golden_contents, manifest_bytes, write_contents
-    from ..outputs import output_dir
-    from ..spec import run_layer, spec_from_dict
+    from fxsim._version import __version__
+    from fxsim.rtl.export import _EXT, export_options, golden_contents, manifest_bytes, write_contents
+    from fxsim.runtime.outputs import output_dir
+    from fxsim.workflows.spec import run_layer, spec_from_dict
     out = model.run(feeds, record=True)
     chosen = [r for n, r in out.records.items() if r.result is not None and fnmatch.fnmatchcase(n, layers)]
     for r in chosen:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidArgument
-from ..datapath import Datapath
-from ..formats import Fixed
-from ..result import GemmResult
-from .gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
+from fxsim.errors import InvalidArgument
+from fxsim.datapath import Datapath
+from fxsim.formats import Fixed
+from fxsim.result import GemmResult
+from fxsim.ops.gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
 
 __all__ = ["im2col", "conv2d_lowered", "linear_backward", "conv2d_backward", "relu_backward"]
 
@@ -121,7 +121,7 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
     stats["dx"] / stats["dw"] are the lowered GEMMs' results: (N*H*W, C) rows (n, h, w) and
     (C/groups*KH*KW, O) rows (c, kh, kw), the groups' columns side by side.
     """
-    from .conv import _ORDERS, _pair, _slice_channels, output_size, unfold
+    from fxsim.ops.conv import _ORDERS, _pair, _slice_channels, output_size, unfold
     if reduction_order not in _ORDERS:
         raise InvalidArgument(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
     x, w, dy = np.asarray(x), np.asarray(w), np.asarray(dy)

@@ -18,14 +18,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from kernels.im2col import unfold_into
+from fxsim._kernels.im2col import unfold_into
 
-from ..errors import InvalidArgument, InvalidType
-from ..datapath import Datapath
-from ..formats import Fixed
-from ..result import GemmResult
-from ..validate import as_array, check_int, check_trace
-from .gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
+from fxsim.errors import InvalidArgument, InvalidType
+from fxsim.datapath import Datapath
+from fxsim.formats import Fixed
+from fxsim.result import GemmResult
+from fxsim.validate import as_array, check_int, check_trace
+from fxsim.ops.gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
 
 __all__ = ["conv2d", "unfold"]
 

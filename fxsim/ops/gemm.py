@@ -9,7 +9,7 @@ Exactness: every intermediate is an int64 code. Before running, the engine bound
 exact partial sum from the actual operands and rejects, with a ValueError, any datapath whose exact values
 could leave int64 (e.g. 64 x 64-bit products); it never computes a wrong value silently.
 
-Shortcuts (``stats=False``), each exact and proved in ``fxsim.ops.exact_shortcuts``: exact sums by BLAS
+Shortcuts (``stats=False``), each exact and proved in ``fxsim.engines.shortcuts``: exact sums by BLAS
 (float32 or float64), wrap as the exact sum mod 2**W, saturation only where a bound (K * max|a| * max|b|,
 Cauchy-Schwarz, |A| @ |B|, or the blocked midpoint enclosure of the sequential order) cannot rule it out;
 the outputs left unproven run the cycle-accurate kernel.
@@ -24,18 +24,18 @@ from contextlib import contextmanager
 import numba as nb
 import numpy as np
 
-from kernels import int_gemm as K
+from fxsim._kernels import int_gemm as K
 
-from ..errors import InvalidArgument, InvalidType
-from ..blas_threads import row_parallel
-from ..datapath import Datapath
-from ..formats import Fixed, ints_to_values
-from ..modes import Overflow, Rounding
-from ..requant import output_stage, register_overflow
-from ..result import GemmResult, bits_needed
-from ..scratch import scratch, zeros
-from ..validate import as_array
-from .exact_shortcuts import BLOCK, exact_products, float_dtype, scan_operands, sequential_block_test
+from fxsim.errors import InvalidArgument, InvalidType
+from fxsim.runtime.threads import row_parallel
+from fxsim.datapath import Datapath
+from fxsim.formats import Fixed, ints_to_values
+from fxsim.modes import Overflow, Rounding
+from fxsim.engines.output_stage import output_stage, register_overflow
+from fxsim.result import GemmResult, bits_needed
+from fxsim.runtime.scratch import scratch, zeros
+from fxsim.validate import as_array
+from fxsim.engines.shortcuts import BLOCK, exact_products, float_dtype, scan_operands, sequential_block_test
 
 __all__ = ["gemm", "operand_codes", "IntegerPlan", "plan_integer", "run_integer_gemm"]
 
@@ -441,7 +441,7 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
 
     traces = {}
     if trace is not None:
-        from ..validate import check_trace
+        from fxsim.validate import check_trace
         buf = np.empty(2 * Kd + 2 * dp.order.lanes + 4, dtype=np.int64)
         for i, j in check_trace("trace", trace, (M, N)):
             n = K.trace_one(A64()[i], np.ascontiguousarray(Be[:, j], dtype=np.int64), init[i, j], plan.cfg,
@@ -462,12 +462,12 @@ def gemm(A, B, datapath: Datapath, *, bias=None, trace=None, stats: bool = True)
     as codes of integer formats). ``bias`` (N,) or (M, N) holds real values on the accumulator's grid.
     ``trace``: an (i, j) pair or a list of them; their per-cycle register values land in ``result.traces``.
     ``stats=False`` skips the per-output statistics and uses the exact shortcuts (module docstring).
-    Float operands or accumulators are handed to the float engine (``fxsim.float_engine.float_gemm``).
+    Float operands or accumulators are handed to the float engine (``fxsim.engines.floating.float_gemm``).
     """
     if not isinstance(datapath, Datapath):
         raise InvalidType(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
     if not datapath.is_integer:
-        from ..float_engine import float_gemm   # the float datapath lives in its own engine
+        from fxsim.engines.floating import float_gemm   # the float datapath lives in its own engine
         return float_gemm(A, B, datapath, bias=bias, trace=trace)
     A = _as_2d(A, "A")
     B = _as_2d(B, "B")

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidArgument
-from ..datapath import Accumulator, Datapath, Order, Requant
-from ..formats import Fixed, Float, parse_format
-from ..modes import Overflow, Rounding
-from ..quantize import quantize, quantize_to_codes
-from ..requant import register_overflow, requantize
-from .gemm import gemm
+from fxsim.errors import InvalidArgument
+from fxsim.datapath import Accumulator, Datapath, Order, Requant
+from fxsim.formats import Fixed, Float, parse_format
+from fxsim.modes import Overflow, Rounding
+from fxsim.quantize import quantize, quantize_to_codes
+from fxsim.engines.output_stage import register_overflow, requantize
+from fxsim.ops.gemm import gemm
 
 __all__ = ["fold_batchnorm", "batchnorm_inference", "rsqrt", "BatchNormConfig", "batchnorm_train_forward",
            "batchnorm_backward", "batchnorm_error_bound"]

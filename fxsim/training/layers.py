@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.backward import conv2d_backward, conv2d_lowered, linear_backward, relu_backward
-from ..ops.gemm import gemm
-from ..ops.norm import BatchNormConfig, batchnorm_backward, batchnorm_train_forward
-from ..ops.pool import avgpool2d, avgpool2d_backward, maxpool2d, maxpool2d_backward
-from ..quantize import quantize
-from ..recipes import Recipe
-from ..validate import as_array
+from fxsim.ops.backward import conv2d_backward, conv2d_lowered, linear_backward, relu_backward
+from fxsim.ops.gemm import gemm
+from fxsim.ops.norm import BatchNormConfig, batchnorm_backward, batchnorm_train_forward
+from fxsim.ops.pool import avgpool2d, avgpool2d_backward, maxpool2d, maxpool2d_backward
+from fxsim.quantize import quantize
+from fxsim.training.recipes import Recipe
+from fxsim.validate import as_array
 
 __all__ = ["Linear", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential", "SGD",
            "softmax_cross_entropy"]
@@ -134,7 +134,7 @@ class Conv2d(_GemmLayer):
         x = as_array("x", x)
         xq, sx, wq, sw, dp = self._forward_operands(x)
         if dp is None:
-            from ..ops.backward import im2col
+            from fxsim.ops.backward import im2col
             cols, (OH, OW) = im2col(xq, wq.shape[2:], stride=self.stride, padding=self.padding)
             y = (cols @ wq.reshape(wq.shape[0], -1).T).reshape(x.shape[0], OH, OW, -1).transpose(0, 3, 1, 2)
         else:
@@ -153,7 +153,7 @@ class Conv2d(_GemmLayer):
 
 
 def _conv_backward_float64(x, w, dy, stride, padding, need_dx):
-    from ..ops.backward import im2col
+    from fxsim.ops.backward import im2col
     N = x.shape[0]
     O, C, KH, KW = w.shape
     cols, (OH, OW) = im2col(x, (KH, KW), stride=stride, padding=padding)
@@ -273,7 +273,7 @@ class Sequential:
 def softmax_cross_entropy(logits, labels):
     """Mean cross-entropy and its gradient (computed in float64 on the host). ``labels``: one class index
     per row of ``logits``, each in 0..C-1 (negative indices are refused, not counted from the end)."""
-    from ..errors import InvalidArgument, InvalidType
+    from fxsim.errors import InvalidArgument, InvalidType
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 2:
         raise InvalidArgument(f"logits must be 2-D (rows, classes), got shape {logits.shape}")

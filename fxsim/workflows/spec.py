@@ -26,10 +26,10 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-from .errors import BadFile, InvalidArgument, InvalidType
-from .datapath import MAX_LANES, Accumulator, Datapath, Order, OutputStage, Requant
-from .formats import Float, parse_format
-from .validate import check_bool, check_choice, check_int, check_real
+from fxsim.errors import BadFile, InvalidArgument, InvalidType
+from fxsim.datapath import MAX_LANES, Accumulator, Datapath, Order, OutputStage, Requant
+from fxsim.formats import Float, parse_format
+from fxsim.validate import check_bool, check_choice, check_int, check_real
 
 __all__ = ["SpecError", "SpecFileError", "LayerSpec",
            "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
@@ -103,7 +103,7 @@ class _Ctx:
 
 def load_spec(path) -> LayerSpec:
     """Read a TOML layer spec from ``path``."""
-    from .inputs import read_text_file
+    from fxsim.runtime.inputs import read_text_file
     path = os.fspath(path)
     try:
         text = read_text_file(path, "spec file")     # a regular, readable UTF-8 file of a sane size
@@ -285,7 +285,7 @@ def check_layer_size(spec, memory=None):
 
 
 def _batch_norm_config(table, ctx):
-    from .ops.norm import BatchNormConfig
+    from fxsim.ops.norm import BatchNormConfig
     for key in ("x_fmt", "acc", "stat_acc", "grad_acc", "stat_fmt", "rsqrt_fmt", "out_fmt", "grad_fmt"):
         if key in table:
             try:
@@ -328,7 +328,7 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
             where = f"{ctx.path}:{ln}: " if ln else f"{ctx.path}: "
             raise SpecError(f"{where}{key}: {exc}") from None
 
-    from .modes import Overflow, Rounding
+    from fxsim.modes import Overflow, Rounding
     checks = [("datapath.accumulator", acc_t, "format", lambda v: parse_format(v, argument="format")),
               ("datapath.accumulator", acc_t, "overflow", lambda v: Overflow.parse(v, argument="overflow")),
               ("datapath.accumulator", acc_t, "rounding", lambda v: Rounding.parse(v, argument="rounding")),
@@ -395,7 +395,7 @@ def _random_codes(rng, fmt, shape, dist, std):
     units of the format's largest finite value (std as a fraction of it, default 1/4), then rounded
     to the format (half-even, saturating)."""
     if isinstance(fmt, Float):
-        from .quantize import quantize
+        from fxsim.quantize import quantize
         scale = fmt.max
         if dist == "normal":
             x = rng.normal(0.0, (std if std else 0.25) * scale, size=shape)
@@ -412,7 +412,7 @@ def _random_codes(rng, fmt, shape, dist, std):
 
 def _load_array(spec: LayerSpec, name):
     base = os.path.dirname(spec.path) if spec.path else "."
-    from .inputs import load_array_file
+    from fxsim.runtime.inputs import load_array_file
     value = spec.data[name]
     if not isinstance(value, str) or not value:
         raise SpecError(f"data.{name} = {value!r} is not allowed; expected a file name (a string)")
@@ -531,9 +531,9 @@ def run_layer(spec: LayerSpec, datapath: Datapath | None = None, *, trace=None, 
     if spec.pass_ != "forward":
         return _run_backward(spec, dp, A, B, trace), (A, B, bias)
     if spec.op == "gemm":
-        from .ops.gemm import gemm
+        from fxsim.ops.gemm import gemm
         return gemm(A, B, dp, bias=bias, trace=trace), (A, B, bias)
-    from .ops.conv import conv2d
+    from fxsim.ops.conv import conv2d
     s = spec.shape
     return conv2d(A, B, dp, stride=s.get("stride", 1), padding=s.get("padding", 0), dilation=s.get("dilation", 1),
                   groups=s.get("groups", 1), bias=bias, trace=trace), (A, B, bias)
@@ -541,12 +541,12 @@ def run_layer(spec: LayerSpec, datapath: Datapath | None = None, *, trace=None, 
 
 def _run_backward(spec, dp, A, B, trace):
     """The gradient GEMM of a backward pass through ``dp`` (a GemmResult, in the lowered GEMM's shape)."""
-    from .ops.gemm import gemm
+    from fxsim.ops.gemm import gemm
     if spec.op == "gemm":
         if spec.pass_ == "backward_input":            # dX (M, K) = dY (M, N) . W^T (N, K)
             return gemm(A, np.ascontiguousarray(np.asarray(B).T), dp, trace=trace)
         return gemm(np.ascontiguousarray(np.asarray(A).T), B, dp, trace=trace)    # dW (K, N) = X^T . dY
-    from .ops.backward import conv2d_backward
+    from fxsim.ops.backward import conv2d_backward
     if trace:
         raise InvalidArgument("per-cycle traces are recorded for gemm layers, not for conv2d backward passes")
     s = spec.shape
@@ -576,7 +576,7 @@ def second_operand_matrix(spec: LayerSpec, A, B) -> np.ndarray:
 def run_batch_norm(spec: LayerSpec) -> dict:
     """Simulate a batch_norm spec (training mode, fxsim.ops.norm) on its random data and compare with a
     float64 batch norm: max abs error and SQNR of y (forward) or of dx, dgamma, dbeta (backward_input)."""
-    from .ops.norm import batchnorm_backward, batchnorm_train_forward
+    from fxsim.ops.norm import batchnorm_backward, batchnorm_train_forward
     cfg = spec.batch_norm
     s, d = spec.shape, spec.data
     rng = np.random.default_rng(int(d.get("seed", 0)))

@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 
+from fxsim.workflows.metrics import exact_gemm, print_summary, show, summarize  # noqa: F401
+
 EXIT_OK, EXIT_MISMATCH, EXIT_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130          # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 
@@ -86,7 +88,7 @@ def _seconds(text):
 
 
 def build_parser():
-    from . import __version__
+    from fxsim._version import __version__
     p = argparse.ArgumentParser(prog="fxsim", description="Bit-accurate simulation of accelerator datapaths. "
                                 "Exit codes: 0 success, 1 a verification found mismatches, 2 bad input.",
                                 epilog=LISTS)
@@ -147,7 +149,7 @@ def build_parser():
                    help="also write the per-cycle accumulator trace of output (I, J) of a gemm layer or "
                    "(N, O, OH, OW) of a conv2d layer; repeat the option for more outputs")
     e.add_argument("--force", action="store_true", help="replace a previous export in --out")
-    from .testbench_cli import add_export_options, add_testbench_parser
+    from fxsim.cli.testbench import add_export_options, add_testbench_parser
     add_export_options(e)
     v = sub.add_parser("verify", help="recompute a golden-vector directory",
                        description="Recompute a golden-vector directory from its manifest and inputs. Exit 0 when "
@@ -159,13 +161,13 @@ def build_parser():
     d.add_argument("--out", default="fxsim-demo", metavar="DIR", help="output directory (default fxsim-demo)")
     d.add_argument("--force", action="store_true", help="replace a previous demo output in --out")
     d.add_argument("--quick", action="store_true", help="a shorter sweep, no training run")
-    from .model.cli import add_parser as add_model_parser
+    from fxsim.cli.model import add_parser as add_model_parser
     add_model_parser(sub, _bits_range)
     return p
 
 
 def cmd_formats(args):
-    from .formats import ML_DTYPES_NAMES, exact_number, format_table
+    from fxsim.formats import ML_DTYPES_NAMES, exact_number, format_table
     rows = format_table(args.filter)
     if not rows:
         print(f"fxsim formats: no format matches {args.filter!r}", file=sys.stderr)
@@ -191,148 +193,13 @@ def cmd_formats(args):
     return EXIT_OK
 
 
-def summarize(result, A, B, bias, spec) -> dict:
-    """Both registers, each labelled by its prefix: ``acc_`` the raw accumulator (overflow counts, max abs
-    error and SQNR against the exact sum, i.e. an unbounded accumulator, and against a float64 reference,
-    NumPy's matmul) and ``out_`` the output register after the output stage (against the output stage
-    applied to the exact sums). A Float accumulator is its own output register."""
-    from .formats import Float
-    dp = spec.datapath
-    acc_fmt = dp.accumulator.fmt
-    base = result.summary()
-    out = {"outputs": base["outputs"], "acc_format": str(acc_fmt),
-           "acc_overflow_mode": dp.accumulator.overflow.name.lower(),
-           "acc_overflow_events": base["overflow_events"], "acc_outputs_with_overflow": base["outputs_with_overflow"],
-           "acc_outputs_differing_from_exact": base["outputs_differing_from_exact"],
-           "acc_max_bits_needed": base["max_bits_needed"]}
-    got = result.acc_values if result.acc_values is not None else np.asarray(result.acc, dtype=np.float64)
-    exact_vals = None
-    if result.exact is not None:
-        exact_vals = np.ldexp(result.exact.astype(np.float64), -acc_fmt.frac)
-    elif isinstance(acc_fmt, Float) and (bias is None or dp.bias_preload):
-        from .errors import InvalidArgument
-        from .sweep import kulisch_exact
-        try:                  # the exact sums at kernel speed
-            exact_vals = kulisch_exact(spec, (A, B, bias))
-        except InvalidArgument:
-            exact_vals = None
-    if exact_vals is None and spec.op == "gemm" and spec.pass_ == "forward":
-        exact_vals = exact_gemm(A, B, bias if dp.bias_preload else None, dp.a_zero_point, dp.b_zero_point)
-    if exact_vals is not None:
-        err = got - exact_vals
-        if out["acc_outputs_differing_from_exact"] is None:
-            out["acc_outputs_differing_from_exact"] = int(np.count_nonzero(got != exact_vals))
-        out["acc_max_abs_error_vs_exact"] = float(np.max(np.abs(err))) if err.size else 0.0
-        out["acc_sqnr_db_vs_exact"] = _sqnr(exact_vals, got)
-    if spec.op == "gemm" and spec.pass_ == "forward":
-        Az = np.asarray(A, dtype=np.float64) - _zp_value(dp.a, dp.a_zero_point)
-        Bz = np.asarray(B, dtype=np.float64) - _zp_value(dp.b, dp.b_zero_point)
-        ref = Az @ Bz
-        if bias is not None and dp.bias_preload:
-            ref = ref + bias
-        out["acc_max_abs_error_vs_float64"] = float(np.max(np.abs(got - ref))) if ref.size else 0.0
-        out["acc_sqnr_db_vs_float64"] = _sqnr(ref, got)
-    if isinstance(acc_fmt, Float):
-        out["out_register"] = "the accumulator (a float accumulator is its own output register)"
-        return out
-    out["out_register"] = str(dp.output)
-    out["out_format"] = str(dp.output.fmt or acc_fmt)
-    ref_out = _exact_output(spec, (A, B, bias))
-    if ref_out is None:
-        out["out_exact_reference"] = "not available: the exact sums of this layer exceed 62 bits"
-        return out
-    ref_codes, ref_values = ref_out
-    out["out_outputs_differing_from_exact"] = int(np.count_nonzero(result.codes != ref_codes))
-    err = result.values - ref_values
-    out["out_max_abs_error_vs_exact"] = float(np.max(np.abs(err))) if err.size else 0.0
-    out["out_sqnr_db_vs_exact"] = _sqnr(ref_values, result.values)
-    return out
-
-
-def _exact_output(spec, data):
-    """The output stage applied to the exact sums: the same datapath and order with a 62-bit accumulator
-    at the same binary point that no partial sum overflows; None where the sums do not fit it."""
-    from .datapath import Accumulator
-    from .errors import InvalidArgument
-    from .formats import Fixed
-    from .spec import run_layer
-    dp = spec.datapath
-    acc = dp.accumulator.fmt
-    wide = dp.replace(accumulator=Accumulator(Fixed(62, acc.frac, True), overflow="wrap",
-                                              rounding=dp.accumulator.rounding))
-    try:
-        ref, _ = run_layer(spec, wide, data=data)
-    except InvalidArgument:
-        return None
-    return ref.codes, ref.values
-
-
-def show(value, key="") -> str:
-    """A summary value for people: integers as they are, floats to 6 significant digits, an infinite SQNR
-    (a ``key`` naming an SQNR) as "inf (bit-exact)", dicts as "key: value; ..." and lists comma-separated."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        if np.isnan(v):
-            return "n/a"
-        if np.isinf(v):
-            return ("inf (bit-exact)" if "sqnr" in key else "inf") if v > 0 else "-inf"
-        return f"{v:.6g}"
-    if isinstance(value, dict):
-        return "; ".join(f"{k}: {show(v, k)}" for k, v in value.items()) or "none"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(show(v) for v in value)
-    return str(value)
-
-
-def print_summary(summary: dict, file=None):
-    """``key: value`` lines, the raw accumulator's and the output register's under their own headings;
-    keys without a value (None) are left out."""
-    groups = (("", lambda k: not k.startswith(("acc_", "out_"))), ("raw accumulator:", lambda k: k.startswith("acc_")),
-              ("output register:", lambda k: k.startswith("out_")))
-    for head, member in groups:
-        keys = [k for k in summary if member(k) and summary[k] is not None]
-        if not keys:
-            continue
-        if head:
-            print(head, file=file)
-        for k in keys:
-            print(f"  {k}: {show(summary[k], k)}", file=file)
-
-
-def _zp_value(fmt, zero_point):
-    return float(np.ldexp(float(zero_point), -fmt.frac)) if zero_point else 0.0
-
-
-def exact_gemm(A, B, bias=None, a_zero_point=0, b_zero_point=0) -> np.ndarray:
-    """The exact sums of a GEMM on float operands, each rounded once to float64 (every product and partial
-    sum exact; at kernel speed, see fxsim.exact)."""
-    from .exact import exact_gemm as _exact
-    return _exact(A, B, bias, a_zero_point, b_zero_point)
-
-
-def _sqnr(ref, got):
-    """10 log10(signal / noise) in dB; inf when bit-exact."""
-    with np.errstate(all="ignore"):
-        noise = float(np.sum((np.asarray(got) - ref) ** 2))
-        sig = float(np.sum(np.asarray(ref) ** 2))
-        if noise == 0:
-            return float("inf")
-        if not np.isfinite(noise):
-            return float("-inf")
-        return float(10 * np.log10(sig / noise)) if sig else float("-inf")
-
-
 def cmd_run(args):
-    from .spec import load_spec, make_data, run_layer
-    from .sweep import json_safe, layer_name
+    from fxsim.workflows.spec import load_spec, make_data, run_layer
+    from fxsim.workflows.sweep import json_safe, layer_name
     spec = load_spec(args.spec)
     if spec.op == "batch_norm":
         import dataclasses
-        from .spec import run_batch_norm
+        from fxsim.workflows.spec import run_batch_norm
         summary = run_batch_norm(spec)
         config = {f.name: getattr(spec.batch_norm, f.name) for f in dataclasses.fields(spec.batch_norm)}
         if args.json:
@@ -357,11 +224,11 @@ def cmd_run(args):
 
 
 def cmd_sweep(args):
-    from .errors import InvalidArgument
-    from .formats import Float
-    from .spec import load_spec
-    from .sweep import float_formats, format_table, run_sweep, sweep_configs, write_sweep
-    from .outputs import output_dir
+    from fxsim.errors import InvalidArgument
+    from fxsim.formats import Float
+    from fxsim.workflows.spec import load_spec
+    from fxsim.workflows.sweep import float_formats, format_table, run_sweep, sweep_configs, write_sweep
+    from fxsim.runtime.outputs import output_dir
     spec = load_spec(args.spec)
     out = output_dir(args.out, "sweep", force=args.force) if args.out else None   # checked before the work
     if spec.op != "gemm" and spec.op != "conv2d":
@@ -409,10 +276,10 @@ def cmd_sweep(args):
 
 
 def cmd_export(args):
-    from .export import export_layer
-    from .spec import load_spec
+    from fxsim.rtl.export import export_layer
+    from fxsim.workflows.spec import load_spec
     spec = load_spec(args.spec)
-    from .testbench_cli import export_options
+    from fxsim.cli.testbench import export_options
     manifest = export_layer(spec, args.out, file_format=args.format, traces=args.trace, force=args.force,
                             **export_options(args))
     print(f"wrote {len(manifest['files'])} files and manifest.json to {args.out}")
@@ -420,7 +287,7 @@ def cmd_export(args):
 
 
 def cmd_verify(args):
-    from .verify import verify_directory
+    from fxsim.rtl.verify import verify_directory
     report = verify_directory(args.dir)
     if report.malformed:
         for p in report.malformed:
@@ -436,7 +303,7 @@ def cmd_verify(args):
 
 
 def cmd_demo(args):
-    from .demo import run_demo
+    from fxsim.workflows.demo import run_demo
     run_demo(args.out, force=args.force, quick=args.quick)
     return EXIT_OK
 
@@ -447,12 +314,12 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:          # --help (0) or a usage error (2), already printed by argparse
         return int(exc.code or 0)
-    from .errors import FxsimError
-    from .model.cli import cmd_model
-    from .testbench_cli import cmd_testbench
+    from fxsim.errors import FxsimError
+    from fxsim.cli.model import cmd_model
+    from fxsim.cli.testbench import cmd_testbench
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
                 "verify": cmd_verify, "demo": cmd_demo, "model": cmd_model, "testbench": cmd_testbench}
-    from .interrupts import immediate_interrupts
+    from fxsim.runtime.interrupts import immediate_interrupts
     try:
         with immediate_interrupts():    # Ctrl-C stops at once, even inside a kernel: exit 130, one line
             return handlers[args.command](args)

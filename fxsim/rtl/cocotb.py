@@ -1,6 +1,6 @@
 """Golden vectors for cocotb testbenches: stimuli and a scoreboard read from an ``fxsim export`` directory.
 
-    from fxsim.cocotb import GoldenVectors
+    from fxsim.rtl.cocotb import GoldenVectors
     gv = GoldenVectors("golden")                  # the directory written by `fxsim export`
     sb = gv.scoreboard()
     for index in gv.outputs():                    # (i, j) for gemm, (n, o, oh, ow) for conv2d
@@ -25,7 +25,7 @@ __all__ = ["GoldenVectors", "Scoreboard", "Mismatch", "rtl_parameters", "pack", 
 
 
 def _rtl_sources():
-    from .testbench import RTL_DIR
+    from fxsim.rtl.testbench import RTL_DIR
     return [os.path.join(RTL_DIR, "fxsim_ref.v")]
 
 
@@ -112,9 +112,9 @@ class GoldenVectors:
     """A golden-vector directory, in logical order (whatever layout and packing its files use)."""
 
     def __init__(self, directory):
-        from .export import read_words
-        from .spec import spec_from_dict
-        from .testbench import load_manifest
+        from fxsim.rtl.export import read_words
+        from fxsim.workflows.spec import spec_from_dict
+        from fxsim.rtl.testbench import load_manifest
         self.directory = os.fspath(directory)
         self.manifest = load_manifest(self.directory)
         self.spec = spec_from_dict(self.manifest["spec"])
@@ -130,7 +130,7 @@ class GoldenVectors:
         self._traces = {tuple(int(v) for v in k.split("_")[1:]): self.tensors[k]
                         for k in files if k.startswith("trace_")}
         nch = self.shape[1]
-        from .testbench import requant_constants
+        from fxsim.rtl.testbench import requant_constants
         consts = requant_constants(self.spec, nch)
         self.multipliers = [int(v) for v in (self.tensors["requant_multiplier"] if "requant_multiplier" in files
                                              else consts.get("requant_multiplier", ([0] * nch, 0))[0])]
@@ -198,8 +198,8 @@ class GoldenVectors:
 
 def rtl_parameters(directory) -> dict:
     """The parameters of the reference RTL's ``fxsim_core`` for a golden directory (integers)."""
-    from .spec import spec_from_dict
-    from .testbench import _rtl_params, load_manifest
+    from fxsim.workflows.spec import spec_from_dict
+    from fxsim.rtl.testbench import _rtl_params, load_manifest
     m = load_manifest(directory)
     spec = spec_from_dict(m["spec"])
     p, o = _rtl_params(spec)

@@ -2,7 +2,7 @@
 
 ``generate_testbench(golden_dir, out_dir)`` reads ``manifest.json`` (nothing else is asked of the user:
 shapes, widths, signedness, zero points, orders, layouts and word packing all come from it) and writes a
-Verilog testbench ``fxsim_tb.v`` that instantiates the reference RTL (``fxsim/rtl/fxsim_ref.v``), feeds it
+Verilog testbench ``fxsim_tb.v`` that instantiates the reference RTL (``fxsim/rtl/verilog/fxsim_ref.v``), feeds it
 every output's operands from the memory files in their stored layout and packing, and compares every
 accumulator, every output-register word and every cycle of every traced output. ``run_testbench`` compiles
 and runs it under Icarus Verilog or Verilator. Also here: the SystemVerilog package written with every
@@ -18,15 +18,15 @@ import subprocess
 
 import numpy as np
 
-from . import layout as L
-from .formats import Fixed
-from .errors import InvalidArgument
-from .modes import Overflow
+from fxsim.rtl import layout as L
+from fxsim.formats import Fixed
+from fxsim.errors import InvalidArgument
+from fxsim.modes import Overflow
 
 __all__ = ["RTL_DIR", "TestbenchInputError", "generate_testbench", "run_testbench", "load_manifest",
            "sv_package", "requant_constants", "trace_order_text", "simulator_command"]
 
-RTL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rtl")
+RTL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "verilog")
 RTL_FILES = ("fxsim_ref.v", "fxsim_functions.vh")
 SIMULATORS = ("icarus", "verilator")
 INSTALL = {"icarus": "Icarus Verilog is not installed (no iverilog/vvp on PATH); install it with "
@@ -138,7 +138,7 @@ def _sv_vector(values, bits):
 def sv_package(manifest) -> tuple:
     """``<layer>_pkg.sv``, computed and not written: widths, shapes, zero points, requantization constants
     and file names of the export as localparams; returns (file name, bytes)."""
-    from .spec import spec_from_dict
+    from fxsim.workflows.spec import spec_from_dict
     spec = spec_from_dict(manifest["spec"])
     dp = spec.datapath
     name = _ident(manifest["spec"].get("layer", {}).get("name", "layer"))
@@ -203,7 +203,7 @@ def sv_package(manifest) -> tuple:
 
 def load_manifest(golden_dir):
     """The manifest of a golden directory, checked for what the generator needs (TestbenchInputError)."""
-    from .export import MANIFEST_VERSION
+    from fxsim.rtl.export import MANIFEST_VERSION
     path = os.path.join(os.fspath(golden_dir), "manifest.json")
     if not os.path.isdir(golden_dir):
         raise TestbenchInputError(f"golden directory {os.fspath(golden_dir)!r} does not exist")
@@ -227,7 +227,7 @@ def load_manifest(golden_dir):
 
 
 def _check_entries(manifest, spec, directory):
-    from .spec import operand_shapes
+    from fxsim.workflows.spec import operand_shapes
     files = manifest["files"]
     for k in ("a", "b", "acc"):
         if k not in files:
@@ -389,7 +389,7 @@ def generate_testbench(golden_dirs, out_dir, *, force=False) -> dict:
     """Write a self-checking testbench for the reference RTL from the manifest of ``golden_dirs`` (one
     directory, or a list checked in one simulation) into ``out_dir``: fxsim_tb.v, the reference RTL and
     copies of the memory files (prefixed cI_ for the I-th of several directories); returns a summary."""
-    from .outputs import output_dir
+    from fxsim.runtime.outputs import output_dir
     single = isinstance(golden_dirs, (str, os.PathLike))
     dirs = [os.fspath(golden_dirs)] if single else [os.fspath(d) for d in golden_dirs]
     if not dirs:
@@ -433,7 +433,7 @@ def generate_testbench(golden_dirs, out_dir, *, force=False) -> dict:
 def _case_module(golden_dir, module, prefix, label):
     """The Verilog of one case module (one golden directory): (lines, files to copy, generated files,
     number of outputs, number of traces)."""
-    from .spec import SpecError, spec_from_dict
+    from fxsim.workflows.spec import SpecError, spec_from_dict
     manifest = load_manifest(golden_dir)
     try:
         spec = spec_from_dict(manifest["spec"])

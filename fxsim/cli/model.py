@@ -47,7 +47,7 @@ def add_parser(sub, bits_range):
 
 
 def _feeds(model, items):
-    from .graph import ModelError
+    from fxsim.model.graph import ModelError
     feeds = {}
     for item in items or []:
         name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
@@ -70,9 +70,9 @@ def _feeds(model, items):
 
 
 def cmd_model(args) -> int:
-    from ..outputs import output_dir
-    from . import load_model
-    from .report import (export_model, format_layer_table, format_sweep, layer_table, onnxruntime_agreement,
+    from fxsim.runtime.outputs import output_dir
+    from fxsim.model import load_model
+    from fxsim.model.report import (export_model, format_layer_table, format_sweep, layer_table, onnxruntime_agreement,
                          plot_sweep, run_report, sweep_model, write_rows)
     model = load_model(args.model, hardware=args.hw, plan=args.plan)
     feeds = _feeds(model, args.input)

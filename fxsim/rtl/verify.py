@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import FxsimError
+from fxsim.errors import FxsimError
 
 __all__ = ["Report", "verify_directory", "parse_strict", "entry_elements", "entry_codes", "MalformedFile"]
 
@@ -302,11 +302,11 @@ def entry_elements(content: bytes, entry, name=None) -> np.ndarray:
     order, read strictly. A packed file (``word_bits`` in the entry) must hold exactly ``words`` words of
     exactly ``word_bits`` bits, ``elements_per_word`` = word_bits // bits elements each in ``pack`` order,
     and every unused bit (above the last slot, and the slots after the last element) 0."""
-    from .layout import pack_words
+    from fxsim.rtl.layout import pack_words
     name = name or entry["file"]
     bits, count = entry["bits"], _count(entry["shape"])
     if "word_bits" not in entry:
-        from .layout import stored_shape
+        from fxsim.rtl.layout import stored_shape
         return parse_strict(content, bits, entry["encoding"], stored_shape(entry), entry["signed"], name)
     wb, per, pack, nwords = entry["word_bits"], entry["elements_per_word"], entry["pack"], entry["words"]
     if per != wb // bits or pack not in ("little", "big") or nwords != -(-count // per):
@@ -330,8 +330,8 @@ def entry_elements(content: bytes, entry, name=None) -> np.ndarray:
 
 def entry_codes(content: bytes, entry, name=None) -> np.ndarray:
     """The int64 codes of a manifest entry's file in the tensor's logical order (see ``entry_elements``)."""
-    from .export import from_words
-    from .layout import from_layout, stored_shape
+    from fxsim.rtl.export import from_words
+    from fxsim.rtl.layout import from_layout, stored_shape
     elems = entry_elements(content, entry, name)
     codes = from_words(elems, entry["bits"], entry["signed"])
     codes = codes.reshape(stored_shape(entry))
@@ -426,7 +426,7 @@ def _check_manifest_schema(m):
             raise _Malformed(f"{MANIFEST}: {k} must be a JSON {t.__name__}, got {m[k]!r:.80}")
     if m["fxsim_output"] != "golden-vectors":
         raise _Malformed(f"{MANIFEST}: fxsim_output is {m['fxsim_output']!r}, not 'golden-vectors'")
-    from .export import MANIFEST_VERSION
+    from fxsim.rtl.export import MANIFEST_VERSION
     if m["manifest_version"] != MANIFEST_VERSION:
         raise _Malformed(f"{MANIFEST}: manifest_version {m['manifest_version']}; this fxsim verifies version "
                          f"{MANIFEST_VERSION}")
@@ -611,10 +611,10 @@ def _verify_model(dfd, m, rep):
 
 
 def _verify(dfd, m, rep):
-    from .export import golden_contents
-    from .layout import from_layout, stored_shape
-    from .export import _values_of, from_words
-    from .spec import spec_from_dict
+    from fxsim.rtl.export import golden_contents
+    from fxsim.rtl.layout import from_layout, stored_shape
+    from fxsim.rtl.export import _values_of, from_words
+    from fxsim.workflows.spec import spec_from_dict
     _check_manifest_schema(m)
     files = m["files"]
     pkg = m.get("package")

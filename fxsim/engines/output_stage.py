@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.requant import shift_round_array
+from fxsim._kernels.requant import shift_round_array
 
-from .errors import InvalidArgument, RegisterOverflow
-from .formats import ints_to_values
-from .modes import Overflow, Rounding
+from fxsim.errors import InvalidArgument, RegisterOverflow
+from fxsim.formats import ints_to_values
+from fxsim.modes import Overflow, Rounding
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 

@@ -5,7 +5,7 @@ Ctrl-C for a minute. While a command runs, :class:`immediate_interrupts` install
 handler (a Numba ``cfunc``: no interpreter, no GIL) that writes one line to stderr and calls
 ``_exit(130)`` -- ``write`` and ``_exit`` are async-signal-safe. Nothing half-written
 survives: outputs are built in marked temporary directories that the next run beside them removes
-(:mod:`fxsim.outputs`), and worker processes die with their parent (:mod:`fxsim.workers`). Where the
+(:mod:`fxsim.runtime.outputs`), and worker processes die with their parent (:mod:`fxsim.runtime.workers`). Where the
 native handler cannot be built, Python's ``KeyboardInterrupt`` remains (the command line handles it the
 same way, once the running kernel returns).
 """

@@ -23,17 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels import float_block as BK
+from fxsim._kernels import float_block as BK
 
-from .errors import InvalidArgument
-from .datapath import Accumulator, Datapath
-from .float_engine import float_config
-from .formats import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, Fixed, Float, parse_format
-from .modes import Rounding
-from .quantize import quantize
-from .validate import as_array
-from .result import GemmResult
-from .validate import check_bool, check_choice, check_int
+from fxsim.errors import InvalidArgument
+from fxsim.datapath import Accumulator, Datapath
+from fxsim.engines.floating import float_config
+from fxsim.formats import E2M1, E2M3, E3M2, E4M3, E5M2, E8M0, Fixed, Float, parse_format
+from fxsim.modes import Rounding
+from fxsim.quantize import quantize
+from fxsim.validate import as_array
+from fxsim.result import GemmResult
+from fxsim.validate import check_bool, check_choice, check_int
 
 __all__ = ["BlockFormat", "BlockArray", "block_quantize", "mx_gemm", "bfp", "MXFP8_E4M3", "MXFP8_E5M2",
            "MXFP6_E2M3", "MXFP6_E3M2", "MXFP4", "MXINT8", "NVFP4", "BLOCK_PRESETS"]
@@ -177,7 +177,7 @@ def block_quantize(x, fmt, *, axis: int = -1, rounding="half_even", seed=None, r
             with np.errstate(over="ignore", under="ignore"):
                 ts = float(np.float32(t / (el_max * fmt.scale.max))) if t > 0 else 1.0
             if not 0 < ts < math.inf:
-                from .errors import InvalidArgument
+                from fxsim.errors import InvalidArgument
                 lo = float(np.finfo(np.float32).smallest_subnormal) * el_max * fmt.scale.max
                 hi = float(np.finfo(np.float32).max) * el_max * fmt.scale.max
                 raise InvalidArgument(f"x's largest finite magnitude {t!r} needs a per-tensor scale "

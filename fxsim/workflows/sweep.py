@@ -14,10 +14,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 
-from .bounds import data_bits, l1_bits, worst_case_bits
-from .datapath import MAX_LANES, Accumulator, Order
-from .errors import FxsimError, InvalidArgument
-from .formats import Fixed
+from fxsim.bounds import data_bits, l1_bits, worst_case_bits
+from fxsim.datapath import MAX_LANES, Accumulator, Order
+from fxsim.errors import FxsimError, InvalidArgument
+from fxsim.formats import Fixed
 
 __all__ = ["sweep_configs", "float_formats", "run_sweep", "write_sweep", "plot_sweep", "sweep_figure", "json_safe",
            "format_table", "narrowest_exact", "layer_name"]
@@ -29,9 +29,10 @@ def sweep_configs(bits=(), overflows=("saturate", "wrap"), orders=("sequential",
     ``bits``: widths of a Fixed accumulator (its binary point stays the spec's). ``acc_formats``: Float
     accumulator formats (names such as "e5m10" or Float objects) swept instead; each row then carries
     ``acc_format`` (its name), ``acc_exp``/``acc_man`` and ``acc_bits`` (its total width)."""
-    from .formats import Float
-    from .modes import Overflow
-    from .validate import check_choice, check_format, check_int
+    from fxsim.formats import Float
+    from fxsim.modes import Overflow
+    from fxsim.formats import check_format
+    from fxsim.validate import check_choice, check_int
     if isinstance(bits, (str, bytes)) or isinstance(acc_formats, (str, bytes)):
         raise InvalidArgument("bits and acc_formats must be lists (e.g. range(8, 33), ['e5m10', 'e6m9']), "
                               f"got {bits!r} / {acc_formats!r}")
@@ -82,9 +83,9 @@ def _float_fields(fmt):
 def float_formats(exp_bits, man_bits, specials="ieee"):
     """Float(e, m) for every exponent width in ``exp_bits`` and mantissa width in ``man_bits``, as
     sweep_configs' ``acc_formats``."""
-    from .errors import FxsimError, InvalidArgument
-    from .formats import Float
-    from .validate import check_int
+    from fxsim.errors import FxsimError, InvalidArgument
+    from fxsim.formats import Float
+    from fxsim.validate import check_int
     out = []
     for e in exp_bits:
         for m in man_bits:
@@ -112,7 +113,7 @@ def _reference_key(config):
 
 def _config_datapath(base, config):
     """The spec's datapath with the configuration's accumulator and order."""
-    from .formats import Float
+    from fxsim.formats import Float
     acc = base.accumulator
     if _is_float(config):
         fmt = Float(**config["acc_float"])
@@ -130,10 +131,10 @@ def exact_reference(spec, config, data):
     (output values, output codes, accumulator values). Fixed sweeps: a 62-bit accumulator at the spec's
     binary point (no partial sum of these layers comes near it). Float sweeps: a Kulisch accumulator (a
     fixed-point register as wide as every float product and the bias need), i.e. the exact sums."""
-    from .spec import run_layer
+    from fxsim.workflows.spec import run_layer
     base = spec.datapath
     if _is_float(config):
-        from .errors import InvalidArgument
+        from fxsim.errors import InvalidArgument
         try:
             exact = kulisch_exact(spec, data, order=_order(config))
         except InvalidArgument as exc:
@@ -153,8 +154,8 @@ def kulisch_exact(spec, data, order=None):
     the same layer through a 63-bit fixed-point (Kulisch) accumulator whose LSB is the smallest product
     of the operand formats (and the bias grid), at kernel speed. Raises InvalidArgument where the sums do
     not fit 63 bits."""
-    from .formats import Float
-    from .spec import run_layer
+    from fxsim.formats import Float
+    from fxsim.workflows.spec import run_layer
     base = spec.datapath
     frac = 0
     for f in (base.a, base.b):
@@ -193,7 +194,7 @@ def _metrics(spec_raw, spec_path, config, data, reference, threads=None):
     if threads:
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    from .spec import run_layer, spec_from_dict
+    from fxsim.workflows.spec import run_layer, spec_from_dict
     spec = spec_from_dict(spec_raw)
     spec.path = spec_path
     ref_values, ref_codes, ref_acc = reference
@@ -226,7 +227,7 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
     Ctrl-C (this process handles it and stops them) and die with this process. ``scheduler``: the address
     of a Dask distributed scheduler, which then runs the configurations instead; it must answer as one
     within ``connect_timeout`` seconds (checked before any work, see :func:`probe_scheduler`)."""
-    from .spec import make_data
+    from fxsim.workflows.spec import make_data
     if spec.op not in ("gemm", "conv2d"):
         raise InvalidArgument(f"sweep takes gemm and conv2d layers, got op = {spec.op!r}")
     if any(not _is_float(c) for c in configs) and not isinstance(spec.datapath.accumulator.fmt, Fixed):
@@ -267,7 +268,7 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         ctx = multiprocessing.get_context("spawn")
         n = workers or os.cpu_count() or 1
         threads = max(1, (os.cpu_count() or 1) // n)
-        from .workers import quiet_spawning, start_resource_tracker, stop_pool, worker_init
+        from fxsim.runtime.workers import quiet_spawning, start_resource_tracker, stop_pool, worker_init
         start_resource_tracker()
         ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
         try:
@@ -388,7 +389,7 @@ def layer_bounds(spec, data):
     weights over the whole input range) and the l1-norm bound; None where an operand is not Fixed."""
     dp = spec.datapath
     A, B, bias = data
-    from .spec import second_operand_matrix
+    from fxsim.workflows.spec import second_operand_matrix
     Bm = second_operand_matrix(spec, A, B)
     K = Bm.shape[0]
     if not (isinstance(dp.a, Fixed) and isinstance(dp.b, Fixed)):

@@ -18,7 +18,7 @@ import hashlib
 
 import numpy as np
 
-from .errors import InvalidArgument
+from fxsim.errors import InvalidArgument
 
 __all__ = ["LOGICAL", "LAYOUTS", "PACKABLE", "logical_axes", "check_layout", "to_layout", "from_layout",
            "pack_words", "unpack_words", "render_words", "parse_words", "tensor_bytes", "read_tensor",
@@ -142,8 +142,8 @@ def tensor_bytes(name, codes, bits, signed, encoding, *, fmt_name, logical, layo
                  pack="little", order=None):
     """One tensor's file, computed and not written: (file name, bytes, manifest entry). The tensor is
     stored in ``layout`` (default: logical), packed into ``word_bits``-bit words when given; with neither
-    (and not ``memb``) the bytes are those of ``fxsim.export.file_bytes``."""
-    from .export import file_bytes, to_words
+    (and not ``memb``) the bytes are those of ``fxsim.rtl.export.file_bytes``."""
+    from fxsim.rtl.export import file_bytes, to_words
     codes = np.asarray(codes, dtype=np.int64)
     layout = layout or logical
     if word_bits is not None and encoding not in PACKABLE:
@@ -180,7 +180,7 @@ def stored_shape(entry) -> list:
 
 def read_tensor(directory, entry) -> np.ndarray:
     """The int64 codes of a manifest entry, in logical order (read strictly, unpacked, transposed back)."""
-    from .export import read_words
+    from fxsim.rtl.export import read_words
     return read_words(directory, entry)
 
 

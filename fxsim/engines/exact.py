@@ -58,7 +58,7 @@ def _in_range(x):
 def exact_gemm(A, B, bias=None, a_zero_point=0, b_zero_point=0) -> np.ndarray:
     """(A - a_zero_point) @ (B - b_zero_point) + bias, exactly, each output rounded once (half even) to
     float64. ``A`` (M, K), ``B`` (K, N) real values; ``bias`` (N,) or (M, N) or None."""
-    from kernels.exact_sum import exact_gemm_sums
+    from fxsim._kernels.exact_sum import exact_gemm_sums
     A = np.asarray(A, dtype=np.float64)
     B = np.asarray(B, dtype=np.float64)
     M, K = A.shape

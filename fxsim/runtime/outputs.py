@@ -45,7 +45,7 @@ import stat
 import sys
 import time
 
-from .errors import BadFile, OutputExists
+from fxsim.errors import BadFile, OutputExists
 
 __all__ = ["KINDS", "OutputNotWritable", "output_dir", "check_output_location", "rename_noreplace",
            "read_manifest"]
@@ -399,7 +399,7 @@ class _OutputDir:
         return False
 
     def _write_manifest(self):
-        from . import __version__
+        from fxsim._version import __version__
         mpath = os.path.join(self.tmp, MANIFEST)
         if os.path.lexists(mpath):
             return

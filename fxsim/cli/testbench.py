@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from .errors import InvalidArgument
+from fxsim.errors import InvalidArgument
 
 
 def _key_value(option, allow_bare=False):
@@ -67,7 +67,7 @@ def add_testbench_parser(sub):
 
 
 def cmd_testbench(args):
-    from .testbench import generate_testbench, run_testbench, simulator_command
+    from fxsim.rtl.testbench import generate_testbench, run_testbench, simulator_command
     if args.simulator is not None and not args.run:
         raise InvalidArgument("--simulator applies to --run; add --run")
     out = args.out or os.path.normpath(os.fspath(args.dir)) + "-tb"

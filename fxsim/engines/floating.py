@@ -26,20 +26,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import float_accum as FK
-from kernels import float_codes as FC
-from kernels import float_vec as FV
-from kernels import int_gemm as IK
-from kernels.quantize import OVF_INF as _OVF_INF
+from fxsim._kernels import float_accum as FK
+from fxsim._kernels import float_codes as FC
+from fxsim._kernels import float_vec as FV
+from fxsim._kernels import int_gemm as IK
+from fxsim._kernels.quantize import OVF_INF as _OVF_INF
 
-from .errors import InvalidArgument, InvalidType, RegisterOverflow
-from .datapath import Datapath
-from .formats import Fixed, Float
-from .modes import Overflow, Rounding
-from .quantize import float_overflow_code
-from .requant import output_stage
-from .result import GemmResult, bits_needed
-from .validate import as_array
+from fxsim.errors import InvalidArgument, InvalidType, RegisterOverflow
+from fxsim.datapath import Datapath
+from fxsim.formats import Fixed, Float
+from fxsim.modes import Overflow, Rounding
+from fxsim.quantize import float_overflow_code
+from fxsim.engines.output_stage import output_stage
+from fxsim.result import GemmResult, bits_needed
+from fxsim.validate import as_array
 
 __all__ = ["choose_float_path", "float_gemm", "max_random_bits", "operand_values", "sum_bound"]
 
@@ -145,7 +145,7 @@ def _random_bits(fmt: Float, random_bits, argument):
 def _seed(seed):
     if seed is None:
         return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-    from .validate import check_int
+    from fxsim.validate import check_int
     return check_int("seed", seed, lo=0, hi=2 ** 63 - 1)
 
 
@@ -209,7 +209,7 @@ def _bias_values(bias, fmt, shape):
 
 
 def _trace_list(trace, shape):
-    from .validate import check_trace
+    from fxsim.validate import check_trace
     return check_trace("trace", trace, shape)
 
 

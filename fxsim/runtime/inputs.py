@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from .errors import BadFile
+from fxsim.errors import BadFile
 
 __all__ = ["MAX_SPEC_BYTES", "MAX_DATA_BYTES", "open_regular", "read_text_file", "load_array_file"]
 

@@ -26,8 +26,8 @@ the same bits faster wherever a proof allows; ``fxsim.ops.gemm`` picks them, che
    others resume the cycle-accurate kernel at their first unproven block, from the exact partial sum there.
 
 Speed without loss of exactness: the BLAS calls and the passes over their results run by row slabs, one
-thread each, with single-threaded BLAS (``fxsim.blas_threads``); large temporaries come from per-thread
-scratch buffers (``fxsim.scratch``); operands stay in the integer dtype they arrive in.
+thread each, with single-threaded BLAS (``fxsim.runtime.threads``); large temporaries come from per-thread
+scratch buffers (``fxsim.runtime.scratch``); operands stay in the integer dtype they arrive in.
 
 """
 from __future__ import annotations
@@ -36,10 +36,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels import int_gemm as K
+from fxsim._kernels import int_gemm as K
 
-from ..blas_threads import row_parallel
-from ..scratch import scratch
+from fxsim.runtime.threads import row_parallel
+from fxsim.runtime.scratch import scratch
 
 __all__ = ["BLOCK", "Scan", "scan_operands", "float_dtype", "exact_products", "sequential_block_test"]
 
@@ -97,7 +97,7 @@ def scan_operands(Ae, Be, a_bound: int, b_bound: int):
 
 
 def exact_products(Ae, Be, dt, init, L, bits, signed, wrap_it, exact, acc, T=None, Af=None, Bf=None):
-    """Shortcuts 1 and 2 by row slabs (fxsim.blas_threads): exact = A @ B (BLAS in ``dt`` on exact float
+    """Shortcuts 1 and 2 by row slabs (fxsim.runtime.threads): exact = A @ B (BLAS in ``dt`` on exact float
     copies) aligned by L plus init; acc = exact, wrapped to ``bits`` when ``wrap_it``. With T (an output
     array), also T = |A| @ |B|. Af, Bf: float copies made already (``scan_operands``); without them each
     slab converts its own rows of A, in parallel."""

@@ -7,15 +7,15 @@ import json
 import os
 import time
 
-DEMO_SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "digits_fc.toml")
+DEMO_SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "digits_fc.toml")
 
 
 def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
-    from .cli import show, summarize
-    from .export import export_layer
-    from .outputs import output_dir
-    from .spec import load_spec, make_data, run_layer
-    from .sweep import format_table, json_safe, run_sweep, sweep_configs, write_sweep
+    from fxsim.workflows.metrics import show, summarize
+    from fxsim.rtl.export import export_layer
+    from fxsim.runtime.outputs import output_dir
+    from fxsim.workflows.spec import load_spec, make_data, run_layer
+    from fxsim.workflows.sweep import format_table, json_safe, run_sweep, sweep_configs, write_sweep
     t0 = time.time()
     spec = load_spec(DEMO_SPEC)
     out_dir = os.path.abspath(out_dir)
@@ -42,9 +42,9 @@ def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
               f"the one that overflows most")
         manifest = export_layer(spec, os.path.join(tmp, "golden"), file_format="hex", traces=[(ti, tj)])
         report["golden_files"] = sorted(e["file"] for e in manifest["files"].values())
-        if importlib.util.find_spec("fxsim.train_demo") is not None:
+        if importlib.util.find_spec("fxsim.training.demo") is not None:
             print("[4/4] Training a small CNN on 8x8 digits in float64 and low precision")
-            from .train_demo import run_training_demo
+            from fxsim.training.demo import run_training_demo
             report["training"] = run_training_demo(os.path.join(tmp, "training"), quick=quick)
         else:
             print("[4/4] Training demo: not part of this build")
@@ -74,8 +74,8 @@ def run_model_demo(out_dir) -> dict:
     to end: agreement with ONNX Runtime, each layer's narrowest bit-exact accumulator, golden vectors for
     the convolution as it runs inside the network."""
     import numpy as np
-    from .model import load_model
-    from .model.report import export_model, onnxruntime_agreement
+    from fxsim.model import load_model
+    from fxsim.model.report import export_model, onnxruntime_agreement
     data = os.path.dirname(DEMO_SPEC)
     path = os.path.join(data, "digits_cnn_qdq.onnx")
     z = np.load(os.path.join(data, "digits_test.npz"))

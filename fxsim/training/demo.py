@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from .nn import SGD, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, softmax_cross_entropy
-from .recipes import get_recipe
+from fxsim.training.layers import SGD, Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential, softmax_cross_entropy
+from fxsim.training.recipes import get_recipe
 
 DEMO_RECIPES = ("float64", "int8", "luq", "hfp8", "sun2020", "int8_inference")
 

@@ -79,7 +79,7 @@ def stop_pool(executor) -> None:
 
 def start_resource_tracker() -> None:
     """Start multiprocessing's resource tracker (if it is not running yet) with its "leaked semaphore"
-    warning off: when Ctrl-C ends this process at once (fxsim.interrupts), the tracker still removes the
+    warning off: when Ctrl-C ends this process at once (fxsim.runtime.interrupts), the tracker still removes the
     pool's semaphores, and its warning would only add lines to the one the user should see."""
     from multiprocessing import resource_tracker
     flag = "ignore:resource_tracker:UserWarning"

@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from .formats import Fixed, Float
+from fxsim.formats import Fixed, Float
 
 __all__ = ["FILE_FORMATS", "to_words", "write_words", "read_words", "export_layer", "verify_dir", "atomic_dir"]
 
@@ -92,8 +92,8 @@ def parse(content: bytes, bits: int, fmt: str, count: int) -> np.ndarray:
 
 def atomic_dir(out_dir, force: bool, kind: str = "golden-vectors"):
     """A context manager yielding a temporary directory renamed to ``out_dir`` on success (see
-    :func:`fxsim.outputs.output_dir`: ``force`` replaces only a previous fxsim output of ``kind``)."""
-    from .outputs import output_dir
+    :func:`fxsim.runtime.outputs.output_dir`: ``force`` replaces only a previous fxsim output of ``kind``)."""
+    from fxsim.runtime.outputs import output_dir
     return output_dir(out_dir, kind, force=force, manifest_files=kind != "golden-vectors")
 
 
@@ -116,9 +116,9 @@ def write_words(directory, name, codes, bits, signed, fmt, *, fmt_name, order="r
 
 def read_words(directory, entry) -> np.ndarray:
     """The int64 codes of one manifest entry in the tensor's logical order, read strictly
-    (``fxsim.verify.entry_elements``: every word exactly as fxsim writes it at the declared width, packed
+    (``fxsim.rtl.verify.entry_elements``: every word exactly as fxsim writes it at the declared width, packed
     words unpacked, the layout transposed back; a malformed file raises ``MalformedFile``)."""
-    from .verify import entry_codes
+    from fxsim.rtl.verify import entry_codes
     path = os.path.join(directory, entry["file"])
     with open(path, "rb") as fh:
         content = fh.read()
@@ -129,7 +129,7 @@ def _codes_of(values, fmt):
     """Fixed: the stored integers; Float: the bit patterns (the values must lie on the format's grid)."""
     if isinstance(fmt, Float):
         return fmt.encode(values).astype(np.int64)
-    from .ops.gemm import operand_codes
+    from fxsim.ops.gemm import operand_codes
     return operand_codes(values, fmt, "exported value")     # off the grid or out of range: an error, not rint
 
 
@@ -166,10 +166,10 @@ def file_bytes(codes, bits: int, encoding: str) -> bytes:
 
 def export_options(spec, file_format="hex", traces=(), *, layouts=None, word_bits=None, pack="little",
                    constants=False) -> dict:
-    """The hardware-shape options of an export, checked (``fxsim.testbench.check_export_options``) and in
+    """The hardware-shape options of an export, checked (``fxsim.rtl.testbench.check_export_options``) and in
     the form the manifest records them: layouts {tensor: layout}, word_bits {group: bits}, pack, constants."""
-    from .errors import InvalidArgument
-    from .testbench import check_export_options
+    from fxsim.errors import InvalidArgument
+    from fxsim.rtl.testbench import check_export_options
     if file_format not in FILE_FORMATS:
         raise InvalidArgument(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
     if traces and spec.op not in ("gemm", "conv2d"):
@@ -186,10 +186,10 @@ def golden_contents(spec, *, file_format="hex", traces=(), data=None, layouts=No
     ``contents`` maps file names to bytes (``manifest.json`` excluded) and ``manifest`` is its dict.
     ``export_layer`` writes exactly this; ``fxsim verify`` recomputes it and compares. The hardware-shape
     options (layouts, word_bits, pack, constants) are those of :func:`export_layer`."""
-    from . import __version__
-    from . import layout as _layout
-    from .spec import run_layer
-    from .testbench import requant_constants, sv_package, trace_order_text
+    from fxsim._version import __version__
+    from fxsim.rtl import layout as _layout
+    from fxsim.workflows.spec import run_layer
+    from fxsim.rtl.testbench import requant_constants, sv_package, trace_order_text
     opts = export_options(spec, file_format, traces, layouts=layouts, word_bits=word_bits, pack=pack,
                           constants=constants)
     layouts, wb = opts["layouts"], opts["word_bits"]
@@ -255,14 +255,14 @@ def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False, la
     """Simulate ``spec`` and write its golden vectors to ``out_dir``; returns the manifest.
 
     ``traces``: (i, j) outputs of a gemm, (n, o, oh, ow) outputs of a conv2d. Hardware shapes
-    (``fxsim.layout``): ``layouts`` {tensor: layout} (e.g. {"a": "NHWC", "b": "OHWI"}); ``word_bits`` packs
+    (``fxsim.rtl.layout``): ``layouts`` {tensor: layout} (e.g. {"a": "NHWC", "b": "OHWI"}); ``word_bits`` packs
     several elements per memory word (an int for every tensor, or {tensor: bits}; tensor names a, b, bias,
     acc, out, trace, requant); ``pack`` "little" (first element in the low bits) or "big";
     ``constants`` writes the output stage's per-channel multipliers and shifts as memory files.
     A SystemVerilog package ``<layer>_pkg.sv`` with the layer's constants is written with every gemm or
     conv2d export. The options are checked and the output location too, before the simulation;
-    ``force`` replaces only a previous golden-vector directory (see :mod:`fxsim.outputs`)."""
-    from .outputs import output_dir
+    ``force`` replaces only a previous golden-vector directory (see :mod:`fxsim.runtime.outputs`)."""
+    from fxsim.runtime.outputs import output_dir
     kw = dict(layouts=layouts, word_bits=word_bits, pack=pack, constants=constants)
     export_options(spec, file_format, traces, **kw)
     with output_dir(out_dir, "golden-vectors", force=force, manifest_files=False) as tmp:
@@ -273,7 +273,7 @@ def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False, la
 
 def write_contents(directory, contents, manifest) -> None:
     """Write ``golden_contents``' files and manifest into ``directory`` (a fresh temporary of
-    :func:`fxsim.outputs.output_dir`)."""
+    :func:`fxsim.runtime.outputs.output_dir`)."""
     for fname, content in contents.items():
         with open(os.path.join(directory, fname), "wb") as fh:
             fh.write(content)
@@ -291,6 +291,6 @@ def _json_default(o):
 
 def verify_dir(directory) -> list:
     """Check a golden-vector directory against its manifest, its spec and inputs (see
-    :mod:`fxsim.verify`); returns a list of problems, empty when everything matches."""
-    from .verify import verify_directory
+    :mod:`fxsim.rtl.verify`); returns a list of problems, empty when everything matches."""
+    from fxsim.rtl.verify import verify_directory
     return verify_directory(directory).problems()

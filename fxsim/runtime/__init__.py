@@ -1,0 +1,1 @@
+"""Runtime helpers: threads, scratch memory, worker pools, interrupts, and atomic reading and writing of files."""

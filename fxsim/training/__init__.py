@@ -1,0 +1,1 @@
+"""Quantized training: layers with forward and backward datapaths, training recipes, and the training demo."""
