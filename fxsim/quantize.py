@@ -13,7 +13,7 @@ from fxsim._kernels.random import fill_random_bits
 from fxsim.errors import InvalidArgument, InvalidType
 from fxsim.formats import ML_DTYPES_NAMES, NUMPY_DTYPE_NAMES, Fixed, Float, parse_format
 from fxsim.modes import Overflow, Rounding
-from fxsim.validate import as_array, check_bool, check_choice
+from fxsim.validate import as_array, check_bool, check_choice, check_int
 
 __all__ = ["quantize", "quantize_to_codes", "CONVENTIONS", "RETURNS", "float_kernel_params", "to_dtype"]
 
@@ -29,10 +29,7 @@ _MAX_RANDOM_BITS = 62
 def _random_bits_arg(random_bits):
     if random_bits is None:
         return _MAX_RANDOM_BITS
-    if isinstance(random_bits, bool) or not isinstance(random_bits, (int, np.integer)) or \
-            not 1 <= random_bits <= _MAX_RANDOM_BITS:
-        raise InvalidArgument(f"random_bits must be an integer in 1..{_MAX_RANDOM_BITS} or None, got {random_bits!r}")
-    return int(random_bits)
+    return check_int("random_bits", random_bits, lo=1, hi=_MAX_RANDOM_BITS, allow_none=True)
 
 
 def _seed_arg(seed, rounding):
@@ -40,9 +37,7 @@ def _seed_arg(seed, rounding):
         return 0
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
-        raise InvalidArgument(f"seed must be an integer in 0..2**63-1 or None, got {seed!r}")
-    return int(seed)
+    return check_int("seed", seed, lo=0, hi=2 ** 63 - 1, allow_none=True)
 
 
 def _as_float64(x, argument="x"):

@@ -19,6 +19,7 @@ from fxsim.datapath import Datapath
 from fxsim.formats import Fixed
 from fxsim.result import GemmResult
 from fxsim.ops.gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
+from fxsim.validate import check_int
 
 __all__ = ["im2col", "conv2d_lowered", "linear_backward", "conv2d_backward", "relu_backward"]
 
@@ -66,8 +67,7 @@ def linear_backward(x, w, dy, *, dx_datapath: Datapath, dw_datapath: Datapath, n
 
 
 def _check_int(v, name, lo):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise InvalidArgument(f"{name} must be an integer >= {lo}, got {v!r}")
+    check_int(name, v, lo=lo)
 
 
 def _operand(arr, dp: Datapath, which: str, name: str):

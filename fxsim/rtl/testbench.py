@@ -21,6 +21,7 @@ import numpy as np
 from fxsim.rtl import layout as L
 from fxsim.formats import Fixed
 from fxsim.errors import InvalidArgument
+from fxsim.validate import check_int
 from fxsim.modes import Overflow
 
 __all__ = ["RTL_DIR", "TestbenchInputError", "generate_testbench", "run_testbench", "load_manifest",
@@ -95,8 +96,7 @@ def check_export_options(spec, file_format, layouts, word_bits, pack, constants,
     else:
         wb = {g: word_bits for g in groups}
     for k, v in wb.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InvalidArgument(f"word_bits for {k} must be a positive number of bits, got {v!r}")
+        check_int(f"word_bits for {k}", v, lo=1)
     if wb and file_format not in L.PACKABLE:
         raise InvalidArgument(f"word packing writes text memory files ({', '.join(L.PACKABLE)}); --format "
                          f"{file_format} stores one element per word")
