@@ -149,10 +149,17 @@ def exact_reference(spec, config, data):
 
 
 def kulisch_exact(spec, data, order=None):
-    """The exact sums of the spec's layer (bias included when preloaded), each rounded once to float64:
-    the same layer through a 63-bit fixed-point (Kulisch) accumulator whose LSB is the smallest product
-    of the operand formats (and the bias grid), at kernel speed. Raises InvalidArgument where the sums do
-    not fit 63 bits."""
+    """The exact sums of the spec's layer (bias included when preloaded), each rounded once (half even)
+    to float64, in the layer's output layout.
+
+    gemm layers (every pass) and conv2d forward layers: ``fxsim.exact.exact_gemm`` on the layer's lowered
+    GEMM (kernels.exact_sum: products split without error into a fixed-point register covering the whole
+    float64 range; no width limit). conv2d backward passes: the layer through a 63-bit fixed-point
+    (Kulisch) accumulator whose LSB is the smallest product of the operand formats (and the bias grid),
+    which raises InvalidArgument where the sums do not fit 63 bits. ``order`` does not change exact sums."""
+    A, B, bias = data
+    if spec.op == "gemm" or spec.pass_ == "forward":
+        return _exact_lowered(spec, A, B, bias)
     from .formats import Float
     from .spec import run_layer
     base = spec.datapath
@@ -165,6 +172,43 @@ def kulisch_exact(spec, data, order=None):
                         order=order or base.order, product=None, fused=False)
     ref, _ = run_layer(spec, wide, data=data)
     return ref.acc_values
+
+
+def _zp_value(fmt, zp):
+    """A Fixed operand's zero point as the real value the engines subtract from its values."""
+    return int(zp) * fmt.resolution if isinstance(fmt, Fixed) and zp else 0.0
+
+
+def _exact_lowered(spec, A, B, bias):
+    """kulisch_exact for gemm layers and conv2d forward: the lowered GEMM's exact sums, laid out as the
+    layer's result (conv2d: NCHW, the same view the engines return)."""
+    from .exact import exact_gemm
+    dp = spec.datapath
+    za, zb = _zp_value(dp.a, dp.a_zero_point), _zp_value(dp.b, dp.b_zero_point)
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    if spec.op == "gemm":
+        if spec.pass_ == "backward_input":            # dX (M, K) = dY (M, N) . W^T (N, K)
+            return exact_gemm(A, np.ascontiguousarray(B.T), None, za, zb)
+        if spec.pass_ == "backward_weight":           # dW (K, N) = X^T . dY
+            return exact_gemm(np.ascontiguousarray(A.T), B, None, za, zb)
+        return exact_gemm(A, B, bias if (bias is not None and dp.bias_preload) else None, za, zb)
+    from .ops.conv import _flatten_weights, unfold
+    s = spec.shape
+    groups = s.get("groups", 1)
+    N, C = A.shape[:2]
+    O, Cg = B.shape[:2]
+    Og = O // groups
+    parts = []
+    for g in range(groups):
+        patches, OH, OW = unfold(A[:, g * Cg:(g + 1) * Cg], B.shape[2:], stride=s.get("stride", 1),
+                                 padding=s.get("padding", 0), dilation=s.get("dilation", 1), pad_code=za,
+                                 reduction_order="ckk")
+        wg = _flatten_weights(B[g * Og:(g + 1) * Og], "ckk")
+        bg = None if (bias is None or not dp.bias_preload) else np.asarray(bias, dtype=np.float64)[g * Og:(g + 1) * Og]
+        parts.append(exact_gemm(patches, wg, bg, za, zb))
+    arr = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    return arr.reshape(N, OH, OW, O).transpose(0, 3, 1, 2)
 
 
 def _errors(got, ref):
