@@ -34,7 +34,8 @@ from .int_gemm import SEQUENTIAL, CHUNKED, _pairwise, add, product
 from .rounding import SATURATE_ZERO, WRAP, wrap
 
 RB = 4          # rows of a block (each row of B is read once per block)
-NT = 128        # columns of a block: the block's registers stay in cache
+NT = 64         # columns of a block
+KC = 16         # products per chunk: each configuration's register row takes a chunk while in cache
 
 
 @nb.njit(cache=True, inline="always")
@@ -161,35 +162,78 @@ def multi_gemm_outputs(A, Bt, init, cfg, order, lanes, combine, signed, cw, cm, 
 
 
 @nb.njit(cache=True, inline="always")
-def _registers(b, j0, a, L, r, ex, xo, p, nt, signed, cw, cm, clo, chi, wact, nwa, sact, nsa, wcnt, sreg, scnt):
-    """One product per column of row r: the exact sums ex[r] advance (xo keeps them before), wrap
-    configurations count the bucket changes, saturating ones run their register."""
+def _registers(A, B, i, k0, kc, j0, L, r, ex, PP, EE, nt, signed, cw, cm, clo, chi, wact, nwa, sact, nsa, wcnt,
+               sreg, scnt):
+    """kc products (k0 ...) per column of row r: the exact sums ex[r] advance (EE keeps every one, PP the
+    products), then each active configuration takes the kc additions with its register row in cache:
+    wrap ones count the bucket changes, saturating ones run their register."""
     for j in range(nt):
-        q = (a * b[j0 + j]) << L
-        p[j] = q
-        xo[j] = ex[r, j]
-        ex[r, j] = xo[j] + q
+        EE[0, j] = ex[r, j]
+    for kk in range(kc):
+        a = A[i, k0 + kk]
+        b = B[k0 + kk]
+        for j in range(nt):
+            q = (a * b[j0 + j]) << L
+            PP[kk, j] = q
+            EE[kk + 1, j] = EE[kk, j] + q
+    for j in range(nt):
+        ex[r, j] = EE[kc, j]
+    if kc == KC:                            # a full chunk: each column's register stays in a CPU register
+        for t in range(nwa):
+            c = wact[t]
+            W = cw[c]
+            h = (np.int64(1) << (W - 1)) if signed else np.int64(0)
+            for j in range(nt):
+                n = np.int64(0)
+                for kk in range(KC):
+                    n += ((EE[kk, j] + h) >> W) != ((EE[kk + 1, j] + h) >> W)
+                wcnt[t, r, j] += n
+        for t in range(nsa):
+            c = sact[t]
+            lo, hi = clo[c], chi[c]
+            zero = cm[c] == SATURATE_ZERO
+            for j in range(nt):
+                v = sreg[t, r, j]
+                n = np.int64(0)
+                if zero:
+                    for kk in range(KC):
+                        s = v + PP[kk, j]
+                        out = (s < lo) | (s > hi)
+                        n += out
+                        v = 0 if out else s
+                else:
+                    for kk in range(KC):
+                        s = v + PP[kk, j]
+                        x = min(max(s, lo), hi)
+                        n += x != s
+                        v = x
+                sreg[t, r, j] = v
+                scnt[t, r, j] += n
+        return
     for t in range(nwa):
         c = wact[t]
         W = cw[c]
         h = (np.int64(1) << (W - 1)) if signed else np.int64(0)
-        for j in range(nt):
-            wcnt[t, r, j] += ((xo[j] + h) >> W) != ((ex[r, j] + h) >> W)
+        for kk in range(kc):
+            for j in range(nt):
+                wcnt[t, r, j] += ((EE[kk, j] + h) >> W) != ((EE[kk + 1, j] + h) >> W)
     for t in range(nsa):
         c = sact[t]
         lo, hi = clo[c], chi[c]
         if cm[c] == SATURATE_ZERO:
-            for j in range(nt):
-                s = sreg[t, r, j] + p[j]
-                out = (s < lo) | (s > hi)
-                scnt[t, r, j] += out
-                sreg[t, r, j] = 0 if out else s
+            for kk in range(kc):
+                for j in range(nt):
+                    s = sreg[t, r, j] + PP[kk, j]
+                    out = (s < lo) | (s > hi)
+                    scnt[t, r, j] += out
+                    sreg[t, r, j] = 0 if out else s
         else:                               # SATURATE, SATURATE_SYMMETRIC: lo, hi say which
-            for j in range(nt):
-                s = sreg[t, r, j] + p[j]
-                v = min(max(s, lo), hi)
-                scnt[t, r, j] += v != s
-                sreg[t, r, j] = v
+            for kk in range(kc):
+                for j in range(nt):
+                    s = sreg[t, r, j] + PP[kk, j]
+                    v = min(max(s, lo), hi)
+                    scnt[t, r, j] += v != s
+                    sreg[t, r, j] = v
 
 
 @nb.njit(cache=True, inline="always")
@@ -248,8 +292,8 @@ def multi_gemm_blocks(A, B, init, L, order, lanes, combine, signed, cw, cm, clo,
         CE = np.empty((TL, RB, NT), dtype=np.int64)  # combined exact sum / lane sums for the tree
         mx = np.empty((RB, NT), dtype=np.int64)
         mn = np.empty((RB, NT), dtype=np.int64)
-        p = np.empty(NT, dtype=np.int64)
-        xo = np.empty(NT, dtype=np.int64)
+        PP = np.empty((KC, NT), dtype=np.int64)          # a chunk of products
+        EE = np.empty((KC + 1, NT), dtype=np.int64)      # the exact sums before and after each
         # ---- pass 1: exact sums and the extremes of every partial sum
         for r in range(rows):
             for j in range(nt):
@@ -340,10 +384,11 @@ def multi_gemm_blocks(A, B, init, L, order, lanes, combine, signed, cw, cm, clo,
                     ex[r, j] = v
                     for t in range(nsa):
                         sreg[t, r, j] = v
-            for k in range(l * C, min(K, (l + 1) * C)):
-                b = B[k]
+            k1 = min(K, (l + 1) * C)
+            for k0 in range(l * C, k1, KC):
+                kc = min(KC, k1 - k0)
                 for r in range(rows):
-                    _registers(b, j0, A[i0 + r, k], L, r, ex, xo, p, nt, signed, cw, cm, clo, chi, wact, nwa,
+                    _registers(A, B, i0 + r, k0, kc, j0, L, r, ex, PP, EE, nt, signed, cw, cm, clo, chi, wact, nwa,
                                sact, nsa, wcnt, sreg, scnt)
             ls = l if TL > 1 else 0
             if TL > 1 or l == 0:            # the lane's results (or lane 0's: the combine starts there)
