@@ -736,4 +736,7 @@ def format_table(result) -> str:
     else:
         lines.append(f"analytical bounds (K={b['K']}): worst case {b['worst_case_bits']} bits, data-dependent "
                      f"{b['data_dependent_bits']} bits, l1-norm (A2Q) {b['l1_norm_bits']} bits")
+    if result.get("engine") == "one-pass":
+        lines.append("engine: one pass over the products per order for every width (workers and a scheduler "
+                     "apply to per-width sweeps)")
     return "\n".join(lines)

@@ -185,8 +185,11 @@ def _registers(A, B, i, k0, kc, j0, L, r, ex, PP, EE, nt, signed, cw, cm, clo, c
             h = (np.int64(1) << (W - 1)) if signed else np.int64(0)
             for j in range(nt):
                 n = np.int64(0)
+                prev = (EE[0, j] + h) >> W
                 for kk in range(KC):
-                    n += ((EE[kk, j] + h) >> W) != ((EE[kk + 1, j] + h) >> W)
+                    cur = (EE[kk + 1, j] + h) >> W
+                    n += cur != prev
+                    prev = cur
                 wcnt[t, r, j] += n
         for t in range(nsa):
             c = sact[t]
