@@ -319,7 +319,7 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
     "engine": ...}.
 
     ``engine``: "one-pass" answers every configuration from one pass over the layer's products per order
-    (fxsim.sweep_onepass; a forward gemm layer on an integer datapath), "per-width" simulates each
+    (fxsim.sweep_onepass; a forward gemm or one-group conv2d layer on an integer datapath), "per-width" simulates each
     configuration on its own, "auto" (default) takes one pass where it applies. The rows are the same
     either way; ``result["engine"]`` says which ran.
     Per width: ``workers``: local processes (default: one per core, or serial in this process when the
@@ -340,8 +340,9 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
     from . import sweep_onepass
     one_pass = sweep_onepass.eligible(spec, configs)
     if engine == "one-pass" and not one_pass:
-        raise InvalidArgument("engine='one-pass' takes a forward gemm layer on an integer datapath and Fixed "
-                              "accumulator widths (wrap or saturating modes); use engine='auto' or 'per-width'")
+        raise InvalidArgument("engine='one-pass' takes a forward gemm or one-group conv2d layer on an integer "
+                              "datapath and Fixed accumulator widths (wrap or saturating modes); use "
+                              "engine='auto' or 'per-width'")
     one_pass = one_pass and engine != "per-width"
     if scheduler:           # checked even where one pass makes the cluster unnecessary: a bad address is an error
         probe_scheduler(scheduler, connect_timeout)

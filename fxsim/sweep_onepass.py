@@ -65,21 +65,27 @@ def gemm_widths(A, B, datapaths, *, bias=None) -> list:
                                   "one pass (wrap, saturate, saturate_symmetric, saturate_zero)")
         if dp.order.level_bits:
             raise InvalidArgument(f"datapaths[{n}]: tree level_bits are not swept in one pass")
-    plans = [IntegerPlan(dp) for dp in datapaths]      # validates each datapath as gemm does
     A = _as_2d(A, "A")
     B = _as_2d(B, "B")
     if A.shape[1] != B.shape[0]:
         raise InvalidArgument(f"A is {A.shape} and B is {B.shape}: inner dimensions must match")
-    plan = plans[0]
     Ac, _, _ = operand_codes_range(A, base.a, "A")
     Bc, _, _ = operand_codes_range(B, base.b, "B")
+    return _gemm_widths(Ac, Bc, datapaths, bias)
+
+
+def _gemm_widths(Ac, Bc, datapaths, bias):
+    """gemm_widths on the operands' integer codes (conv2d: the patch matrix and the flattened weights)."""
+    base = datapaths[0]
+    plans = [IntegerPlan(dp) for dp in datapaths]      # validates each datapath as gemm does
+    plan = plans[0]
     Ae = np.ascontiguousarray(_integer_operand(plan.zero_point_adjust(Ac, base.a_zero_point, base.a, "a")),
                               dtype=np.int64)
     Be = np.ascontiguousarray(_integer_operand(plan.zero_point_adjust(Bc, base.b_zero_point, base.b, "b")),
                               dtype=np.int64)
     M, Kd = Ae.shape
     N = Be.shape[1]
-    frac, signed = base.accumulator.fmt.frac, base.accumulator.fmt.signed
+    signed = base.accumulator.fmt.signed
     # bias: preloaded (one init for every width: same binary point, each width checks its range), or
     # added in each configuration's output stage
     init = np.zeros((M, N), dtype=np.int64)
@@ -147,9 +153,11 @@ def _finish(dp, acc, nov, exact, max_p, nbits, bias) -> GemmResult:
 
 
 def eligible(spec, configs) -> bool:
-    """Whether one pass answers this sweep: a forward gemm layer on an integer datapath, every
-    configuration a Fixed accumulator width with an overflow mode the pass supports."""
-    if spec.op != "gemm" or spec.pass_ != "forward" or not spec.datapath.is_integer:
+    """Whether one pass answers this sweep: a forward gemm or conv2d (one group) layer on an integer
+    datapath, every configuration a Fixed accumulator width with an overflow mode the pass supports."""
+    if spec.op not in ("gemm", "conv2d") or spec.pass_ != "forward" or not spec.datapath.is_integer:
+        return False
+    if spec.op == "conv2d" and spec.shape.get("groups", 1) != 1:
         return False
     if spec.datapath.order.level_bits:
         return False
@@ -176,15 +184,20 @@ def sweep_rows(spec, configs, data, config_datapath, row, fallback):
                 order=dp.order)
         dps.append(dp)
         order_of.append(key)
+    run = lambda dps_: gemm_widths(A, B, dps_, bias=bias)   # noqa: E731
+    if spec.op == "conv2d":
+        run, M, N = _conv_runner(spec, data)
+    else:
+        M, N = A.shape[0], B.shape[1]
     ok = []
     for n, dp in enumerate(dps):     # widths that cannot hold the preloaded bias fail as gemm fails
         try:
             if bias is not None:
                 if dp.bias_preload:
-                    _bias_codes(bias, dp.accumulator.fmt, (A.shape[0], B.shape[1]))
+                    _bias_codes(bias, dp.accumulator.fmt, (M, N))
                 else:
                     _bias_codes(bias, Fixed(dp.output.bias_bits or dp.accumulator.fmt.bits,
-                                            dp.accumulator.fmt.frac, True), (A.shape[0], B.shape[1]))
+                                            dp.accumulator.fmt.frac, True), (M, N))
             ok.append(n)
         except ValueError:
             pass
@@ -193,12 +206,12 @@ def sweep_rows(spec, configs, data, config_datapath, row, fallback):
     # the references may differ in signedness from the swept registers: their own call (cheap: clean)
     same = [k for k in keys if refs[k].accumulator.fmt.signed == base.accumulator.fmt.signed]
     first = [refs[k] for k in same] + [dps[n] for n in ok]
-    out = gemm_widths(A, B, first, bias=bias)
+    out = run(first)
     ref_res = dict(zip(same, out[:len(same)]))
     res.update(zip(ok, out[len(same):]))
     rest = [k for k in keys if k not in ref_res]
     if rest:
-        ref_res.update(zip(rest, gemm_widths(A, B, [refs[k] for k in rest], bias=bias)))
+        ref_res.update(zip(rest, run([refs[k] for k in rest])))
     reference = {k: (r.values, r.codes, r.acc_values) for k, r in ref_res.items()}
     rows = []
     for n, c in enumerate(configs):
@@ -207,3 +220,37 @@ def sweep_rows(spec, configs, data, config_datapath, row, fallback):
         else:
             rows.append(fallback(c, reference[order_of[n]]))
     return rows
+
+
+def _conv_runner(spec, data):
+    """For a conv2d layer (one group): a function running datapaths through the one pass on the layer's
+    patch matrix, returning results laid out as conv2d returns them (NCHW views of the GEMM's rows), and
+    the lowered GEMM's output shape."""
+    from fxsim.ops.conv import _flatten_weights, _slice_channels, unfold
+    x, w, bias = data
+    s = spec.shape
+    dp0 = spec.datapath
+    xc, _, _ = operand_codes_range(x, dp0.a, "x")
+    wc, _, _ = operand_codes_range(w, dp0.b, "w")
+    patches, OH, OW = unfold(xc, w.shape[2:], stride=s.get("stride", 1), padding=s.get("padding", 0),
+                             dilation=s.get("dilation", 1), pad_code=dp0.a_zero_point, reduction_order="ckk")
+    wg = _flatten_weights(wc, "ckk")
+    Nb, O = xc.shape[0], wc.shape[0]
+
+    def nchw(r):
+        done = {}
+
+        def view(arr):
+            if arr is None:
+                return None
+            if id(arr) not in done:
+                done[id(arr)] = arr.reshape(Nb, OH, OW, O).transpose(0, 3, 1, 2)
+            return done[id(arr)]
+        return GemmResult(values=view(r.values), codes=view(r.codes), acc=view(r.acc),
+                          overflow_count=view(r.overflow_count), acc_values=view(r.acc_values), exact=view(r.exact),
+                          max_partial=view(r.max_partial), bits_needed=view(r.bits_needed), datapath=r.datapath,
+                          traces={})
+
+    def run(dps):
+        return [nchw(r) for r in _gemm_widths(patches, wg, [_slice_channels(dp, 0, O, O) for dp in dps], bias)]
+    return run, patches.shape[0], O

@@ -193,3 +193,24 @@ def test_float_sweep_exact_sums_equal_a_kulisch_accumulator_through_the_layer(te
     want = run_layer(spec, wide, data=data)[0].acc_values
     got = kulisch_exact(spec, data)
     assert np.array_equal(got, want) and got.strides == want.strides
+
+
+_INT_CONV = ('[layer]\nop = "conv2d"\n[shape]\nbatch = 2\nin_channels = 3\nheight = 7\nwidth = 6\nout_channels = 5\n'
+             'kernel = 3\ngroups = {g}\npadding = 1\nstride = {s}\n[data]\nseed = 3\ndistribution = "normal"\n'
+             'std = 50\nbias = true\n[datapath]\na = "uint8"\nb = "int8"\na_zero_point = 7\n[datapath.accumulator]\n'
+             'format = "int16"\noverflow = "saturate"\n[output]\nformat = "int8"\n[output.requant]\n'
+             'kind = "dyadic"\nmultiplier = 5\nshift = 9\n')
+
+
+def test_conv_sweeps_take_one_pass_with_the_per_width_rows():
+    """A conv2d layer (zero point, padding, stride, bias, requant): the one pass on its patch matrix,
+    laid out as conv2d lays out its results, gives the per-width rows; grouped convolutions run per width."""
+    spec = parse_spec(_INT_CONV.format(g=1, s=2))
+    configs = sweep_configs(range(8, 22, 2), ("saturate", "wrap"), ("sequential", "chunked", "tree"), lanes=4)
+    fast = run_sweep(spec, configs, progress=False)
+    slow = run_sweep(spec, configs, workers=1, progress=False, engine="per-width")
+    assert fast["engine"] == "one-pass" and _key(fast) == _key(slow)
+    assert len({r["overflow_events"] for r in fast["rows"]}) > 2
+    grouped = parse_spec(_INT_CONV.format(g=1, s=1).replace("in_channels = 3", "in_channels = 4").replace(
+        "out_channels = 5", "out_channels = 6").replace("groups = 1", "groups = 2"))
+    assert run_sweep(grouped, sweep_configs([12, 16]), progress=False)["engine"] == "per-width"
