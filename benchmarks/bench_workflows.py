@@ -1,5 +1,7 @@
-"""Workflow throughput: an accumulator sweep run serially, in a local process pool and on a local Dask
-cluster (same configurations, results checked identical), and golden-vector export/verify.
+"""Workflow throughput: an accumulator sweep simulated per width serially, in a local process pool and on
+a local Dask cluster, and answered by the one-pass engine (same configurations, results checked
+identical), and golden-vector export/verify. (benchmarks/bench_sweep.py times the one-pass sweep of a
+large layer against one GEMM.)
 
 Reported: wall time and the speed-up over the serial sweep measured in the same run; for export, the
 time to write the `hex` words against NumPy's ``savetxt`` writing the same words (the reference writer).
@@ -52,19 +54,24 @@ def main():
     args = ap.parse_args()
     spec = parse_spec(SPEC.format(m=args.size, k=args.k))
     configs = sweep_configs(range(14, 26), ("saturate", "wrap"), ("sequential", "chunked"))
-    run_sweep(spec, configs[:2], workers=1, progress=False)            # warm-up: Numba caches
+    per_width = dict(progress=False, engine="per-width")
+    run_sweep(spec, configs[:2], workers=1, **per_width)            # warm-up: Numba caches
+    run_sweep(spec, configs, progress=False)
     rows = []
-    t_serial, serial = timed(lambda: run_sweep(spec, configs, workers=1, progress=False))
+    t_serial, serial = timed(lambda: run_sweep(spec, configs, workers=1, **per_width))
     rows.append(("sweep, serial", t_serial, 1.0))
-    t_pool, pooled = timed(lambda: run_sweep(spec, configs, workers=args.workers, progress=False))
+    t_one, one = timed(lambda: run_sweep(spec, configs, progress=False))
+    rows.append(("sweep, one pass", t_one, t_serial / t_one))
+    t_pool, pooled = timed(lambda: run_sweep(spec, configs, workers=args.workers, **per_width))
     rows.append((f"sweep, {args.workers} processes", t_pool, t_serial / t_pool))
     from distributed import LocalCluster
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
-        run_sweep(spec, configs[:2], scheduler=cluster.scheduler_address, progress=False)   # warm workers
-        t_dask, dask = timed(lambda: run_sweep(spec, configs, scheduler=cluster.scheduler_address, progress=False))
+        run_sweep(spec, configs[:2], scheduler=cluster.scheduler_address, **per_width)   # warm workers
+        t_dask, dask = timed(lambda: run_sweep(spec, configs, scheduler=cluster.scheduler_address, **per_width))
     rows.append((f"sweep, Dask {args.workers} workers", t_dask, t_serial / t_dask))
-    same = json.dumps(serial, default=str) == json.dumps(pooled, default=str) == json.dumps(dask, default=str)
+    key = lambda r: json.dumps({k: v for k, v in r.items() if k != "engine"}, default=str)   # noqa: E731
+    same = key(serial) == key(pooled) == key(dask) == key(one)
     print(f"Sweep of {len(configs)} configurations, {args.size}x{args.k}x{args.size} INT8 GEMM "
           f"(results identical: {same})")
     print(f"{'run':<28}{'seconds':>10}{'speed-up':>10}")

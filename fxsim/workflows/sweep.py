@@ -150,10 +150,17 @@ def exact_reference(spec, config, data):
 
 
 def kulisch_exact(spec, data, order=None):
-    """The exact sums of the spec's layer (bias included when preloaded), each rounded once to float64:
-    the same layer through a 63-bit fixed-point (Kulisch) accumulator whose LSB is the smallest product
-    of the operand formats (and the bias grid), at kernel speed. Raises InvalidArgument where the sums do
-    not fit 63 bits."""
+    """The exact sums of the spec's layer (bias included when preloaded), each rounded once (half even)
+    to float64, in the layer's output layout.
+
+    gemm layers (every pass) and conv2d forward layers: ``fxsim.engines.exact.exact_gemm`` on the layer's lowered
+    GEMM (kernels.exact_sum: products split without error into a fixed-point register covering the whole
+    float64 range; no width limit). conv2d backward passes: the layer through a 63-bit fixed-point
+    (Kulisch) accumulator whose LSB is the smallest product of the operand formats (and the bias grid),
+    which raises InvalidArgument where the sums do not fit 63 bits. ``order`` does not change exact sums."""
+    A, B, bias = data
+    if spec.op == "gemm" or spec.pass_ == "forward":
+        return _exact_lowered(spec, A, B, bias)
     from fxsim.formats import Float
     from fxsim.workflows.spec import run_layer
     base = spec.datapath
@@ -166,6 +173,43 @@ def kulisch_exact(spec, data, order=None):
                         order=order or base.order, product=None, fused=False)
     ref, _ = run_layer(spec, wide, data=data)
     return ref.acc_values
+
+
+def _zp_value(fmt, zp):
+    """A Fixed operand's zero point as the real value the engines subtract from its values."""
+    return int(zp) * fmt.resolution if isinstance(fmt, Fixed) and zp else 0.0
+
+
+def _exact_lowered(spec, A, B, bias):
+    """kulisch_exact for gemm layers and conv2d forward: the lowered GEMM's exact sums, laid out as the
+    layer's result (conv2d: NCHW, the same view the engines return)."""
+    from fxsim.engines.exact import exact_gemm
+    dp = spec.datapath
+    za, zb = _zp_value(dp.a, dp.a_zero_point), _zp_value(dp.b, dp.b_zero_point)
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    if spec.op == "gemm":
+        if spec.pass_ == "backward_input":            # dX (M, K) = dY (M, N) . W^T (N, K)
+            return exact_gemm(A, np.ascontiguousarray(B.T), None, za, zb)
+        if spec.pass_ == "backward_weight":           # dW (K, N) = X^T . dY
+            return exact_gemm(np.ascontiguousarray(A.T), B, None, za, zb)
+        return exact_gemm(A, B, bias if (bias is not None and dp.bias_preload) else None, za, zb)
+    from fxsim.ops.conv import _flatten_weights, unfold
+    s = spec.shape
+    groups = s.get("groups", 1)
+    N, C = A.shape[:2]
+    O, Cg = B.shape[:2]
+    Og = O // groups
+    parts = []
+    for g in range(groups):
+        patches, OH, OW = unfold(A[:, g * Cg:(g + 1) * Cg], B.shape[2:], stride=s.get("stride", 1),
+                                 padding=s.get("padding", 0), dilation=s.get("dilation", 1), pad_code=za,
+                                 reduction_order="ckk")
+        wg = _flatten_weights(B[g * Og:(g + 1) * Og], "ckk")
+        bg = None if (bias is None or not dp.bias_preload) else np.asarray(bias, dtype=np.float64)[g * Og:(g + 1) * Og]
+        parts.append(exact_gemm(patches, wg, bg, za, zb))
+    arr = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    return arr.reshape(N, OH, OW, O).transpose(0, 3, 1, 2)
 
 
 def _errors(got, ref):
@@ -190,14 +234,16 @@ def _errors(got, ref):
 def _metrics(spec_raw, spec_path, config, data, reference, threads=None):
     """One configuration: simulate, compare both registers with the exact reference: the output register
     (``share_differing``, ``max_abs_error``, ``sqnr_db``) and the raw accumulator (``acc_`` keys). Runs in
-    a worker; ``threads`` caps Numba's threads there (one per process when processes share the cores)."""
+    a worker; ``threads`` caps Numba's threads there (one per process when processes share the cores).
+    ``data`` or ``reference`` None: the ones this worker received once (:func:`_worker_data`)."""
     if threads:
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     from fxsim.workflows.spec import run_layer, spec_from_dict
+    if data is None:
+        data, reference = _WORKER["data"], _WORKER["refs"][reference]
     spec = spec_from_dict(spec_raw)
     spec.path = spec_path
-    ref_values, ref_codes, ref_acc = reference
     try:
         dp = _config_datapath(spec.datapath, config)
         res, _ = run_layer(spec, dp, data=data)
@@ -206,6 +252,12 @@ def _metrics(spec_raw, spec_path, config, data, reference, threads=None):
         return {**config, "share_differing": 1.0, "overflow_events": -1, "outputs_with_overflow": -1,
                 "max_abs_error": nan, "sqnr_db": nan, "acc_share_differing": 1.0, "acc_max_abs_error": nan,
                 "acc_sqnr_db": nan, "error": str(exc)}
+    return _row(config, res, reference)
+
+
+def _row(config, res, reference):
+    """A configuration's row from its result and the exact reference (values, codes, accumulator values)."""
+    ref_values, ref_codes, ref_acc = reference
     acc_values = res.acc_values if res.acc_values is not None else res.acc
     if _is_float(config):
         share, maxerr, sqnr = _errors(res.values, ref_values)
@@ -220,45 +272,120 @@ def _metrics(spec_raw, spec_path, config, data, reference, threads=None):
             "acc_share_differing": a_share, "acc_max_abs_error": a_maxerr, "acc_sqnr_db": a_sqnr, "error": ""}
 
 
-def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, connect_timeout=10.0):
-    """Run every configuration; returns {"rows": [...], "narrowest_exact": {...}, "bounds": {...}}.
+# what a worker process received once (its initializer): the layer's operands and the references
+_WORKER = {}
 
-    ``workers``: local processes (default one per core; 1 runs serially in this process); they ignore
-    Ctrl-C (this process handles it and stops them) and die with this process. ``scheduler``: the address
-    of a Dask distributed scheduler, which then runs the configurations instead; it must answer as one
-    within ``connect_timeout`` seconds (checked before any work, see :func:`probe_scheduler`)."""
+
+def _worker_data(parent_pid, data, refs):
+    from fxsim.runtime.workers import worker_init
+    worker_init(parent_pid)
+    _WORKER["data"] = _real(data)
+    _WORKER["refs"] = refs
+
+
+def _compact(data, spec):
+    """The layer's operands for the workers: integer codes in their narrowest dtype where the format is
+    an integer one (what gemm reads as codes; 8x smaller than float64 for INT8), else as they are."""
+    from fxsim.ops.gemm import compact_int_dtype
+    A, B, bias = data
+    dp = spec.datapath
+    out = []
+    for x, fmt in ((A, dp.a), (B, dp.b)):
+        if isinstance(fmt, Fixed) and fmt.frac == 0 and fmt.bits < 64:
+            x = np.asarray(x)
+            codes = x.astype(compact_int_dtype(fmt.min_code, fmt.max_code))
+            if np.array_equal(codes, x):            # on the grid and in range: exact codes
+                out.append(("codes", codes))
+                continue
+        out.append(("values", x))
+    return tuple(out) + (bias,)
+
+
+def _real(data):
+    """The operands as make_data gives them (float64 values) from :func:`_compact`'s form."""
+    if len(data) == 3 and isinstance(data[0], tuple):
+        (ka, A), (kb, B), bias = data
+        return (A.astype(np.float64) if ka == "codes" else A, B.astype(np.float64) if kb == "codes" else B, bias)
+    return data
+
+
+#: below this much work (configurations x multiply-accumulates) a sweep runs in this process: starting
+#: processes or shipping tasks to a cluster costs more than it saves
+SERIAL_WORK = 1 << 28
+
+
+def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, connect_timeout=10.0,
+              engine="auto"):
+    """Run every configuration; returns {"rows": [...], "narrowest_exact": {...}, "bounds": {...},
+    "engine": ...}.
+
+    ``engine``: "one-pass" answers every configuration from one pass over the layer's products per order
+    (fxsim.workflows.sweep_onepass; a forward gemm or one-group conv2d layer on an integer datapath), "per-width" simulates each
+    configuration on its own, "auto" (default) takes one pass where it applies. The rows are the same
+    either way; ``result["engine"]`` says which ran.
+    Per width: ``workers``: local processes (default: one per core, or serial in this process when the
+    sweep is small, below SERIAL_WORK configurations x multiply-accumulates; 1 runs serially); they
+    receive the layer's operands (integer codes where the formats are integers) and the references once,
+    ignore Ctrl-C (this process handles it and stops them) and die with this process. ``scheduler``: the
+    address of a Dask distributed scheduler, which then runs the configurations instead; it must answer
+    as one within ``connect_timeout`` seconds (checked before any work, see :func:`probe_scheduler`)."""
     from fxsim.workflows.spec import make_data
+    from fxsim.validate import check_choice
+    check_choice("engine", engine, ("auto", "one-pass", "per-width"))
     if spec.op not in ("gemm", "conv2d"):
         raise InvalidArgument(f"sweep takes gemm and conv2d layers, got op = {spec.op!r}")
     if any(not _is_float(c) for c in configs) and not isinstance(spec.datapath.accumulator.fmt, Fixed):
         raise InvalidArgument(f"an accumulator width sweep needs a Fixed accumulator; the spec's accumulator is "
                               f"{spec.datapath.accumulator.fmt}: sweep Float accumulator formats instead "
                               "(acc_formats, or --acc-formats / --acc-man-bits / --acc-exp-bits)")
-    if scheduler:
+    from fxsim.workflows import sweep_onepass
+    one_pass = sweep_onepass.eligible(spec, configs)
+    if engine == "one-pass" and not one_pass:
+        raise InvalidArgument("engine='one-pass' takes a forward gemm or one-group conv2d layer on an integer "
+                              "datapath and Fixed accumulator widths (wrap or saturating modes); use "
+                              "engine='auto' or 'per-width'")
+    one_pass = one_pass and engine != "per-width"
+    if scheduler:           # checked even where one pass makes the cluster unnecessary: a bad address is an error
         probe_scheduler(scheduler, connect_timeout)
     data = make_data(spec)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(configs), desc="sweep", unit="config", disable=None)
+    if one_pass:
+        def fallback(c, ref):
+            return _metrics(spec.raw, spec.path, c, data, ref)
+        try:
+            rows = sweep_onepass.sweep_rows(spec, configs, data, _config_datapath, _row, fallback)
+        finally:
+            if bar:
+                bar.update(len(configs))
+                bar.close()
+        return {"layer": layer_name(spec), "rows": rows, "narrowest_exact": narrowest_exact(rows),
+                "bounds": layer_bounds(spec, data), "engine": sweep_onepass.ENGINE}
     refs = {}                                  # the exact reference, once per order
     for c in configs:
         key = _reference_key(c)
         if key not in refs:
             refs[key] = exact_reference(spec, c, data)
     rows = [None] * len(configs)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(configs), desc="sweep", unit="config", disable=None)
+    from fxsim.workflows.spec import second_operand_matrix
+    A, B, _ = data
+    work = len(configs) * int(np.size(A)) * int(second_operand_matrix(spec, A, B).shape[1])   # about the MACs
+    serial = workers == 1 or (workers is None and not scheduler and work < SERIAL_WORK)
     if scheduler:
         from distributed import Client, as_completed as d_as_completed
         with Client(scheduler, timeout=connect_timeout) as client:
-            shared = client.scatter(data, broadcast=True)          # the layer's data goes to each worker once
+            # the operands (as codes where they are integers) and the references go to each worker once
+            shared = client.scatter(_compact(data, spec), broadcast=True)
             shared_refs = {k: client.scatter(v, broadcast=True) for k, v in refs.items()}
-            futs = {client.submit(_metrics, spec.raw, spec.path, c, shared, shared_refs[_reference_key(c)],
+            futs = {client.submit(_metrics_real, spec.raw, spec.path, c, shared, shared_refs[_reference_key(c)],
                                   pure=False): i for i, c in enumerate(configs)}
             for f in d_as_completed(list(futs)):
                 rows[futs[f]] = f.result()
                 if bar:
                     bar.update()
-    elif workers == 1:
+    elif serial:
         for i, c in enumerate(configs):
             rows[i] = _metrics(spec.raw, spec.path, c, data, refs[_reference_key(c)])
             if bar:
@@ -268,12 +395,14 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         ctx = multiprocessing.get_context("spawn")
         n = workers or os.cpu_count() or 1
         threads = max(1, (os.cpu_count() or 1) // n)
-        from fxsim.runtime.workers import quiet_spawning, start_resource_tracker, stop_pool, worker_init
+        from fxsim.runtime.workers import quiet_spawning, start_resource_tracker, stop_pool
         start_resource_tracker()
-        ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),))
+        # each worker receives the operands and references once, in its initializer; tasks name them
+        ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_data,
+                                 initargs=(os.getpid(), _compact(data, spec), refs))
         try:
             with quiet_spawning():          # workers start with Ctrl-C blocked until they ignore it
-                futs = {ex.submit(_metrics, spec.raw, spec.path, c, data, refs[_reference_key(c)], threads): i
+                futs = {ex.submit(_metrics, spec.raw, spec.path, c, None, _reference_key(c), threads): i
                         for i, c in enumerate(configs)}
             for f in as_completed(futs):
                 rows[futs[f]] = f.result()
@@ -286,7 +415,12 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
     if bar:
         bar.close()
     return {"layer": layer_name(spec), "rows": rows, "narrowest_exact": narrowest_exact(rows),
-            "bounds": layer_bounds(spec, data)}
+            "bounds": layer_bounds(spec, data), "engine": "per-width"}
+
+
+def _metrics_real(spec_raw, spec_path, config, data, reference):
+    """_metrics on a cluster worker: the operands arrive in :func:`_compact`'s form."""
+    return _metrics(spec_raw, spec_path, config, _real(data), reference)
 
 
 def layer_name(spec) -> str:
@@ -604,4 +738,7 @@ def format_table(result) -> str:
     else:
         lines.append(f"analytical bounds (K={b['K']}): worst case {b['worst_case_bits']} bits, data-dependent "
                      f"{b['data_dependent_bits']} bits, l1-norm (A2Q) {b['l1_norm_bits']} bits")
+    if result.get("engine") == "one-pass":
+        lines.append("engine: one pass over the products per order for every width (workers and a scheduler "
+                     "apply to per-width sweeps)")
     return "\n".join(lines)
