@@ -7,7 +7,10 @@ output stage, since a 16-bit register cannot hold it), against ONNX Runtime's ow
 in the same run (its default session options and threads). Every fxsim output of the default datapath is
 checked equal to ONNX Runtime's.
 
-    python benchmarks/bench_model.py [--size 112] [--repeat 5]
+    python benchmarks/bench_model.py [--size 112] [--repeat 5] [--threads N]
+
+``--threads N`` gives both runners N threads (ONNX Runtime's intra-op threads, fxsim's Numba threads and
+row slabs); without it each uses its default.
 """
 from __future__ import annotations
 
@@ -111,13 +114,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=112)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
+    if args.threads:   # fxsim's Numba threads and row slabs, and the BLAS it calls
+        import numba
+        from threadpoolctl import threadpool_limits
+        numba.set_num_threads(args.threads)
+        threadpool_limits(args.threads, user_api="blas")
     import logging
     logging.getLogger().setLevel(logging.ERROR)
     import onnxruntime as ort
     q = quantized(args.size)
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if args.threads:
+        so.intra_op_num_threads = args.threads
     sess = ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(2).normal(0, 1, (1, 3, args.size, args.size)).astype(np.float32)
     m32 = load_model(q)
@@ -135,7 +146,7 @@ def main():
     t16 = best(lambda: m16.run(x), max(2, args.repeat // 2))
     print(f"ResNet-18-shaped int8 network, {args.size}x{args.size}, {macs / 1e9:.2f} G MACs per image, "
           f"{len([layer for layer in m32.layers if layer.kind in ('conv', 'gemm')])} MAC layers; "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores, {args.threads or 'default'} threads")
     print(f"| runner | ms / image | x ONNX Runtime |\n|---|---:|---:|")
     print(f"| ONNX Runtime {ort.__version__} | {1e3 * t_ort:.1f} | 1.0 |")
     print(f"| fxsim, int32 accumulators (bit-exact with ONNX Runtime) | {1e3 * t32:.1f} | {t32 / t_ort:.1f} |")

@@ -7,12 +7,16 @@ follows). Float nodes run in float32 with NumPy.
 """
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 
-from fxsim.ops.conv import conv2d
+from fxsim._kernels.fma import fma_f32_into
+
+from fxsim.ops.conv import _slice_channels, conv2d
 from fxsim.ops.gemm import gemm
+from fxsim.ops.lowering import flatten_weights, geometry, unfold
+from fxsim.ops.prepared import PreparedB, gemm_prepared, prepared_proof
+from fxsim.result import GemmResult
+from fxsim.runtime.scratch import scratch
 from fxsim.model.graph import ModelError
 
 __all__ = ["run_layer", "fma_f32", "quantize_linear", "dequantize_linear"]
@@ -40,37 +44,13 @@ def _axis_view(v, axis, ndim):
 
 # ----------------------------------------------------------------------------------------- float helpers
 def fma_f32(a, b, c):
-    """float32 fused multiply-add a*b + c with one rounding (as _mm256_fmadd_ps), exactly: the float64
-    product of two float32 is exact; the float64 sum is exact unless its TwoSum error is nonzero, and those
-    elements are redone in rationals."""
-    a = np.asarray(a, dtype=F32).astype(np.float64)
-    b = np.asarray(b, dtype=F32).astype(np.float64)
-    c = np.asarray(c, dtype=F32).astype(np.float64)
-    a, b, c = np.broadcast_arrays(a, b, c)
-    p = a * b
-    s = p + c
-    bb = s - p
-    err = (p - (s - bb)) + (c - bb)
-    out = s.astype(F32)
-    bad = np.flatnonzero(err.ravel() != 0)
-    if bad.size:
-        flat = out.reshape(-1)
-        for i in bad:
-            exact = Fraction(float(a.flat[i])) * Fraction(float(b.flat[i])) + Fraction(float(c.flat[i]))
-            flat[i] = _round_f32(exact)
+    """float32 fused multiply-add a*b + c with one rounding (as _mm256_fmadd_ps), exactly
+    (``kernels.fma``: the exact float64 product, a float64 sum rounded to odd, then to float32)."""
+    a, b, c = np.broadcast_arrays(np.asarray(a, dtype=F32), np.asarray(b, dtype=F32), np.asarray(c, dtype=F32))
+    out = np.empty(a.shape, dtype=F32)
+    fma_f32_into(np.ascontiguousarray(a).ravel(), np.ascontiguousarray(b).ravel(), np.ascontiguousarray(c).ravel(),
+                 out.reshape(-1))
     return out
-
-
-def _round_f32(x: Fraction) -> np.float32:
-    """A rational rounded to float32, nearest-even (through the two neighbouring float64s, exactly)."""
-    lo = float(x)   # correctly rounded to float64 by Python
-    cand = np.float32(lo)
-    # decide between the float32 neighbours of x by exact comparison
-    below = np.nextafter(cand, F32(-np.inf))
-    above = np.nextafter(cand, F32(np.inf))
-    best = min((below, cand, above), key=lambda f: (abs(Fraction(float(f)) - x), int(np.frombuffer(
-        np.float32(f).tobytes(), dtype=np.uint32)[0]) & 1))
-    return F32(best)
 
 
 def quantize_linear(x, q, saturate=1):
@@ -182,23 +162,103 @@ def _conv(layer, x, dp, fold_zp, record, trace):
     if x.ndim != 4:
         raise ModelError(f"layer {layer.name!r} ({layer.op}): input must be NCHW (4-D), got shape {x.shape}")
     w = p["w"]
-    t, left, b, r = p["pads"]
     xzp = int(np.asarray(p["x_q"].zero_point).ravel()[0])
-    if t or left or b or r:   # the hardware pads with the input zero point's code (the real value 0)
-        x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)), constant_values=xzp)
-    bias = p["bias"]
-    if fold_zp is not None:
-        wz = w.astype(np.int64) - int(dp.b_zero_point)
-        adj = -fold_zp * wz.reshape(wz.shape[0], -1).sum(axis=1)
-        bias = adj if bias is None else bias + adj
-    res = conv2d(x, w, dp, stride=tuple(p["strides"]), padding=0, dilation=tuple(p["dilations"]),
-                 groups=p["group"], bias=bias, stats=record, trace=trace)
+    res = None
+    if not record and trace is None and dp.is_integer:
+        res = _conv_prepared(layer, x, dp, fold_zp, xzp)
+    if res is None:
+        t, left, b, r = p["pads"]
+        if t or left or b or r:   # the hardware pads with the input zero point's code (the real value 0)
+            x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)), constant_values=xzp)
+        bias = p["bias"]
+        if fold_zp is not None:
+            adj = -fold_zp * _prepared_weights(layer, dp, None).colsum
+            bias = adj if bias is None else bias + adj
+        res = conv2d(x, w, dp, stride=tuple(p["strides"]), padding=0, dilation=tuple(p["dilations"]),
+                     groups=p["group"], bias=bias, stats=record, trace=trace)
     layer.macs = int(res.codes.size * w[0].size)
     if "float_out" in p:
         return _float_out(layer, res.codes, 1), res
     if p["y_q"] is None:
         return np.asarray(res.codes).astype(np.int32), res
     return np.asarray(res.codes).astype(p["y_q"].dtype), res
+
+
+def _prepared_weights(layer, dp, g):
+    """Group ``g``'s weights (None: all output channels) as the (K, O/groups) matrix of the lowering,
+    prepared once per weight zero point (``fxsim.ops.prepared.PreparedB``: codes less the zero point, exact
+    float32 copy, column sums)."""
+    w = layer.params["w"]
+    G = layer.params["group"]
+    if G == 1:
+        g = None
+    key = ("weights", int(dp.b_zero_point), g)
+    prep = layer.cache.get(key)
+    if prep is None:
+        Og = w.shape[0] // G
+        wg = w if g is None else w[g * Og:(g + 1) * Og]
+        prep = layer.cache[key] = PreparedB(flatten_weights(wg), int(dp.b_zero_point))
+    return prep
+
+
+def _conv_prepared(layer, x, dp, fold_zp, xzp):
+    """The convolution by ``fxsim.ops.prepared.gemm_prepared``: the patch matrix written once, straight as
+    exact float32 (codes less the datapath's zero point; the padding the input zero point's code, less the
+    same), against weights prepared at the first run. None where its proofs do not apply."""
+    p = layer.params
+    w = p["w"]
+    G = p["group"]
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = w.shape
+    if C != Cg * G:
+        return None   # conv2d reports the mismatch
+    fa = dp.a
+    if x.dtype.kind not in "iu" or x.dtype == np.uint64:
+        return None
+    if np.iinfo(x.dtype).min < fa.min_code or np.iinfo(x.dtype).max > fa.max_code:
+        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        if lo < fa.min_code or hi > fa.max_code:
+            return None   # conv2d reports the offending element
+    azp = int(dp.a_zero_point)
+    amax = max(abs(fa.min_code - azp), abs(fa.max_code - azp), abs(xzp - azp))
+    bias = p["bias"]
+    if fold_zp is not None:
+        adj = -fold_zp * _prepared_weights(layer, dp, None).colsum
+        bias = adj if bias is None else bias + adj
+    Og = O // G
+    bias_max = 0 if bias is None or not np.size(bias) else int(np.abs(np.asarray(bias, dtype=np.int64)).max())
+    preps = [_prepared_weights(layer, dp, g if G > 1 else None) for g in range(G)]
+    if any(prepared_proof(dp, Cg * KH * KW, amax, B, bias_max) is None for B in preps):
+        return None   # decided before any patch matrix is built
+    parts = []
+    for g, B in enumerate(preps):
+        xg = x if G == 1 else x[:, g * Cg:(g + 1) * Cg]
+        geo = geometry(H, W, (KH, KW), stride=tuple(p["strides"]), padding=tuple(p["pads"]),
+                       dilation=tuple(p["dilations"]))
+        patches = scratch("model patches", (N * geo.OH * geo.OW, Cg * KH * KW), np.float32)
+        unfold(xg, (KH, KW), stride=tuple(p["strides"]), padding=tuple(p["pads"]),
+               dilation=tuple(p["dilations"]), pad_value=xzp - azp, offset=azp, dtype=np.float32, out=patches)
+        dp_g = dp if G == 1 else _slice_channels(dp, g * Og, (g + 1) * Og, O)
+        r = gemm_prepared(patches, amax, B, dp_g, bias=None if bias is None else bias[g * Og:(g + 1) * Og])
+        if r is None:
+            return None
+        parts.append(r)
+    if G == 1:
+        r = parts[0]
+    else:
+        def cat(name):
+            first = getattr(parts[0], name)
+            return None if first is None else np.concatenate([getattr(q, name) for q in parts], axis=1)
+        r = GemmResult(values=cat("values"), codes=cat("codes"), acc=cat("acc"), overflow_count=None,
+                       acc_values=cat("acc_values"), exact=cat("exact"), max_partial=None, bits_needed=None,
+                       datapath=dp, traces={})
+
+    def nchw(a):
+        return None if a is None else a.reshape(N, geo.OH, geo.OW, O).transpose(0, 3, 1, 2)
+
+    return GemmResult(values=nchw(r.values), codes=nchw(r.codes), acc=nchw(r.acc), overflow_count=None,
+                      acc_values=nchw(r.acc_values), exact=nchw(r.exact), max_partial=None, bits_needed=None,
+                      datapath=dp, traces={})
 
 
 def _gemm(layer, a, b_rt, dp, fold_zp, record, trace):
@@ -295,16 +355,47 @@ def _mul(layer, a, b):
 
 @_retyped
 def _lut(layer, x):
-    """QLinearLeakyRelu: a 256-entry table, entry i = QuantizeLinear(f(DequantizeLinear(i))) with
-    f(v) = v if v >= 0 else alpha * v in float32; the output is the table lookup."""
+    """QLinearLeakyRelu and QLinearSigmoid: a table over every input code, entry i =
+    QuantizeLinear(f(DequantizeLinear(i))) with f(v) = v if v >= 0 else alpha * v in float32 (LeakyRelu)
+    or MLAS's float32 logistic (``logistic_f32``); the output is the table lookup."""
     p = layer.params
     xq, yq = p["x_q"], p["y_q"]
     lo, hi = _range(xq)
     codes = np.arange(lo, hi + 1, dtype=np.int64).astype(xq.dtype)
     v = dequantize_linear(codes, xq)
-    f = np.where(v >= 0, v, (F32(p["alpha"]) * v).astype(F32)).astype(F32)
+    if p.get("fn") == "sigmoid":
+        f = logistic_f32(v)
+    else:
+        f = np.where(v >= 0, v, (F32(p["alpha"]) * v).astype(F32)).astype(F32)
     table = quantize_linear(f, yq)
     return table[np.asarray(x).astype(np.int64) - lo]
+
+
+# MLAS's logistic constants (Eigen's rational approximation), float32
+_LOGISTIC = {k: F32(v) for k, v in dict(
+    lower=-18.0, upper=18.0, alpha_9=4.37031012579801e-11, alpha_7=1.15627324459942e-07,
+    alpha_5=6.08574864600143e-05, alpha_3=8.51377133304701e-03, alpha_1=2.48287947061529e-01,
+    beta_10=6.10247389755681e-13, beta_8=5.76102136993427e-09, beta_6=6.29106785017040e-06,
+    beta_4=1.70198817374094e-03, beta_2=1.16817656904453e-01, beta_0=9.93151921023180e-01).items()}
+
+
+def logistic_f32(x):
+    """The logistic function as MLAS's x86-64 FMA3 kernel computes it (ONNX Runtime's Sigmoid and the
+    table of QLinearSigmoid): v = x clamped to [-18, 18]; v2 = v*v; p = v * (((a9 v2 + a7) v2 + a5) v2 + a3)
+    v2 + a1) and q = ((((b10 v2 + b8) v2 + b6) v2 + b4) v2 + b2) v2 + b0, each step one fused multiply-add;
+    p / q + 0.5, then max(0, .). Every operation in float32 with one rounding."""
+    c = _LOGISTIC
+    v = np.minimum(c["upper"], np.maximum(c["lower"], np.asarray(x, dtype=F32))).astype(F32)
+    v2 = (v * v).astype(F32)
+    pp = fma_f32(v2, c["alpha_9"], c["alpha_7"])
+    for k in ("alpha_5", "alpha_3", "alpha_1"):
+        pp = fma_f32(v2, pp, c[k])
+    q = fma_f32(v2, c["beta_10"], c["beta_8"])
+    for k in ("beta_6", "beta_4", "beta_2", "beta_0"):
+        q = fma_f32(v2, q, c[k])
+    pp = (v * pp).astype(F32)
+    r = ((pp / q).astype(F32) + F32(0.5)).astype(F32)
+    return np.maximum(F32(0), r).astype(F32)
 
 
 @_retyped
@@ -433,19 +524,17 @@ def _move(layer, ins):
 
 def _conv_f32(layer, x, w, bias):
     p = layer.params
-    t, left, b, r = p["pads"]
-    x = np.pad(np.asarray(x, dtype=F32), ((0, 0), (0, 0), (t, b), (left, r)))
-    from fxsim.ops.conv import unfold
+    x = np.asarray(x, dtype=F32)
     N, C = x.shape[:2]
     O, Cg, KH, KW = w.shape
     g = p["group"]
     Og = O // g
     outs = []
-    for k in range(g):
-        pat, OH, OW = unfold(x[:, k * Cg:(k + 1) * Cg].astype(np.float64), (KH, KW), stride=tuple(p["strides"]),
-                             dilation=tuple(p["dilations"]))
+    for k in range(g):   # the padding is the real value 0
+        pat, OH, OW = unfold(x[:, k * Cg:(k + 1) * Cg], (KH, KW), stride=tuple(p["strides"]),
+                             padding=tuple(p["pads"]), dilation=tuple(p["dilations"]))
         wk = w[k * Og:(k + 1) * Og].reshape(Og, -1).T.astype(F32)
-        outs.append(pat.astype(F32) @ wk)
+        outs.append(pat @ wk)
     y = np.concatenate(outs, axis=1).reshape(N, OH, OW, O).transpose(0, 3, 1, 2)
     if bias is not None:
         y = y + np.asarray(bias, dtype=F32).reshape(1, -1, 1, 1)
@@ -468,8 +557,8 @@ def _float(layer, ins):
         return np.minimum(np.maximum(x, F32(lo)), F32(hi)).astype(F32)
     if op == "LeakyRelu":
         return np.where(x >= 0, x, (x * F32(a.get("alpha", 0.01))).astype(F32)).astype(F32)
-    if op == "Sigmoid":
-        return (1 / (1 + np.exp(-x.astype(np.float64)))).astype(F32)
+    if op == "Sigmoid":   # MLAS's logistic, as ONNX Runtime computes it (not a correctly rounded sigmoid)
+        return logistic_f32(x)
     if op == "Tanh":
         return np.tanh(x)
     if op == "Softmax":
@@ -582,7 +671,10 @@ def run_layer(layer, ins, hw_options, *, record=False, trace=None):
     if k in ("conv", "gemm", "gap"):
         if k == "gap":
             layer.params["hw"] = int(np.prod(np.shape(ins[0])[2:]))
-        dp, fold = layer_datapath(layer, hw_options)
+        key = ("datapath", tuple(sorted(hw_options.items())), layer.params.get("hw"))
+        if key not in layer.cache:
+            layer.cache[key] = layer_datapath(layer, hw_options)
+        dp, fold = layer.cache[key]
         layer.datapath = dp
         bias = layer.params.get("bias")
         if bias is not None and bias.size and dp.bias_preload:

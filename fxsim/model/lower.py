@@ -20,8 +20,8 @@ __all__ = ["QParams", "Layer", "lower", "SUPPORTED"]
 # what fxsim runs, by domain; the error for anything else lists these
 QOPERATOR_OPS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QuantizeLinear",
                  "DequantizeLinear")
-MS_OPS = ("QLinearAdd", "QLinearMul", "QLinearLeakyRelu", "QLinearGlobalAveragePool", "QLinearAveragePool",
-          "QLinearConcat", "QGemm")
+MS_OPS = ("QLinearAdd", "QLinearMul", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearGlobalAveragePool",
+          "QLinearAveragePool", "QLinearConcat", "QGemm")
 MOVE_OPS = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity")
 FLOAT_OPS = ("Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "LeakyRelu", "Sigmoid",
              "Tanh", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat") + MOVE_OPS
@@ -93,6 +93,9 @@ class Layer:
     in_shapes: list | None = None
     out_shapes: list | None = None
     macs: int = 0
+    # what the executor derives from the parameters alone (datapaths per option set, prepared weights);
+    # not an init field, so dataclasses.replace gives a changed layer an empty one
+    cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def is_compute(self):
@@ -344,6 +347,13 @@ def _qlinearleakyrelu(ctx, n):
     return Layer(n.name, n.op, "lut", [n.inputs[0]], n.outputs[:1], p)
 
 
+def _qlinearsigmoid(ctx, n):
+    p = dict(x_q=ctx.qparams(n, 1, 2), y_q=ctx.qparams(n, 3, 4), fn="sigmoid")
+    if not (p["x_q"].per_tensor and p["y_q"].per_tensor):
+        raise ModelError(f"{ctx.where(n)}: per-channel parameters are not supported here")
+    return Layer(n.name, n.op, "lut", [n.inputs[0]], n.outputs[:1], p)
+
+
 def _qlineargap(ctx, n):
     if n.attrs.get("channels_last", 0):
         raise ModelError(f"{ctx.where(n)}: channels_last=1 is not supported")
@@ -412,6 +422,7 @@ _QOP = {("", "QLinearConv"): _qlinearconv, ("", "ConvInteger"): _convinteger,
         ("com.microsoft", "QGemm"): _qgemm, ("com.microsoft", "QLinearAdd"): _qlinearadd,
         ("com.microsoft", "QLinearMul"): _qlinearadd,
         ("com.microsoft", "QLinearLeakyRelu"): _qlinearleakyrelu,
+        ("com.microsoft", "QLinearSigmoid"): _qlinearsigmoid,
         ("com.microsoft", "QLinearGlobalAveragePool"): _qlineargap,
         ("com.microsoft", "QLinearAveragePool"): _qlinearavgpool,
         ("com.microsoft", "QLinearConcat"): _qlinearconcat}

@@ -20,23 +20,16 @@ from fxsim.formats import Fixed
 from fxsim.result import GemmResult
 from fxsim.ops.gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
 from fxsim.validate import check_int
+from fxsim.ops.lowering import ORDERS, dilate_for_transpose, flatten_weights, geometry, unfold
 
 __all__ = ["im2col", "conv2d_lowered", "linear_backward", "conv2d_backward", "relu_backward"]
 
 
 def im2col(x, kernel, *, stride=1, padding=0, pad_value=0.0):
     """Patches of x (N, C, H, W) as rows (N*OH*OW, C*KH*KW), columns in (c, kh, kw) order; padded with
-    ``pad_value``."""
-    N, C, H, W = x.shape
-    KH, KW = kernel
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=pad_value)
-    OH = (H + 2 * padding - KH) // stride + 1
-    OW = (W + 2 * padding - KW) // stride + 1
-    cols = np.empty((N, OH, OW, C, KH, KW), dtype=x.dtype)
-    for kh in range(KH):
-        for kw in range(KW):
-            cols[:, :, :, :, kh, kw] = xp[:, :, kh:kh + stride * OH:stride, kw:kw + stride * OW:stride].transpose(0, 2, 3, 1)
-    return cols.reshape(N * OH * OW, C * KH * KW), (OH, OW)
+    ``pad_value``; returns (patches, (OH, OW)) (``fxsim.ops.lowering.unfold``)."""
+    cols, OH, OW = unfold(x, kernel, stride=stride, padding=padding, pad_value=pad_value)
+    return cols, (OH, OW)
 
 
 def conv2d_lowered(x, w, dp: Datapath, *, stride=1, padding=0):
@@ -47,7 +40,7 @@ def conv2d_lowered(x, w, dp: Datapath, *, stride=1, padding=0):
     zp = int(dp.a_zero_point)
     cols, (OH, OW) = im2col(x, (KH, KW), stride=stride, padding=padding,
                             pad_value=zp * dp.a.resolution if isinstance(dp.a, Fixed) and zp else 0.0)
-    res = gemm(cols, w.reshape(O, -1).T, dp)
+    res = gemm(cols, flatten_weights(w), dp)
     y = res.values.reshape(N, OH, OW, O).transpose(0, 3, 1, 2)
     return y, res
 
@@ -121,20 +114,14 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
     stats["dx"] / stats["dw"] are the lowered GEMMs' results: (N*H*W, C) rows (n, h, w) and
     (C/groups*KH*KW, O) rows (c, kh, kw), the groups' columns side by side.
     """
-    from fxsim.ops.conv import _ORDERS, _pair, _slice_channels, output_size, unfold
-    if reduction_order not in _ORDERS:
-        raise InvalidArgument(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
+    from fxsim.ops.conv import _slice_channels
+    if reduction_order not in ORDERS:
+        raise InvalidArgument(f"reduction_order must be one of {ORDERS}, got {reduction_order!r}")
     x, w, dy = np.asarray(x), np.asarray(w), np.asarray(dy)
     for name, a in (("x", x), ("w", w), ("dy", dy)):
         if a.ndim != 4:
             raise InvalidArgument(f"{name} must be 4-D ({'OIHW' if name == 'w' else 'NCHW'}), got shape {a.shape}")
     _check_int(groups, "groups", 1)
-    sh, sw = _pair(stride, "stride")
-    ph, pw = _pair(padding, "padding")
-    dh, dw_ = _pair(dilation, "dilation")
-    if min(sh, sw) < 1 or min(dh, dw_) < 1 or min(ph, pw) < 0:
-        raise InvalidArgument(f"stride and dilation must be >= 1 and padding >= 0, got stride={stride!r}, "
-                         f"dilation={dilation!r}, padding={padding!r}")
     N, C, H, W = x.shape
     O, Cg, KH, KW = w.shape
     if C % groups or O % groups or Cg != C // groups:
@@ -142,9 +129,8 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
                          f"channel counts and w must have C/groups = {C // groups if C % groups == 0 else '?'} "
                          "input channels")
     Og = O // groups
-    OH, OW = output_size(H, KH, sh, ph, dh), output_size(W, KW, sw, pw, dw_)
-    if OH < 1 or OW < 1:
-        raise InvalidArgument(f"the {KH}x{KW} kernel (dilation {dilation}) does not fit the padded {H}x{W} input")
+    geo = geometry(H, W, (KH, KW), stride=stride, padding=padding, dilation=dilation)
+    OH, OW = geo.OH, geo.OW
     if dy.shape != (N, O, OH, OW):
         raise InvalidArgument(f"dy must have the forward output's shape {(N, O, OH, OW)}, got {dy.shape}")
     if dy_for_dx is not None and np.shape(dy_for_dx) != dy.shape:
@@ -157,8 +143,8 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
     g_rows = go.transpose(0, 2, 3, 1).reshape(N * OH * OW, O)
     parts = []
     for g in range(groups):
-        patches, _, _ = unfold(xo[:, g * Cg:(g + 1) * Cg], (KH, KW), stride=(sh, sw), padding=(ph, pw),
-                               dilation=(dh, dw_), pad_code=xpad)
+        patches, _, _ = unfold(xo[:, g * Cg:(g + 1) * Cg], (KH, KW), stride=stride, padding=padding,
+                               dilation=dilation, pad_value=xpad)
         dp_g = dw_datapath if groups == 1 else _slice_channels(dw_datapath, g * Og, (g + 1) * Og, O)
         parts.append(_run(patches.T, g_rows[:, g * Og:(g + 1) * Og], dp_g, None if xr is None else (xr, gr)))
     r = stats["dw"] = _join(parts, dw_datapath)
@@ -169,17 +155,11 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
     if need_dx:
         go, gpad, gr = _operand(dy if dy_for_dx is None else dy_for_dx, dx_datapath, "a", "dy")
         wo, _, wr = _operand(w, dx_datapath, "b", "w")
-        # dY dilated and padded: dY[i, j] sits at (i*sh + qh, j*sw + qw); outputs whose window lies wholly
-        # in the padding reach no input and fall outside
-        qh, qw = (KH - 1) * dh - ph, (KW - 1) * dw_ - pw
-        P = np.full((N, O, H + (KH - 1) * dh, W + (KW - 1) * dw_), gpad, dtype=go.dtype)
-        rows, cols = np.arange(OH) * sh + qh, np.arange(OW) * sw + qw
-        ri, ci = (rows >= 0) & (rows < P.shape[2]), (cols >= 0) & (cols < P.shape[3])
-        P[:, :, rows[ri][:, None], cols[ci][None, :]] = go[:, :, ri][:, :, :, ci]
+        P = dilate_for_transpose(go, H, W, geo, gpad)
         parts = []
         for g in range(groups):
-            patches, _, _ = unfold(P[:, g * Og:(g + 1) * Og], (KH, KW), stride=1, padding=0, dilation=(dh, dw_),
-                                   pad_code=gpad, reduction_order=reduction_order)
+            patches, _, _ = unfold(P[:, g * Og:(g + 1) * Og], (KH, KW), stride=1, padding=0,
+                                   dilation=(geo.dh, geo.dw), pad_value=gpad, reduction_order=reduction_order)
             wg = wo[g * Og:(g + 1) * Og, :, ::-1, ::-1]                     # (Og, Cg, KH, KW), flipped
             wf = (wg.transpose(0, 2, 3, 1) if reduction_order == "ckk" else wg.transpose(2, 3, 0, 1)).reshape(-1, Cg)
             dp_g = dx_datapath if groups == 1 else _slice_channels(dx_datapath, g * Cg, (g + 1) * Cg, C)

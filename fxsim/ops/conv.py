@@ -10,7 +10,8 @@ additions is ``reduction_order``:
 The datapath's ``order`` (sequential, tree, chunked lanes) is then applied to that sequence of K = I*KH*KW
 products exactly as in ``gemm``. Lowering builds the patch matrix in that order, so it never changes the
 per-output sequence of additions: conv2d(x, w)[n, o, oh, ow] == gemm(patches, weights)[(n, oh, ow), o].
-Padding inserts the input's zero-point code (the real value 0).
+Padding inserts the input's zero-point code (the real value 0). The lowering itself (patch matrix, weight
+matrix, output size) is ``fxsim.ops.lowering``'s.
 """
 from __future__ import annotations
 
@@ -18,57 +19,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from fxsim._kernels.im2col import unfold_into
-
 from fxsim.errors import InvalidArgument, InvalidType
 from fxsim.datapath import Datapath
 from fxsim.formats import Fixed
 from fxsim.result import GemmResult
 from fxsim.validate import as_array, check_int, check_trace
 from fxsim.ops.gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
+from fxsim.ops.lowering import ORDERS as _ORDERS, flatten_weights, geometry, unfold
 
 __all__ = ["conv2d", "unfold"]
-
-_ORDERS = ("ckk", "kkc")
-
-
-def _pair(v, name, lo=None):
-    """An int or a pair of ints (each >= ``lo``) as a pair of Python ints."""
-    if np.ndim(v) == 0 and not isinstance(v, (str, bytes)):
-        a = check_int(name, v, lo=lo)
-        return a, a
-    if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
-        raise InvalidType(f"{name} must be an int or a pair of ints, got {v!r}")
-    return check_int(f"{name}[0]", v[0], lo=lo), check_int(f"{name}[1]", v[1], lo=lo)
-
-
-def output_size(h, k, stride, pad, dil):
-    return (h + 2 * pad - dil * (k - 1) - 1) // stride + 1
-
-
-def unfold(x_codes, kernel, *, stride=1, padding=0, dilation=1, pad_code=0, reduction_order="ckk"):
-    """im2col on integer codes (any dtype holding pad_code) or float64 values: (N, C, H, W) ->
-    (N*OH*OW, C*KH*KW), rows ordered (n, oh, ow), columns in ``reduction_order``, in x's dtype; returns
-    (patches, OH, OW)."""
-    sh, sw = _pair(stride, "stride")
-    ph, pw = _pair(padding, "padding")
-    dh, dw = _pair(dilation, "dilation")
-    kh, kw = kernel
-    N, C, H, W = x_codes.shape
-    OH, OW = output_size(H, kh, sh, ph, dh), output_size(W, kw, sw, pw, dw)
-    if OH < 1 or OW < 1:
-        raise InvalidArgument(f"the {kh}x{kw} kernel (dilation {dilation}) does not fit the padded {H}x{W} input")
-    xp = np.full((N, C, H + 2 * ph, W + 2 * pw), pad_code, dtype=x_codes.dtype)
-    xp[:, :, ph:ph + H, pw:pw + W] = x_codes
-    out = np.empty((N * OH * OW, C * kh * kw), dtype=xp.dtype)
-    unfold_into(xp, kh, kw, sh, sw, dh, dw, reduction_order == "kkc", out)
-    return out, OH, OW
-
-
-def _flatten_weights(w_codes, reduction_order):
-    O, C, kh, kw = w_codes.shape
-    w = w_codes if reduction_order == "ckk" else w_codes.transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(w.reshape(O, C * kh * kw).T)                 # (K, O)
 
 
 def _slice_channels(dp: Datapath, lo: int, hi: int, O: int) -> Datapath:
@@ -92,7 +51,8 @@ def _slice_channels(dp: Datapath, lo: int, hi: int, O: int) -> Datapath:
 def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=1, bias=None,
            reduction_order="ckk", trace=None, stats: bool = True) -> GemmResult:
     """Bit-exact conv2d: x (N, C, H, W) on ``datapath.a``'s grid, w (O, C/groups, KH, KW) on ``datapath.b``'s,
-    bias (O,) on the accumulator's grid. Depthwise = ``groups=C``; 1x1 works as any kernel size.
+    bias (O,) on the accumulator's grid. ``padding``: an int, an (h, w) pair, or (top, left, bottom, right)
+    as ONNX's ``pads``. Depthwise = ``groups=C``; 1x1 works as any kernel size.
     ``trace``: (n, o, oh, ow) tuples whose per-cycle register values land in ``result.traces``.
     The result's arrays are NCHW: (N, O, OH, OW). Float datapaths are lowered the same way and run by
     the float engine (``stats`` does not apply; padding is the real value 0 there too).
@@ -115,9 +75,7 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     if Cg != C // groups:
         raise InvalidArgument(f"w has {Cg} input channels per group; x has {C} channels in {groups} groups "
                          f"(expected {C // groups})")
-    _pair(stride, "stride", lo=1)
-    _pair(dilation, "dilation", lo=1)
-    _pair(padding, "padding", lo=0)
+    geo = geometry(H, W, (KH, KW), stride=stride, padding=padding, dilation=dilation)
     integer = datapath.is_integer
     if integer:
         # codes in the narrowest dtype of their format: the patch matrix is 8x smaller for INT8
@@ -142,18 +100,14 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     Og = O // groups
     traces_by_group = {}
     if trace is not None:
-        sh, sw = _pair(stride, "stride")
-        ph, pw = _pair(padding, "padding")
-        dh, dw = _pair(dilation, "dilation")
-        out_shape = (N, O, output_size(H, KH, sh, ph, dh), output_size(W, KW, sw, pw, dw))
-        for n, o, oh, ow in check_trace("trace", trace, out_shape):
+        for n, o, oh, ow in check_trace("trace", trace, (N, O, geo.OH, geo.OW)):
             traces_by_group.setdefault(o // Og, []).append((n, o, oh, ow))
     parts = []
     traces = {}
     for g in range(groups):
         patches, OH, OW = unfold(xc[:, g * Cg:(g + 1) * Cg], (KH, KW), stride=stride, padding=padding,
-                                 dilation=dilation, pad_code=pad_value, reduction_order=reduction_order)
-        wg = _flatten_weights(wc[g * Og:(g + 1) * Og], reduction_order)
+                                 dilation=dilation, pad_value=pad_value, reduction_order=reduction_order)
+        wg = flatten_weights(wc[g * Og:(g + 1) * Og], reduction_order)
         dp_g = _slice_channels(datapath, g * Og, (g + 1) * Og, O)
         want = traces_by_group.get(g, [])
         gtrace = [((n * OH + oh) * OW + ow, o - g * Og) for (n, o, oh, ow) in want]

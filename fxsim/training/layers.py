@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fxsim.ops.backward import conv2d_backward, conv2d_lowered, linear_backward, relu_backward
+from fxsim.ops.lowering import fold_add, geometry, unfold
 from fxsim.ops.gemm import gemm
 from fxsim.ops.norm import BatchNormConfig, batchnorm_backward, batchnorm_train_forward
 from fxsim.ops.pool import avgpool2d, avgpool2d_backward, maxpool2d, maxpool2d_backward
@@ -134,8 +135,7 @@ class Conv2d(_GemmLayer):
         x = as_array("x", x)
         xq, sx, wq, sw, dp = self._forward_operands(x)
         if dp is None:
-            from fxsim.ops.backward import im2col
-            cols, (OH, OW) = im2col(xq, wq.shape[2:], stride=self.stride, padding=self.padding)
+            cols, OH, OW = unfold(xq, wq.shape[2:], stride=self.stride, padding=self.padding)
             y = (cols @ wq.reshape(wq.shape[0], -1).T).reshape(x.shape[0], OH, OW, -1).transpose(0, 3, 1, 2)
         else:
             y, res = conv2d_lowered(xq, wq, dp, stride=self.stride, padding=self.padding)
@@ -153,20 +153,14 @@ class Conv2d(_GemmLayer):
 
 
 def _conv_backward_float64(x, w, dy, stride, padding, need_dx):
-    from fxsim.ops.backward import im2col
-    N = x.shape[0]
     O, C, KH, KW = w.shape
-    cols, (OH, OW) = im2col(x, (KH, KW), stride=stride, padding=padding)
+    geo = geometry(x.shape[2], x.shape[3], (KH, KW), stride=stride, padding=padding)
+    cols, _, _ = unfold(x, (KH, KW), stride=stride, padding=padding)
     dy_mat = dy.transpose(0, 2, 3, 1).reshape(-1, O)
     dw = (dy_mat.T @ cols).reshape(w.shape)
     dx = None
     if need_dx:
-        dcols = (dy_mat @ w.reshape(O, -1)).reshape(N, OH, OW, C, KH, KW)
-        dx = np.zeros((N, C, x.shape[2] + 2 * padding, x.shape[3] + 2 * padding))
-        for kh in range(KH):
-            for kw in range(KW):
-                dx[:, :, kh:kh + stride * OH:stride, kw:kw + stride * OW:stride] += dcols[:, :, :, :, kh, kw].transpose(0, 3, 1, 2)
-        dx = dx[:, :, padding:padding + x.shape[2], padding:padding + x.shape[3]]
+        dx = fold_add(dy_mat @ w.reshape(O, -1), x.shape, geo)
     return dx, dw
 
 
