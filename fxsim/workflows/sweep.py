@@ -131,7 +131,7 @@ def exact_reference(spec, config, data):
     (output values, output codes, accumulator values). Fixed sweeps: a 62-bit accumulator at the spec's
     binary point (no partial sum of these layers comes near it). Float sweeps: a Kulisch accumulator (a
     fixed-point register as wide as every float product and the bias need), i.e. the exact sums."""
-    from fxsim.workflows.spec import run_layer
+    from fxsim.workflows.run import run_layer
     base = spec.datapath
     if _is_float(config):
         from fxsim.errors import InvalidArgument
@@ -155,7 +155,7 @@ def kulisch_exact(spec, data, order=None):
     of the operand formats (and the bias grid), at kernel speed. Raises InvalidArgument where the sums do
     not fit 63 bits."""
     from fxsim.formats import Float
-    from fxsim.workflows.spec import run_layer
+    from fxsim.workflows.run import run_layer
     base = spec.datapath
     frac = 0
     for f in (base.a, base.b):
@@ -194,7 +194,8 @@ def _metrics(spec_raw, spec_path, config, data, reference, threads=None):
     if threads:
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    from fxsim.workflows.spec import run_layer, spec_from_dict
+    from fxsim.workflows.run import run_layer
+    from fxsim.workflows.spec import spec_from_dict
     spec = spec_from_dict(spec_raw)
     spec.path = spec_path
     ref_values, ref_codes, ref_acc = reference
@@ -227,7 +228,7 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
     Ctrl-C (this process handles it and stops them) and die with this process. ``scheduler``: the address
     of a Dask distributed scheduler, which then runs the configurations instead; it must answer as one
     within ``connect_timeout`` seconds (checked before any work, see :func:`probe_scheduler`)."""
-    from fxsim.workflows.spec import make_data
+    from fxsim.workflows.data import make_data
     if spec.op not in ("gemm", "conv2d"):
         raise InvalidArgument(f"sweep takes gemm and conv2d layers, got op = {spec.op!r}")
     if any(not _is_float(c) for c in configs) and not isinstance(spec.datapath.accumulator.fmt, Fixed):
@@ -389,7 +390,7 @@ def layer_bounds(spec, data):
     weights over the whole input range) and the l1-norm bound; None where an operand is not Fixed."""
     dp = spec.datapath
     A, B, bias = data
-    from fxsim.workflows.spec import second_operand_matrix
+    from fxsim.workflows.shapes import second_operand_matrix
     Bm = second_operand_matrix(spec, A, B)
     K = Bm.shape[0]
     if not (isinstance(dp.a, Fixed) and isinstance(dp.b, Fixed)):
