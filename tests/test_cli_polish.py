@@ -189,6 +189,7 @@ def test_failed_sweep_rows_carry_the_reason_in_full(spec, tmp_path, capsys):
     assert f"sequential, wrap, 8: {reason}" in out
 
 
+@pytest.mark.slow     # two float sweeps of many formats (about 30 s)
 def test_float_accumulator_sweep_by_formats_and_by_mantissa_width(tmp_path, capsys):
     """FP8 operands, Float accumulators e5m10, e6m9 and e5m7..e5m9; each row against an independent
     computation: every addition rounded to the format in Python Fractions."""
