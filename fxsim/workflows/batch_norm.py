@@ -8,11 +8,9 @@ from fxsim.formats import parse_format
 from fxsim.ops.norm import batchnorm_backward, batchnorm_train_forward
 from fxsim.workflows.data import random_codes
 from fxsim.workflows.spec_base import LayerSpec
-from fxsim.workflows.spec_keys import default
+from fxsim.workflows.spec_keys import get
 
-__all__ = ["run_batch_norm", "BATCH_NORM_DISTRIBUTION"]
-
-BATCH_NORM_DISTRIBUTION = "normal"     # the inputs' default distribution (spec_keys documents it)
+__all__ = ["run_batch_norm"]
 
 
 def run_batch_norm(spec: LayerSpec) -> dict:
@@ -20,10 +18,10 @@ def run_batch_norm(spec: LayerSpec) -> dict:
     float64 batch norm: max abs error and SQNR of y (forward) or of dx, dgamma, dbeta (backward_input)."""
     cfg = spec.batch_norm
     s, d = spec.shape, spec.data
-    rng = np.random.default_rng(int(d.get("seed", default("data.seed"))))
+    rng = np.random.default_rng(int(get(d, "data.seed")))
     x_fmt = parse_format(cfg.x_fmt)
     C = s["in_channels"]
-    x = random_codes(rng, x_fmt, (s["batch"], C, s["height"], s["width"]), d.get("distribution", BATCH_NORM_DISTRIBUTION),
+    x = random_codes(rng, x_fmt, (s["batch"], C, s["height"], s["width"]), get(d, "data.distribution", op="batch_norm"),
                       d.get("std"))
     gamma = 1.0 + 0.25 * rng.standard_normal(C)
     beta = 0.1 * rng.standard_normal(C)

@@ -11,7 +11,7 @@ from fxsim.quantize import quantize
 from fxsim.runtime.inputs import load_array_file
 from fxsim.workflows.shapes import operand_shapes
 from fxsim.workflows.spec_base import LayerSpec, SpecError, SpecFileError
-from fxsim.workflows.spec_keys import default
+from fxsim.workflows.spec_keys import get
 
 __all__ = ["make_data", "random_codes"]
 
@@ -76,16 +76,16 @@ def make_data(spec: LayerSpec):
         A, B = _load_array(spec, "a"), _load_array(spec, "b")
         bias = _load_array(spec, "bias") if isinstance(d.get("bias"), str) else None
         return _check_file_shapes(spec, A, B, bias)
-    rng = np.random.default_rng(d.get("seed", default("data.seed")))
-    dist = d.get("distribution", default("data.distribution"))
+    rng = np.random.default_rng(get(d, "data.seed"))
+    dist = get(d, "data.distribution")
     std = d.get("std")
     A_shape, B_shape, n_bias = operand_shapes(spec)
     A = random_codes(rng, dp.a, A_shape, dist, std)
     B = random_codes(rng, dp.b, B_shape, dist, std)
     bias = None
-    if d.get("bias", default("data.bias")) is True and isinstance(dp.accumulator.fmt, Float):
+    if get(d, "data.bias") is True and isinstance(dp.accumulator.fmt, Float):
         bias = random_codes(rng, dp.accumulator.fmt, n_bias, "normal", 2.0 ** -8)
-    elif d.get("bias", default("data.bias")) is True:
+    elif get(d, "data.bias") is True:
         acc = dp.accumulator.fmt
         span = 1 << max(1, min(acc.bits - 4, 16))
         bias = np.ldexp(rng.integers(-span, span, size=n_bias).astype(np.float64), -acc.frac)

@@ -10,6 +10,7 @@ from fxsim.ops.conv import conv2d
 from fxsim.ops.gemm import gemm
 from fxsim.workflows.data import make_data
 from fxsim.workflows.spec_base import LayerSpec
+from fxsim.workflows.spec_keys import get
 
 __all__ = ["run_layer"]
 
@@ -26,8 +27,8 @@ def run_layer(spec: LayerSpec, datapath: Datapath | None = None, *, trace=None, 
     if spec.op == "gemm":
         return gemm(A, B, dp, bias=bias, trace=trace), (A, B, bias)
     s = spec.shape
-    return conv2d(A, B, dp, stride=s.get("stride", 1), padding=s.get("padding", 0), dilation=s.get("dilation", 1),
-                  groups=s.get("groups", 1), bias=bias, trace=trace), (A, B, bias)
+    return conv2d(A, B, dp, stride=get(s, "shape.stride"), padding=get(s, "shape.padding"),
+                  dilation=get(s, "shape.dilation"), groups=get(s, "shape.groups"), bias=bias, trace=trace), (A, B, bias)
 
 
 def _run_backward(spec, dp, A, B, trace):
@@ -39,7 +40,7 @@ def _run_backward(spec, dp, A, B, trace):
     if trace:
         raise InvalidArgument("per-cycle traces are recorded for gemm layers, not for conv2d backward passes")
     s = spec.shape
-    kw = dict(stride=s.get("stride", 1), padding=s.get("padding", 0), dx_datapath=dp, dw_datapath=dp)
+    kw = dict(stride=get(s, "shape.stride"), padding=get(s, "shape.padding"), dx_datapath=dp, dw_datapath=dp)
     if spec.pass_ == "backward_input":               # A = dY (N, O, OH, OW), B = W (O, C, k, k)
         x_shape = (A.shape[0], B.shape[1], s["height"], s["width"])
         kw["dw_datapath"] = dp.replace(b=dp.a, product=None)   # the unused dW GEMM of zeros: any lossless one

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from fxsim.workflows.spec_base import LayerSpec, SpecError
+from fxsim.workflows.spec_keys import get
 
 __all__ = ["operand_shapes", "second_operand_matrix", "layer_bytes", "check_layer_size"]
 
@@ -18,7 +19,7 @@ def operand_shapes(spec: LayerSpec):
         M, K, N = s["M"], s["K"], s["N"]
         return {"forward": ((M, K), (K, N)), "backward_input": ((M, N), (K, N)),
                 "backward_weight": ((M, K), (M, N))}[spec.pass_] + (N,)
-    k, g = s["kernel"], s.get("groups", 1)
+    k, g = s["kernel"], get(s, "shape.groups")
     n, c, h, w, o = s["batch"], s["in_channels"], s["height"], s["width"], s["out_channels"]
     x, wt, dy = (n, c, h, w), (o, c // g, k, k), (n, o, _conv_out(s, "height"), _conv_out(s, "width"))
     return {"forward": (x, wt), "backward_input": (dy, wt), "backward_weight": (x, dy)}[spec.pass_] + (o,)
@@ -39,7 +40,8 @@ def second_operand_matrix(spec: LayerSpec, A, B) -> np.ndarray:
 
 
 def _conv_out(s, side):
-    return (s[side] + 2 * s.get("padding", 0) - s.get("dilation", 1) * (s["kernel"] - 1) - 1) // s.get("stride", 1) + 1
+    pad, dil, stride = get(s, "shape.padding"), get(s, "shape.dilation"), get(s, "shape.stride")
+    return (s[side] + 2 * pad - dil * (s["kernel"] - 1) - 1) // stride + 1
 
 
 def _prod(shape):
@@ -76,7 +78,7 @@ def layer_bytes(spec) -> dict:
     else:
         n, c, o, k = s["batch"], s["in_channels"], s["out_channels"], s["kernel"]
         oh, ow = _conv_out(s, "height"), _conv_out(s, "width")
-        g = s.get("groups", 1)
+        g = get(s, "shape.groups")
         outputs = {"forward": n * o * oh * ow, "backward_input": n * c * s["height"] * s["width"],
                    "backward_weight": o * (c // g) * k * k}[spec.pass_]
         out["patch matrix"] = 8 * n * oh * ow * (c // g) * k * k if spec.pass_ == "forward" else \

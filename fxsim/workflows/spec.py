@@ -30,7 +30,7 @@ from fxsim.workflows.data import make_data
 from fxsim.workflows.run import run_layer
 from fxsim.workflows.shapes import check_layer_size, layer_bytes, operand_shapes, second_operand_matrix
 from fxsim.workflows.spec_base import LayerSpec, SpecError, SpecFileError, SpecText
-from fxsim.workflows.spec_keys import default
+from fxsim.workflows.spec_keys import default, get
 
 __all__ = ["SpecError", "SpecFileError", "LayerSpec",
            "load_spec", "parse_spec", "spec_from_dict", "build_datapath", "make_data",
@@ -92,7 +92,7 @@ def _check_applies(table_name, table, ctx):
     """Keys of ``table`` that apply only with another key's value (``lanes`` with ``kind = "chunked"``)."""
     for k in spec_keys.keys_of(table_name):
         if k.only and k.name in table:
-            other = table.get(k.only[0], default(f"{table_name}.{k.only[0]}"))
+            other = get(table, f"{table_name}.{k.only[0]}")
             if other != k.only[1]:
                 ctx.fail(k.path, table[k.name], f"nothing: {k.name} applies to {k.only[0]} = \"{k.only[1]}\" "
                          f"only, and this order is {k.only[0]} = {other!r}")
@@ -119,11 +119,11 @@ def spec_from_dict(raw: dict, *, ctx=None) -> LayerSpec:
     _check_keys(raw, ctx)
     layer = raw.get("layer", {})
     _check_values("layer", layer, ctx)
-    op = layer.get("op", default("layer.op"))
-    pass_ = layer.get("pass", default("layer.pass"))
+    op = get(layer, "layer.op")
+    pass_ = get(layer, "layer.pass")
     if pass_ != "forward" and op == "conv2d":
         for k in ("dilation", "groups"):
-            if raw.get("shape", {}).get(k, 1) != 1:
+            if get(raw.get("shape", {}), f"shape.{k}") != 1:
                 ctx.fail(f"shape.{k}", raw["shape"][k], f"1 (backward convolutions have {k} 1)")
     if pass_ != "forward" and raw.get("data", {}).get("bias"):
         ctx.fail("data.bias", raw["data"]["bias"], "no bias in a backward pass (gradients have none)")
@@ -170,12 +170,12 @@ def _check_data_sources(data, ctx):
 
 def _check_conv_shape(shape, ctx):
     """Groups divide the channels; the (dilated) kernel fits the padded input."""
-    g = shape.get("groups", default("shape.groups"))
+    g = get(shape, "shape.groups")
     for k in ("in_channels", "out_channels"):
         if k in shape and shape[k] % g:
             ctx.fail("shape.groups", g, f"a divisor of shape.{k} = {shape[k]}")
     k = shape.get("kernel")
-    pad, dil = shape.get("padding", default("shape.padding")), shape.get("dilation", default("shape.dilation"))
+    pad, dil = get(shape, "shape.padding"), get(shape, "shape.dilation")
     for side in ("height", "width"):
         if k is not None and side in shape and shape[side] + 2 * pad < dil * (k - 1) + 1:
             ctx.fail("shape.kernel", k, f"a kernel that fits the padded input: {side} {shape[side]} + 2 x padding "
@@ -209,9 +209,6 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
                               ("datapath.order", ord_t), ("output.requant", rq_t)):
         if table is not None:
             _check_values(table_name, table, ctx)
-
-    def get(table, path):
-        return table.get(path.rpartition(".")[2], default(path))
 
     acc_fmt = attempt("datapath.accumulator.format", lambda: parse_format(
         get(acc_t, "datapath.accumulator.format"), argument="format"))

@@ -17,7 +17,7 @@ from fxsim.modes import Overflow, Rounding
 from fxsim.ops.norm import BatchNormConfig
 from fxsim.validate import check_bool, check_choice, check_int, check_real
 
-__all__ = ["Key", "KEYS", "TABLES", "REQUIRED", "keys_of", "key", "default", "subtables", "choice_words"]
+__all__ = ["Key", "KEYS", "TABLES", "REQUIRED", "keys_of", "key", "default", "get", "subtables", "choice_words"]
 
 REQUIRED = object()          # a default that does not exist: the key must be given (see the key's doc)
 
@@ -40,6 +40,7 @@ class Key:
     report: str = "expected"
     only: tuple | None = None
     default_doc: str | None = None
+    op_defaults: tuple = ()          # (op, value): another default for that [layer] op
 
     @property
     def path(self) -> str:
@@ -115,8 +116,8 @@ def _layer_and_data():
     keys += [
         Key("data", "seed", "integer", 0, "an integer >= 0", "random generator seed (NumPy PCG64)", _int(lo=0)),
         Key("data", "distribution", "string", "uniform", dist_words,
-            "`uniform` over every code, or `normal` (clipped to the range); batch_norm inputs default to normal",
-            dist_check, default_doc='`"uniform"` (batch_norm: `"normal"`)'),
+            "`uniform` over every code, or `normal` (clipped to the range)", dist_check,
+            op_defaults=(("batch_norm", "normal"),)),
         Key("data", "std", "number", None, "a finite number > 0",
             "normal: Fixed operands in codes, Float operands as a fraction of the format's max",
             lambda v: check_real("std", v, lo=0, lo_open=True), default_doc="Fixed: range/6; Float: 1/4"),
@@ -246,7 +247,7 @@ def key(path: str) -> Key:
     return _BY_PATH[path]
 
 
-def default(path: str):
+def default(path: str, op: str | None = None):
     """The value parsing uses where ``path`` is not given (None: decided by the object built from it):
 
     >>> default("datapath.accumulator.format")
@@ -254,8 +255,18 @@ def default(path: str):
     >>> default("datapath.accumulator.overflow") is None      # the register's own: wrap, or ieee for a Float
     True
     """
-    d = _BY_PATH[path].default
+    k = _BY_PATH[path]
+    d = dict(k.op_defaults).get(op, k.default)
     return None if d is REQUIRED else d
+
+
+def get(table: dict, path: str, op: str | None = None):
+    """``table``'s value of the key ``path`` (``table`` is the dict of ``path``'s table), or its default:
+
+    >>> get({"stride": 2}, "shape.stride"), get({}, "shape.stride"), get({}, "data.distribution", op="batch_norm")
+    (2, 1, 'normal')
+    """
+    return table.get(path.rpartition(".")[2], default(path, op))
 
 
 def subtables(table: str) -> tuple:
