@@ -66,6 +66,7 @@ def _runner():
     return mod
 
 
+@pytest.mark.slow     # builds and simulates the RTL under cocotb: 25 s (Icarus) to 40 s (Verilator)
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
 def test_the_cocotb_example_passes_on_the_reference_rtl(golden, tmp_path, monkeypatch, simulator):
     if simulator == "icarus":

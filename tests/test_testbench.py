@@ -233,7 +233,7 @@ def golden(tmp_path_factory):
     return dirs, expected
 
 
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])  # a Verilator build: ~50 s
 def test_reference_rtl_matches_every_golden_word(golden, tmp_path, simulator):
     (require_icarus if simulator == "icarus" else require_verilator)()
     dirs, expected = golden
