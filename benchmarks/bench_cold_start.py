@@ -68,7 +68,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cases = [(name, [sys.executable, "-c", code]) for name, code in CASES]
     if args.examples:
-        for spec in sorted(glob.glob(os.path.join(ROOT, "examples", "*.toml"))):
+        for spec in sorted(glob.glob(os.path.join(ROOT, "fxsim", "examples", "*.toml"))):
             cases.append((f"fxsim run {os.path.basename(spec)}",
                           [sys.executable, "-m", "fxsim.cli.main", "run", spec]))
     print("Wall-clock seconds of a fresh process: empty Numba cache (cold), then the filled cache (warm).")

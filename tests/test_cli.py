@@ -97,7 +97,7 @@ def test_sweep_writes_csv_json_png_and_prints_the_narrowest_width(spec, tmp_path
 
 def test_batch_norm_run(tmp_path, capsys):
     import glob
-    path = glob.glob(os.path.join(os.path.dirname(__file__), os.pardir, "examples", "batch_norm_training.toml"))[0]
+    path = glob.glob(os.path.join(os.path.dirname(__file__), os.pardir, "fxsim", "examples", "batch_norm_training.toml"))[0]
     assert main(["run", path]) == EXIT_OK
     assert "y_sqnr_db_vs_float64" in capsys.readouterr().out
     assert main(["export", path, "--out", str(tmp_path / "x")]) == EXIT_INPUT

@@ -125,7 +125,7 @@ def test_run_summary_has_no_python_reprs_and_no_long_floats(tmp_path, capsys, te
 
 def test_batch_norm_summary_has_no_dataclass_repr(capsys):
     import os
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "batch_norm_training.toml")
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "fxsim", "examples", "batch_norm_training.toml")
     assert main(["run", path]) == EXIT_OK
     out = capsys.readouterr().out
     assert "BatchNormConfig(" not in out and not _long_floats(out)
@@ -189,6 +189,7 @@ def test_failed_sweep_rows_carry_the_reason_in_full(spec, tmp_path, capsys):
     assert f"sequential, wrap, 8: {reason}" in out
 
 
+@pytest.mark.slow     # two float sweeps of many formats (about 30 s)
 def test_float_accumulator_sweep_by_formats_and_by_mantissa_width(tmp_path, capsys):
     """FP8 operands, Float accumulators e5m10, e6m9 and e5m7..e5m9; each row against an independent
     computation: every addition rounded to the format in Python Fractions."""

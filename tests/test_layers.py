@@ -45,8 +45,9 @@ def _imports(path):
                 yield node.lineno, 0, a.name, []
 
 
-# fxsim/data holds the shipped data and the scripts that made it (run as scripts, not imported)
-FXSIM = [(p, m) for p, m in _modules("fxsim") if m not in ("fxsim", "fxsim.__main__") and not m.startswith("fxsim.data.")]
+# fxsim/data holds the shipped data and the scripts that made it, fxsim/examples the examples `fxsim examples`
+# writes out (run as scripts, not imported)
+FXSIM = [(p, m) for p, m in _modules("fxsim") if m not in ("fxsim", "fxsim.__main__") and not m.startswith(("fxsim.data.", "fxsim.examples."))]
 
 
 @pytest.mark.parametrize("path,module", FXSIM, ids=[m for _, m in FXSIM])

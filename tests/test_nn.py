@@ -95,6 +95,7 @@ def test_sgd_momentum_by_hand_and_master_weights_rounded_to_their_format():
     assert lin.b[0] == -0.5 - 0.75
 
 
+@pytest.mark.slow     # trains a small network (about 11 s)
 def test_low_precision_training_learns_and_reports_statistics():
     from fxsim.training.demo import load_data, train
     data = load_data()

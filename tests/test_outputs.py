@@ -247,6 +247,7 @@ def test_concurrent_exports_into_one_directory_one_succeeds(tmp_path, monkeypatc
     assert sorted(os.listdir(tmp_path)) == ["g"]
 
 
+@pytest.mark.slow     # starts several fxsim processes at once (about 14 s)
 def test_concurrent_export_processes(tmp_path, spec_file):
     """Separate fxsim processes started together into one --out: one exit 0, the others exit 2."""
     out = tmp_path / "g"

@@ -130,7 +130,7 @@ def test_float_spec_draws_operands_on_the_format_grids():
     assert len(np.unique(A)) > 10
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "examples", "*.toml")))
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "fxsim", "examples", "*.toml")))
                          + [os.path.join(ROOT, "fxsim", "data", "digits_fc.toml")])
 def test_every_shipped_spec_runs(path):
     spec = load_spec(path)

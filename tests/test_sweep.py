@@ -48,6 +48,7 @@ def test_sweep_rejects_what_it_cannot_sweep():
         sweep_configs([70])
 
 
+@pytest.mark.slow     # starts worker processes and a local Dask cluster (about 30 s)
 def test_sweep_in_processes_and_on_a_local_dask_cluster_equals_serial():
     from distributed import LocalCluster
     spec = parse_spec(INT8_GEMM)
@@ -62,6 +63,7 @@ def test_sweep_in_processes_and_on_a_local_dask_cluster_equals_serial():
     assert len({r["share_differing"] for r in serial["rows"]}) > 1    # the widths really differ
 
 
+@pytest.mark.slow     # the whole demo, training included (about 50 s)
 def test_demo_writes_every_artifact(tmp_path):
     from fxsim.workflows.demo import run_demo
     report = run_demo(tmp_path / "demo", quick=True)

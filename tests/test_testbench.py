@@ -233,7 +233,7 @@ def golden(tmp_path_factory):
     return dirs, expected
 
 
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+@pytest.mark.parametrize("simulator", ["icarus", pytest.param("verilator", marks=pytest.mark.slow)])  # a Verilator build: ~50 s
 def test_reference_rtl_matches_every_golden_word(golden, tmp_path, simulator):
     (require_icarus if simulator == "icarus" else require_verilator)()
     dirs, expected = golden
@@ -376,7 +376,7 @@ def test_examples_rtl_run_sh_uses_the_manifest(tmp_path):
     require_icarus()
     g = tmp_path / "g"
     export_layer(parse_spec(CASES[0][1]), g, traces=[(1, 1)])
-    here = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "rtl", "run.sh")
+    here = os.path.join(os.path.dirname(__file__), os.pardir, "fxsim", "examples", "rtl", "run.sh")
     env = dict(os.environ, FXSIM=f"{sys.executable} -m fxsim.cli.main")
     proc = subprocess.run(["bash", here, str(g)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0 and "mismatches=0" in proc.stdout, proc.stdout + proc.stderr

@@ -1,4 +1,4 @@
-"""The ``fxsim`` command: formats, run, sweep, export, verify, testbench, demo, model.
+"""The ``fxsim`` command: formats, run, sweep, export, verify, testbench, demo, examples, model.
 
 Exit codes: 0 success; 1 a verification found mismatches or checksum failures; 2 bad input (spec,
 arguments, missing or unreadable files, an output that exists without --force or that --force may not
@@ -161,6 +161,11 @@ def build_parser():
     d.add_argument("--out", default="fxsim-demo", metavar="DIR", help="output directory (default fxsim-demo)")
     d.add_argument("--force", action="store_true", help="replace a previous demo output in --out")
     d.add_argument("--quick", action="store_true", help="a shorter sweep, no training run")
+    x = sub.add_parser("examples", help="write the shipped example specs and scripts into a directory",
+                       description="Write the examples shipped with fxsim (layer specs, the RTL check script, the "
+                       "cocotb test) into a new directory.")
+    x.add_argument("dir", metavar="DIR", help="output directory (must not exist unless --force)")
+    x.add_argument("--force", action="store_true", help="replace a previous fxsim examples output in DIR")
     from fxsim.cli.model import add_parser as add_model_parser
     add_model_parser(sub, _bits_range)
     return p
@@ -194,12 +199,14 @@ def cmd_formats(args):
 
 
 def cmd_run(args):
-    from fxsim.workflows.spec import load_spec, make_data, run_layer
+    from fxsim.workflows.data import make_data
+    from fxsim.workflows.run import run_layer
+    from fxsim.workflows.spec import load_spec
     from fxsim.workflows.sweep import json_safe, layer_name
     spec = load_spec(args.spec)
     if spec.op == "batch_norm":
         import dataclasses
-        from fxsim.workflows.spec import run_batch_norm
+        from fxsim.workflows.batch_norm import run_batch_norm
         summary = run_batch_norm(spec)
         config = {f.name: getattr(spec.batch_norm, f.name) for f in dataclasses.fields(spec.batch_norm)}
         if args.json:
@@ -308,6 +315,16 @@ def cmd_demo(args):
     return EXIT_OK
 
 
+def cmd_examples(args):
+    from fxsim.workflows.examples import write_examples
+    files = write_examples(args.dir, force=args.force)
+    print(f"wrote {len(files)} example files to {args.dir}:")
+    for f in files:
+        print(f"  {f}")
+    print(f"Try: fxsim run {os.path.join(args.dir, 'int8_gemm_saturating.toml')}")
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
@@ -318,7 +335,7 @@ def main(argv=None) -> int:
     from fxsim.cli.model import cmd_model
     from fxsim.cli.testbench import cmd_testbench
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
-                "verify": cmd_verify, "demo": cmd_demo, "model": cmd_model, "testbench": cmd_testbench}
+                "verify": cmd_verify, "demo": cmd_demo, "examples": cmd_examples, "model": cmd_model, "testbench": cmd_testbench}
     from fxsim.runtime.interrupts import immediate_interrupts
     try:
         with immediate_interrupts():    # Ctrl-C stops at once, even inside a kernel: exit 130, one line

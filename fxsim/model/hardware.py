@@ -149,7 +149,7 @@ def _from_dict(raw, ctx):
 
 def load_hardware(path) -> Hardware:
     """A hardware description from a TOML file; errors name the key, value, what is allowed and the line."""
-    from fxsim.workflows.spec import _Ctx
+    from fxsim.workflows.spec_base import SpecText as _Ctx
     path = os.fspath(path)
     try:
         with open(path, "rb") as fh:

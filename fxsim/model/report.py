@@ -289,7 +289,8 @@ def export_model(model, feeds, out_dir, *, layers="*", file_format="hex", force=
     from fxsim._version import __version__
     from fxsim.rtl.export import _EXT, export_options, golden_contents, manifest_bytes, write_contents
     from fxsim.runtime.outputs import output_dir
-    from fxsim.workflows.spec import run_layer, spec_from_dict
+    from fxsim.workflows.run import run_layer
+    from fxsim.workflows.spec import spec_from_dict
     out = model.run(feeds, record=True)
     chosen = [r for n, r in out.records.items() if r.result is not None and fnmatch.fnmatchcase(n, layers)]
     for r in chosen:

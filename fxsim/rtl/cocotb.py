@@ -12,7 +12,7 @@
 
 Nothing here imports cocotb: the module only reads files (numpy and the standard library), so the same
 stimuli and expectations serve any Python testbench. ``rtl_parameters(dir)`` gives the parameters of the
-reference RTL's ``fxsim_core`` for the directory; ``examples/cocotb/test_fxsim_core.py`` is a complete test.
+reference RTL's ``fxsim_core`` for the directory; ``cocotb/test_fxsim_core.py`` of ``fxsim examples DIR`` is a complete test.
 Values are signed Python ints (two's complement codes of signed formats, plain codes of unsigned ones).
 """
 from __future__ import annotations

@@ -188,7 +188,7 @@ def golden_contents(spec, *, file_format="hex", traces=(), data=None, layouts=No
     options (layouts, word_bits, pack, constants) are those of :func:`export_layer`."""
     from fxsim._version import __version__
     from fxsim.rtl import layout as _layout
-    from fxsim.workflows.spec import run_layer
+    from fxsim.workflows.run import run_layer
     from fxsim.rtl.testbench import requant_constants, sv_package, trace_order_text
     opts = export_options(spec, file_format, traces, layouts=layouts, word_bits=word_bits, pack=pack,
                           constants=constants)

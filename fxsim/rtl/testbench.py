@@ -227,7 +227,7 @@ def load_manifest(golden_dir):
 
 
 def _check_entries(manifest, spec, directory):
-    from fxsim.workflows.spec import operand_shapes
+    from fxsim.workflows.shapes import operand_shapes
     files = manifest["files"]
     for k in ("a", "b", "acc"):
         if k not in files:

@@ -1,6 +1,6 @@
 """Output directories that lose nothing: written atomically, never replacing what fxsim did not write.
 
-Every command that writes a directory (``export``, ``sweep --out``, ``demo``) goes through
+Every command that writes a directory (``export``, ``sweep --out``, ``demo``, ``examples``) goes through
 :func:`output_dir`::
 
     with output_dir("golden", "golden-vectors", force=False) as tmp:
@@ -50,7 +50,8 @@ from fxsim.errors import BadFile, OutputExists
 __all__ = ["KINDS", "OutputNotWritable", "output_dir", "check_output_location", "rename_noreplace",
            "read_manifest"]
 
-KINDS = ("golden-vectors", "model-golden-vectors", "sweep", "demo", "testbench", "model-run", "model-sweep")
+KINDS = ("golden-vectors", "model-golden-vectors", "sweep", "demo", "testbench", "model-run", "model-sweep",
+         "examples")
 MANIFEST = "manifest.json"
 _MARKER = ".fxsim-temporary"
 _MAX_MANIFEST_BYTES = 64 << 20

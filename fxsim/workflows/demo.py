@@ -14,7 +14,9 @@ def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
     from fxsim.workflows.metrics import show, summarize
     from fxsim.rtl.export import export_layer
     from fxsim.runtime.outputs import output_dir
-    from fxsim.workflows.spec import load_spec, make_data, run_layer
+    from fxsim.workflows.data import make_data
+    from fxsim.workflows.run import run_layer
+    from fxsim.workflows.spec import load_spec
     from fxsim.workflows.sweep import format_table, json_safe, run_sweep, sweep_configs, write_sweep
     t0 = time.time()
     spec = load_spec(DEMO_SPEC)

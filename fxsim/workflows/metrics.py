@@ -71,7 +71,7 @@ def _exact_output(spec, data):
     from fxsim.datapath import Accumulator
     from fxsim.errors import InvalidArgument
     from fxsim.formats import Fixed
-    from fxsim.workflows.spec import run_layer
+    from fxsim.workflows.run import run_layer
     dp = spec.datapath
     acc = dp.accumulator.fmt
     wide = dp.replace(accumulator=Accumulator(Fixed(62, acc.frac, True), overflow="wrap",

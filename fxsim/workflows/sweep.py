@@ -131,7 +131,7 @@ def exact_reference(spec, config, data):
     (output values, output codes, accumulator values). Fixed sweeps: a 62-bit accumulator at the spec's
     binary point (no partial sum of these layers comes near it). Float sweeps: a Kulisch accumulator (a
     fixed-point register as wide as every float product and the bias need), i.e. the exact sums."""
-    from fxsim.workflows.spec import run_layer
+    from fxsim.workflows.run import run_layer
     base = spec.datapath
     if _is_float(config):
         from fxsim.errors import InvalidArgument
@@ -162,7 +162,7 @@ def kulisch_exact(spec, data, order=None):
     if spec.op == "gemm" or spec.pass_ == "forward":
         return _exact_lowered(spec, A, B, bias)
     from fxsim.formats import Float
-    from fxsim.workflows.spec import run_layer
+    from fxsim.workflows.run import run_layer
     base = spec.datapath
     frac = 0
     for f in (base.a, base.b):
@@ -194,7 +194,7 @@ def _exact_lowered(spec, A, B, bias):
         if spec.pass_ == "backward_weight":           # dW (K, N) = X^T . dY
             return exact_gemm(np.ascontiguousarray(A.T), B, None, za, zb)
         return exact_gemm(A, B, bias if (bias is not None and dp.bias_preload) else None, za, zb)
-    from fxsim.ops.conv import _flatten_weights, unfold
+    from fxsim.ops.lowering import flatten_weights, unfold
     s = spec.shape
     groups = s.get("groups", 1)
     N, C = A.shape[:2]
@@ -203,9 +203,9 @@ def _exact_lowered(spec, A, B, bias):
     parts = []
     for g in range(groups):
         patches, OH, OW = unfold(A[:, g * Cg:(g + 1) * Cg], B.shape[2:], stride=s.get("stride", 1),
-                                 padding=s.get("padding", 0), dilation=s.get("dilation", 1), pad_code=za,
+                                 padding=s.get("padding", 0), dilation=s.get("dilation", 1), pad_value=za,
                                  reduction_order="ckk")
-        wg = _flatten_weights(B[g * Og:(g + 1) * Og], "ckk")
+        wg = flatten_weights(B[g * Og:(g + 1) * Og], "ckk")
         bg = None if (bias is None or not dp.bias_preload) else np.asarray(bias, dtype=np.float64)[g * Og:(g + 1) * Og]
         parts.append(exact_gemm(patches, wg, bg, za, zb))
     arr = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
@@ -239,7 +239,8 @@ def _metrics(spec_raw, spec_path, config, data, reference, threads=None):
     if threads:
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    from fxsim.workflows.spec import run_layer, spec_from_dict
+    from fxsim.workflows.run import run_layer
+    from fxsim.workflows.spec import spec_from_dict
     if data is None:
         data, reference = _WORKER["data"], _WORKER["refs"][reference]
     spec = spec_from_dict(spec_raw)
@@ -329,7 +330,7 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
     ignore Ctrl-C (this process handles it and stops them) and die with this process. ``scheduler``: the
     address of a Dask distributed scheduler, which then runs the configurations instead; it must answer
     as one within ``connect_timeout`` seconds (checked before any work, see :func:`probe_scheduler`)."""
-    from fxsim.workflows.spec import make_data
+    from fxsim.workflows.data import make_data
     from fxsim.validate import check_choice
     check_choice("engine", engine, ("auto", "one-pass", "per-width"))
     if spec.op not in ("gemm", "conv2d"):
@@ -523,7 +524,7 @@ def layer_bounds(spec, data):
     weights over the whole input range) and the l1-norm bound; None where an operand is not Fixed."""
     dp = spec.datapath
     A, B, bias = data
-    from fxsim.workflows.spec import second_operand_matrix
+    from fxsim.workflows.shapes import second_operand_matrix
     Bm = second_operand_matrix(spec, A, B)
     K = Bm.shape[0]
     if not (isinstance(dp.a, Fixed) and isinstance(dp.b, Fixed)):

@@ -226,15 +226,16 @@ def _conv_runner(spec, data):
     """For a conv2d layer (one group): a function running datapaths through the one pass on the layer's
     patch matrix, returning results laid out as conv2d returns them (NCHW views of the GEMM's rows), and
     the lowered GEMM's output shape."""
-    from fxsim.ops.conv import _flatten_weights, _slice_channels, unfold
+    from fxsim.ops.conv import _slice_channels
+    from fxsim.ops.lowering import flatten_weights, unfold
     x, w, bias = data
     s = spec.shape
     dp0 = spec.datapath
     xc, _, _ = operand_codes_range(x, dp0.a, "x")
     wc, _, _ = operand_codes_range(w, dp0.b, "w")
     patches, OH, OW = unfold(xc, w.shape[2:], stride=s.get("stride", 1), padding=s.get("padding", 0),
-                             dilation=s.get("dilation", 1), pad_code=dp0.a_zero_point, reduction_order="ckk")
-    wg = _flatten_weights(wc, "ckk")
+                             dilation=s.get("dilation", 1), pad_value=dp0.a_zero_point, reduction_order="ckk")
+    wg = flatten_weights(wc, "ckk")
     Nb, O = xc.shape[0], wc.shape[0]
 
     def nchw(r):

@@ -1,6 +1,6 @@
 """Build fxsim_core for a golden directory and run test_fxsim_core.py with cocotb's runner.
 
-    python examples/cocotb/run.py GOLDEN_DIR [icarus|verilator]
+    python examples/cocotb/run.py GOLDEN_DIR [icarus|verilator]     (`fxsim examples examples` writes it out)
 
 Exit status 0 when every word matched. (Verilator: cocotb 2 needs 5.036 or later.)
 """
