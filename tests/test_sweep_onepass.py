@@ -214,3 +214,19 @@ def test_conv_sweeps_take_one_pass_with_the_per_width_rows():
     grouped = parse_spec(_INT_CONV.format(g=1, s=1).replace("in_channels = 3", "in_channels = 4").replace(
         "out_channels = 5", "out_channels = 6").replace("groups = 1", "groups = 2"))
     assert run_sweep(grouped, sweep_configs([12, 16]), progress=False)["engine"] == "per-width"
+
+
+def test_per_channel_requant_sweeps_take_one_pass():
+    spec = parse_spec(INT8_GEMM.replace("multiplier = 3", "multiplier = [3, 5, 7, 2]"))
+    configs = sweep_configs(range(10, 18, 2), ("saturate", "wrap"), ("sequential", "chunked"), lanes=3)
+    fast = run_sweep(spec, configs, progress=False)
+    slow = run_sweep(spec, configs, workers=1, progress=False, engine="per-width")
+    assert fast["engine"] == "one-pass" and _key(fast) == _key(slow)
+
+
+def test_per_channel_requant_conv_sweeps_take_one_pass():
+    spec = parse_spec(_INT_CONV.format(g=1, s=1).replace("multiplier = 5", "multiplier = [5, 3, 9, 4, 6]"))
+    configs = sweep_configs(range(10, 18, 3), ("saturate", "wrap"), ("sequential", "tree"))
+    fast = run_sweep(spec, configs, progress=False)
+    slow = run_sweep(spec, configs, workers=1, progress=False, engine="per-width")
+    assert fast["engine"] == "one-pass" and _key(fast) == _key(slow)

@@ -420,8 +420,11 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
 
 
 def _metrics_real(spec_raw, spec_path, config, data, reference):
-    """_metrics on a cluster worker: the operands arrive in :func:`_compact`'s form."""
-    return _metrics(spec_raw, spec_path, config, _real(data), reference)
+    """_metrics on a cluster worker: the operands arrive in :func:`_compact`'s form, once per worker;
+    their float64 form is made once per worker too (kept with the object it was made from)."""
+    if _WORKER.get("cluster_src") is not data:
+        _WORKER["cluster_src"], _WORKER["cluster_data"] = data, _real(data)
+    return _metrics(spec_raw, spec_path, config, _WORKER["cluster_data"], reference)
 
 
 def layer_name(spec) -> str:

@@ -7,6 +7,8 @@ it (fxsim.workflows.sweep.run_sweep calls it when the layer and the configuratio
 """
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 
 from fxsim._kernels import int_gemm as K
@@ -30,17 +32,25 @@ _BLOCK_BYTES = 64 << 20        # lane registers of a chunked tree combine kept p
 
 
 def _same_but_accumulator(dp: Datapath, base: Datapath) -> bool:
-    """dp equals base except for the accumulator's width, overflow mode and the order."""
+    """dp equals base except for the accumulator's width, overflow mode and the order (fields that hold
+    arrays, a per-channel requant, compare by identity or by value)."""
     a, b = dp.accumulator, base.accumulator
     if not (isinstance(a.fmt, Fixed) and isinstance(b.fmt, Fixed)):
         return False
     if (a.fmt.frac, a.fmt.signed, a.rounding) != (b.fmt.frac, b.fmt.signed, b.rounding):
         return False
-    try:
-        return bool(dp.replace(accumulator=a, order=dp.order) ==
-                    base.replace(accumulator=a, order=dp.order))
-    except (ValueError, TypeError):     # fields holding arrays (per-channel requant) do not compare
-        return dp.replace(accumulator=a, order=dp.order) is base
+    for f in fields(Datapath):
+        if f.name in ("accumulator", "order"):
+            continue
+        x, y = getattr(dp, f.name), getattr(base, f.name)
+        if x is y:
+            continue
+        try:
+            if not bool(x == y):
+                return False
+        except (ValueError, TypeError):   # arrays inside (per-channel requant) that are not the same object
+            return False
+    return True
 
 
 def gemm_widths(A, B, datapaths, *, bias=None) -> list:
@@ -253,5 +263,11 @@ def _conv_runner(spec, data):
                           traces={})
 
     def run(dps):
-        return [nchw(r) for r in _gemm_widths(patches, wg, [_slice_channels(dp, 0, O, O) for dp in dps], bias)]
+        stages = {}         # one sliced output stage per stage object: datapaths that shared it still do
+
+        def sliced(dp):
+            if id(dp.output) not in stages:
+                stages[id(dp.output)] = _slice_channels(dp, 0, O, O).output
+            return dp.replace(output=stages[id(dp.output)])
+        return [nchw(r) for r in _gemm_widths(patches, wg, [sliced(dp) for dp in dps], bias)]
     return run, patches.shape[0], O
