@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 from .modes import Overflow, Rounding  # noqa: F401
 from .formats import Fixed, Float, Int, parse_format  # noqa: F401
 from .quantize import quantize, quantize_to_codes  # noqa: F401
-from .datapath import Accumulator, Datapath, Order, OutputStage, Requant  # noqa: F401
+from .datapath import (Accumulator, Datapath, FloatAccumulator, FloatProduct, IntAccumulator,  # noqa: F401
+                       IntProduct, Order, OutputStage, Product, Requant)
 from .result import GemmResult  # noqa: F401
 from .ops.gemm import gemm  # noqa: F401
 from .ops.conv import conv2d  # noqa: F401
@@ -26,7 +27,7 @@ from .mx import (BlockArray, BlockFormat, MXFP4, MXFP6_E2M3, MXFP6_E3M2, MXFP8_E
                  MXINT8, NVFP4, bfp, block_quantize, mx_gemm)
 
 __all__ = ["Overflow", "Rounding", "Fixed", "Float", "Int", "parse_format", "quantize", "quantize_to_codes",
-           "Accumulator", "Datapath", "Order", "OutputStage", "Requant", "GemmResult", "gemm", "conv2d",
+           "Accumulator", "IntAccumulator", "FloatAccumulator", "Product", "IntProduct", "FloatProduct", "Datapath", "Order", "OutputStage", "Requant", "GemmResult", "gemm", "conv2d",
            "float_gemm", "BlockArray", "BlockFormat", "MXFP4", "MXFP6_E2M3", "MXFP6_E3M2", "MXFP8_E4M3",
            "MXFP8_E5M2", "MXINT8", "NVFP4", "bfp", "block_quantize", "mx_gemm", "data_bits", "l1_bits",
            "symmetric_bits", "worst_case_bits", "SpecError", "load_spec", "parse_spec", "run_layer", "run_sweep",
