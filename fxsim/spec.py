@@ -5,8 +5,9 @@
                                     stride, padding, dilation, groups
     [data]       seed, distribution = "uniform" | "normal", std (normal, in codes), or files:
                  a = "x.npy", b = "w.npy", bias = "b.npy" (paths relative to the spec), or npz = "f.npz"
-    [datapath]   a, b, a_zero_point, b_zero_point, product, product_rounding, product_overflow, bias_preload
-    [datapath.accumulator]  format, overflow, rounding
+    [datapath]   a, b, a_zero_point, b_zero_point, zero_point_bits, product, product_rounding,
+                 product_overflow, product_random_bits, product_seed, bias_preload, fused
+    [datapath.accumulator]  format, overflow, rounding, random_bits, seed, flush_subnormals
     [datapath.order]        kind, lanes, combine, level_bits
     [output]     format, overflow, activation, bias_bits
     [output.requant]        kind, multiplier, shift, scale, rounding, zero_point
@@ -44,7 +45,8 @@ _KEYS = {
               "padding", "dilation", "groups"},
     "data": {"seed", "distribution", "std", "bias", "a", "b", "npz"},
     "datapath": {"a", "b", "a_zero_point", "b_zero_point", "zero_point_bits", "product", "product_rounding",
-                 "product_overflow", "bias_preload", "fused", "accumulator", "order"},
+                 "product_overflow", "product_random_bits", "product_seed", "bias_preload", "fused", "accumulator",
+                 "order"},
     "datapath.accumulator": {"format", "overflow", "rounding", "random_bits", "seed", "flush_subnormals"},
     "datapath.order": {"kind", "lanes", "combine", "level_bits"},
     "output": {"format", "overflow", "activation", "bias_bits", "requant"},
@@ -345,6 +347,9 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
               ("datapath.accumulator", acc_t, "flush_subnormals", lambda v: check_bool("flush_subnormals", v)),
               ("datapath.accumulator", acc_t, "random_bits", lambda v: check_int("random_bits", v, lo=1, hi=62)),
               ("datapath.accumulator", acc_t, "seed", lambda v: check_int("seed", v, lo=0, hi=2 ** 63 - 1)),
+              ("datapath", dp_table, "product_random_bits",
+               lambda v: check_int("product_random_bits", v, lo=1, hi=62)),
+              ("datapath", dp_table, "product_seed", lambda v: check_int("product_seed", v, lo=0, hi=2 ** 63 - 1)),
               ("datapath.order", ord_t, "kind", lambda v: check_choice("kind", v, ("sequential", "tree", "chunked"))),
               ("datapath.order", ord_t, "lanes", lambda v: check_int("lanes", v, lo=2, hi=MAX_LANES)),
               ("datapath.order", ord_t, "combine", lambda v: check_choice("combine", v, ("sequential", "tree"))),
@@ -363,10 +368,10 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
             attempt(f"{prefix}.{key}", lambda: check(table[key]))
     acc_fmt = attempt("datapath.accumulator.format", lambda: parse_format(acc_t.get("format", "int32"),
                                                                           argument="format"))
-    acc = attempt("datapath.accumulator.format", lambda: Accumulator(   # absent modes: the register's defaults
-        acc_fmt, overflow=acc_t.get("overflow"), rounding=acc_t.get("rounding"),
-        random_bits=acc_t.get("random_bits"), seed=acc_t.get("seed"),
-        flush_subnormals=acc_t.get("flush_subnormals", False)))
+    # absent keys are not passed: the register type holds its defaults
+    acc = attempt("datapath.accumulator.format", lambda: Accumulator(
+        acc_fmt, **{k: acc_t[k] for k in ("overflow", "rounding", "random_bits", "seed", "flush_subnormals")
+                    if k in acc_t}))
     order = attempt("datapath.order.kind", lambda: Order(
         ord_t.get("kind", "sequential"), lanes=ord_t.get("lanes", 2 if ord_t.get("kind") == "chunked" else 1),
         combine=ord_t.get("combine", "sequential"), level_bits=ord_t.get("level_bits")))
@@ -374,7 +379,7 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
     if rq_t is not None:
         requant = attempt("output.requant.kind", lambda: Requant(
             rq_t.get("kind", "dyadic"), rq_t.get("multiplier", 1), rq_t.get("shift", 0), rq_t.get("scale"),
-            rq_t.get("rounding", "half_even"), rq_t.get("zero_point", 0)))
+            rq_t.get("rounding"), rq_t.get("zero_point", 0)))
     act = out_table.get("activation")
     if isinstance(act, list):
         act = tuple(act)
@@ -385,8 +390,9 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
         a=dp_table.get("a", "int8"), b=dp_table.get("b", "int8"), accumulator=acc, order=order, output=output,
         a_zero_point=dp_table.get("a_zero_point", 0), b_zero_point=dp_table.get("b_zero_point", 0),
         zero_point_bits=dp_table.get("zero_point_bits"), product=dp_table.get("product"),
-        product_rounding=dp_table.get("product_rounding"),
-        product_overflow=dp_table.get("product_overflow"), bias_preload=dp_table.get("bias_preload", True),
+        product_rounding=dp_table.get("product_rounding"), product_overflow=dp_table.get("product_overflow"),
+        product_random_bits=dp_table.get("product_random_bits"), product_seed=dp_table.get("product_seed"),
+        bias_preload=dp_table.get("bias_preload", True),
         fused=dp_table.get("fused", False)))
 
 
