@@ -700,7 +700,6 @@ class Datapath:
         zp = ""
         if self.a_zero_point or self.b_zero_point:
             zp = f" (zero points {self.a_zero_point}, {self.b_zero_point})"
-        prod = "exact product" if self.product is None else \
-            f"product {self.product} ({self.product_rounding.name.lower()}, {self.product_overflow.name.lower()})"
+        prod = "exact product" if self.product is None else str(self.product_register)
         return (f"Datapath: {self.a} x {self.b}{zp} -> {prod} -> {self.accumulator}, {self.order} "
                 f"-> {'bias preloaded' if self.bias_preload else 'bias in output stage'} -> {self.output}")

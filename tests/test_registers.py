@@ -253,6 +253,7 @@ def test_a_product_register_object_and_its_flat_spelling_are_the_same_datapath()
                  product_random_bits=6, product_seed=11)
     assert a == b and a.product == b.product and a.product_register == FloatProduct("fp16", None, "stochastic", 6, 11)
     assert a.random_seed == 11           # the product's seed drives the datapath's one generator
+    assert "product fp16 (stochastic, 6 random bits, ieee)" in str(a)
     # the accumulator's seed wins where it rounds stochastically too; the same seed twice is fine
     c = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp32", rounding="stochastic", seed=3),
                  product=FloatProduct("fp16", rounding="stochastic", seed=3))
