@@ -32,7 +32,8 @@ _mount_kernels()
 from fxsim.modes import Overflow, Rounding  # noqa: F401
 from fxsim.formats import Fixed, Float, Int, parse_format  # noqa: F401
 from fxsim.quantize import quantize, quantize_to_codes  # noqa: F401
-from fxsim.datapath import Accumulator, Datapath, Order, OutputStage, Requant  # noqa: F401
+from fxsim.datapath import (Accumulator, Datapath, FloatAccumulator, FloatProduct, IntAccumulator,  # noqa: F401
+                            IntProduct, Order, OutputStage, Product, Requant)
 from fxsim.result import GemmResult  # noqa: F401
 from fxsim.ops.gemm import gemm  # noqa: F401
 from fxsim.ops.conv import conv2d  # noqa: F401
@@ -47,7 +48,7 @@ from fxsim.engines.block import (BlockArray, BlockFormat, MXFP4, MXFP6_E2M3, MXF
                  MXINT8, NVFP4, bfp, block_quantize, mx_gemm)
 
 __all__ = ["Overflow", "Rounding", "Fixed", "Float", "Int", "parse_format", "quantize", "quantize_to_codes",
-           "Accumulator", "Datapath", "Order", "OutputStage", "Requant", "GemmResult", "gemm", "conv2d",
+           "Accumulator", "IntAccumulator", "FloatAccumulator", "Product", "IntProduct", "FloatProduct", "Datapath", "Order", "OutputStage", "Requant", "GemmResult", "gemm", "conv2d",
            "float_gemm", "BlockArray", "BlockFormat", "MXFP4", "MXFP6_E2M3", "MXFP6_E3M2", "MXFP8_E4M3",
            "MXFP8_E5M2", "MXINT8", "NVFP4", "bfp", "block_quantize", "mx_gemm", "data_bits", "l1_bits",
            "symmetric_bits", "worst_case_bits", "SpecError", "load_spec", "parse_spec", "run_layer", "run_sweep",

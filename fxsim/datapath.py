@@ -6,6 +6,16 @@
 Operands -> (zero points subtracted) -> multiplier -> product register -> alignment to the accumulator's
 binary point -> accumulator (overflow applied after every addition, in the stated order) -> output stage
 (bias add, requantization, activation clamp, output register).
+
+Registers come in two kinds, each a type of its own with only the options that kind has:
+
+- fixed point (integers): :class:`IntAccumulator`, :class:`IntProduct` -- ``overflow`` after every
+  addition (wrap, saturate, ...) and ``rounding`` of the product LSBs dropped to reach the register's
+  binary point (alignment);
+- floating point: :class:`FloatAccumulator`, :class:`FloatProduct` -- ``rounding`` of every addition (or
+  of the product), ``overflow`` ieee/saturate/error, stochastic rounding's ``random_bits``/``seed``.
+
+``Accumulator(fmt, ...)`` and ``Product(fmt, ...)`` build the type that fits the format.
 """
 from __future__ import annotations
 
@@ -19,7 +29,8 @@ from fxsim.modes import Overflow, Rounding
 from fxsim.formats import check_format
 from fxsim.validate import check_bool, check_choice, check_int, check_real
 
-__all__ = ["Accumulator", "Order", "Requant", "OutputStage", "Datapath", "register_defaults"]
+__all__ = ["Accumulator", "IntAccumulator", "FloatAccumulator", "Product", "IntProduct", "FloatProduct",
+           "Register", "Order", "Requant", "OutputStage", "Datapath", "register_defaults"]
 
 #: The modes a register has unless told otherwise, by kind of register (the one place that decides).
 #: Fixed point: dropped LSBs are cut (floor, as hardware that just drops wires) and overflow wraps (two's
@@ -27,33 +38,64 @@ __all__ = ["Accumulator", "Order", "Requant", "OutputStage", "Datapath", "regist
 #: infinity (NaN in formats without infinity).
 _REGISTER_DEFAULTS = {"fixed": (Rounding.FLOOR, Overflow.WRAP), "float": (Rounding.HALF_EVEN, Overflow.IEEE)}
 
-#: The overflow modes each kind of register allows.
-_FLOAT_OVERFLOWS = (Overflow.IEEE, Overflow.SATURATE, Overflow.ERROR)
-_FIXED_OVERFLOWS = (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO)
+#: The modes each kind of register allows.
+_OVERFLOWS = {"float": (Overflow.IEEE, Overflow.SATURATE, Overflow.ERROR),
+              "fixed": (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO)}
+_ROUNDINGS = {"float": tuple(Rounding),
+              "fixed": tuple(r for r in Rounding if r != Rounding.STOCHASTIC)}
+_KIND_NAMES = {"fixed": "fixed-point", "float": "floating-point"}
+_MAX_SEED = 2 ** 63 - 1
+
+
+def _kind(fmt) -> str:
+    return "float" if isinstance(fmt, Float) else "fixed"
+
+
+def _names(modes) -> str:
+    names = [m.name.lower() for m in modes]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def register_defaults(fmt) -> tuple:
     """``(rounding, overflow)`` a register of format ``fmt`` has unless told otherwise: ``(floor, wrap)``
     for fixed point, ``(half_even, ieee)`` for floating point."""
-    return _REGISTER_DEFAULTS[parse_format(fmt).kind]
+    return _REGISTER_DEFAULTS[_kind(parse_format(fmt))]
 
 
 def register_modes(fmt, rounding, overflow, argument: str) -> tuple:
     """``rounding``/``overflow`` for a register of ``fmt`` (None = the kind's default), checked: a float
-    register takes ieee, saturate or error; a fixed-point one wrap or a saturation."""
-    d_round, d_ovf = register_defaults(fmt)
-    rounding = d_round if rounding is None else Rounding.parse(rounding, argument=f"{argument} rounding")
+    register takes any rounding and ieee, saturate or error; a fixed-point one a deterministic rounding
+    and wrap or a saturation."""
+    kind = _kind(fmt)
+    d_round, d_ovf = _REGISTER_DEFAULTS[kind]
+    r = d_round if rounding is None else Rounding.parse(rounding, argument=f"{argument} rounding")
     ov = d_ovf if overflow is None else Overflow.parse(overflow, argument=f"{argument} overflow")
-    allowed = _FLOAT_OVERFLOWS if isinstance(fmt, Float) else _FIXED_OVERFLOWS
-    if ov not in allowed:
-        kind = "floating-point" if isinstance(fmt, Float) else "fixed-point"
-        raise InvalidArgument(f"{argument} overflow must be {', '.join(m.name.lower() for m in allowed[:-1])} or "
-                              f"{allowed[-1].name.lower()} for a {kind} register ({fmt}), got {ov.name.lower()}")
-    return rounding, ov
+    if ov not in _OVERFLOWS[kind]:
+        raise InvalidArgument(f"{argument} overflow must be {_names(_OVERFLOWS[kind])} for a {_KIND_NAMES[kind]} "
+                              f"register ({fmt}), got {ov.name.lower()}")
+    if r not in _ROUNDINGS[kind]:
+        raise InvalidArgument(f"{argument} rounding='{r.name.lower()}' is not supported by the integer engine: a "
+                              f"{_KIND_NAMES[kind]} register ({fmt}) rounds deterministically here; use "
+                              f"{_names(_ROUNDINGS[kind])}")
+    return r, ov
 
 
 def _fixed(value, argument):
     return check_format(argument, value)
+
+
+def _register_format(value, argument: str, kind: str, cls_name: str, other: str, base: str):
+    """``value`` as a format of ``kind``; a format of the other kind names the type that holds it."""
+    fmt = check_format(argument, value)
+    if _kind(fmt) != kind:
+        raise InvalidArgument(f"{argument} {fmt} is {_KIND_NAMES[_kind(fmt)]}; {cls_name} holds a "
+                              f"{_KIND_NAMES[kind]} format: use {other}, or {base}(...), which picks the type "
+                              "from the format")
+    return fmt
+
+
+def _show(value) -> str:
+    return repr(value.name.lower()) if isinstance(value, (Rounding, Overflow)) else repr(value)
 
 
 def _int_overflow(value, argument):
@@ -64,53 +106,228 @@ def _int_overflow(value, argument):
     return ov
 
 
-@dataclass(frozen=True)
-class Accumulator:
-    """The accumulator register: its format, the overflow applied after every single addition, and the
-    rounding used when a product has more fractional bits than the accumulator.
+def _stochastic_options(reg, argument: str):
+    """``random_bits``/``seed`` of a float register: checked, and only with stochastic rounding."""
+    check_int(f"{argument} random_bits", reg.random_bits, lo=1, hi=62, allow_none=True)
+    check_int(f"{argument} seed", reg.seed, lo=0, hi=_MAX_SEED, allow_none=True)
+    if reg.rounding != Rounding.STOCHASTIC:
+        for name in ("random_bits", "seed"):
+            if getattr(reg, name) is not None:
+                raise InvalidArgument(f"{argument} {name}={getattr(reg, name)!r} applies to stochastic rounding "
+                                      f"only, and this {reg.fmt} register rounds {reg.rounding.name.lower()}; give "
+                                      f"rounding='stochastic' or drop {name}")
 
-    - Fixed point: ``overflow`` wrap (default), saturate, saturate_symmetric or saturate_zero;
-      ``rounding`` of the products' dropped LSBs, default floor (dropping wires).
-    - Floating point: ``rounding`` rounds every addition, default half_even; ``overflow`` is what an
-      addition that leaves the range does: ieee (default: inf, or NaN for formats without inf),
-      saturate or error. ``random_bits``/``seed`` drive stochastic rounding and ``flush_subnormals``
-      flushes subnormal sums to zero; these three are errors on a fixed-point accumulator.
 
-    The defaults are :func:`register_defaults`, the same for the Python API and spec files.
+class _ByFormat(type):
+    """Calling a register's base class (``Accumulator``, ``Product``) builds the type for the format's kind;
+    calling a concrete type builds that type."""
+
+    def __call__(cls, *args, **kwargs):
+        build = cls.__dict__.get("_build")
+        if build is not None:
+            return build.__func__(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+class Register(metaclass=_ByFormat):
+    """What every register type has: ``fmt``, ``rounding``, ``overflow``, and its ``kind`` ("fixed" or
+    "float") with that kind's defaults (:func:`register_defaults`)."""
+
+    kind = ""
+
+    @property
+    def is_float(self) -> bool:
+        return self.kind == "float"
+
+    @classmethod
+    def defaults(cls) -> tuple:
+        """``(rounding, overflow)`` this type has unless told otherwise."""
+        return _REGISTER_DEFAULTS[cls.kind]
+
+
+class Accumulator(Register):
+    """The accumulator register. ``Accumulator(fmt, overflow=None, rounding=None, random_bits=None,
+    seed=None, flush_subnormals=False)`` builds the type for the format's kind:
+
+    - :class:`IntAccumulator` for fixed point: ``overflow`` wrap (default), saturate, saturate_symmetric
+      or saturate_zero after every addition; ``rounding`` of the products' dropped LSBs (alignment),
+      default floor (dropping wires).
+    - :class:`FloatAccumulator` for floating point: ``rounding`` rounds every addition, default half_even;
+      ``overflow`` ieee (default: inf, or NaN for formats without inf), saturate or error;
+      ``random_bits``/``seed`` drive stochastic rounding, ``flush_subnormals`` flushes subnormal sums.
+
+    Options of the other kind are errors. ``isinstance(x, Accumulator)`` holds for both types.
     """
 
-    fmt: Fixed | Float | str = "int32"
+    @staticmethod
+    def _build(fmt="int32", overflow=None, rounding=None, random_bits=None, seed=None, flush_subnormals=False):
+        check_int("accumulator random_bits", random_bits, lo=1, hi=62, allow_none=True)
+        check_int("accumulator seed", seed, lo=0, hi=_MAX_SEED, allow_none=True)
+        flush_subnormals = check_bool("accumulator flush_subnormals", flush_subnormals)
+        fmt = check_format("accumulator format", fmt)
+        if isinstance(fmt, Float):
+            return FloatAccumulator(fmt, overflow, rounding, random_bits, seed, flush_subnormals)
+        for name, value, unset in (("random_bits", random_bits, None), ("seed", seed, None),
+                                   ("flush_subnormals", flush_subnormals, False)):
+            if value != unset:
+                raise InvalidArgument(f"accumulator {name}={value!r} does not apply to a fixed-point accumulator "
+                                      f"({fmt}); it is for float accumulators")
+        return IntAccumulator(fmt, overflow, rounding)
+
+
+@dataclass(frozen=True)
+class IntAccumulator(Accumulator):
+    """A fixed-point/integer accumulator: ``fmt`` (a ``Fixed``: bits, frac, signed), ``overflow`` applied
+    after every addition (wrap, default; saturate, saturate_symmetric, saturate_zero) and ``rounding`` of
+    the LSBs a product drops when it has more fractional bits than the accumulator (default floor).
+
+        IntAccumulator("int24", overflow="saturate")
+    """
+
+    fmt: Fixed | str = "int32"
+    overflow: Overflow | str | None = None
+    rounding: Rounding | str | None = None
+
+    kind = "fixed"
+    random_bits = None          # float-only options, absent here (read as unset)
+    seed = None
+    flush_subnormals = False
+
+    def __post_init__(self):
+        fmt = _register_format(self.fmt, "accumulator format", "fixed", "IntAccumulator", "FloatAccumulator", "Accumulator")
+        object.__setattr__(self, "fmt", fmt)
+        rounding, overflow = register_modes(fmt, self.rounding, self.overflow, "accumulator")
+        object.__setattr__(self, "rounding", rounding)
+        object.__setattr__(self, "overflow", overflow)
+
+    @property
+    def bits(self) -> int:
+        return self.fmt.bits
+
+    @property
+    def frac(self) -> int:
+        return self.fmt.frac
+
+    @property
+    def signed(self) -> bool:
+        return self.fmt.signed
+
+    def __str__(self):
+        return f"{self.fmt} acc, {self.overflow.name.lower()} after every add, align {self.rounding.name.lower()}"
+
+
+@dataclass(frozen=True)
+class FloatAccumulator(Accumulator):
+    """A floating-point accumulator: ``fmt`` (a ``Float``), ``rounding`` of every addition (default
+    half_even; any mode), ``overflow`` of an addition that leaves the range (ieee, default: inf, or NaN
+    for formats without inf; saturate; error). ``random_bits`` (1..62) and ``seed`` drive stochastic
+    rounding and are errors with any other rounding; ``flush_subnormals`` flushes subnormal adder inputs
+    and sums to zero.
+
+        FloatAccumulator("fp32")
+        FloatAccumulator("bf16", rounding="stochastic", random_bits=12, seed=7)
+    """
+
+    fmt: Float | str = "fp32"
     overflow: Overflow | str | None = None
     rounding: Rounding | str | None = None
     random_bits: int | None = None
     seed: int | None = None
     flush_subnormals: bool = False
 
+    kind = "float"
+
     def __post_init__(self):
-        check_int("accumulator random_bits", self.random_bits, lo=1, hi=62, allow_none=True)
-        check_int("accumulator seed", self.seed, lo=0, hi=2 ** 63 - 1, allow_none=True)
+        fmt = _register_format(self.fmt, "accumulator format", "float", "FloatAccumulator", "IntAccumulator", "Accumulator")
+        object.__setattr__(self, "fmt", fmt)
         object.__setattr__(self, "flush_subnormals", check_bool("accumulator flush_subnormals",
                                                                 self.flush_subnormals))
-        object.__setattr__(self, "fmt", _fixed(self.fmt, "accumulator format"))
-        check_int("accumulator random_bits", self.random_bits, lo=1, hi=62, allow_none=True)
-        check_int("accumulator seed", self.seed, lo=0, hi=2 ** 63 - 1, allow_none=True)
-        object.__setattr__(self, "flush_subnormals", check_bool("accumulator flush_subnormals",
-                                                                self.flush_subnormals))
-        if isinstance(self.fmt, Fixed):
-            for name, unset in (("random_bits", None), ("seed", None), ("flush_subnormals", False)):
-                if getattr(self, name) != unset:
-                    raise InvalidArgument(f"accumulator {name}={getattr(self, name)!r} does not apply to a "
-                                          f"fixed-point accumulator ({self.fmt}); it is for float accumulators")
-        rounding, overflow = register_modes(self.fmt, self.rounding, self.overflow, "accumulator")
+        rounding, overflow = register_modes(fmt, self.rounding, self.overflow, "accumulator")
+        object.__setattr__(self, "rounding", rounding)
+        object.__setattr__(self, "overflow", overflow)
+        _stochastic_options(self, "accumulator")
+
+    def __str__(self):
+        extra = f", {self.random_bits} random bits" if self.random_bits else ""
+        extra += ", flush subnormals" if self.flush_subnormals else ""
+        return f"{self.fmt} acc, every add rounded {self.rounding.name.lower()}{extra}, overflow {self.overflow.name.lower()}"
+
+
+class Product(Register):
+    """The product register: the exact product of the two operands cut to ``fmt``. ``Product(fmt,
+    overflow=None, rounding=None, random_bits=None, seed=None)`` builds :class:`IntProduct` (fixed point:
+    floor and wrap unless told otherwise) or :class:`FloatProduct` (floating point: half_even and ieee).
+    ``Datapath(product=...)`` takes one, or a format with ``product_rounding``/``product_overflow``.
+    """
+
+    @staticmethod
+    def _build(fmt, overflow=None, rounding=None, random_bits=None, seed=None):
+        fmt = check_format("product format", fmt)
+        if isinstance(fmt, Float):
+            return FloatProduct(fmt, overflow, rounding, random_bits, seed)
+        for name, value in (("random_bits", random_bits), ("seed", seed)):
+            if value is not None:
+                raise InvalidArgument(f"product {name}={value!r} does not apply to a fixed-point product register "
+                                      f"({fmt}); it is for float product registers with stochastic rounding")
+        return IntProduct(fmt, overflow, rounding)
+
+
+@dataclass(frozen=True)
+class IntProduct(Product):
+    """A fixed-point product register: the exact product's dropped LSBs rounded with ``rounding``
+    (default floor) to ``fmt``'s binary point, then ``overflow`` (default wrap; saturate,
+    saturate_symmetric, saturate_zero).
+
+        IntProduct("int<12>", rounding="half_even", overflow="saturate")
+    """
+
+    fmt: Fixed | str = "int32"
+    overflow: Overflow | str | None = None
+    rounding: Rounding | str | None = None
+
+    kind = "fixed"
+    random_bits = None
+    seed = None
+
+    def __post_init__(self):
+        fmt = _register_format(self.fmt, "product format", "fixed", "IntProduct", "FloatProduct", "Product")
+        object.__setattr__(self, "fmt", fmt)
+        rounding, overflow = register_modes(fmt, self.rounding, self.overflow, "product")
         object.__setattr__(self, "rounding", rounding)
         object.__setattr__(self, "overflow", overflow)
 
     def __str__(self):
-        if isinstance(self.fmt, Float):
-            extra = f", {self.random_bits} random bits" if self.random_bits else ""
-            extra += ", flush subnormals" if self.flush_subnormals else ""
-            return f"{self.fmt} acc, every add rounded {self.rounding.name.lower()}{extra}, overflow {self.overflow.name.lower()}"
-        return f"{self.fmt} acc, {self.overflow.name.lower()} after every add, align {self.rounding.name.lower()}"
+        return f"product {self.fmt} ({self.rounding.name.lower()}, {self.overflow.name.lower()})"
+
+
+@dataclass(frozen=True)
+class FloatProduct(Product):
+    """A floating-point product register (an unfused multiplier): the exact product rounded to ``fmt``
+    with ``rounding`` (default half_even), ``overflow`` ieee (default), saturate or error (wrap is an
+    error). ``random_bits``/``seed`` drive stochastic rounding and are errors with any other rounding.
+
+        FloatProduct("fp16")
+    """
+
+    fmt: Float | str = "fp32"
+    overflow: Overflow | str | None = None
+    rounding: Rounding | str | None = None
+    random_bits: int | None = None
+    seed: int | None = None
+
+    kind = "float"
+
+    def __post_init__(self):
+        fmt = _register_format(self.fmt, "product format", "float", "FloatProduct", "IntProduct", "Product")
+        object.__setattr__(self, "fmt", fmt)
+        rounding, overflow = register_modes(fmt, self.rounding, self.overflow, "product")
+        object.__setattr__(self, "rounding", rounding)
+        object.__setattr__(self, "overflow", overflow)
+        _stochastic_options(self, "product")
+
+    def __str__(self):
+        extra = f", {self.random_bits} random bits" if self.random_bits else ""
+        return f"product {self.fmt} ({self.rounding.name.lower()}{extra}, {self.overflow.name.lower()})"
 
 
 _ORDERS = ("sequential", "tree", "chunked")
@@ -165,6 +382,10 @@ class Order:
 
 _REQUANT_KINDS = ("dyadic", "gemmlowp", "gemmlowp_single", "float32", "shift")
 ZERO_POINT_LIMIT = 2 ** 31     # output zero points are int32 in TFLite, ONNX and gemmlowp
+#: The kinds whose rounding is part of their definition (the others take ``rounding``), with the label
+#: their ``rounding`` field carries (informational: the kind's arithmetic decides).
+_REQUANT_FIXED_ROUNDING = {"gemmlowp": Rounding.HALF_AWAY, "gemmlowp_single": Rounding.HALF_AWAY,
+                           "float32": Rounding.HALF_EVEN}
 
 
 def _per_channel(name, value, *, real=False):
@@ -205,19 +426,29 @@ class Requant:
     - ``float32``: ONNX Runtime QLinear: float32(acc) * float32(scale), round half even (then zero point,
       saturate).
     - ``shift``: acc / 2**shift with ``rounding``.
-    The output ``zero_point`` is added after scaling.
+    The output ``zero_point`` is added after scaling. ``rounding`` (default half_even) applies to
+    ``dyadic`` and ``shift``; the other kinds round as their definition says (above; their ``rounding``
+    field reads half_away for gemmlowp, half_even for float32), and another mode given for them is an
+    error.
     """
 
     kind: str = "dyadic"
     multiplier: object = 1
     shift: object = 0
     scale: object = None
-    rounding: Rounding | str = Rounding.HALF_EVEN
+    rounding: Rounding | str | None = None
     zero_point: int = 0
 
     def __post_init__(self):
         check_choice("requant kind", self.kind, _REQUANT_KINDS)
-        object.__setattr__(self, "rounding", Rounding.parse(self.rounding, argument="requant rounding"))
+        fixed = _REQUANT_FIXED_ROUNDING.get(self.kind)
+        rounding = (fixed or Rounding.HALF_EVEN) if self.rounding is None else \
+            Rounding.parse(self.rounding, argument="requant rounding")
+        if fixed is not None and rounding != fixed:
+            raise InvalidArgument(f"requant rounding={rounding.name.lower()!r} does not apply to kind {self.kind!r}, "
+                                  "which rounds as its definition says; rounding applies to kinds 'dyadic' and "
+                                  "'shift'")
+        object.__setattr__(self, "rounding", rounding)
         object.__setattr__(self, "zero_point", check_int("requant zero_point", self.zero_point,
                                                          lo=-ZERO_POINT_LIMIT, hi=ZERO_POINT_LIMIT - 1))
         if self.kind == "float32":
@@ -257,12 +488,11 @@ class Requant:
 
     @classmethod
     def gemmlowp(cls, multiplier, shift, zero_point=0, single_rounding=False):
-        return cls("gemmlowp_single" if single_rounding else "gemmlowp", multiplier, shift, None,
-                   Rounding.HALF_AWAY, zero_point)
+        return cls("gemmlowp_single" if single_rounding else "gemmlowp", multiplier, shift, None, None, zero_point)
 
     @classmethod
     def float32(cls, scale, zero_point=0):
-        return cls("float32", 1, 0, scale, Rounding.HALF_EVEN, zero_point)
+        return cls("float32", 1, 0, scale, None, zero_point)
 
     @classmethod
     def from_scale(cls, scale: float, *, bits: int = 31, rounding="half_even", zero_point=0):
@@ -341,12 +571,19 @@ class Datapath:
 
     - ``a``, ``b``: operand formats; ``a_zero_point``/``b_zero_point`` are subtracted (in codes) before the
       multiply, in a ``zero_point_bits``-wide subtractor (default: wide enough to be exact).
-    - ``product``: None (exact product) or a product register; the exact product is cut to it with
-      ``product_rounding`` and ``product_overflow`` (defaults by kind of register, :func:`register_defaults`:
-      floor and wrap for fixed point, half_even and ieee for floating point).
+    - ``product``: None (exact product) or a product register: an :class:`IntProduct`/:class:`FloatProduct`,
+      or its format with ``product_rounding``, ``product_overflow`` and (float, stochastic rounding only)
+      ``product_random_bits``/``product_seed``; unset modes are the kind's defaults
+      (:func:`register_defaults`: floor and wrap for fixed point, half_even and ieee for floating point).
+      The product register is of the accumulator's kind. The product options without a product register
+      are errors. ``datapath.product`` reads back the format, ``datapath.product_register`` the register.
     - ``accumulator``, ``order``, ``output``: see their classes. ``bias_preload``: True loads the bias
       into the accumulator before the first addition; False adds it in the output stage.
-    - ``fused`` (float accumulators only): the product is not rounded before the addition (an FMA).
+    - ``fused`` (float accumulators without a product register): the product is not rounded before the
+      addition (an FMA).
+
+    Stochastic rounding draws its bits from one counter-based generator per datapath (a stream per
+    register): its seed is the accumulator's ``seed`` or ``product_seed`` (:attr:`random_seed`).
     """
 
     a: Fixed | Float | str = "int8"
@@ -357,11 +594,15 @@ class Datapath:
     a_zero_point: int = 0
     b_zero_point: int = 0
     zero_point_bits: int | None = None
-    product: Fixed | Float | str | None = None
+    product: Fixed | Float | Product | str | None = None
     product_rounding: Rounding | str | None = None
     product_overflow: Overflow | str | None = None
     bias_preload: bool = True
     fused: bool = False
+    product_random_bits: int | None = None
+    product_seed: int | None = None
+
+    _PRODUCT_OPTIONS = ("product_rounding", "product_overflow", "product_random_bits", "product_seed")
 
     def __post_init__(self):
         object.__setattr__(self, "a", _fixed(self.a, "a"))
@@ -370,31 +611,77 @@ class Datapath:
             object.__setattr__(self, "accumulator", Accumulator(self.accumulator))
         if isinstance(self.order, str):
             object.__setattr__(self, "order", Order(self.order))
-        if self.product is not None:
-            object.__setattr__(self, "product", _fixed(self.product, "product"))
-            pr, po = register_modes(self.product, self.product_rounding, self.product_overflow, "product")
-        else:   # no product register: the modes are kept as given (checked) and unused
-            pr = None if self.product_rounding is None else \
-                Rounding.parse(self.product_rounding, argument="product_rounding")
-            po = None if self.product_overflow is None else \
-                Overflow.parse(self.product_overflow, argument="product_overflow")
-        object.__setattr__(self, "product_rounding", pr)
-        object.__setattr__(self, "product_overflow", po)
+        for name, cls in (("accumulator", Accumulator), ("order", Order), ("output", OutputStage)):
+            if not isinstance(getattr(self, name), cls):
+                raise InvalidType(f"{name} must be an fxsim {cls.__name__}, got {getattr(self, name)!r}")
+        acc = self.accumulator
+        given = {name: getattr(self, name) for name in self._PRODUCT_OPTIONS if getattr(self, name) is not None}
+        if isinstance(self.product, Product):
+            reg = self.product
+            if given:
+                name, value = next(iter(given.items()))
+                raise InvalidArgument(f"{name}={_show(value)} given with the product register {reg}; state the "
+                                      f"register's options in it ({type(reg).__name__}(...)), not both")
+        elif self.product is not None:
+            reg = Product(_fixed(self.product, "product"), overflow=self.product_overflow,
+                          rounding=self.product_rounding, random_bits=self.product_random_bits,
+                          seed=self.product_seed)
+        else:
+            reg = None
+            if given:
+                name, value = next(iter(given.items()))
+                raise InvalidArgument(f"{name}={_show(value)} applies to a product register, and this datapath "
+                                      f"has none (product=None: exact products); give product= or drop {name}")
+        if reg is not None:
+            if reg.kind != acc.kind:
+                raise InvalidArgument(f"product register {reg.fmt} is {_KIND_NAMES[reg.kind]} and the accumulator "
+                                      f"{acc.fmt} {_KIND_NAMES[acc.kind]}; a product register is of the "
+                                      f"accumulator's kind (or give product=None: exact products)")
+            if reg.kind == "fixed" and not (isinstance(self.a, Fixed) and isinstance(self.b, Fixed)):
+                raise InvalidArgument(f"a fixed-point product register ({reg.fmt}) takes fixed-point operands, got "
+                                      f"a={self.a}, b={self.b}; a Kulisch (fixed-point) accumulator takes exact "
+                                      "float products: give product=None")
+        object.__setattr__(self, "product", None if reg is None else reg.fmt)
+        for name, attr in zip(self._PRODUCT_OPTIONS, ("rounding", "overflow", "random_bits", "seed")):
+            object.__setattr__(self, name, None if reg is None else getattr(reg, attr))
         object.__setattr__(self, "fused", check_bool("fused", self.fused))
-        if self.fused and isinstance(self.accumulator.fmt, Fixed):
+        if self.fused and not acc.is_float:
             raise InvalidArgument(f"fused=True applies to float accumulators (the product is not rounded "
-                                  f"before the addition); the accumulator {self.accumulator.fmt} is fixed point "
+                                  f"before the addition); the accumulator {acc.fmt} is fixed point "
                                   "and adds exact products anyway")
+        if self.fused and reg is not None:
+            raise InvalidArgument(f"fused=True means the product is not rounded, but product={reg.fmt} was given; "
+                                  "drop one of them")
+        if acc.is_float and reg is not None and reg.rounding == Rounding.STOCHASTIC and \
+                acc.rounding == Rounding.STOCHASTIC and None not in (acc.seed, reg.seed) and acc.seed != reg.seed:
+            raise InvalidArgument(f"accumulator seed={acc.seed} and product_seed={reg.seed} differ; the datapath "
+                                  "has one generator of random bits (a stream per register): give one seed")
+        if acc.is_float and self.order.level_bits:
+            raise InvalidArgument("order level_bits set register widths of a fixed-point adder tree; a float "
+                                  f"accumulator's ({acc.fmt}) tree uses its own format at every level")
         for name in ("a_zero_point", "b_zero_point"):
             v = getattr(self, name)
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
                 raise InvalidType(f"{name} must be an integer code, got {v!r}")
         check_int("zero_point_bits", self.zero_point_bits, lo=2, hi=64, allow_none=True)
         object.__setattr__(self, "bias_preload", check_bool("bias_preload", self.bias_preload))
-        object.__setattr__(self, "fused", check_bool("fused", self.fused))
-        for name, cls in (("accumulator", Accumulator), ("order", Order), ("output", OutputStage)):
-            if not isinstance(getattr(self, name), cls):
-                raise InvalidType(f"{name} must be an fxsim {cls.__name__}, got {getattr(self, name)!r}")
+
+    @property
+    def product_register(self) -> Product | None:
+        """The product register (:class:`IntProduct`/:class:`FloatProduct`), or None for exact products."""
+        if self.product is None:
+            return None
+        return Product(self.product, overflow=self.product_overflow, rounding=self.product_rounding,
+                       random_bits=self.product_random_bits, seed=self.product_seed)
+
+    @property
+    def random_seed(self) -> int | None:
+        """The seed of the datapath's stochastic rounding bits: the accumulator's ``seed`` where it rounds
+        stochastically and has one, else ``product_seed``; None (a fresh seed per run) when neither."""
+        acc = self.accumulator
+        if acc.rounding == Rounding.STOCHASTIC and acc.seed is not None:
+            return acc.seed
+        return self.product_seed
 
     @property
     def is_integer(self) -> bool:
@@ -403,13 +690,17 @@ class Datapath:
         return all(isinstance(p, Fixed) for p in parts)
 
     def replace(self, **changes) -> "Datapath":
+        """A copy with ``changes``; a new ``product`` starts from its kind's defaults (the old register's
+        options are dropped unless given again)."""
+        if "product" in changes:
+            for name in self._PRODUCT_OPTIONS:
+                changes.setdefault(name, None)
         return replace(self, **changes)
 
     def __str__(self):
         zp = ""
         if self.a_zero_point or self.b_zero_point:
             zp = f" (zero points {self.a_zero_point}, {self.b_zero_point})"
-        prod = "exact product" if self.product is None else \
-            f"product {self.product} ({self.product_rounding.name.lower()}, {self.product_overflow.name.lower()})"
+        prod = "exact product" if self.product is None else str(self.product_register)
         return (f"Datapath: {self.a} x {self.b}{zp} -> {prod} -> {self.accumulator}, {self.order} "
                 f"-> {'bias preloaded' if self.bias_preload else 'bias in output stage'} -> {self.output}")

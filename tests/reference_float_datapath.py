@@ -114,7 +114,8 @@ class RefFloatDatapath:
         lim = 50 - self.fmt.man
         self.r = acc.random_bits if acc.random_bits is not None else lim
         self.seed = seed
-        self.pr = acc.random_bits if acc.random_bits is not None else (50 - dp.product.man if dp.product else 1)
+        self.pr = dp.product_random_bits if dp.product_random_bits is not None else \
+            (50 - dp.product.man if dp.product else 1)
 
     def _bits(self, stream, ctr, r):
         return int(random_bits(self.seed, stream, ctr, r))

@@ -45,9 +45,17 @@ def bits_equal(x, y):
     return bool(np.all(nan | (x.view(np.int64) == y.view(np.int64))))
 
 
+def stochastic(rounding, **options):
+    """``options`` (random_bits, seed) where ``rounding`` is stochastic; none otherwise (they are errors)."""
+    return options if Rounding.parse(rounding) == Rounding.STOCHASTIC else {}
+
+
 def dp_for(a, b, acc, **kw):
     acc_kw = {k: kw.pop(k) for k in ("rounding", "overflow", "random_bits", "seed", "flush_subnormals") if k in kw}
     acc_kw.setdefault("rounding", "half_even")
+    if Rounding.parse(acc_kw["rounding"]) != Rounding.STOCHASTIC:    # random bits are for stochastic rounding
+        acc_kw.pop("random_bits", None)
+        acc_kw.pop("seed", None)
     return Datapath(a=a, b=b, accumulator=Accumulator(acc, **acc_kw), **kw)
 
 
@@ -155,7 +163,7 @@ def test_general_vector_path_matches_the_scalar_kernel(case, rounding, overflow,
     acc_fmt = dp.accumulator.fmt
     dp = Datapath(a=dp.a, b=dp.b, order=dp.order, bias_preload=dp.bias_preload,
                   accumulator=Accumulator(acc_fmt, rounding=rounding, overflow=overflow, flush_subnormals=ftz,
-                                          random_bits=min(12, 50 - acc_fmt.man), seed=seed))
+                                          **stochastic(rounding, random_bits=min(12, 50 - acc_fmt.man), seed=seed)))
     res = float_gemm(A, B, dp, bias=bias)
     if ftz:                                      # float_gemm flushes subnormal operands and bias (DAZ)
         A, B = _flushed(A, dp.a, acc_fmt), _flushed(B, dp.b, acc_fmt)
@@ -202,12 +210,14 @@ def exact_cases(draw):
     a = draw(st.sampled_from([E4M3, E2M1, INT4, INT8, E3M2]))
     b = draw(st.sampled_from([E4M3, E2M1, INT4, INT8, E3M2]))
     acc = draw(st.sampled_from([FP32, FP16, BF16, E8M13, Float(6, 9)]))
-    dp = Datapath(a=a, b=b, order=draw(st.sampled_from(ORDERS)),
-                  accumulator=Accumulator(acc, rounding=draw(st.sampled_from(list(Rounding))),
+    order = draw(st.sampled_from(ORDERS))
+    rounding = draw(st.sampled_from(list(Rounding)))
+    dp = Datapath(a=a, b=b, order=order,
+                  accumulator=Accumulator(acc, rounding=rounding,
                                           overflow=draw(st.sampled_from([Overflow.IEEE, Overflow.SATURATE,
                                                                          Overflow.ERROR])),
-                                          flush_subnormals=draw(st.booleans()), random_bits=3,
-                                          seed=draw(st.integers(0, 2 ** 40))))
+                                          flush_subnormals=draw(st.booleans()),
+                                          **stochastic(rounding, random_bits=3, seed=draw(st.integers(0, 2 ** 40)))))
     M, K, N = draw(st.integers(1, 3)), draw(st.integers(0, 10)), draw(st.integers(1, 4))
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32)))
     A = operand_data(rng, a, (M, K), draw(st.sampled_from([0, 3])), a.max / draw(st.sampled_from([4, 64])))
@@ -228,7 +238,7 @@ def test_exact_shortcut_matches_the_references_whenever_it_is_chosen(case):
     assert bits_equal(res.acc, sacc), (path, res.acc, sacc)
     assert np.array_equal(res.overflow_count, snov)
     if path == "exact-blas":
-        acc, nov, _ = ref_float_gemm(A.tolist(), B.tolist(), dp, seed=dp.accumulator.seed, n_cols=B.shape[1])
+        acc, nov, _ = ref_float_gemm(A.tolist(), B.tolist(), dp, seed=dp.random_seed, n_cols=B.shape[1])
         assert same(res.acc, acc)
         assert not np.any(nov)
 
@@ -300,7 +310,7 @@ def test_stochastic_vector_path_matches_the_fraction_reference_and_the_scalar_ke
     bias = operand_data(rng, acc_fmt, (M, N), spread, acc_fmt.max / 8) if data.draw(st.booleans()) else None
     res = float_gemm(A, B, dp, bias=bias)
     acc, nov, _ = ref_float_gemm(A.tolist(), B.tolist(), dp, bias=None if bias is None else bias.tolist(),
-                                 seed=dp.accumulator.seed, n_cols=B.shape[1])
+                                 seed=dp.random_seed, n_cols=B.shape[1])
     assert same(res.acc, acc), (dp, res.acc, acc)
     assert np.array_equal(res.overflow_count, np.array(nov))
     sacc, snov = scalar_kernel(A, B, dp, bias)

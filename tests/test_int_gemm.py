@@ -34,9 +34,12 @@ def datapaths(draw):
                   level_bits=tuple(draw(st.lists(st.integers(2, 40), max_size=4))) if kind == "tree" and draw(st.booleans()) else None)
     zpa = draw(st.integers(a.min_code, a.max_code)) if draw(st.booleans()) else 0
     zpb = draw(st.integers(b.min_code, b.max_code)) if draw(st.booleans()) else 0
+    p_rounding = draw(st.sampled_from([Rounding.FLOOR, Rounding.HALF_EVEN, Rounding.TOWARD_ZERO]))
+    p_overflow = draw(st.sampled_from([Overflow.WRAP, Overflow.SATURATE]))
+    # the product register's modes only with a product register (without one they are errors)
     return Datapath(a=a, b=b, a_zero_point=zpa, b_zero_point=zpb, product=product,
-                    product_rounding=draw(st.sampled_from([Rounding.FLOOR, Rounding.HALF_EVEN, Rounding.TOWARD_ZERO])),
-                    product_overflow=draw(st.sampled_from([Overflow.WRAP, Overflow.SATURATE])),
+                    product_rounding=None if product is None else p_rounding,
+                    product_overflow=None if product is None else p_overflow,
                     accumulator=Accumulator(Fixed(acc_bits, acc_frac, acc_signed), overflow=draw(st.sampled_from(ACC_OVF)),
                                             rounding=draw(st.sampled_from(list(Rounding)[:11]))),
                     order=order)

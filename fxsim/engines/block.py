@@ -227,17 +227,15 @@ def mx_gemm(A, B, a_fmt=MXFP8_E4M3, b_fmt=None, *, accumulator=None, rounding="h
     tensor scale (NVFP4) is applied at the end by one more rounding to the accumulator's format.
 
     ``A`` (M, K) and ``B`` (K, N) are real arrays (quantized here with ``rounding``; blocks along K) or
-    ``BlockArray`` objects blocked along K. ``accumulator``: an ``Accumulator`` with a Float format
-    (default FP32, half even). Returns a ``GemmResult`` (``values``/``acc`` float64, ``codes`` the
+    ``BlockArray`` objects blocked along K. ``accumulator``: a ``FloatAccumulator`` (or a Float format,
+    which gets its register type's defaults: half_even, ieee; default FP32). Returns a ``GemmResult`` (``values``/``acc`` float64, ``codes`` the
     accumulator's bit patterns, ``overflow_count`` per output).
     """
     a_fmt = _block_format(a_fmt, "a_fmt")
     b_fmt = a_fmt if b_fmt is None else _block_format(b_fmt, "b_fmt")
-    if accumulator is None:
-        accumulator = Accumulator("fp32")
-    if not isinstance(accumulator, Accumulator):
-        accumulator = Accumulator(accumulator)
-    if not isinstance(accumulator.fmt, Float):
+    if not isinstance(accumulator, Accumulator):      # a format: its register type's defaults (half_even, ieee)
+        accumulator = Accumulator("fp32" if accumulator is None else accumulator)
+    if not accumulator.is_float:
         raise InvalidArgument(f"mx_gemm accumulates in a Float format, got {accumulator.fmt}")
     qa = A if isinstance(A, BlockArray) else block_quantize(_as2d(A, "A"), a_fmt, axis=1, rounding=rounding, seed=seed)
     qb = B if isinstance(B, BlockArray) else block_quantize(_as2d(B, "B"), b_fmt, axis=0, rounding=rounding, seed=seed)

@@ -10,8 +10,9 @@ What each part of the ``Datapath`` means here:
   exactly. Products are exact in float64 (checked: significand bits and exponent range must fit).
 - ``product``: None = exact product (a fused multiply-add: no product rounding); a ``Float`` format =
   an unfused multiplier whose output register rounds with ``product_rounding`` and ``product_overflow``
-  (default half_even and ieee, as for every float register; ``wrap`` is refused). ``fused=True`` together with
-  a product format is a contradiction and raises.
+  (default half_even and ieee, as for every float register; ``wrap`` is refused; stochastic rounding
+  draws ``product_random_bits`` bits, from the datapath's one seed ``Datapath.random_seed``).
+  ``fused=True`` together with a product format is a contradiction and raises.
 - ``accumulator``: a ``Float`` format: every addition correctly rounded with ``rounding`` (any
   ``Rounding``; stochastic draws ``random_bits`` counter-based bits from ``seed``), ``overflow``
   ``ieee`` (inf, or NaN for formats without inf) / ``saturate`` / ``error``; ``flush_subnormals``
@@ -184,7 +185,7 @@ def float_config(dp: Datapath):
         cfg[FK.PROD_OVF] = _float_overflow(dp.product, dp.product_overflow, "product_overflow")
         if dp.product_rounding == Rounding.STOCHASTIC:
             stochastic = True
-            cfg[FK.PROD_R] = _random_bits(dp.product, acc.random_bits, "product")
+            cfg[FK.PROD_R] = _random_bits(dp.product, dp.product_random_bits, "product")
         fv[FK.PROD_MAX] = dp.product.max
     cfg[FK.ORDER] = {"sequential": FK.SEQUENTIAL, "tree": FK.TREE, "chunked": FK.CHUNKED}[dp.order.kind]
     cfg[FK.LANES] = dp.order.lanes
@@ -192,7 +193,7 @@ def float_config(dp: Datapath):
     if dp.order.level_bits:
         raise InvalidArgument("order level_bits set register widths of a fixed-point adder tree; a Float "
                          "accumulator's tree uses its own format at every level")
-    cfg[FK.SEED] = _seed(acc.seed) if stochastic else 0
+    cfg[FK.SEED] = _seed(dp.random_seed) if stochastic else 0
     return cfg, fv
 
 

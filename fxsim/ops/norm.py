@@ -14,7 +14,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -122,9 +122,10 @@ class BatchNormConfig:
       fmt/frac), ``out_fmt`` (every product on the way to y), ``grad_fmt`` (dy and the backward's
       per-element arithmetic), ``range_bn``, ``eps``.
 
-    An accumulator given as a format gets hardware behaviour: a Float one rounds every addition to nearest
-    even and overflows to inf; a Fixed one saturates (floor alignment). Pass an ``fxsim.datapath.Accumulator``
-    to state other modes.
+    An accumulator given as a format gets its register type's defaults (``fxsim.datapath.register_defaults``,
+    what hardware does): a Float one rounds every addition to nearest even and overflows to inf; a Fixed one
+    wraps (floor alignment). Pass an ``fxsim.datapath.Accumulator`` to state other modes (e.g.
+    ``Accumulator("int40", overflow="saturate")``).
     """
 
     x_fmt: object = "Q7.8"
@@ -157,10 +158,7 @@ def _accumulator(spec, name="acc") -> Accumulator:
     """An Accumulator as stated, or the hardware behaviour of a bare format (class docstring)."""
     if isinstance(spec, Accumulator):
         return spec
-    fmt = parse_format(spec, argument=name)
-    if isinstance(fmt, Fixed):
-        return Accumulator(fmt, overflow="saturate", rounding="floor")
-    return Accumulator(fmt, overflow="ieee", rounding="half_even")
+    return Accumulator(parse_format(spec, argument=name))     # the register type's defaults
 
 
 # exact rounding of one float64 operation: float64 gives the nearest double f of the exact result v and an
@@ -256,7 +254,7 @@ def _sum_accumulator(cfg, x_fmt) -> Accumulator:
     acc = _accumulator(cfg.acc, "acc")
     if (not isinstance(cfg.acc, Accumulator) and isinstance(acc.fmt, Fixed) and isinstance(x_fmt, Fixed)
             and acc.fmt.frac != x_fmt.frac):
-        acc = Accumulator(Fixed(acc.fmt.bits, x_fmt.frac, acc.fmt.signed), overflow=acc.overflow, rounding=acc.rounding)
+        acc = replace(acc, fmt=Fixed(acc.fmt.bits, x_fmt.frac, acc.fmt.signed))
     return acc
 
 

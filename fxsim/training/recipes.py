@@ -138,7 +138,8 @@ class Recipe:
     ``gradients`` quantizes the output gradient for the weight-gradient GEMM and, unless
     ``gradients_dx`` is given (two-phase rounding: a second copy of the gradient on another grid), for
     the input-gradient GEMM too. ``order`` (an fxsim.datapath.Order, default sequential) is the
-    accumulation order of every GEMM."""
+    accumulation order of every GEMM. ``forward_acc``/``backward_acc``: a format (the register type's
+    defaults: fixed point wraps, float rounds to nearest even) or an ``fxsim.datapath.Accumulator``."""
 
     name: str
     paper: str
@@ -152,13 +153,14 @@ class Recipe:
     master: object = "fp32"
     order: object = None
 
-    def _acc(self, fmt_like, a, b):
-        acc = parse_format(fmt_like)
-        if isinstance(a, Float) or isinstance(b, Float):
-            if isinstance(acc, Fixed):
-                acc = parse_format("fp32")
-        # float accumulators: the register defaults (half_even, ieee); integer ones saturate
-        return Accumulator(acc) if isinstance(acc, Float) else Accumulator(acc, overflow="saturate")
+    def _acc(self, acc_like, a, b):
+        """The accumulator of a GEMM of ``a`` x ``b``: ``acc_like`` as given (an ``Accumulator``), or a format
+        with its register type's defaults (``fxsim.datapath.register_defaults``: wrap/floor, half_even/ieee);
+        float operands take FP32 in place of a fixed-point accumulator."""
+        acc = acc_like if isinstance(acc_like, Accumulator) else Accumulator(parse_format(acc_like))
+        if (isinstance(a, Float) or isinstance(b, Float)) and not acc.is_float:
+            acc = Accumulator("fp32")
+        return acc
 
     def datapath(self, which: str):
         """The Datapath of GEMM ``which``: "forward" (act x weight), "dx" (grad x weight), "dw" (act x grad)."""
@@ -186,7 +188,8 @@ RECIPES = {
         "stochastic rounding of gradients. Models the INT8 GEMMs; approximates the paper's direction-"
         "sensitive gradient clipping and deviation-counteractive learning-rate scaling (not modelled).",
         weights=TensorQuantizer("int8"), activations=TensorQuantizer("int8"),
-        gradients=TensorQuantizer("int8", rounding="stochastic"), forward_acc="int32", backward_acc="int32"),
+        gradients=TensorQuantizer("int8", rounding="stochastic"),
+        forward_acc=Accumulator("int32", overflow="saturate"), backward_acc=Accumulator("int32", overflow="saturate")),
     "luq": Recipe(
         "luq", "Chmiel et al., Logarithmic unbiased quantization, arXiv 2112.10769",
         "INT4 forward (weights, activations; power-of-two scales, int32 accumulator). Gradients by "

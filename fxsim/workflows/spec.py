@@ -212,11 +212,10 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
 
     acc_fmt = attempt("datapath.accumulator.format", lambda: parse_format(
         get(acc_t, "datapath.accumulator.format"), argument="format"))
-    acc = attempt("datapath.accumulator.format", lambda: Accumulator(   # absent modes: the register's defaults
-        acc_fmt, overflow=get(acc_t, "datapath.accumulator.overflow"),
-        rounding=get(acc_t, "datapath.accumulator.rounding"),
-        random_bits=get(acc_t, "datapath.accumulator.random_bits"), seed=get(acc_t, "datapath.accumulator.seed"),
-        flush_subnormals=get(acc_t, "datapath.accumulator.flush_subnormals")))
+    # absent keys are not passed: the register type (integer or float) holds its defaults
+    acc = attempt("datapath.accumulator.format", lambda: Accumulator(
+        acc_fmt, **{k: acc_t[k] for k in ("overflow", "rounding", "random_bits", "seed", "flush_subnormals")
+                    if k in acc_t}))
     kind = get(ord_t, "datapath.order.kind")
     order = attempt("datapath.order.kind", lambda: Order(
         kind, lanes=ord_t.get("lanes", default("datapath.order.lanes") if kind == "chunked" else 1),
@@ -235,4 +234,5 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
         accumulator=acc, order=order, output=output,
         **{k: get(dp_table, f"datapath.{k}") for k in ("a", "b", "a_zero_point", "b_zero_point", "zero_point_bits",
                                                        "product", "product_rounding", "product_overflow",
-                                                       "bias_preload", "fused")}))
+                                                       "product_random_bits", "product_seed", "bias_preload",
+                                                       "fused")}))

@@ -117,7 +117,7 @@ def _config_datapath(base, config):
     acc = base.accumulator
     if _is_float(config):
         fmt = Float(**config["acc_float"])
-        rounding = acc.rounding if isinstance(acc.fmt, Float) else "half_even"
+        rounding = acc.rounding if acc.is_float else None       # None: the float register's default
         return base.replace(accumulator=Accumulator(fmt, overflow=config["overflow"], rounding=rounding,
                                                     random_bits=acc.random_bits, seed=acc.seed,
                                                     flush_subnormals=acc.flush_subnormals), order=_order(config))
