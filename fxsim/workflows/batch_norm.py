@@ -6,6 +6,7 @@ import numpy as np
 
 from fxsim.formats import parse_format
 from fxsim.ops.norm import batchnorm_backward, batchnorm_train_forward
+from fxsim.workflows import metrics
 from fxsim.workflows.data import random_codes
 from fxsim.workflows.spec_base import LayerSpec
 from fxsim.workflows.spec_keys import get
@@ -35,11 +36,7 @@ def run_batch_norm(spec: LayerSpec) -> dict:
            "reduction_overflow_events": int(stats["overflows"])}
 
     def compare(name, got, ref):
-        err = np.asarray(got, dtype=np.float64) - ref
-        out[f"{name}_max_abs_error_vs_float64"] = float(np.max(np.abs(err)))
-        with np.errstate(all="ignore"):
-            noise, sig = float(np.sum(err ** 2)), float(np.sum(ref ** 2))
-        out[f"{name}_sqnr_db_vs_float64"] = float("inf") if noise == 0 else float(10 * np.log10(sig / noise))
+        _, out[f"{name}_max_abs_error_vs_float64"], out[f"{name}_sqnr_db_vs_float64"] = metrics.compare(ref, got)
 
     if spec.pass_ == "forward":
         compare("y", y, g4 * xhat + beta.reshape(1, -1, 1, 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["summarize", "show", "print_summary", "exact_gemm", "sqnr_db"]
+__all__ = ["summarize", "show", "print_summary", "exact_gemm", "compare", "sqnr_db"]
 
 
 def summarize(result, A, B, bias, spec) -> dict:
@@ -130,13 +130,27 @@ def exact_gemm(A, B, bias=None, a_zero_point=0, b_zero_point=0) -> np.ndarray:
     return _exact(A, B, bias, a_zero_point, b_zero_point)
 
 
-def sqnr_db(ref, got):
-    """10 log10(signal / noise) in dB; inf when bit-exact."""
+def compare(ref, got):
+    """(share of elements that differ, max abs error, SQNR in dB) of ``got`` against ``ref``: equal elements
+    (NaN where both are NaN included) are no error; the SQNR is inf when bit-exact, -inf when the noise is
+    not finite or there is no signal."""
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
     with np.errstate(all="ignore"):
-        noise = float(np.sum((np.asarray(got) - ref) ** 2))
-        sig = float(np.sum(np.asarray(ref) ** 2))
-        if noise == 0:
-            return float("inf")
-        if not np.isfinite(noise):
-            return float("-inf")
-        return float(10 * np.log10(sig / noise)) if sig else float("-inf")
+        differ = ~((got == ref) | (np.isnan(got) & np.isnan(ref)))
+        err = np.where(differ, got - ref, 0.0)
+        sig = float(np.sum(ref ** 2))
+        noise = float(np.sum(err ** 2))
+        if not differ.any():
+            sqnr = float("inf")
+        elif not np.isfinite(noise) or not sig > 0:
+            sqnr = float("-inf")
+        else:
+            sqnr = float(10 * np.log10(sig / noise))
+    maxerr = float(np.max(np.abs(err))) if err.size else 0.0
+    return (float(np.mean(differ)) if differ.size else 0.0), maxerr, sqnr
+
+
+def sqnr_db(ref, got):
+    """10 log10(signal / noise) in dB (:func:`compare`'s); inf when bit-exact."""
+    return compare(ref, got)[2]

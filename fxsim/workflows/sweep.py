@@ -18,6 +18,7 @@ from fxsim.bounds import data_bits, l1_bits, worst_case_bits
 from fxsim.datapath import MAX_LANES, Accumulator, Order
 from fxsim.errors import FxsimError, InvalidArgument
 from fxsim.formats import Fixed
+from fxsim.workflows.metrics import compare
 
 __all__ = ["sweep_configs", "float_formats", "run_sweep", "write_sweep", "plot_sweep", "sweep_figure", "json_safe",
            "format_table", "narrowest_exact", "layer_name"]
@@ -214,21 +215,7 @@ def _exact_lowered(spec, A, B, bias):
 
 def _errors(got, ref):
     """(share differing, max abs error, SQNR in dB: inf when bit-exact) of ``got`` against ``ref``."""
-    got = np.asarray(got, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        err = got - ref
-        differ = ~((got == ref) | (np.isnan(got) & np.isnan(ref)))
-        sig = float(np.sum(ref ** 2))
-        noise = float(np.sum(np.where(differ, err, 0.0) ** 2))
-    if not differ.any():
-        sqnr = float("inf")
-    elif not np.isfinite(noise):
-        sqnr = float("-inf")
-    else:
-        sqnr = float(10 * np.log10(sig / noise)) if sig > 0 else float("-inf")
-    maxerr = float(np.max(np.abs(np.where(differ, err, 0.0)))) if err.size else 0.0
-    return float(np.mean(differ)) if differ.size else 0.0, maxerr, sqnr
+    return compare(ref, got)
 
 
 def _metrics(spec_raw, spec_path, config, data, reference, threads=None):
