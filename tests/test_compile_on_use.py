@@ -61,3 +61,19 @@ def test_the_notice_is_one_line_once_and_only_when_switched_on(monkeypatch):
 def test_a_cached_kernel_is_not_announced(monkeypatch):
     float_gemm(np.ones((2, 2)), np.ones((2, 2)), Datapath(a=E4M3, b=E4M3, accumulator=Accumulator(FP16)))
     assert not compiling.will_compile(FC.float_codes)
+
+
+def test_the_vectorised_fixed_grid_check_vouches_only_for_values_encode_accepts():
+    from fxsim.engines.floating import _on_fixed_grid
+    from fxsim.formats import Fixed
+    rng = np.random.default_rng(3)
+    fmts = [Fixed(4, 0, False), Fixed(8, 3), Fixed(8, -2), Fixed(12, 14), Fixed(53, 0), Fixed(16, 8, False)]
+    specials = [-0.0, 0.5, np.nan, np.inf, -np.inf, -1.0, 7.0, 8.0, 1e-320, 2.0 ** -1074, 2.0 ** 60]
+    for fmt in fmts:
+        codes = rng.integers(fmt.min_code, fmt.max_code, size=50, endpoint=True)
+        on = codes * fmt.resolution
+        assert _on_fixed_grid(on, fmt)                         # every code's value is vouched for
+        for v in specials + list(on[:5] + fmt.resolution / 2):
+            arr = np.array([v], dtype=np.float64)
+            if _on_fixed_grid(arr, fmt):
+                fmt.encode(arr)                                # never vouches for a value encode rejects

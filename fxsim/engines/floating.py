@@ -99,7 +99,7 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
         vals = arr.astype(np.float64)
     else:
         vals = np.asarray(arr, dtype=np.float64)
-    if fast_float_codes(vals, fmt) is None:
+    if not _on_fixed_grid(vals, fmt) and fast_float_codes(vals, fmt) is None:
         try:
             fmt.encode(vals)
         except ValueError as exc:
@@ -109,6 +109,20 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
     if isinstance(fmt, Float) and flush and fmt.zero:
         vals = np.where(np.abs(vals) < fmt.min_normal, np.copysign(0.0, vals), vals)
     return kernel_array(vals)
+
+
+def _on_fixed_grid(vals: np.ndarray, fmt) -> bool:
+    """True when every value is a code of the Fixed format ``fmt`` times its resolution (a vectorised check;
+    False means "not proved here": the caller runs ``encode``, which raises the user-facing error). Exact:
+    for codes below 2**53 and resolutions that keep c * 2**-frac a normal float64, scaling by 2**frac is
+    exact, and an integral result in [min_code, max_code] is exactly a code."""
+    if not isinstance(fmt, Fixed) or fmt.bits > 53 or not -1000 < fmt.frac < 1000 or vals.size == 0:
+        return False
+    with np.errstate(all="ignore"):
+        c = vals * (2.0 ** fmt.frac)
+        tiny = float(np.abs(vals[vals != 0]).min(initial=np.inf)) < 2.0 ** -1000
+        return (not tiny and bool(np.all(c == np.rint(c))) and float(c.min()) >= fmt.min_code
+                and float(c.max()) <= fmt.max_code)
 
 
 def fast_float_codes(values, fmt):
