@@ -4,14 +4,18 @@ compilation of what that case uses.
 
     python benchmarks/bench_cold_start.py [--only TEXT] [--examples]
 
-``--examples`` adds ``fxsim run`` on every shipped example spec. Times are wall-clock seconds of the whole
-process (interpreter start and imports included), measured on whatever else the machine runs.
+``--examples`` adds ``fxsim run`` on every shipped example spec; ``--demo`` adds ``fxsim demo`` (``--demo quick``:
+``fxsim demo --quick``).
+Times are seconds of the whole process (interpreter start and imports included): wall clock, and CPU (user +
+system, all threads) -- on a shared machine the CPU seconds are the steadier number; wall clock on an idle
+machine with two cores is about CPU / (threads that compile in parallel, usually 1).
 """
 from __future__ import annotations
 
 import argparse
 import glob
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,33 +57,42 @@ CASES = [
 
 def timed(cmd, cache):
     env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{cmd!r} failed:\n{proc.stderr[-2000:]}")
-    return dt
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return dt, cpu
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=None, help="run only cases whose name contains this text")
     ap.add_argument("--examples", action="store_true", help="also `fxsim run` every shipped example")
+    ap.add_argument("--demo", nargs="?", const="full", choices=("full", "quick"), default=None,
+                    help="also `fxsim demo` (or `fxsim demo --quick`)")
     args = ap.parse_args(argv)
     cases = [(name, [sys.executable, "-c", code]) for name, code in CASES]
     if args.examples:
         for spec in sorted(glob.glob(os.path.join(ROOT, "fxsim", "examples", "*.toml"))):
             cases.append((f"fxsim run {os.path.basename(spec)}",
                           [sys.executable, "-m", "fxsim.cli.main", "run", spec]))
-    print("Wall-clock seconds of a fresh process: empty Numba cache (cold), then the filled cache (warm).")
-    print(f"{'case':52s} {'cold s':>8s} {'warm s':>8s} {'compile s':>10s}")
+    if args.demo:
+        out = tempfile.mkdtemp(prefix="fxsim-demo-")
+        quick = ["--quick"] if args.demo == "quick" else []
+        cases.append((" ".join(["fxsim demo"] + quick),
+                      [sys.executable, "-m", "fxsim.cli.main", "demo", *quick, "--force", "--out", os.path.join(out, "demo")]))
+    print("Seconds of a fresh process: empty Numba cache (cold), then the filled cache (warm); wall / CPU.")
+    print(f"{'case':52s} {'cold wall':>9s} {'cold CPU':>9s} {'warm wall':>9s} {'warm CPU':>9s} {'compile CPU':>11s}")
     for name, cmd in cases:
         if args.only and args.only not in name:
             continue
         with tempfile.TemporaryDirectory(prefix="fxsim-numba-cache-") as cache:
-            cold = timed(cmd, cache)
-            warm = timed(cmd, cache)
-        print(f"{name:52s} {cold:8.1f} {warm:8.1f} {cold - warm:10.1f}", flush=True)
+            (cw, cc), (ww, wc) = timed(cmd, cache), timed(cmd, cache)
+        print(f"{name:52s} {cw:9.1f} {cc:9.1f} {ww:9.1f} {wc:9.1f} {cc - wc:11.1f}", flush=True)
 
 
 if __name__ == "__main__":

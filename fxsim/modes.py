@@ -22,8 +22,10 @@ class _AliasedEnum(enum.IntEnum):
         if isinstance(value, cls):
             return value
         if isinstance(value, str):
-            key = value.strip().lower().replace("-", "_").replace(" ", "_")
-            member = cls._alias_table().get(key)
+            table = cls._alias_table()
+            member = table.get(value)          # the common case: an exact lower-case name
+            if member is None:
+                member = table.get(value.strip().lower().replace("-", "_").replace(" ", "_"))
             if member is not None:
                 return member
         allowed = ", ".join(m.name.lower() for m in cls)
@@ -33,11 +35,15 @@ class _AliasedEnum(enum.IntEnum):
 
     @classmethod
     def _alias_table(cls):
-        table = {}
-        for m in cls:
-            table[m.name.lower()] = m
-            for a in _ALIASES[cls].get(m.name, ()):
-                table[a.lower().replace("-", "_").replace(" ", "_")] = m
+        """{normalised name or alias: member}, built once per enum."""
+        table = _TABLES.get(cls)
+        if table is None:
+            table = {}
+            for m in cls:
+                table[m.name.lower()] = m
+                for a in _ALIASES[cls].get(m.name, ()):
+                    table[a.lower().replace("-", "_").replace(" ", "_")] = m
+            _TABLES[cls] = table
         return table
 
     @property
@@ -105,3 +111,4 @@ _OVERFLOW_ALIASES = {
 }
 
 _ALIASES = {Rounding: _ROUNDING_ALIASES, Overflow: _OVERFLOW_ALIASES}
+_TABLES = {}          # enum -> its alias table (``_AliasedEnum._alias_table``)

@@ -9,6 +9,7 @@ import numpy as np
 
 from fxsim._kernels import quantize as _kq
 from fxsim._kernels.random import fill_random_bits
+from fxsim._kernels.threads import serial_below
 
 from fxsim.errors import InvalidArgument, InvalidType
 from fxsim.formats import ML_DTYPES_NAMES, NUMPY_DTYPE_NAMES, Fixed, Float, parse_format
@@ -55,7 +56,9 @@ def _as_float64(x, argument="x"):
             raise InvalidArgument(f"{argument} holds the 64-bit integer {int(a.ravel()[i])} (flat index {i}), beyond "
                                   "2**53 where float64 cannot hold every integer exactly; pass it as codes to "
                                   "the integer datapath instead")
-    return np.asarray(a, dtype=np.float64, order="C")
+    out = np.asarray(a, dtype=np.float64, order="C")
+    # a read-only array would be a second kernel signature (compiled again on first use): copy it
+    return out if out.flags.writeable else out.copy()
 
 
 def _like_input(result, x_shape):
@@ -200,8 +203,9 @@ def quantize(x, fmt, *, rounding=None, overflow=None, seed=None, random_bits=Non
         out = np.empty_like(flat)
         man, emin, mx, sub, zero = float_kernel_params(fmt)
         nan_mode = _kq.NAN_KEEP if fmt.has_nan else (_kq.NAN_TO_MAX if convention == "onnx" else _kq.NAN_TO_ZERO)
-        _kq.quantize_float_array(flat, out, man, emin, mx, sub, zero, int(rounding), ovf, seed_i, r, nan_mode,
-                                 fmt.specials == "fnuz", flat.view(np.uint64), out.view(np.uint64))
+        with serial_below(flat.size):
+            _kq.quantize_float_array(flat, out, man, emin, mx, sub, zero, int(rounding), ovf, seed_i, r, nan_mode,
+                                     fmt.specials == "fnuz", flat.view(np.uint64), out.view(np.uint64))
         if not fmt.signed:
             out = _float_specials(flat, out, fmt, overflow, convention)
     else:
@@ -346,8 +350,9 @@ def _quantize_fixed(x, fmt: Fixed, rounding, overflow, seed, random_bits, *, wan
     codes = np.empty(0 if values_only else n, dtype=np.int64)
     flags = np.empty(n if overflow == Overflow.ERROR else 0, dtype=np.uint8)
     values = np.empty(n if values_only else 0, dtype=np.float64)
-    _kq.quantize_fixed_array(flat, codes, fmt.frac, fmt.bits, fmt.signed, fmt.min_code, fmt.max_code,
-                             int(rounding), int(overflow), seed_i, r, flags, values)
+    with serial_below(n):
+        _kq.quantize_fixed_array(flat, codes, fmt.frac, fmt.bits, fmt.signed, fmt.min_code, fmt.max_code,
+                                 int(rounding), int(overflow), seed_i, r, flags, values)
     if overflow == Overflow.ERROR:
         _raise_overflow(flags.astype(bool), fmt)
     if values_only:

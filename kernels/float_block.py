@@ -10,10 +10,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .float_accum import (ACC_EMIN, ACC_FTZ, ACC_MAN, ACC_MAX, ACC_MIN_NORMAL, ACC_MODE, ACC_OVF, ACC_R,
-                          ACC_SUB, SEED, round_exact, two_sum)
-from .random import random_bits
-from .rounding import STOCHASTIC
+from .float_accum import round_step, two_sum
 
 LIMB = 40
 _MASK = (np.int64(1) << LIMB) - 1
@@ -60,10 +57,11 @@ def _clz(h):
     return n
 
 
-@nb.njit(cache=True, inline="always")
-def add3(acc, x, t, cfg, fv, stream, ctr):
-    """acc + (x + t) correctly rounded to the accumulator (x + t an exact pair): (value, overflowed)."""
-    if cfg[ACC_FTZ] != 0 and abs(acc) < fv[ACC_MIN_NORMAL]:
+@nb.njit(cache=True)
+def add3(acc, x, t, reg, stream, ctr):
+    """acc + (x + t) correctly rounded to the accumulator ``reg`` (a ``FloatReg``; x + t an exact pair):
+    (value, overflowed)."""
+    if reg.flush and abs(acc) < reg.min_normal:
         acc = math.copysign(0.0, acc)
     s, e = two_sum(acc, x)
     if s - s == 0.0:
@@ -72,13 +70,7 @@ def add3(acc, x, t, cfg, fv, stream, ctr):
         tail = g + f
     else:                       # inf or NaN: nothing left to round
         s2, tail = s, 0.0
-    mode = cfg[ACC_MODE]
-    r = cfg[ACC_R]
-    rnd = np.int64(0)
-    if mode == STOCHASTIC:
-        rnd = random_bits(cfg[SEED], stream, ctr, r)
-    y, of = round_exact(s2, tail, cfg[ACC_MAN], cfg[ACC_EMIN], cfg[ACC_SUB], fv[ACC_MAX], fv[ACC_MIN_NORMAL],
-                        mode, cfg[ACC_OVF], cfg[ACC_FTZ], rnd, r)
+    y, of = round_step(s2, tail, reg, stream, ctr)
     if not (acc - acc == 0.0):
         of = 0
     elif not (y - y == 0.0):
@@ -106,9 +98,10 @@ def block_dot(asig, aexp, bsig, bexp, k0, k1, e0):
 
 
 @nb.njit(cache=True, parallel=True)
-def block_gemm_kernel(asig, aexp, assig, asexp, bsig, bexp, bssig, bsexp, block, e0, cfg, fv, acc_out, nov_out):
+def block_gemm_kernel(asig, aexp, assig, asexp, bsig, bexp, bssig, bsexp, block, e0, reg, acc_out, nov_out):
     """All outputs of a block-scaled GEMM. a* are (M, Kp), as* (M, nb); b* are given transposed (N, Kp),
-    bs* (N, nb). One correctly rounded accumulator addition per block, in block order."""
+    bs* (N, nb); ``reg`` the accumulator (a ``FloatReg``). One correctly rounded accumulator addition per
+    block, in block order."""
     M = asig.shape[0]
     N = bsig.shape[0]
     nblk = assig.shape[1]
@@ -128,7 +121,7 @@ def block_gemm_kernel(asig, aexp, assig, asexp, bsig, bexp, bssig, bsexp, block,
             sc = e0 + asexp[i, q] + bsexp[j, q]
             x = math.ldexp(x, sc)
             t = math.ldexp(t, sc)
-            acc, of = add3(acc, x, t, cfg, fv, np.int64(idx), np.int64(q))
+            acc, of = add3(acc, x, t, reg, np.int64(idx), np.int64(q))
             nov += of
         acc_out[i, j] = acc
         nov_out[i, j] = nov
@@ -153,8 +146,8 @@ def two_prod(a, b):
 
 
 @nb.njit(cache=True, parallel=True)
-def scale_epilogue_kernel(acc, factor, cfg, fv, out, nov):
-    """out = acc * factor rounded once to the accumulator's format (the per-tensor scale multiply)."""
+def scale_epilogue_kernel(acc, factor, reg, out, nov):
+    """out = acc * factor rounded once to the accumulator ``reg`` (the per-tensor scale multiply)."""
     M, N = acc.shape
     for idx in nb.prange(M * N):
         i = idx // N
@@ -162,12 +155,6 @@ def scale_epilogue_kernel(acc, factor, cfg, fv, out, nov):
         p, e = two_prod(acc[i, j], factor)
         if not (p - p == 0.0):
             e = 0.0
-        mode = cfg[ACC_MODE]
-        r = cfg[ACC_R]
-        rnd = np.int64(0)
-        if mode == STOCHASTIC:
-            rnd = random_bits(cfg[SEED], np.int64(idx), EPILOGUE_COUNTER, r)
-        y, of = round_exact(p, e, cfg[ACC_MAN], cfg[ACC_EMIN], cfg[ACC_SUB], fv[ACC_MAX], fv[ACC_MIN_NORMAL],
-                            mode, cfg[ACC_OVF], cfg[ACC_FTZ], rnd, r)
+        y, of = round_step(p, e, reg, np.int64(idx), EPILOGUE_COUNTER)
         out[i, j] = y
         nov[i, j] += of if (acc[i, j] - acc[i, j] == 0.0) else 0

@@ -2,9 +2,9 @@
 stepped k by k and every step applied to all N columns of the row at once (independent lanes, so the
 compiler can use SIMD and the CPU is not stalled on one dependent chain per output).
 
-Every kernel computes, for every output, exactly the additions of ``kernels.float_accum.float_dot`` in
+Every kernel computes, for every output, exactly the additions of ``kernels.float_accum.dot_*`` in
 the same order, so the registers are bit-identical; the fast kernels do so with cheaper arithmetic that
-the caller has proved equivalent (see ``fxsim.float_engine.choose_float_path``):
+the caller has proved equivalent (see ``fxsim.engines.floating.choose_float_path``):
 
 - ``f32_*``: the register and the products are binary32 numbers and each addition is one binary32
   addition (correctly rounded half even by the CPU), optionally followed by a round-half-even to a
@@ -13,7 +13,7 @@ the caller has proved equivalent (see ``fxsim.float_engine.choose_float_path``):
   without fast-math, so LLVM does not contract ``acc + a * b``, and in any case the caller proved the
   product exact in binary32, where fma(a, b, acc) == fl(acc + fl(a * b)).
 - ``gen_*``: the general path: per column the very same scalar ``fproduct``/``fadd`` as the reference
-  kernel (TwoSum + correct rounding, stochastic bits from the same (seed, stream, counter)), applied to
+  kernels (``kernels.float_accum.outputs_*``) (TwoSum + correct rounding, stochastic bits from the same (seed, stream, counter)), applied to
   a row of independent columns.
 
 Overflow: the ``f32_*`` kernels do not count; the caller re-runs the scalar kernel on the (rare) outputs
@@ -25,8 +25,7 @@ proves zero overflows).
 import numba as nb
 import numpy as np
 
-from .float_accum import (BIAS_COUNTER, CHUNKED, COMBINE, LANES, ORDER, SEQUENTIAL, fadd, float_dot,
-                          fproduct)
+from .float_accum import BIAS_COUNTER, CHUNKED, SEQUENTIAL, TREE, FloatConfig, fadd, fproduct
 from .random import random_bits
 
 _INF_BITS = np.uint32(0x7F800000)
@@ -179,29 +178,29 @@ def f32_tree(A, B, init, post, has_post, sh, maxbits, out):
 # The general path: the reference kernel's scalar arithmetic, one row of columns at a time
 # --------------------------------------------------------------------------------------------------
 @nb.njit(cache=True, inline="always")
-def _gen_mac(acc, nov, a, brow, cfg, fv, base, k, ctr):
+def _gen_mac(acc, nov, a, brow, cfg, base, k, ctr):
     for j in range(acc.shape[0]):
         stream = base + j
-        p = fproduct(a, brow[j], cfg, fv, stream, k)
-        y, of = fadd(acc[j], p, cfg, fv, stream, ctr)
+        p = fproduct(a, brow[j], cfg, stream, k)
+        y, of = fadd(acc[j], p, cfg, stream, ctr)
         acc[j] = y
         nov[j] += of
 
 
 @nb.njit(cache=True, inline="always")
-def _gen_add(dst, src, nov, cfg, fv, base, ctr):
+def _gen_add(dst, src, nov, cfg, base, ctr):
     for j in range(dst.shape[0]):
-        y, of = fadd(dst[j], src[j], cfg, fv, base + j, ctr)
+        y, of = fadd(dst[j], src[j], cfg, base + j, ctr)
         dst[j] = y
         nov[j] += of
 
 
 @nb.njit(cache=True, inline="always")
-def _gen_pairwise(reg, n, nov, cfg, fv, base, ctr):
+def _gen_pairwise(reg, n, nov, cfg, base, ctr):
     while n > 1:
         for q in range(n // 2):
             for j in range(reg.shape[1]):
-                y, of = fadd(reg[2 * q, j], reg[2 * q + 1, j], cfg, fv, base + j, ctr)
+                y, of = fadd(reg[2 * q, j], reg[2 * q + 1, j], cfg, base + j, ctr)
                 reg[q, j] = y
                 nov[j] += of
             ctr += 1
@@ -212,74 +211,82 @@ def _gen_pairwise(reg, n, nov, cfg, fv, base, ctr):
     return ctr
 
 
+@nb.njit(cache=True, inline="always")
+def _gen_finish(acc, nov, post, has_post, cfg, i, base, acc_out, nov_out):
+    if has_post:
+        _gen_add(acc, post[i], nov, cfg, base, BIAS_COUNTER)
+    acc_out[i] = acc
+    nov_out[i] = nov
+
+
+# The general path, one kernel per order: ``kernels.float_accum.outputs_*``'s arithmetic (every rounding
+# mode and overflow behaviour) with the outputs of a row advanced together. A (M, K), B (K, N) float64;
+# the configuration as a FloatConfig's three parts.
 @nb.njit(cache=True, parallel=True)
-def gen_rows(A, B, init, post, has_post, cfg, fv, acc_out, nov_out):
-    """All orders, every rounding mode and overflow behaviour: ``float_gemm_kernel``'s arithmetic with
-    the outputs of a row advanced together. A (M, K), B (K, N) float64."""
+def gen_seq(A, B, init, post, has_post, acc_reg, prod_reg, options, acc_out, nov_out):
+    """SEQUENTIAL order, a row of outputs at a time."""
     M, K = A.shape
     N = B.shape[1]
-    order = cfg[ORDER]
     for i in nb.prange(M):
+        cfg = FloatConfig(acc_reg, prod_reg, options)
         base = np.int64(i) * N
         nov = np.zeros(N, dtype=np.int64)
-        if order == SEQUENTIAL:
-            acc = init[i].copy()
-            for k in range(K):
-                _gen_mac(acc, nov, A[i, k], B[k], cfg, fv, base, k, k)
-            ctr = K
-        elif order == CHUNKED:
-            P = cfg[LANES]
-            C = (K + P - 1) // P
-            reg = np.zeros((P, N), dtype=np.float64)
-            reg[0] = init[i]
-            ctr = 0
-            for c in range(C):
-                for l in range(P):
-                    k = l * C + c
-                    if k < K:
-                        _gen_mac(reg[l], nov, A[i, k], B[k], cfg, fv, base, k, ctr)
-                        ctr += 1
-            if cfg[COMBINE] == 0:
-                for l in range(1, P):
-                    _gen_add(reg[0], reg[l], nov, cfg, fv, base, ctr)
-                    ctr += 1
-            else:
-                ctr = _gen_pairwise(reg, P, nov, cfg, fv, base, ctr)
-            acc = reg[0]
-        else:
-            reg = np.zeros((max(K, 1), N), dtype=np.float64)
-            for k in range(K):
-                a = A[i, k]
-                for j in range(N):
-                    reg[k, j] = fproduct(a, B[k, j], cfg, fv, base + j, k)
-            ctr = _gen_pairwise(reg, K, nov, cfg, fv, base, 0)
-            acc = init[i].copy()
-            _gen_add(acc, reg[0], nov, cfg, fv, base, ctr)
-        if has_post:
-            for j in range(N):
-                y, of = fadd(acc[j], post[i, j], cfg, fv, base + j, BIAS_COUNTER)
-                acc[j] = y
-                nov[j] += of
-        acc_out[i] = acc
-        nov_out[i] = nov
+        acc = init[i].copy()
+        for k in range(K):
+            _gen_mac(acc, nov, A[i, k], B[k], cfg, base, k, k)
+        _gen_finish(acc, nov, post, has_post, cfg, i, base, acc_out, nov_out)
 
 
 @nb.njit(cache=True, parallel=True)
-def rerun_outputs(A, Bt, init, post, has_post, cfg, fv, rows, cols, acc_out, nov_out):
-    """The scalar reference arithmetic (``float_gemm_kernel``) for the listed outputs only."""
-    N = Bt.shape[0]
-    dummy = np.empty(1, dtype=np.float64)
-    for q in nb.prange(rows.shape[0]):
-        i = rows[q]
-        j = cols[q]
-        idx = np.int64(i) * N + j
-        st = np.zeros(2, dtype=np.int64)
-        acc = float_dot(A[i], Bt[j], init[i, j], cfg, fv, idx, dummy, False, st)
-        if has_post:
-            acc, of = fadd(acc, post[i, j], cfg, fv, idx, BIAS_COUNTER)
-            st[0] += of
-        acc_out[i, j] = acc
-        nov_out[i, j] = st[0]
+def gen_chunked(A, B, init, post, has_post, acc_reg, prod_reg, options, acc_out, nov_out):
+    """CHUNKED order, a row of outputs at a time."""
+    M, K = A.shape
+    N = B.shape[1]
+    P = options.lanes
+    C = (K + P - 1) // P
+    for i in nb.prange(M):
+        cfg = FloatConfig(acc_reg, prod_reg, options)
+        base = np.int64(i) * N
+        nov = np.zeros(N, dtype=np.int64)
+        reg = np.zeros((P, N), dtype=np.float64)
+        reg[0] = init[i]
+        ctr = 0
+        for c in range(C):
+            for l in range(P):
+                k = l * C + c
+                if k < K:
+                    _gen_mac(reg[l], nov, A[i, k], B[k], cfg, base, k, ctr)
+                    ctr += 1
+        if not cfg.options.tree_combine:
+            for l in range(1, P):
+                _gen_add(reg[0], reg[l], nov, cfg, base, ctr)
+                ctr += 1
+        else:
+            ctr = _gen_pairwise(reg, P, nov, cfg, base, ctr)
+        _gen_finish(reg[0], nov, post, has_post, cfg, i, base, acc_out, nov_out)
+
+
+@nb.njit(cache=True, parallel=True)
+def gen_tree(A, B, init, post, has_post, acc_reg, prod_reg, options, acc_out, nov_out):
+    """TREE order, a row of outputs at a time."""
+    M, K = A.shape
+    N = B.shape[1]
+    for i in nb.prange(M):
+        cfg = FloatConfig(acc_reg, prod_reg, options)
+        base = np.int64(i) * N
+        nov = np.zeros(N, dtype=np.int64)
+        reg = np.zeros((max(K, 1), N), dtype=np.float64)
+        for k in range(K):
+            a = A[i, k]
+            for j in range(N):
+                reg[k, j] = fproduct(a, B[k, j], cfg, base + j, k)
+        ctr = _gen_pairwise(reg, K, nov, cfg, base, 0)
+        acc = init[i].copy()
+        _gen_add(acc, reg[0], nov, cfg, base, ctr)
+        _gen_finish(acc, nov, post, has_post, cfg, i, base, acc_out, nov_out)
+
+
+GEN_KERNELS = {SEQUENTIAL: gen_seq, CHUNKED: gen_chunked, TREE: gen_tree}
 
 
 # --------------------------------------------------------------------------------------------------

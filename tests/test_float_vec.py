@@ -1,6 +1,6 @@
 """The column-vectorised float kernels and the exact-sum shortcut: each path is chosen where intended
 (``choose_float_path``) and gives, bit for bit, the registers of the Fraction reference, of MPFR, and of
-the per-output scalar kernel (``kernels.float_accum.float_gemm_kernel``)."""
+the per-output scalar kernels (``kernels.float_accum.outputs_*``)."""
 import math
 
 import numpy as np
@@ -20,7 +20,7 @@ from tests.test_float_mpfr import mpfr_add
 
 def scalar_kernel(A, B, dp, bias=None):
     """The per-output reference kernel (one dependent chain per output), called directly."""
-    cfg, fv = float_config(dp)
+    cfg = float_config(dp)
     Av = np.ascontiguousarray(A, dtype=np.float64)
     Bt = np.ascontiguousarray(np.asarray(B, dtype=np.float64).T)
     M, N = Av.shape[0], Bt.shape[0]
@@ -33,7 +33,9 @@ def scalar_kernel(A, B, dp, bias=None):
         post = init if dp.bias_preload else b
     acc = np.empty((M, N))
     nov = np.zeros((M, N), dtype=np.int64)
-    FK.float_gemm_kernel(Av, Bt, init, post, bias is not None and not dp.bias_preload, cfg, fv, acc, nov)
+    rows, cols = (g.ravel().astype(np.int64) for g in np.indices((M, N)))
+    FK.OUTPUT_KERNELS[cfg.options.order](Av, Bt, init, post, bias is not None and not dp.bias_preload, *cfg,
+                                         rows, cols, acc, nov, np.empty(1))
     return acc, nov
 
 

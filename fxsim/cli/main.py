@@ -337,6 +337,11 @@ def main(argv=None) -> int:
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
                 "verify": cmd_verify, "demo": cmd_demo, "examples": cmd_examples, "model": cmd_model, "testbench": cmd_testbench}
     from fxsim.runtime.interrupts import immediate_interrupts
+    from fxsim.runtime.compiling import announce_compiles
+    # one line on stderr when a first use compiles kernels; commands that make data quantize it first
+    from fxsim._kernels import quantize as _kq
+    announce_compiles(first=(_kq.quantize_fixed_array, _kq.quantize_float_array)
+                      if args.command in ("run", "sweep", "export", "demo") else ())
     try:
         with immediate_interrupts():    # Ctrl-C stops at once, even inside a kernel: exit 130, one line
             return handlers[args.command](args)

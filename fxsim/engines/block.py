@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fxsim._kernels import float_block as BK
+from fxsim._kernels.threads import serial_below
 
 from fxsim.errors import InvalidArgument
 from fxsim.datapath import Accumulator, Datapath
@@ -33,6 +34,7 @@ from fxsim.modes import Rounding
 from fxsim.quantize import quantize
 from fxsim.validate import as_array
 from fxsim.result import GemmResult
+from fxsim.runtime.compiling import notice_first_use
 from fxsim.validate import check_bool, check_choice, check_int
 
 __all__ = ["BlockFormat", "BlockArray", "block_quantize", "mx_gemm", "bfp", "MXFP8_E4M3", "MXFP8_E5M2",
@@ -266,16 +268,19 @@ def mx_gemm(A, B, a_fmt=MXFP8_E4M3, b_fmt=None, *, accumulator=None, rounding="h
     assig, asexp = _sig_exp(qa.scales, qa.fmt.scale)
     bssig, bsexp = _sig_exp(qb.scales.T, qb.fmt.scale)
     dp = Datapath(a=Float(8, 23), b=Float(8, 23), accumulator=accumulator)
-    cfg, fv = float_config(dp)
+    reg = float_config(dp).acc
     acc = np.zeros((M, N), dtype=np.float64)
     nov = np.zeros((M, N), dtype=np.int64)
     if M * N:
-        BK.block_gemm_kernel(asig, aexp, np.ascontiguousarray(assig), np.ascontiguousarray(asexp), bsig, bexp,
-                             np.ascontiguousarray(bssig), np.ascontiguousarray(bsexp), blk, e0, cfg, fv, acc, nov)
+        with serial_below(M * N * Kp):
+            notice_first_use(BK.block_gemm_kernel)(
+                asig, aexp, np.ascontiguousarray(assig), np.ascontiguousarray(asexp), bsig, bexp,
+                np.ascontiguousarray(bssig), np.ascontiguousarray(bsexp), np.int64(blk), np.int64(e0), reg, acc, nov)
     factor = qa.tensor_scale * qb.tensor_scale       # two FP32 values: exact in float64
     if factor != 1.0 and M * N:
         out = np.empty_like(acc)
-        BK.scale_epilogue_kernel(acc, factor, cfg, fv, out, nov)
+        with serial_below(M * N):
+            notice_first_use(BK.scale_epilogue_kernel)(acc, float(factor), reg, out, nov)
         acc = out
     nan_rows = np.any(np.isnan(qa.scales), axis=1)
     nan_cols = np.any(np.isnan(qb.scales), axis=0)

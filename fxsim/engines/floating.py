@@ -31,6 +31,7 @@ from fxsim._kernels import float_accum as FK
 from fxsim._kernels import float_codes as FC
 from fxsim._kernels import float_vec as FV
 from fxsim._kernels import int_gemm as IK
+from fxsim._kernels.threads import serial_below
 from fxsim._kernels.quantize import OVF_INF as _OVF_INF
 
 from fxsim.errors import InvalidArgument, InvalidType, RegisterOverflow
@@ -38,6 +39,7 @@ from fxsim.datapath import Datapath
 from fxsim.formats import Fixed, Float
 from fxsim.modes import Overflow, Rounding
 from fxsim.quantize import float_overflow_code
+from fxsim.runtime.compiling import notice_first_use
 from fxsim.engines.output_stage import output_stage
 from fxsim.result import GemmResult, bits_needed
 from fxsim.validate import as_array
@@ -79,6 +81,13 @@ def _check_exact_products(a, b):
                          f"[2**-1022, 2**1020); the float engine keeps products exact in float64")
 
 
+def kernel_array(x, dtype=np.float64) -> np.ndarray:
+    """``x`` as a C-contiguous, writable array of ``dtype``: the one array type the kernels are compiled for (a
+    read-only or strided array would compile them a second time)."""
+    out = np.ascontiguousarray(x, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
+
+
 def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) -> np.ndarray:
     """Validate that ``x`` lies on ``fmt``'s grid; return the float64 values the multiplier sees
     (zero point subtracted for Fixed, subnormals flushed when ``flush``)."""
@@ -91,7 +100,7 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
         vals = arr.astype(np.float64)
     else:
         vals = np.asarray(arr, dtype=np.float64)
-    if fast_float_codes(vals, fmt) is None:
+    if not _on_fixed_grid(vals, fmt) and fast_float_codes(vals, fmt) is None:
         try:
             fmt.encode(vals)
         except ValueError as exc:
@@ -100,7 +109,21 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
         vals = vals - zero_point * fmt.resolution   # exact: codes and zero point are small integers
     if isinstance(fmt, Float) and flush and fmt.zero:
         vals = np.where(np.abs(vals) < fmt.min_normal, np.copysign(0.0, vals), vals)
-    return np.ascontiguousarray(vals)
+    return kernel_array(vals)
+
+
+def _on_fixed_grid(vals: np.ndarray, fmt) -> bool:
+    """True when every value is a code of the Fixed format ``fmt`` times its resolution (a vectorised check;
+    False means "not proved here": the caller runs ``encode``, which raises the user-facing error). Exact:
+    for codes below 2**53 and resolutions that keep c * 2**-frac a normal float64, scaling by 2**frac is
+    exact, and an integral result in [min_code, max_code] is exactly a code."""
+    if not isinstance(fmt, Fixed) or fmt.bits > 53 or not -1000 < fmt.frac < 1000 or vals.size == 0:
+        return False
+    with np.errstate(all="ignore"):
+        c = vals * (2.0 ** fmt.frac)
+        tiny = float(np.abs(vals[vals != 0]).min(initial=np.inf)) < 2.0 ** -1000
+        return (not tiny and bool(np.all(c == np.rint(c))) and float(c.min()) >= fmt.min_code
+                and float(c.max()) <= fmt.max_code)
 
 
 def fast_float_codes(values, fmt):
@@ -109,11 +132,13 @@ def fast_float_codes(values, fmt):
     handles inf/NaN and raises for values off the grid)."""
     if not isinstance(fmt, Float) or fmt.radix != 2 or fmt.bits > 62:
         return None
-    flat = np.ascontiguousarray(np.asarray(values, dtype=np.float64)).ravel()
+    flat = kernel_array(values).ravel()
     codes = np.empty(flat.shape, dtype=np.int64)
-    bad = FC.float_codes(flat, np.int64(fmt.man), np.int64(fmt.exp), np.int64(fmt.bias), np.int64(fmt.emin),
-                         float(fmt.min_normal), float(fmt.max), bool(fmt.signed), bool(fmt.zero),
-                         bool(fmt.subnormals), fmt.specials == "fnuz", codes)
+    with serial_below(flat.size):
+        bad = notice_first_use(FC.float_codes)(
+            flat, np.int64(fmt.man), np.int64(fmt.exp), np.int64(fmt.bias), np.int64(fmt.emin),
+            float(fmt.min_normal), float(fmt.max), bool(fmt.signed), bool(fmt.zero), bool(fmt.subnormals),
+            fmt.specials == "fnuz", codes)
     if bad:
         return None
     return codes.reshape(np.shape(values))
@@ -157,44 +182,47 @@ def _float_overflow(fmt: Float, overflow: Overflow, argument: str) -> int:
     return float_overflow_code(fmt, overflow, "ml_dtypes")
 
 
-def float_config(dp: Datapath):
-    """The kernel configuration (cfg int64, fv float64) of a datapath with a Float accumulator."""
+_ORDER_CODES = {"sequential": FK.SEQUENTIAL, "tree": FK.TREE, "chunked": FK.CHUNKED}
+
+
+def _register(fmt: Float, rounding, overflow: int, flush: bool, r: int, seed: int):
+    return FK.float_reg(fmt.man, fmt.emin, fmt.subnormals, int(rounding), overflow, flush, r, seed, fmt.max,
+                        fmt.min_normal)
+
+
+def float_config(dp: Datapath) -> "FK.FloatConfig":
+    """The kernel configuration (a ``FloatConfig``) of a datapath with a Float accumulator."""
     acc = dp.accumulator
     fmt = acc.fmt
-    cfg = np.zeros(FK.CFG_SIZE, dtype=np.int64)
-    fv = np.zeros(FK.FV_SIZE, dtype=np.float64)
-    man, emin, sub = _float_params(fmt, "accumulator format")
-    cfg[FK.ACC_MAN], cfg[FK.ACC_EMIN], cfg[FK.ACC_SUB] = man, emin, sub
-    cfg[FK.ACC_MODE] = int(acc.rounding)
-    cfg[FK.ACC_OVF] = _float_overflow(fmt, acc.overflow, "accumulator overflow")
-    cfg[FK.ACC_FTZ] = int(bool(acc.flush_subnormals))
+    _float_params(fmt, "accumulator format")
+    acc_ovf = _float_overflow(fmt, acc.overflow, "accumulator overflow")
     stochastic = acc.rounding == Rounding.STOCHASTIC
-    cfg[FK.ACC_R] = _random_bits(fmt, acc.random_bits, "accumulator") if stochastic else 1
-    fv[FK.ACC_MAX], fv[FK.ACC_MIN_NORMAL] = fmt.max, fmt.min_normal
-    cfg[FK.ACC_FP32_RNE] = int(fmt == Float(8, 23) and acc.rounding == Rounding.HALF_EVEN and
-                               cfg[FK.ACC_OVF] == float_overflow_code(fmt, Overflow.IEEE, "ml_dtypes") and
-                               not acc.flush_subnormals)
+    acc_r = _random_bits(fmt, acc.random_bits, "accumulator") if stochastic else 1
+    fp32_rne = (fmt == Float(8, 23) and acc.rounding == Rounding.HALF_EVEN and
+                acc_ovf == float_overflow_code(fmt, Overflow.IEEE, "ml_dtypes") and not acc.flush_subnormals)
+    prod = None
     if dp.product is not None:
         if dp.fused:
             raise InvalidArgument(f"fused=True means the product is not rounded, but product={dp.product} was given; "
                              "drop one of them")
-        pman, pemin, psub = _float_params(dp.product, "product format")
-        cfg[FK.PROD_ON] = 1
-        cfg[FK.PROD_MAN], cfg[FK.PROD_EMIN], cfg[FK.PROD_SUB] = pman, pemin, psub
-        cfg[FK.PROD_MODE] = int(dp.product_rounding)
-        cfg[FK.PROD_OVF] = _float_overflow(dp.product, dp.product_overflow, "product_overflow")
+        _float_params(dp.product, "product format")
+        prod_ovf = _float_overflow(dp.product, dp.product_overflow, "product_overflow")
+        prod_r = 1
         if dp.product_rounding == Rounding.STOCHASTIC:
             stochastic = True
-            cfg[FK.PROD_R] = _random_bits(dp.product, dp.product_random_bits, "product")
-        fv[FK.PROD_MAX] = dp.product.max
-    cfg[FK.ORDER] = {"sequential": FK.SEQUENTIAL, "tree": FK.TREE, "chunked": FK.CHUNKED}[dp.order.kind]
-    cfg[FK.LANES] = dp.order.lanes
-    cfg[FK.COMBINE] = 0 if dp.order.combine == "sequential" else 1
+            prod_r = _random_bits(dp.product, dp.product_random_bits, "product")
+        prod = (dp.product, dp.product_rounding, prod_ovf, prod_r)
     if dp.order.level_bits:
         raise InvalidArgument("order level_bits set register widths of a fixed-point adder tree; a Float "
                          "accumulator's tree uses its own format at every level")
-    cfg[FK.SEED] = _seed(dp.random_seed) if stochastic else 0
-    return cfg, fv
+    seed = _seed(dp.random_seed) if stochastic else 0
+    acc_reg = _register(fmt, acc.rounding, acc_ovf, bool(acc.flush_subnormals), acc_r, seed)
+    prod_reg = None
+    if prod is not None:
+        pfmt, prounding, povf, pr = prod
+        prod_reg = _register(pfmt, prounding, povf, False, pr, seed)   # a product register never flushes
+    return FK.float_config(acc_reg, prod_reg, _ORDER_CODES[dp.order.kind], dp.order.lanes,
+                           dp.order.combine != "sequential", fp32_rne)
 
 
 def _bias_values(bias, fmt, shape):
@@ -204,7 +232,7 @@ def _bias_values(bias, fmt, shape):
     except ValueError as exc:
         raise InvalidArgument(f"bias: {exc} (the bias register holds accumulator-format values)") from None
     try:
-        return np.ascontiguousarray(np.broadcast_to(vals, shape))
+        return kernel_array(np.broadcast_to(vals, shape))
     except ValueError:
         raise InvalidArgument(f"bias of shape {vals.shape} does not broadcast to the output shape {shape}") from None
 
@@ -238,14 +266,14 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
     _check_exact_products(dp.a, dp.b)
     M, K = Av.shape
     N = Bv.shape[1]
-    Bt = np.ascontiguousarray(Bv.T)
+    Bt = kernel_array(Bv.T)
     traces = _trace_list(trace, (M, N))
     if isinstance(acc_fmt, Fixed):
         return _kulisch_gemm(Av, Bt, dp, bias, traces)
     if dp.output.fmt is not None or dp.output.requant is not None or dp.output.activation is not None:
         raise InvalidArgument("a Float accumulator's output stage is its own register: output format, requant and "
                          "activation are not modelled here; quantize result.values with fxsim.quantize")
-    cfg, fv = float_config(dp)
+    cfg = float_config(dp)
     init = np.zeros((M, N), dtype=np.float64)
     post_bias = None
     if bias is not None:
@@ -253,21 +281,24 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
         if flush:
             b = np.where(np.abs(b) < acc_fmt.min_normal, np.copysign(0.0, b), b)
         if dp.bias_preload:
-            init = np.ascontiguousarray(b)
+            init = kernel_array(b)
         else:
-            post_bias = np.ascontiguousarray(b)
+            post_bias = kernel_array(b)
     acc = np.empty((M, N), dtype=np.float64)
     nov = np.zeros((M, N), dtype=np.int64)
     if M * N:
         post = post_bias if post_bias is not None else init
         bound = sum_bound(Av, Bv) if bias is None else None
         path = choose_float_path(dp, bound=bound, has_bias=bias is not None)
-        _run_float_path(path, Av, Bv, Bt, init, post, post_bias is not None, cfg, fv, acc, nov)
+        _run_float_path(path, Av, Bv, Bt, init, post, post_bias is not None, cfg, acc, nov)
     out = {}
     if traces:
         buf = np.empty(2 * K + 2 * dp.order.lanes + 4, dtype=np.float64)
+        scratch_acc = np.empty((M, N), dtype=np.float64)
+        scratch_nov = np.zeros((M, N), dtype=np.int64)
         for (i, j) in traces:
-            n = FK.float_trace_one(Av[i], Bt[j], init[i, j], cfg, fv, np.int64(i * N + j), buf)
+            n = output_kernel(cfg)(Av, Bt, init, init, False, *cfg, np.array([i], dtype=np.int64),
+                                   np.array([j], dtype=np.int64), scratch_acc, scratch_nov, buf)
             out[(i, j)] = buf[:n].copy()
     if post_bias is not None:
         for key in out:
@@ -470,49 +501,58 @@ def choose_float_path(dp: Datapath, *, bound=None, has_bias: bool = False) -> st
 
 
 
-def _run_float_path(path, Av, Bv, Bt, init, post, has_post, cfg, fv, acc, nov):
+def output_kernel(cfg):
+    """The per-output reference kernel of the datapath's order (``kernels.float_accum.outputs_*``)."""
+    return notice_first_use(FK.OUTPUT_KERNELS[cfg.options.order])
+
+
+_NO_TRACE = np.empty(1, dtype=np.float64)
+
+
+def _run_float_path(path, Av, Bv, Bt, init, post, has_post, cfg, acc, nov):
+    """Execute the chosen path; every kernel is picked by order (and path) here, so a datapath compiles only
+    the kernels it runs, each for one argument signature (float64 / float32 C arrays, int64 scalars)."""
     if path == "exact-blas":
         acc[...] = Av @ Bv
         acc += 0.0                   # a zero sum is +0, as the register's
         return
-    if path in ("fp32-vector", "narrow-vector"):
-        fmt_man = int(cfg[FK.ACC_MAN])
-        sh = 23 - fmt_man
-        maxbits = np.float32(fv[FK.ACC_MAX]).view(np.uint32) if sh else np.uint32(0x7F800000)
-        A32, B32 = Av.astype(np.float32), Bv.astype(np.float32)
-        i32, p32 = init.astype(np.float32), post.astype(np.float32)
-        out = np.empty(acc.shape, dtype=np.float32)
-        order = int(cfg[FK.ORDER])
-        if order == FK.SEQUENTIAL:
-            FV.f32_seq(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, out)
-        elif order == FK.CHUNKED:
-            FV.f32_chunked(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, np.int64(cfg[FK.LANES]),
-                           bool(cfg[FK.COMBINE]), out)
-        else:
-            FV.f32_tree(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, out)
-        acc[...] = out
-        _recount_nonfinite(Av, Bt, init, post, has_post, cfg, fv, acc, nov)
-        return
-    if path == "stochastic-vector":
-        args = (Av, Bv, init, post, has_post, np.int64(cfg[FK.SEED]), np.int64(cfg[FK.ACC_R]),
-                np.int64(cfg[FK.ACC_MAN]), np.int64(cfg[FK.ACC_EMIN]),
-                np.array([fv[FK.ACC_MAX]]).view(np.int64)[0])
-        order = int(cfg[FK.ORDER])
-        if order == FK.SEQUENTIAL:
-            FV.sr_seq(*args, acc)
-        elif order == FK.CHUNKED:
-            FV.sr_chunked(*args, np.int64(cfg[FK.LANES]), bool(cfg[FK.COMBINE]), acc)
-        else:
-            FV.sr_tree(*args, acc)
-        _recount_nonfinite(Av, Bt, init, post, has_post, cfg, fv, acc, nov)
-        return
-    FV.gen_rows(Av, Bv, init, post, has_post, cfg, fv, acc, nov)
+    with serial_below(acc.size * max(Av.shape[1], 1)):
+        if path in ("fp32-vector", "narrow-vector"):
+            sh = 23 - cfg.acc.man
+            maxbits = np.float32(cfg.acc.max_finite).view(np.uint32) if sh else np.uint32(0x7F800000)
+            A32, B32 = Av.astype(np.float32), Bv.astype(np.float32)
+            i32, p32 = init.astype(np.float32), post.astype(np.float32)
+            out = np.empty(acc.shape, dtype=np.float32)
+            if cfg.options.order == FK.SEQUENTIAL:
+                notice_first_use(FV.f32_seq)(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, out)
+            elif cfg.options.order == FK.CHUNKED:
+                notice_first_use(FV.f32_chunked)(A32, B32, i32, p32, has_post, np.int64(sh), maxbits,
+                                                 np.int64(cfg.options.lanes), cfg.options.tree_combine, out)
+            else:
+                notice_first_use(FV.f32_tree)(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, out)
+            acc[...] = out
+            _recount_nonfinite(Av, Bt, init, post, has_post, cfg, acc, nov)
+            return
+        if path == "stochastic-vector":
+            reg = cfg.acc
+            args = (Av, Bv, init, post, has_post, np.int64(reg.seed), np.int64(reg.random_bits), np.int64(reg.man),
+                    np.int64(reg.emin), np.array([reg.max_finite]).view(np.int64)[0])
+            if cfg.options.order == FK.SEQUENTIAL:
+                notice_first_use(FV.sr_seq)(*args, acc)
+            elif cfg.options.order == FK.CHUNKED:
+                notice_first_use(FV.sr_chunked)(*args, np.int64(cfg.options.lanes), cfg.options.tree_combine, acc)
+            else:
+                notice_first_use(FV.sr_tree)(*args, acc)
+            _recount_nonfinite(Av, Bt, init, post, has_post, cfg, acc, nov)
+            return
+        notice_first_use(FV.GEN_KERNELS[cfg.options.order])(Av, Bv, init, post, has_post, *cfg, acc, nov)
 
 
-def _recount_nonfinite(Av, Bt, init, post, has_post, cfg, fv, acc, nov):
+def _recount_nonfinite(Av, Bt, init, post, has_post, cfg, acc, nov):
     """Outputs that ended inf or NaN: the reference kernel recomputes them with their overflow counts."""
     bad = ~np.isfinite(acc)
     if bad.any():
         rows, cols = np.nonzero(bad)
-        FV.rerun_outputs(Av, Bt, init, post, has_post, cfg, fv, rows.astype(np.int64), cols.astype(np.int64),
-                         acc, nov)
+        with serial_below(rows.size * max(Av.shape[1], 1)):
+            output_kernel(cfg)(Av, Bt, init, post, has_post, *cfg, rows.astype(np.int64), cols.astype(np.int64),
+                               acc, nov, _NO_TRACE)

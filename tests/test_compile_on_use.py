@@ -1,0 +1,79 @@
+"""Compile only what a datapath uses, one signature per kernel, and the first-use notice."""
+import io
+
+import numba as nb
+import numpy as np
+
+from fxsim._kernels import float_accum as FK
+from fxsim._kernels import float_codes as FC
+from fxsim._kernels import float_vec as FV
+from fxsim.datapath import Accumulator, Datapath
+from fxsim.engines.floating import choose_float_path, float_gemm
+from fxsim.formats import E4M3, FP16
+from fxsim.quantize import quantize
+from fxsim.runtime import compiling
+
+
+def _signatures(kernel):
+    return len(kernel.signatures)
+
+
+def test_a_datapath_compiles_its_orders_kernels_once_for_every_input_layout():
+    rng = np.random.default_rng(0)
+    A = quantize(rng.normal(size=(6, 9)) * 4, E4M3)
+    B = quantize(rng.normal(size=(9, 5)) * 4, E4M3)
+    dp = Datapath(a=E4M3, b=E4M3, accumulator=Accumulator(FP16, rounding="toward_zero"))
+    assert choose_float_path(dp) == "general-vector"
+    others = {k: _signatures(k) for k in (FV.gen_chunked, FV.gen_tree, FK.outputs_chunked, FK.outputs_tree)}
+    ref = float_gemm(A, B, dp, trace=(1, 2))
+    ro = A.copy()
+    ro.flags.writeable = False
+    strided = np.asfortranarray(B)
+    bias = quantize(rng.normal(size=(6, 5)), FP16)
+    bias.flags.writeable = False
+    again = float_gemm(ro, strided, dp, trace=[(0, 0)])
+    float_gemm(A, B, dp, bias=bias)
+    float_gemm(A, B, Datapath(a=E4M3, b=E4M3, bias_preload=True, accumulator=Accumulator(FP16, rounding="toward_zero")),
+               bias=bias)
+    assert np.array_equal(ref.values.view(np.int64), again.values.view(np.int64))
+    assert _signatures(FV.gen_seq) == 1 and _signatures(FK.outputs_seq) == 1 and _signatures(FC.float_codes) == 1
+    assert {k: _signatures(k) for k in others} == others       # the other orders were not compiled
+
+
+def test_the_notice_is_one_line_once_and_only_when_switched_on(monkeypatch):
+    @nb.njit
+    def fresh(x):
+        return x + 1
+
+    assert compiling.will_compile(fresh)
+    monkeypatch.setattr(compiling, "_stream", None)
+    monkeypatch.setattr(compiling, "_said", False)
+    assert compiling.notice_first_use(fresh) is fresh          # library use: silent
+    buf = io.StringIO()
+    compiling.announce_compiles(buf)
+    compiling.notice_first_use(fresh)
+    compiling.notice_first_use(fresh)
+    assert buf.getvalue() == compiling.MESSAGE + "\n"
+    fresh(1)
+    assert not compiling.will_compile(fresh)                    # compiled now: nothing to announce
+
+
+def test_a_cached_kernel_is_not_announced(monkeypatch):
+    float_gemm(np.ones((2, 2)), np.ones((2, 2)), Datapath(a=E4M3, b=E4M3, accumulator=Accumulator(FP16)))
+    assert not compiling.will_compile(FC.float_codes)
+
+
+def test_the_vectorised_fixed_grid_check_vouches_only_for_values_encode_accepts():
+    from fxsim.engines.floating import _on_fixed_grid
+    from fxsim.formats import Fixed
+    rng = np.random.default_rng(3)
+    fmts = [Fixed(4, 0, False), Fixed(8, 3), Fixed(8, -2), Fixed(12, 14), Fixed(53, 0), Fixed(16, 8, False)]
+    specials = [-0.0, 0.5, np.nan, np.inf, -np.inf, -1.0, 7.0, 8.0, 1e-320, 2.0 ** -1074, 2.0 ** 60]
+    for fmt in fmts:
+        codes = rng.integers(fmt.min_code, fmt.max_code, size=50, endpoint=True)
+        on = codes * fmt.resolution
+        assert _on_fixed_grid(on, fmt)                         # every code's value is vouched for
+        for v in specials + list(on[:5] + fmt.resolution / 2):
+            arr = np.array([v], dtype=np.float64)
+            if _on_fixed_grid(arr, fmt):
+                fmt.encode(arr)                                # never vouches for a value encode rejects
