@@ -124,6 +124,7 @@ def _start_sweep(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "fxsim.cli.main", "sweep", str(p), "--acc-bits", "8:40",
                              "--overflow", "saturate,wrap", "--order", "sequential,chunked", "--workers", "2",
+                             "--engine", "per-width",
                              "--out", str(tmp_path / "out")],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)      # its own process group, as a shell job

@@ -137,6 +137,10 @@ def build_parser():
                         "time (default 10)")
     s.add_argument("--workers", type=_positive("--workers"), default=None, metavar="N",
                    help="local worker processes (default one per core; 1 runs in this process)")
+    s.add_argument("--engine", choices=("auto", "one-pass", "per-width"), default="auto",
+                   help="one-pass: every configuration from one pass over the layer's products (integer forward "
+                        "gemm or one-group conv2d); per-width: each configuration simulated on its own (in "
+                        "--workers processes or on --scheduler); auto (default): one pass where it applies")
     s.add_argument("--out", default=None, metavar="DIR", help="directory for sweep.csv, sweep.json and sweep.png")
     s.add_argument("--force", action="store_true", help="replace a previous sweep output in --out")
     e = sub.add_parser("export", help="write golden vectors for an RTL testbench",
@@ -273,7 +277,7 @@ def cmd_sweep(args):
     else:
         configs = sweep_configs(args.acc_bits or list(range(8, 33)), overflows, orders, args.lanes)
     result = run_sweep(spec, configs, scheduler=args.scheduler, workers=args.workers,
-                       connect_timeout=args.connect_timeout or 10.0)
+                       connect_timeout=args.connect_timeout or 10.0, engine=args.engine)
     print(format_table(result))
     if args.out:
         with out as tmp:
