@@ -688,7 +688,9 @@ def saturate_rail_blocks(A, B, init, reg, blk, amin, amax, bmin, bmax, acc_out, 
     addition exceeds hi and saturates back to it, so the block only adds its length to the overflow
     counts; likewise on lo with every product <= -1. Such a tile skips the block; any other runs it
     addition by addition (acc = clamp(acc + p), as saturate_sequential_dense). Same results, per output,
-    as the per-addition kernel."""
+    as the per-addition kernel. Whether the whole tile sits on a rail is found after each block it runs
+    (one pass over the tile); the products' test is first tried on the tile's extreme codes (all
+    operands >= 1, or all <= -1: every product has one sign), per output only when their signs mix."""
     M, K = A.shape
     N = B.shape[1]
     shift, lo, hi = reg.shift, reg.lo, reg.hi
@@ -707,26 +709,40 @@ def saturate_rail_blocks(A, B, init, reg, blk, amin, amax, bmin, bmax, acc_out, 
         for r in range(rows):
             for j in range(cols):
                 acc[r, j] = init[i0 + r, j0 + j]
+        rail = 0                      # 1: every register of the tile on hi, -1: on lo, 0: neither
         for q in range(Q):
             k0, k1 = q * blk, min(K, (q + 1) * blk)
-            stuck = True
-            for r in range(rows):
-                a_lo, a_hi = amin[q, i0 + r], amax[q, i0 + r]
-                for j in range(cols):
-                    b_lo, b_hi = bmin[q, j0 + j], bmax[q, j0 + j]
-                    p1, p2, p3, p4 = a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi
-                    plo = min(min(p1, p2), min(p3, p4))
-                    phi = max(max(p1, p2), max(p3, p4))
-                    v = acc[r, j]
-                    if not ((v == hi and plo >= 1) or (v == lo and phi <= -1)):
-                        stuck = False
-                if not stuck:
-                    break
-            if stuck:
-                for r in range(rows):
-                    for j in range(cols):
-                        cnt[r, j] += k1 - k0
-                continue
+            if rail != 0:
+                a_lo, a_hi = amin[q, i0], amax[q, i0]
+                for r in range(1, rows):
+                    a_lo = min(a_lo, amin[q, i0 + r])
+                    a_hi = max(a_hi, amax[q, i0 + r])
+                b_lo, b_hi = bmin[q, j0], bmax[q, j0]
+                for j in range(1, cols):
+                    b_lo = min(b_lo, bmin[q, j0 + j])
+                    b_hi = max(b_hi, bmax[q, j0 + j])
+                same = (a_lo >= 1 and b_lo >= 1) or (a_hi <= -1 and b_hi <= -1)     # every product >= 1
+                opposite = (a_lo >= 1 and b_hi <= -1) or (a_hi <= -1 and b_lo >= 1)  # every product <= -1
+                skip = (rail == 1 and same) or (rail == -1 and opposite)
+                if not skip and not same and not opposite:   # mixed signs: the products output by output
+                    skip = True
+                    for r in range(rows):
+                        ra_lo, ra_hi = amin[q, i0 + r], amax[q, i0 + r]
+                        for j in range(cols):
+                            rb_lo, rb_hi = bmin[q, j0 + j], bmax[q, j0 + j]
+                            p1, p2, p3, p4 = ra_lo * rb_lo, ra_lo * rb_hi, ra_hi * rb_lo, ra_hi * rb_hi
+                            if rail == 1:
+                                if min(min(p1, p2), min(p3, p4)) < 1:
+                                    skip = False
+                            elif max(max(p1, p2), max(p3, p4)) > -1:
+                                skip = False
+                        if not skip:
+                            break
+                if skip:
+                    for r in range(rows):
+                        for j in range(cols):
+                            cnt[r, j] += k1 - k0
+                    continue
             for k in range(k0, k1):
                 b = B[k, j0:j0 + cols]
                 for r in range(rows):
@@ -738,6 +754,14 @@ def saturate_rail_blocks(A, B, init, reg, blk, amin, amax, bmin, bmax, acc_out, 
                         c = min(max(s, lo), hi)
                         cntr[j] += c != s
                         accr[j] = c
+            on_hi = True
+            on_lo = True
+            for r in range(rows):
+                for j in range(cols):
+                    v = acc[r, j]
+                    on_hi &= v == hi
+                    on_lo &= v == lo
+            rail = 1 if on_hi else -1 if on_lo else 0
         for r in range(rows):
             for j in range(cols):
                 acc_out[i0 + r, j0 + j] = acc[r, j]

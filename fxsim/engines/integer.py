@@ -92,7 +92,7 @@ class IntPath(enum.Enum):
 
     RAIL_BLOCKS = "rail-blocks"
     """Shortcut 4, then most outputs left unproven (they really saturate): a sequential saturating
-    register simulated by 64-wide blocks of K, vectorised over columns, skipping each block in which the
+    register simulated by 16-wide blocks of K, vectorised over columns, skipping each block in which the
     register provably stays on its rail: at hi with every product of the block >= 1 (interval product of
     the block's operand ranges), every addition saturates back to hi and counts one overflow; likewise at
     lo with every product <= -1. Every other block runs addition by addition."""
@@ -552,19 +552,22 @@ def _run_unproven(plan: GemmPlan, ops: Operands, out: Planes, rows, cols, start_
     with _threads_for(work):
         if sequential:   # most outputs: by blocks of K, vectorised over columns, skipping rail blocks
             A, B = ops.narrow
-            ranges = _block_ranges(A, B)
-            K.saturate_rail_blocks(A, B, out.init, c.register, BLOCK, *ranges, out.acc, out.nov)
+            ranges = _block_ranges(A, B, RAIL_BLOCK)
+            K.saturate_rail_blocks(A, B, out.init, c.register, RAIL_BLOCK, *ranges, out.acc, out.nov)
             return True
         K.gemm_subset_kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc, out.nov)
     return False
 
 
-def _block_ranges(A, B):
-    """Per 64-wide block q of K: the smallest and largest code of each row of A (Q, M) and column of B."""
-    Q = -(-A.shape[1] // BLOCK)
+RAIL_BLOCK = 16   # K per block of the rail test: after a few products a saturating output is on its rail
+
+
+def _block_ranges(A, B, blk):
+    """Per ``blk``-wide block q of K: the smallest and largest code of each row of A (Q, M) and column of B."""
+    Q = -(-A.shape[1] // blk)
     amin, amax = np.empty((Q, A.shape[0]), np.int64), np.empty((Q, A.shape[0]), np.int64)
     bmin, bmax = np.empty((Q, B.shape[1]), np.int64), np.empty((Q, B.shape[1]), np.int64)
-    K.block_code_ranges(A, B, BLOCK, amin, amax, bmin, bmax)
+    K.block_code_ranges(A, B, blk, amin, amax, bmin, bmax)
     return amin, amax, bmin, bmax
 
 

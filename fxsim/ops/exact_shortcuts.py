@@ -27,11 +27,11 @@ first (each is one member of ``IntPath``).
    others resume the cycle-accurate kernel at their first unproven block, from the exact partial sum there.
 5. *Saturating registers on a rail.* A saturating register at hi that adds p >= 1 computes hi + p > hi and
    saturates back to hi (one overflow); at lo adding p <= -1 likewise stays at lo. If every product of a
-   64-wide block is >= 1 (the interval product [min a, max a] x [min b, max b] of the block's codes, aligned
+   block of K is >= 1 (the interval product [min a, max a] x [min b, max b] of the block's codes, aligned
    by a left shift, which keeps the sign) and the register enters the block at hi, it leaves it at hi
    with the block's length added to its overflow count, whatever the products' values; so the block need
-   not be simulated (``kernels.int_gemm.saturate_rail_blocks``). Used where shortcut 4 leaves most outputs
-   unproven.
+   not be simulated (``kernels.int_gemm.saturate_rail_blocks``, 16-wide blocks). Used where shortcut 4
+   leaves most outputs unproven.
 6. *Statistics without overflow.* With statistics asked for, the bound of 3 (|init| + K * max|a| * max|b|
    aligned, within the range) proves that no addition of any order overflows: the register equals the
    exact partial sum at every cycle, every overflow count is 0 and the accumulator is the exact sum; only
@@ -166,7 +166,8 @@ def sequential_block_test(Af, Bf, init, imax, L, limit, amax, bmax, sqa, sqb, cu
                                  limit, inflate, BLOCK, g.start, cum[g], flagged, count)
         return flagged[:, :count[0]].copy()
 
-    flagged = np.concatenate(row_parallel(slab, M, work=Af.size * N), axis=1)
+    parts = row_parallel(slab, M, work=Af.size * N)
+    flagged = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)   # one slab: no second copy
     rows, cols, start_k, start_acc = flagged
     return rows, cols, start_k, start_acc
 
