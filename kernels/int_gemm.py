@@ -560,7 +560,8 @@ def saturate_sequential_dense(A, B, init, reg, acc_out, nov_out):
                 nov_out[i0 + r, j] = cnt[r, j]
 
 
-EXTREMES_ROWS = 4   # rows of A per block of running_extremes_dense (its ``proto`` is (EXTREMES_ROWS, N))
+EXTREMES_ROWS = 4     # the tile of running_extremes_dense: its ``proto`` is (EXTREMES_ROWS, EXTREMES_COLS)
+EXTREMES_COLS = 512
 
 
 @nb.njit(cache=True, inline="always")
@@ -594,37 +595,42 @@ def running_extremes_dense(A, B, init, proto, signed, exact_out, maxp_out, bits_
     """The statistics of a sequential accumulator that provably never overflows (the caller's bound):
     per output the exact running sum init + sum_k A[i, k] * B[k, j] and, from its largest and smallest
     value (starting from init and 0, as ``dot`` does), the largest magnitude and the register width that
-    holds them (``bits_for``), vectorised across columns. The register equals the
-    running sum at every cycle, so this is all the cycle-accurate kernel would record besides zero
-    overflow counts. A holds the products' aligned left factor (a << L). The lanes have ``proto``'s
-    dtype (EXTREMES_ROWS, N), as A and B do; the caller proves that every |product| and |partial sum|
-    is exact in it (float32: <= 2**24, integers all exact in binary32; float64: < 2**53; else int64),
-    so every lane value is the exact integer. Four steps of k at a time: the running sums are loaded and
-    stored once per four additions."""
+    holds them (``bits_for``), vectorised across columns. The register equals the running sum at every
+    cycle, so this is all the cycle-accurate kernel would record besides zero overflow counts. A holds
+    the products' aligned left factor (a << L). The lanes have ``proto``'s dtype (EXTREMES_ROWS,
+    EXTREMES_COLS), as A and B do; the caller proves that every |product| and |partial sum| is exact in
+    it (float32: <= 2**24, integers all exact in binary32; else int32 or int64), so every lane value is
+    the exact integer. Tiles of EXTREMES_ROWS rows x EXTREMES_COLS columns keep their running sums in
+    the first-level cache whatever N; four steps of k at a time load and store them once per four
+    additions."""
     M, K = A.shape
     N = B.shape[1]
-    RB = proto.shape[0]
-    nblk = (M + RB - 1) // RB
+    RB, JT = proto.shape
+    nrb = (M + RB - 1) // RB
+    njt = (N + JT - 1) // JT
     K4 = K - K % 4
-    for blk in nb.prange(nblk):
-        i0 = blk * RB
+    for t in nb.prange(nrb * njt):
+        i0 = (t // njt) * RB
+        j0 = (t % njt) * JT
         rows = min(i0 + RB, M) - i0
+        cols = min(j0 + JT, N) - j0
         ex = np.empty_like(proto)
         mx = np.empty_like(proto)
         mn = np.empty_like(proto)
         for r in range(rows):
-            for j in range(N):
-                v = init[i0 + r, j]
+            for j in range(cols):
+                v = init[i0 + r, j0 + j]
                 ex[r, j] = v
                 mx[r, j] = max(v, 0)
                 mn[r, j] = min(v, 0)
         for k in range(0, K4, 4):
-            b0, b1, b2, b3 = B[k], B[k + 1], B[k + 2], B[k + 3]
+            b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
+            b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
             for r in range(rows):
                 a = A[i0 + r]
                 a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
                 exr, mxr, mnr = ex[r], mx[r], mn[r]
-                for j in range(N):
+                for j in range(cols):
                     e1 = exr[j] + a0 * b0[j]
                     e2 = e1 + a1 * b1[j]
                     e3 = e2 + a2 * b2[j]
@@ -633,21 +639,21 @@ def running_extremes_dense(A, B, init, proto, signed, exact_out, maxp_out, bits_
                     mxr[j] = max(max(mxr[j], e1), max(max(e2, e3), e4))
                     mnr[j] = min(min(mnr[j], e1), min(min(e2, e3), e4))
         for k in range(K4, K):
-            b = B[k]
+            b = B[k, j0:j0 + cols]
             for r in range(rows):
                 a = A[i0 + r, k]
                 exr, mxr, mnr = ex[r], mx[r], mn[r]
-                for j in range(N):
+                for j in range(cols):
                     e = exr[j] + a * b[j]
                     exr[j] = e
                     mxr[j] = max(mxr[j], e)
                     mnr[j] = min(mnr[j], e)
         for r in range(rows):
-            for j in range(N):
+            for j in range(cols):
                 hi, lo = np.int64(mx[r, j]), np.int64(mn[r, j])
-                exact_out[i0 + r, j] = np.int64(ex[r, j])
-                maxp_out[i0 + r, j] = max(hi, -lo)
-                bits_out[i0 + r, j] = bits_for(hi, lo, signed)
+                exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
+                maxp_out[i0 + r, j0 + j] = max(hi, -lo)
+                bits_out[i0 + r, j0 + j] = bits_for(hi, lo, signed)
 
 
 @nb.njit(cache=True)

@@ -195,3 +195,20 @@ def test_large_scratch_is_released_after_the_call():
     with scratch_module._registry_lock:
         kept = [buf.nbytes for bufs in scratch_module._registry for buf in bufs.values()]
     assert kept and max(kept) <= scratch_module._KEEP_BYTES
+
+
+def test_stats_no_overflow_tiles_wide_outputs():
+    # more columns than one tile of the kernel (EXTREMES_COLS): tile edges and the last partial tile
+    from kernels.int_gemm import EXTREMES_COLS
+    rng = np.random.default_rng(6)
+    N = 2 * EXTREMES_COLS + 77
+    A, B = _codes(rng, 8, (6, 70)), _codes(rng, 8, (70, N))
+    dp = Datapath(accumulator=Accumulator("int32", overflow="saturate"))
+    res = gemm(A, B, dp)
+    assert res.path == IntPath.STATS_NO_OVERFLOW.value
+    np.testing.assert_array_equal(res.acc, A @ B)
+    cols = [0, EXTREMES_COLS - 1, EXTREMES_COLS, 2 * EXTREMES_COLS, N - 1]
+    sub = type(res)(values=res.values[:, cols], codes=res.codes[:, cols], acc=res.acc[:, cols],
+                    overflow_count=res.overflow_count[:, cols], exact=res.exact[:, cols],
+                    max_partial=res.max_partial[:, cols], bits_needed=res.bits_needed[:, cols])
+    check_against_reference(sub, A, B[:, cols], dp)

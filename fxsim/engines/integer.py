@@ -653,7 +653,7 @@ def execute_stats_no_overflow(plan: GemmPlan, ops: Operands, out: Planes, path: 
     out.max_p, out.nbits = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
     lane = plan.lane_dtype
     A, B = ops.lanes(lane, c.L)
-    proto = np.empty((K.EXTREMES_ROWS, b.N), dtype=lane)
+    proto = np.empty((K.EXTREMES_ROWS, min(b.N, K.EXTREMES_COLS) or 1), dtype=lane)
     with _threads_for(b.M * b.N * b.K):
         K.running_extremes_dense(A, B, out.init, proto, c.signed, out.exact, out.max_p, out.nbits)
     out.acc[...] = out.exact   # no overflow: the register is the exact sum; the counts stay 0
