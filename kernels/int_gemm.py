@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
-from .rounding import SATURATE_SYMMETRIC, SATURATE_ZERO, WRAP, overflow, shift_round, wrap
+from .rounding import SATURATE_ZERO, WRAP, overflow, shift_round, wrap
 
 SEQUENTIAL, TREE, CHUNKED = 0, 1, 2
 
@@ -458,9 +458,10 @@ def exact_from_blas(S, L, init, bits, signed, wrap_it, exact_out, acc_out):
 def sequential_stats_dense(A, B, init, reg, acc_out, nov_out, max_out, min_out, exact_out):
     """gemm_kernel for the common datapath, vectorised across output columns: exact products aligned by a
     left ``reg.shift``, one sequential accumulator of ``reg.bits`` < 64 bits in [reg.lo, reg.hi] whose
-    overflow ``reg.ovf`` (WRAP, SATURATE, SATURATE_SYMMETRIC or SATURATE_ZERO) applies after every addition. For each k every
-    column j of a row block takes the addition, while the exact running sum, its extremes (starting from
-    init and 0, as ``dot`` does) and the overflow count are kept per output. B is (K, N)."""
+    overflow ``reg.ovf`` (WRAP, SATURATE, SATURATE_SYMMETRIC or SATURATE_ZERO) applies after every
+    addition. For each k every column j of a row block takes the addition, while the exact running sum,
+    its extremes (starting from init and 0, as ``dot`` does) and the overflow count are kept per output.
+    B is (K, N)."""
     M, K = A.shape
     N = B.shape[1]
     shift, bits, signed, lo, hi, mode = reg.shift, reg.bits, reg.signed != 0, reg.lo, reg.hi, reg.ovf
@@ -522,42 +523,6 @@ def sequential_stats_dense(A, B, init, reg, acc_out, nov_out, max_out, min_out, 
                 max_out[i0 + r, j] = mx[r, j]
                 min_out[i0 + r, j] = mn[r, j]
                 exact_out[i0 + r, j] = ex[r, j]
-
-
-@nb.njit(cache=True, parallel=True)
-def saturate_sequential_dense(A, B, init, reg, acc_out, nov_out):
-    """Every output of the sequential saturating accumulator (exact products aligned by a left
-    ``reg.shift``, range [reg.lo, reg.hi], reg.bits < 64), vectorised across output columns: for each k the register of every
-    column j of a row block takes acc = clamp(acc + a[i, k] * b[k, j]). Same arithmetic, per output and
-    per addition, as saturate_sequential_kernel; B is (K, N) here."""
-    M, K = A.shape
-    N = B.shape[1]
-    shift, lo, hi = reg.shift, reg.lo, reg.hi
-    RB = 4
-    nblk = (M + RB - 1) // RB
-    for blk in nb.prange(nblk):
-        i0 = blk * RB
-        i1 = min(i0 + RB, M)
-        acc = np.empty((RB, N), dtype=np.int64)
-        cnt = np.zeros((RB, N), dtype=np.int64)
-        for r in range(i1 - i0):
-            for j in range(N):
-                acc[r, j] = init[i0 + r, j]
-        for k in range(K):
-            b = B[k]
-            for r in range(i1 - i0):
-                a = A[i0 + r, k]
-                accr = acc[r]
-                cntr = cnt[r]
-                for j in range(N):
-                    s = accr[j] + ((a * b[j]) << shift)
-                    c = min(max(s, lo), hi)
-                    cntr[j] += c != s
-                    accr[j] = c
-        for r in range(i1 - i0):
-            for j in range(N):
-                acc_out[i0 + r, j] = acc[r, j]
-                nov_out[i0 + r, j] = cnt[r, j]
 
 
 EXTREMES_ROWS = 4     # the tile of running_extremes_dense: its ``proto`` is (EXTREMES_ROWS, EXTREMES_COLS)
@@ -693,7 +658,7 @@ def saturate_rail_blocks(A, B, init, reg, blk, amin, amax, bmin, bmax, acc_out, 
     of the row's and the column's code ranges in that block, amin/amax (Q, M), bmin/bmax (Q, N)), each
     addition exceeds hi and saturates back to it, so the block only adds its length to the overflow
     counts; likewise on lo with every product <= -1. Such a tile skips the block; any other runs it
-    addition by addition (acc = clamp(acc + p), as saturate_sequential_dense). Same results, per output,
+    addition by addition (acc = clamp(acc + p), as saturate_sequential_kernel). Same results, per output,
     as the per-addition kernel. Whether the whole tile sits on a rail is found after each block it runs
     (one pass over the tile); the products' test is first tried on the tile's extreme codes (all
     operands >= 1, or all <= -1: every product has one sign), per output only when their signs mix."""

@@ -216,7 +216,8 @@ class IntegerPlan:
     def zero_point_adjust(self, codes, zp: int, fmt: Fixed, argument: str):
         """codes - zero point, in a signed subtractor of ``zero_point_bits`` (default: exact) width."""
         if not fmt.min_code <= int(zp) <= fmt.max_code:
-            raise InvalidArgument(f"{argument}_zero_point={zp} is outside {fmt}'s codes [{fmt.min_code}, {fmt.max_code}]")
+            raise InvalidArgument(f"{argument}_zero_point={zp} is outside {fmt}'s codes "
+                                  f"[{fmt.min_code}, {fmt.max_code}]")
         if zp == 0 and self.dp.zero_point_bits is None:
             return codes
         if fmt.bits == 64:
