@@ -1,19 +1,24 @@
 """Integer GEMM / conv throughput: fxsim's bit-exact engine vs numpy float64 matmul (the BLAS limit) and
 APyTypes' fixed-point matmul under an accumulator context, measured in the same run.
 
-    python benchmarks/bench_gemm.py [--quick]
+    python benchmarks/bench_gemm.py [--quick] [--threads 1]
 
-Every fxsim row runs with stats=False (the exact shortcuts of fxsim.ops.gemm); the "stats" rows run the
-cycle-accurate kernel on every output and also return per-output overflow counts and partial-sum maxima.
-Times are the best of 25 runs after a warm-up (3 for the "+ stats" rows); 'x f64 BLAS' = our time /
-numpy's float64 matmul time of the same shape, measured just before each row (lower is better); 'vs APyTypes' = APyTypes' time / ours (higher: fxsim faster).
+Every fxsim row runs with stats=False (the exact shortcuts of fxsim.engines.integer) unless it says
+"+ stats": those also return per-output overflow counts and partial-sum maxima. Times are the best of 25
+runs after a warm-up (5 for the "+ stats" rows); 'x f64 BLAS' = our time / numpy's float64 matmul time
+of the same shape, measured just before each row in the same run and with the same thread count
+(--threads, default 1: Numba's and BLAS's); lower is better. 'path' = the engine's path
+(``result.path``); 'vs APyTypes' = APyTypes' time / ours (higher: fxsim faster). Rows with a target
+print it and whether it is met.
 """
 import argparse
 import os
 import sys
 import time
 
+import numba
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -61,7 +66,14 @@ def apy_matmul(A, B, bits, overflow):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller shapes, one repeat")
+    ap.add_argument("--threads", type=int, default=1, help="Numba and BLAS threads (default 1)")
     args = ap.parse_args()
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        run(args)
+
+
+def run(args):
     n = 128 if args.quick else 512
     repeat = 1 if args.quick else 25
     rng = np.random.default_rng(0)
@@ -71,17 +83,18 @@ def main():
     t_blas, _ = best_of(lambda: Af @ Bf, repeat)
     macs = n ** 3
     print(f"INT8 x INT8 GEMM {n}x{n}x{n} ({macs / 1e6:.0f} MMAC); numpy float64 matmul: {t_blas * 1e3:.2f} ms; "
-          f"threads: NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}")
+          f"threads: {numba.get_num_threads()} (Numba and BLAS)")
     hdr = (f"{'case':<34}{'ms':>9}{'GMAC/s':>9}{'x f64 BLAS':>12}{'APyTypes ms':>13}{'vs APyTypes':>13}"
-           f"{'APy same':>10}{'outputs !exact':>16}")
+           f"{'APy same':>10}{'outputs !exact':>16}  {'path':<18}{'target':>8}")
     print(hdr)
     print("-" * len(hdr))
 
-    def row(name, t, t_ref, t_apy=None, frac_sat=None, agree=None):
+    def row(name, t, t_ref, t_apy=None, frac_sat=None, agree=None, path=None, target=None):
         apy_s = (f"{t_apy * 1e3:>13.1f}{t_apy / t:>12.0f}x{agree:>10.1%}" if t_apy
                  else f"{'-':>13}{'-':>13}{'-':>10}")
         sat = f"{frac_sat:>15.0%}" if frac_sat is not None else f"{'-':>16}"
-        print(f"{name:<34}{t * 1e3:>9.2f}{macs / t / 1e9:>9.2f}{t / t_ref:>12.2f}{apy_s} {sat}")
+        goal = "" if target is None else f"{'<= %gx' % target:>8} {'met' if t / t_ref <= target else 'MISSED'}"
+        print(f"{name:<34}{t * 1e3:>9.2f}{macs / t / 1e9:>9.2f}{t / t_ref:>12.2f}{apy_s} {sat}  {path or '-':<18}{goal}")
 
     blas = lambda: Af @ Bf   # noqa: E731
 
@@ -94,7 +107,7 @@ def main():
             t_apy, c = best_of(apy_matmul(A, B, bits, ov), 1)
             agree = float(np.mean(np.asarray(c.to_numpy()).astype(np.int64) == r.acc))
         sat = float(np.mean(r.acc != r.exact)) if r.exact is not None else None
-        row(f"int{bits} acc, {ov}", t, t_ref, t_apy, sat, agree)
+        row(f"int{bits} acc, {ov}", t, t_ref, t_apy, sat, agree, r.path)
     if apy is not None and not args.quick:
         print(f"APy same: outputs where APyTypes {apy.__version__} (matmul under APyFixedAccumulatorContext) equals "
               "the per-addition overflow result")
@@ -103,12 +116,13 @@ def main():
     Q = rng.integers(64, 128, (n, n))
     dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int16", overflow="saturate"))
     t, t_ref, r = paired(lambda: gemm(P, Q, dp, stats=False), blas, repeat)
-    row("int16 saturate, every output sat.", t, t_ref, None, float(np.mean(r.acc != r.exact)))
-    t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=True), blas, 3)
-    row("int16 saturate + stats (kernel)", t, t_ref, None, float(np.mean(r.overflow_count > 0)))
+    row("int16 saturate, every output sat.", t, t_ref, None, float(np.mean(r.acc != r.exact)), path=r.path,
+        target=5)
+    t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=True), blas, 5)
+    row("int16 saturate + stats", t, t_ref, None, float(np.mean(r.overflow_count > 0)), path=r.path)
     dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int32", overflow="wrap"))
-    t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=True), blas, 3)
-    row("int32 wrap + stats (kernel)", t, t_ref, None, float(np.mean(r.overflow_count > 0)))
+    t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=True), blas, 5)
+    row("int32 wrap + stats", t, t_ref, None, float(np.mean(r.overflow_count > 0)), path=r.path, target=3)
 
     # ResNet-style 3x3 conv, 64 -> 64 channels, 56x56, batch 1
     C, HW = (16, 28) if args.quick else (64, 56)
@@ -133,7 +147,7 @@ def main():
             t_apy, c = best_of(apy_matmul(cols, Wc, bits, ov), 1)
             ours = r.acc.transpose(0, 2, 3, 1).reshape(-1, C)          # NCHW -> rows (n, oh, ow)
             agree = float(np.mean(np.asarray(c.to_numpy()).astype(np.int64) == ours))
-        row(f"conv int{bits} acc, {ov}", t, t_ref, t_apy, float(np.mean(r.acc != r.exact)), agree)
+        row(f"conv int{bits} acc, {ov}", t, t_ref, t_apy, float(np.mean(r.acc != r.exact)), agree, r.path)
 
 
 if __name__ == "__main__":

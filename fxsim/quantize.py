@@ -16,7 +16,8 @@ from fxsim.formats import ML_DTYPES_NAMES, NUMPY_DTYPE_NAMES, Fixed, Float, pars
 from fxsim.modes import Overflow, Rounding
 from fxsim.validate import as_array, check_bool, check_choice, check_int
 
-__all__ = ["quantize", "quantize_to_codes", "CONVENTIONS", "RETURNS", "float_kernel_params", "to_dtype"]
+__all__ = ["quantize", "quantize_to_codes", "operand_codes", "operand_codes_range", "CONVENTIONS", "RETURNS",
+           "float_kernel_params", "to_dtype"]
 
 #: What ``quantize`` can return: float64 values, integer codes, or an array of the format's own dtype.
 RETURNS = ("values", "codes", "ml_dtypes")
@@ -366,3 +367,38 @@ def _raise_overflow(mask, fmt):
         first = int(np.flatnonzero(mask)[0])
         raise OverflowError(f"{n} element(s) overflow {fmt} (range [{fmt.min}, {fmt.max}]); "
                             f"first at flat index {first}")
+
+
+def operand_codes(x, fmt: Fixed, argument: str) -> np.ndarray:
+    """Real values already on ``fmt``'s grid -> int64 codes, exactly (a clear error naming the first element
+    that is off the grid or out of range, instead of rounding it: operands of a datapath are codes)."""
+    return operand_codes_range(x, fmt, argument)[0]
+
+
+def operand_codes_range(x, fmt: Fixed, argument: str):
+    """operand_codes, plus the smallest and largest code (Python ints; 0, 0 for an empty array)."""
+    arr = as_array(argument, x, kinds="iuf")
+    if arr.dtype.kind in "iu" and fmt.frac == 0:
+        lo = hi = 0
+        if arr.size:   # one min/max pass; the offending element is located only on error
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < fmt.min_code or hi > fmt.max_code:
+                flat = int(arr.argmin()) if lo < fmt.min_code else int(arr.argmax())
+                idx = np.unravel_index(flat, arr.shape)
+                raise InvalidArgument(f"{argument}[{', '.join(map(str, idx))}] = {arr[idx]} is outside {fmt} "
+                                 f"[{fmt.min_code}, {fmt.max_code}]; quantize it first (fxsim.quantize.quantize)")
+        return arr.astype(np.int64, copy=False), lo, hi
+    v = arr.astype(np.float64)
+    scaled = np.ldexp(v, fmt.frac)
+    off = ~np.isfinite(scaled) | (scaled != np.floor(scaled))
+    if np.any(off):
+        idx = np.unravel_index(int(np.flatnonzero(off)[0]), arr.shape)
+        raise InvalidArgument(f"{argument}[{', '.join(map(str, idx))}] = {float(v[idx])!r} is not on the grid of {fmt}; "
+                         "quantize it first (fxsim.quantize.quantize)")
+    bad = (scaled < float(fmt.min_code)) | (scaled > float(fmt.max_code)) | (np.abs(scaled) >= 2.0 ** 63)
+    if np.any(bad):
+        idx = np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape)
+        raise InvalidArgument(f"{argument}[{', '.join(map(str, idx))}] = {float(v[idx])!r} is outside {fmt} [{fmt.min}, {fmt.max}]; "
+                         "quantize it first (fxsim.quantize.quantize)")
+    codes = scaled.astype(np.int64)
+    return codes, (int(codes.min()) if codes.size else 0), (int(codes.max()) if codes.size else 0)

@@ -21,28 +21,44 @@ class GemmResult:
     - ``bits_needed``: per output, the accumulator width that would have held every partial sum
       (the last three are None where the engine does not track them, e.g. float accumulators)
     - ``traces``: {(i, j): per-cycle register values} for the outputs asked for
+    - ``path``: how the engine computed the result (an ``fxsim.engines.integer.IntPath`` value such as
+      "exact-blas" or "stats-sequential"; the float engine's path name; None where not recorded)
+
+    One shape whatever the flags: every field is always there. The statistics (``overflow_count``,
+    ``max_partial``, ``bits_needed``) are arrays when computed (``stats=True``, the default) and None when
+    not (``stats=False``; ``has_stats`` says which); ``summary()`` has the same keys either way, None for
+    what was not computed.
     """
 
     values: np.ndarray
     codes: np.ndarray
     acc: np.ndarray
-    overflow_count: np.ndarray
+    overflow_count: np.ndarray | None
     acc_values: np.ndarray | None = None
     exact: np.ndarray | None = None
     max_partial: np.ndarray | None = None
     bits_needed: np.ndarray | None = None
     datapath: object = None
     traces: dict = field(default_factory=dict)
+    path: str | None = None
 
     @property
-    def overflowed(self) -> np.ndarray:
-        return self.overflow_count > 0
+    def has_stats(self) -> bool:
+        """Whether the per-output overflow counts were computed (``stats=True``)."""
+        return self.overflow_count is not None
+
+    @property
+    def overflowed(self) -> np.ndarray | None:
+        """Per output, whether any addition overflowed (None without statistics)."""
+        return None if self.overflow_count is None else self.overflow_count > 0
 
     def summary(self) -> dict:
+        """Counts over all outputs; the same keys with or without statistics (None where not computed)."""
+        counts = self.overflow_count
         return {
             "outputs": int(self.values.size),
-            "outputs_with_overflow": int(np.count_nonzero(self.overflow_count)),
-            "overflow_events": int(self.overflow_count.sum()),
+            "outputs_with_overflow": None if counts is None else int(np.count_nonzero(counts)),
+            "overflow_events": None if counts is None else int(counts.sum()),
             "outputs_differing_from_exact": None if self.exact is None else int(np.count_nonzero(self.acc != self.exact)),
             "max_bits_needed": None if self.bits_needed is None else (int(self.bits_needed.max()) if self.bits_needed.size else 0),
         }

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
-from .int_gemm import dot as int_dot
+from .int_gemm import config_from_array, dot as int_dot
 from .quantize import OVF_KEEP, OVF_NAN, OVF_SATURATE, round_integer, round_to_float
 from .random import random_bits
 from .rounding import CEIL, FLOOR, JAM, STOCHASTIC, TOWARD_ZERO
@@ -379,7 +379,7 @@ def kulisch_gemm_kernel(A, Bt, init, frac, align_mode, icfg, levels, acc_out, no
         for k in range(K):
             pc[k] = align_product(A[i, k] * Bt[j, k], frac, align_mode)
         st = np.empty(4, dtype=np.int64)
-        acc, nov = int_dot(pc, ones, init[i, j], icfg, levels, dummy, False, st)
+        acc, nov = int_dot(pc, ones, init[i, j], config_from_array(icfg), levels, dummy, False, st)
         acc_out[i, j] = acc
         nov_out[i, j] = nov
         max_out[i, j] = st[0]
@@ -394,5 +394,5 @@ def kulisch_trace_one(a, b, init, frac, align_mode, icfg, levels, trace):
     for k in range(K):
         pc[k] = align_product(a[k] * b[k], frac, align_mode)
     st = np.empty(4, dtype=np.int64)
-    int_dot(pc, np.ones(K, dtype=np.int64), init, icfg, levels, trace, True, st)
+    int_dot(pc, np.ones(K, dtype=np.int64), init, config_from_array(icfg), levels, trace, True, st)
     return st[3]

@@ -1,38 +1,104 @@
 """Integer MAC-array kernels: one output element = a dot product through the product register, the
 alignment shifter and an accumulator that applies its overflow mode after every single addition.
 
-Configuration travels as an int64 array ``cfg`` (indices below) so kernels see numbers only.
+Configuration travels as typed named tuples of int64 scalars (``IntConfig`` for the general kernel,
+``Register`` for the specialised sequential ones), so kernels see numbers only and read them by name.
 Every exact partial sum is tracked too (the caller has proved it fits int64), for the statistics.
 """
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 
 from .rounding import SATURATE_ZERO, WRAP, overflow, shift_round, wrap
 
-# cfg layout
+SEQUENTIAL, TREE, CHUNKED = 0, 1, 2
+
+
+class IntConfig(NamedTuple):
+    """The MAC datapath of one output, as the general kernel ``dot`` reads it (all int64).
+
+    Product register (``p_bits`` = 0: none): cut by ``p_shift`` bits with rounding ``p_mode``, range
+    [p_lo, p_hi], overflow ``p_ovf``. Alignment to the accumulator: ``a_shift`` bits, rounding ``a_mode``.
+    Accumulator: ``bits`` wide, ``signed`` (0/1), range [lo, hi], overflow ``ovf``. Order: ``order``
+    (SEQUENTIAL, TREE, CHUNKED), ``lanes`` and ``combine`` (0 sequential, 1 tree) for CHUNKED."""
+    p_shift: int
+    p_bits: int
+    p_signed: int
+    p_lo: int
+    p_hi: int
+    p_mode: int
+    p_ovf: int
+    a_shift: int
+    a_mode: int
+    bits: int
+    signed: int
+    lo: int
+    hi: int
+    ovf: int
+    order: int
+    lanes: int
+    combine: int
+
+
+class Register(NamedTuple):
+    """The specialised sequential kernels' datapath (all int64): exact products aligned by a left
+    ``shift``, one accumulator ``bits`` (< 64) wide, ``signed`` (0/1), range [lo, hi], overflow ``ovf``."""
+    shift: int
+    bits: int
+    signed: int
+    lo: int
+    hi: int
+    ovf: int
+
+
+# the index layout of the int64 array form of IntConfig (``config_from_array``), for callers that keep one
 P_SHIFT, P_BITS, P_SIGNED, P_LO, P_HI, P_MODE, P_OVF = 0, 1, 2, 3, 4, 5, 6
 A_SHIFT, A_MODE = 7, 8
 BITS, SIGNED, LO, HI, OVF = 9, 10, 11, 12, 13
 ORDER, LANES, COMBINE = 14, 15, 16
 CFG_SIZE = 17
-SEQUENTIAL, TREE, CHUNKED = 0, 1, 2
+
+
+@nb.njit(cache=True)
+def config_from_array(c):
+    """IntConfig from its int64 array form (indices above)."""
+    return IntConfig(c[P_SHIFT], c[P_BITS], c[P_SIGNED], c[P_LO], c[P_HI], c[P_MODE], c[P_OVF], c[A_SHIFT],
+                     c[A_MODE], c[BITS], c[SIGNED], c[LO], c[HI], c[OVF], c[ORDER], c[LANES], c[COMBINE])
+
+
+@nb.njit(cache=True)
+def register_range(bits, signed, symmetric):
+    """(lo, hi) of a ``bits``-wide register (bits <= 64 signed, <= 63 unsigned): two's complement when
+    ``signed``, [-hi, hi] when also ``symmetric`` (a saturate_symmetric register), [0, 2**bits - 1]
+    unsigned. The one definition of a register's range on the integer side."""
+    if signed:
+        hi = (np.int64(1) << (bits - 1)) - 1 if bits < 64 else np.int64(9223372036854775807)
+        lo = -hi if symmetric else -hi - 1
+    else:
+        lo = np.int64(0)
+        hi = (np.int64(1) << bits) - 1
+    return lo, hi
+
+
+_range = register_range   # the former name, still imported by the float engine's Kulisch path
 
 
 @nb.njit(cache=True, inline="always")
 def product(a, b, cfg):
     """Multiplier -> optional product register (cut with rounding, then overflow) -> alignment shifter."""
     p = a * b
-    if cfg[P_BITS] > 0:
-        s = cfg[P_SHIFT]
+    if cfg.p_bits > 0:
+        s = cfg.p_shift
         if s > 0:
-            p = shift_round(p, s, cfg[P_MODE], 0)
+            p = shift_round(p, s, cfg.p_mode, 0)
         elif s < 0:
             p = p << (-s)
-        if p < cfg[P_LO] or p > cfg[P_HI]:
-            p = overflow(p, cfg[P_LO], cfg[P_HI], cfg[P_BITS], cfg[P_SIGNED] != 0, cfg[P_OVF])
-    s = cfg[A_SHIFT]
+        if p < cfg.p_lo or p > cfg.p_hi:
+            p = overflow(p, cfg.p_lo, cfg.p_hi, cfg.p_bits, cfg.p_signed != 0, cfg.p_ovf)
+    s = cfg.a_shift
     if s > 0:
-        p = shift_round(p, s, cfg[A_MODE], 0)
+        p = shift_round(p, s, cfg.a_mode, 0)
     elif s < 0:
         p = p << (-s)
     return p
@@ -59,19 +125,6 @@ def add(acc, p, bits, signed, lo, hi, ovf):
 
 
 @nb.njit(cache=True, inline="always")
-def _range(bits, signed, ovf_sym):
-    if signed:
-        hi = (np.int64(1) << (bits - 1)) - 1 if bits < 64 else np.int64(9223372036854775807)
-        lo = -hi - 1
-        if ovf_sym:
-            lo = -hi
-    else:
-        lo = np.int64(0)
-        hi = (np.int64(1) << bits) - 1
-    return lo, hi
-
-
-@nb.njit(cache=True, inline="always")
 def _pairwise(reg, ex, n, levels, bits, signed, lo, hi, ovf, trace, record, t, mx, mn):
     """A pairwise adder tree over reg[:n] (their exact values in ex[:n]): level l adds neighbours in a
     register of levels[l] bits (the accumulator's width beyond the given levels); an odd last term passes
@@ -84,7 +137,7 @@ def _pairwise(reg, ex, n, levels, bits, signed, lo, hi, ovf, trace, record, t, m
         llo, lhi = lo, hi
         if level < levels.shape[0]:
             lb = levels[level]
-            llo, lhi = _range(lb, signed, lo == -hi and signed)
+            llo, lhi = register_range(lb, signed, lo == -hi and signed)
         for q in range(n // 2):
             r, of = add(reg[2 * q], reg[2 * q + 1], lb, signed, llo, lhi, ovf)
             nov += of
@@ -113,8 +166,8 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
     root added to init at the accumulator's width. ``trace`` receives register values in cycle order.
     """
     K = a.shape[0]
-    bits, signed, lo, hi, ovf = cfg[BITS], cfg[SIGNED] != 0, cfg[LO], cfg[HI], cfg[OVF]
-    order = cfg[ORDER]
+    bits, signed, lo, hi, ovf = cfg.bits, cfg.signed != 0, cfg.lo, cfg.hi, cfg.ovf
+    order = cfg.order
     nov = 0
     mx = init if init > 0 else np.int64(0)
     mn = init if init < 0 else np.int64(0)
@@ -137,7 +190,7 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
         stats[3] = K + 1
         return acc, nov
     if order == CHUNKED:
-        P = cfg[LANES]
+        P = cfg.lanes
         C = (K + P - 1) // P
         reg = np.zeros(P, dtype=np.int64)
         ex = np.zeros(P, dtype=np.int64)
@@ -157,7 +210,7 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
                 if record:
                     trace[t] = reg[l]
                 t += 1
-        if cfg[COMBINE] == 0:
+        if cfg.combine == 0:
             acc = reg[0]
             exact = ex[0]
             for l in range(1, P):
@@ -245,15 +298,16 @@ def gemm_subset_kernel(A, Bt, init, cfg, levels, rows, cols, acc_out, nov_out):
 
 
 @nb.njit(cache=True, nogil=True)
-def saturate_sequential_kernel(A, Bt, start_k, start_acc, shift, lo, hi, rows, cols, acc_out, nov_out):
-    """The common case, specialised: exact products aligned by a left ``shift``, one sequential
-    saturating accumulator in [lo, hi] (bits < 64). Output t = (rows[t], cols[t]) starts at cycle
+def saturate_sequential_kernel(A, Bt, start_k, start_acc, reg, rows, cols, acc_out, nov_out):
+    """The common case, specialised: exact products aligned by a left ``reg.shift``, one sequential
+    saturating accumulator in [reg.lo, reg.hi] (reg.bits < 64). Output t = (rows[t], cols[t]) starts at cycle
     start_k[t] with the register holding start_acc[t] (cycle 0 and the initial value for a full run; a
     later cycle and the exact partial sum there when the cycles before are proven free of overflow).
     Bt may hold B's codes as floats (exact integers, |b| <= 2**24 in float32). Same results as gemm_kernel
     for that datapath. Serial and nogil: callers split the outputs across
     threads (fxsim.blas_threads), so no OpenMP team is left spinning next to the BLAS calls."""
     K = A.shape[1]
+    shift, lo, hi = reg.shift, reg.lo, reg.hi
     for t in range(rows.shape[0]):
         i = rows[t]
         j = cols[t]
@@ -401,15 +455,16 @@ def exact_from_blas(S, L, init, bits, signed, wrap_it, exact_out, acc_out):
 
 
 @nb.njit(cache=True, parallel=True)
-def sequential_stats_dense(A, B, init, shift, bits, signed, lo, hi, mode, acc_out, nov_out, max_out, min_out,
-                           exact_out):
+def sequential_stats_dense(A, B, init, reg, acc_out, nov_out, max_out, min_out, exact_out):
     """gemm_kernel for the common datapath, vectorised across output columns: exact products aligned by a
-    left ``shift``, one sequential accumulator of ``bits`` < 64 bits in [lo, hi] whose overflow ``mode``
-    (WRAP, SATURATE, SATURATE_SYMMETRIC or SATURATE_ZERO) applies after every addition. For each k every
-    column j of a row block takes the addition, while the exact running sum, its extremes (starting from
-    init and 0, as ``dot`` does) and the overflow count are kept per output. B is (K, N)."""
+    left ``reg.shift``, one sequential accumulator of ``reg.bits`` < 64 bits in [reg.lo, reg.hi] whose
+    overflow ``reg.ovf`` (WRAP, SATURATE, SATURATE_SYMMETRIC or SATURATE_ZERO) applies after every
+    addition. For each k every column j of a row block takes the addition, while the exact running sum,
+    its extremes (starting from init and 0, as ``dot`` does) and the overflow count are kept per output.
+    B is (K, N)."""
     M, K = A.shape
     N = B.shape[1]
+    shift, bits, signed, lo, hi, mode = reg.shift, reg.bits, reg.signed != 0, reg.lo, reg.hi, reg.ovf
     RB = 4
     nblk = (M + RB - 1) // RB
     mask = (np.int64(1) << bits) - 1
@@ -470,36 +525,215 @@ def sequential_stats_dense(A, B, init, shift, bits, signed, lo, hi, mode, acc_ou
                 exact_out[i0 + r, j] = ex[r, j]
 
 
+EXTREMES_ROWS = 4     # the tile of running_extremes_dense: its ``proto`` is (EXTREMES_ROWS, EXTREMES_COLS)
+EXTREMES_COLS = 512
+
+
+@nb.njit(cache=True, inline="always")
+def bit_length(x):
+    """Python's int.bit_length for 0 <= x < 2**63 (0 for x <= 0), by halving."""
+    n = np.int64(0)
+    if x <= 0:
+        return n
+    for s in (32, 16, 8, 4, 2, 1):
+        if x >> s:
+            x >>= s
+            n += s
+    return n + x
+
+
+@nb.njit(cache=True, inline="always")
+def bits_for(max_pos, min_neg, signed):
+    """The smallest register width holding every value in [min_neg, max_pos] (max_pos >= 0 >= min_neg):
+    two's complement if ``signed`` or if min_neg < 0, else unsigned (at least 1 bit); the per-output
+    formula of ``fxsim.result.bits_needed``."""
+    pos = bit_length(max_pos)
+    neg = bit_length(-(min_neg + 1))
+    both = max(pos, neg) + 1
+    if signed or min_neg < 0:
+        return both
+    return max(pos, np.int64(1))
+
+
 @nb.njit(cache=True, parallel=True)
-def saturate_sequential_dense(A, B, init, shift, lo, hi, acc_out, nov_out):
-    """Every output of the sequential saturating accumulator (exact products aligned by a left ``shift``,
-    range [lo, hi], bits < 64), vectorised across output columns: for each k the register of every
-    column j of a row block takes acc = clamp(acc + a[i, k] * b[k, j]). Same arithmetic, per output and
-    per addition, as saturate_sequential_kernel; B is (K, N) here."""
+def running_extremes_dense(A, B, init, proto, signed, exact_out, maxp_out, bits_out):
+    """The statistics of a sequential accumulator that provably never overflows (the caller's bound):
+    per output the exact running sum init + sum_k A[i, k] * B[k, j] and, from its largest and smallest
+    value (starting from init and 0, as ``dot`` does), the largest magnitude and the register width that
+    holds them (``bits_for``), vectorised across columns. The register equals the running sum at every
+    cycle, so this is all the cycle-accurate kernel would record besides zero overflow counts. A holds
+    the products' aligned left factor (a << L). The lanes have ``proto``'s dtype (EXTREMES_ROWS,
+    EXTREMES_COLS), as A and B do; the caller proves that every |product| and |partial sum| is exact in
+    it (float32: <= 2**24, integers all exact in binary32; else int32 or int64), so every lane value is
+    the exact integer. Tiles of EXTREMES_ROWS rows x EXTREMES_COLS columns keep their running sums in
+    the first-level cache whatever N; four steps of k at a time load and store them once per four
+    additions."""
     M, K = A.shape
     N = B.shape[1]
-    RB = 4
-    nblk = (M + RB - 1) // RB
-    for blk in nb.prange(nblk):
-        i0 = blk * RB
-        i1 = min(i0 + RB, M)
-        acc = np.empty((RB, N), dtype=np.int64)
-        cnt = np.zeros((RB, N), dtype=np.int64)
-        for r in range(i1 - i0):
-            for j in range(N):
-                acc[r, j] = init[i0 + r, j]
-        for k in range(K):
-            b = B[k]
-            for r in range(i1 - i0):
+    RB, JT = proto.shape
+    nrb = (M + RB - 1) // RB
+    njt = (N + JT - 1) // JT
+    K4 = K - K % 4
+    for t in nb.prange(nrb * njt):
+        i0 = (t // njt) * RB
+        j0 = (t % njt) * JT
+        rows = min(i0 + RB, M) - i0
+        cols = min(j0 + JT, N) - j0
+        ex = np.empty_like(proto)
+        mx = np.empty_like(proto)
+        mn = np.empty_like(proto)
+        for r in range(rows):
+            for j in range(cols):
+                v = init[i0 + r, j0 + j]
+                ex[r, j] = v
+                mx[r, j] = max(v, 0)
+                mn[r, j] = min(v, 0)
+        for k in range(0, K4, 4):
+            b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
+            b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
+            for r in range(rows):
+                a = A[i0 + r]
+                a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+                exr, mxr, mnr = ex[r], mx[r], mn[r]
+                for j in range(cols):
+                    e1 = exr[j] + a0 * b0[j]
+                    e2 = e1 + a1 * b1[j]
+                    e3 = e2 + a2 * b2[j]
+                    e4 = e3 + a3 * b3[j]
+                    exr[j] = e4
+                    mxr[j] = max(max(mxr[j], e1), max(max(e2, e3), e4))
+                    mnr[j] = min(min(mnr[j], e1), min(min(e2, e3), e4))
+        for k in range(K4, K):
+            b = B[k, j0:j0 + cols]
+            for r in range(rows):
                 a = A[i0 + r, k]
-                accr = acc[r]
-                cntr = cnt[r]
-                for j in range(N):
-                    s = accr[j] + ((a * b[j]) << shift)
-                    c = min(max(s, lo), hi)
-                    cntr[j] += c != s
-                    accr[j] = c
-        for r in range(i1 - i0):
+                exr, mxr, mnr = ex[r], mx[r], mn[r]
+                for j in range(cols):
+                    e = exr[j] + a * b[j]
+                    exr[j] = e
+                    mxr[j] = max(mxr[j], e)
+                    mnr[j] = min(mnr[j], e)
+        for r in range(rows):
+            for j in range(cols):
+                hi, lo = np.int64(mx[r, j]), np.int64(mn[r, j])
+                exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
+                maxp_out[i0 + r, j0 + j] = max(hi, -lo)
+                bits_out[i0 + r, j0 + j] = bits_for(hi, lo, signed)
+
+
+@nb.njit(cache=True)
+def block_code_ranges(A, B, blk, amin, amax, bmin, bmax):
+    """Per block q of ``blk`` along K: the smallest and largest code of each row of A (into amin/amax
+    (Q, M)) and of each column of B (bmin/bmax (Q, N))."""
+    M, K = A.shape
+    N = B.shape[1]
+    Q = amin.shape[0]
+    for q in range(Q):
+        k0, k1 = q * blk, min(K, (q + 1) * blk)
+        for i in range(M):
+            lo = np.int64(A[i, k0])
+            hi = lo
+            for k in range(k0 + 1, k1):
+                v = np.int64(A[i, k])
+                lo = min(lo, v)
+                hi = max(hi, v)
+            amin[q, i] = lo
+            amax[q, i] = hi
+        for j in range(N):
+            bmin[q, j] = B[k0, j]
+            bmax[q, j] = B[k0, j]
+        for k in range(k0 + 1, k1):
             for j in range(N):
-                acc_out[i0 + r, j] = acc[r, j]
-                nov_out[i0 + r, j] = cnt[r, j]
+                v = np.int64(B[k, j])
+                bmin[q, j] = min(bmin[q, j], v)
+                bmax[q, j] = max(bmax[q, j], v)
+
+
+@nb.njit(cache=True, parallel=True)
+def saturate_rail_blocks(A, B, init, reg, blk, amin, amax, bmin, bmax, acc_out, nov_out):
+    """Every output of the sequential saturating accumulator (saturate or saturate_symmetric: [reg.lo,
+    reg.hi], reg.bits < 64, exact products aligned by a left ``reg.shift``) by blocks of ``blk`` along K,
+    for a tile of rows x columns at a time, vectorised over the columns. Before each block the tile is
+    tested: where every register sits on hi and every product of the block is >= 1 (the interval product
+    of the row's and the column's code ranges in that block, amin/amax (Q, M), bmin/bmax (Q, N)), each
+    addition exceeds hi and saturates back to it, so the block only adds its length to the overflow
+    counts; likewise on lo with every product <= -1. Such a tile skips the block; any other runs it
+    addition by addition (acc = clamp(acc + p), as saturate_sequential_kernel). Same results, per output,
+    as the per-addition kernel. Whether the whole tile sits on a rail is found after each block it runs
+    (one pass over the tile); the products' test is first tried on the tile's extreme codes (all
+    operands >= 1, or all <= -1: every product has one sign), per output only when their signs mix."""
+    M, K = A.shape
+    N = B.shape[1]
+    shift, lo, hi = reg.shift, reg.lo, reg.hi
+    RB = 4
+    JT = 256
+    Q = amin.shape[0]
+    nrb = (M + RB - 1) // RB
+    njt = (N + JT - 1) // JT
+    for t in nb.prange(nrb * njt):
+        i0 = (t // njt) * RB
+        j0 = (t % njt) * JT
+        rows = min(i0 + RB, M) - i0
+        cols = min(j0 + JT, N) - j0
+        acc = np.empty((RB, JT), dtype=np.int64)
+        cnt = np.zeros((RB, JT), dtype=np.int64)
+        for r in range(rows):
+            for j in range(cols):
+                acc[r, j] = init[i0 + r, j0 + j]
+        rail = 0                      # 1: every register of the tile on hi, -1: on lo, 0: neither
+        for q in range(Q):
+            k0, k1 = q * blk, min(K, (q + 1) * blk)
+            if rail != 0:
+                a_lo, a_hi = amin[q, i0], amax[q, i0]
+                for r in range(1, rows):
+                    a_lo = min(a_lo, amin[q, i0 + r])
+                    a_hi = max(a_hi, amax[q, i0 + r])
+                b_lo, b_hi = bmin[q, j0], bmax[q, j0]
+                for j in range(1, cols):
+                    b_lo = min(b_lo, bmin[q, j0 + j])
+                    b_hi = max(b_hi, bmax[q, j0 + j])
+                same = (a_lo >= 1 and b_lo >= 1) or (a_hi <= -1 and b_hi <= -1)     # every product >= 1
+                opposite = (a_lo >= 1 and b_hi <= -1) or (a_hi <= -1 and b_lo >= 1)  # every product <= -1
+                skip = (rail == 1 and same) or (rail == -1 and opposite)
+                if not skip and not same and not opposite:   # mixed signs: the products output by output
+                    skip = True
+                    for r in range(rows):
+                        ra_lo, ra_hi = amin[q, i0 + r], amax[q, i0 + r]
+                        for j in range(cols):
+                            rb_lo, rb_hi = bmin[q, j0 + j], bmax[q, j0 + j]
+                            p1, p2, p3, p4 = ra_lo * rb_lo, ra_lo * rb_hi, ra_hi * rb_lo, ra_hi * rb_hi
+                            if rail == 1:
+                                if min(min(p1, p2), min(p3, p4)) < 1:
+                                    skip = False
+                            elif max(max(p1, p2), max(p3, p4)) > -1:
+                                skip = False
+                        if not skip:
+                            break
+                if skip:
+                    for r in range(rows):
+                        for j in range(cols):
+                            cnt[r, j] += k1 - k0
+                    continue
+            for k in range(k0, k1):
+                b = B[k, j0:j0 + cols]
+                for r in range(rows):
+                    a = A[i0 + r, k]
+                    accr = acc[r]
+                    cntr = cnt[r]
+                    for j in range(cols):
+                        s = accr[j] + ((a * b[j]) << shift)
+                        c = min(max(s, lo), hi)
+                        cntr[j] += c != s
+                        accr[j] = c
+            on_hi = True
+            on_lo = True
+            for r in range(rows):
+                for j in range(cols):
+                    v = acc[r, j]
+                    on_hi &= v == hi
+                    on_lo &= v == lo
+            rail = 1 if on_hi else -1 if on_lo else 0
+        for r in range(rows):
+            for j in range(cols):
+                acc_out[i0 + r, j0 + j] = acc[r, j]
+                nov_out[i0 + r, j0 + j] = cnt[r, j]

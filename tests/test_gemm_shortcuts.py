@@ -11,7 +11,8 @@ from hypothesis import given, settings, strategies as st
 
 from fxsim.datapath import Accumulator, Datapath, Order
 from fxsim.formats import Fixed
-from fxsim.ops import gemm as gemm_module
+from fxsim.engines import integer as engine
+from fxsim.engines.integer import IntPath
 from fxsim.ops.gemm import gemm
 from tests import reference_int_datapath as ref
 
@@ -20,25 +21,12 @@ def reference_acc(A, B, dp, i, j, init=0):
     return ref.dot([int(v) for v in A[i]], [int(v) for v in B[:, j]], init, dp)[0]
 
 
-class Spy:
-    """Counts the calls of a module function while delegating to it."""
-
-    def __init__(self, monkeypatch, module, name):
-        self.calls = 0
-        real = getattr(module, name)
-
-        def wrapper(*args, **kwargs):
-            self.calls += 1
-            return real(*args, **kwargs)
-        monkeypatch.setattr(module, name, wrapper)
-
-
 def test_float32_blas_is_exact_up_to_two_to_the_24_and_float64_beyond(monkeypatch):
     # every product 2**12 * 2**12 = 2**24 / K: partial sums climb to exactly 2**24, the float32 limit; one
     # more unit of K and the engine must move to float64 (float32 would drop the odd low bits)
-    real = gemm_module.exact_products
+    real = engine.exact_products
     dtypes = []
-    monkeypatch.setattr(gemm_module, "exact_products",
+    monkeypatch.setattr(engine, "exact_products",
                         lambda Ae, Be, dt, *a, **k: dtypes.append(np.dtype(dt)) or real(Ae, Be, dt, *a, **k))
     for K, want_dtype in ((1, np.float32), (3, np.float64)):
         dtypes.clear()
@@ -49,21 +37,20 @@ def test_float32_blas_is_exact_up_to_two_to_the_24_and_float64_beyond(monkeypatc
         B[0, 2] = 1                                        # an odd product keeps the low bit significant
         dp = Datapath(a="int13", b="int13", accumulator=Accumulator("int40", overflow="wrap"))
         r = gemm(A, B, dp, stats=False)
+        assert r.path == IntPath.EXACT_BLAS.value
         assert set(dtypes) == {np.dtype(want_dtype)}
         for i in range(2):
             for j in range(3):
                 assert r.acc[i, j] == sum(int(A[i, k]) * int(B[k, j]) for k in range(K))
 
 
-def test_cauchy_schwarz_proves_no_saturation_without_a_kernel(monkeypatch):
+def test_cauchy_schwarz_proves_no_saturation_without_a_kernel():
     rng = np.random.default_rng(1)
     A = rng.integers(-128, 128, (40, 512))
     B = rng.integers(-128, 128, (512, 30))
     dp = Datapath(accumulator=Accumulator("int24", overflow="saturate"))   # K*128*128 = 2**23 > its range
-    blocks = Spy(monkeypatch, gemm_module, "sequential_block_test")
-    kernel = Spy(monkeypatch, gemm_module, "_saturating_kernel")
     fast = gemm(A, B, dp, stats=False)
-    assert blocks.calls == 0 and kernel.calls == 0               # proven for every output at once
+    assert fast.path == IntPath.CAUCHY_SCHWARZ.value             # proven for every output at once
     np.testing.assert_array_equal(fast.acc, A @ B)
     np.testing.assert_array_equal(fast.acc, gemm(A, B, dp).acc)
 
@@ -79,18 +66,16 @@ def test_block_enclosure_flags_outputs_and_resumes_them_mid_k(monkeypatch, seed,
     A[:4, 300:] = np.abs(A[:4, 300:]) // 2 + top // 2 - 1
     B[300:, :3] = np.abs(B[300:, :3]) // 2 + top // 2 - 1
     dp = Datapath(a=f"int{bits}", b=f"int{bits}", accumulator=Accumulator(f"int{acc_bits}", overflow="saturate"))
-    blocks = Spy(monkeypatch, gemm_module, "sequential_block_test")
     flagged = []
-    real = gemm_module._saturating_kernel
+    real = engine._run_unproven
 
-    def spy_kernel(*args, **kwargs):
-        rows, start_k = args[7], kwargs.get("start_k", args[11] if len(args) > 11 else None)
+    def spy_unproven(plan, ops, out, rows, cols, start_k=None, *args, **kwargs):
         flagged.append((rows.size, None if start_k is None else int(np.max(start_k, initial=0))))
-        return real(*args, **kwargs)
-    monkeypatch.setattr(gemm_module, "_saturating_kernel", spy_kernel)
+        return real(plan, ops, out, rows, cols, start_k, *args, **kwargs)
+    monkeypatch.setattr(engine, "_run_unproven", spy_unproven)   # what the resumed kernel is handed
     fast = gemm(A, B, dp, stats=False)
     slow = gemm(A, B, dp)
-    assert blocks.calls == 1
+    assert fast.path == IntPath.BLOCK_ENCLOSURE.value
     assert flagged and 0 < flagged[0][0] < A.shape[0] * B.shape[1] and flagged[0][1] >= 256
     assert np.any(slow.overflow_count > 0)                       # the drift really saturates
     np.testing.assert_array_equal(fast.acc, slow.acc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fxsim._kernels.int_gemm import register_range
 from fxsim._kernels.requant import shift_round_array
 
 from fxsim.errors import InvalidArgument, RegisterOverflow
@@ -20,8 +21,7 @@ def register_overflow(x, bits: int, signed: bool, mode: Overflow) -> np.ndarray:
     x = np.asarray(x, dtype=np.int64)
     if bits >= 64:
         return x
-    hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
-    lo = -hi - 1 if signed else 0
+    lo, hi = (int(v) for v in register_range(bits, signed, False))
     if mode == Overflow.WRAP:
         y = x & np.int64((1 << bits) - 1)
         if not signed:

@@ -1,7 +1,8 @@
 """The exact shortcuts of the integer GEMM engine (``gemm(..., stats=False)``) and their proofs.
 
 The cycle-accurate kernel applies the accumulator's overflow after every addition. These shortcuts give
-the same bits faster wherever a proof allows; ``fxsim.ops.gemm`` picks them, cheapest first.
+the same bits faster wherever a proof allows; ``fxsim.engines.integer.choose_path`` picks them, cheapest
+first (each is one member of ``IntPath``).
 
 1. *Exact sums by BLAS.* Let T = |A_eff| @ |B_eff|. All terms are non-negative integers, so as long as every
    true partial sum of T is <= 2**53 each float64 partial sum equals it exactly (integers up to 2**53 are
@@ -24,6 +25,18 @@ the same bits faster wherever a proof allows; ``fxsim.ops.gemm`` picks them, che
    partial sum inside lies within (c0 + c1 +- ||a_blk|| * ||b_blk||) / 2 (``kernels.int_gemm.
    prefix_block_check`` gives the proof). Outputs whose every block is enclosed equal the exact sum; the
    others resume the cycle-accurate kernel at their first unproven block, from the exact partial sum there.
+5. *Saturating registers on a rail.* A saturating register at hi that adds p >= 1 computes hi + p > hi and
+   saturates back to hi (one overflow); at lo adding p <= -1 likewise stays at lo. If every product of a
+   block of K is >= 1 (the interval product [min a, max a] x [min b, max b] of the block's codes, aligned
+   by a left shift, which keeps the sign) and the register enters the block at hi, it leaves it at hi
+   with the block's length added to its overflow count, whatever the products' values; so the block need
+   not be simulated (``kernels.int_gemm.saturate_rail_blocks``, 16-wide blocks). Used where shortcut 4
+   leaves most outputs unproven.
+6. *Statistics without overflow.* With statistics asked for, the bound of 3 (|init| + K * max|a| * max|b|
+   aligned, within the range) proves that no addition of any order overflows: the register equals the
+   exact partial sum at every cycle, every overflow count is 0 and the accumulator is the exact sum; only
+   the running sums' extremes remain to be computed (``kernels.int_gemm.running_extremes_dense``), exactly
+   in float32 lanes while every |value| <= 2**24.
 
 Speed without loss of exactness: the BLAS calls and the passes over their results run by row slabs, one
 thread each, with single-threaded BLAS (``fxsim.runtime.threads``); large temporaries come from per-thread
@@ -153,7 +166,8 @@ def sequential_block_test(Af, Bf, init, imax, L, limit, amax, bmax, sqa, sqb, cu
                                  limit, inflate, BLOCK, g.start, cum[g], flagged, count)
         return flagged[:, :count[0]].copy()
 
-    flagged = np.concatenate(row_parallel(slab, M, work=Af.size * N), axis=1)
+    parts = row_parallel(slab, M, work=Af.size * N)
+    flagged = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)   # one slab: no second copy
     rows, cols, start_k, start_acc = flagged
     return rows, cols, start_k, start_acc
 

@@ -137,4 +137,4 @@ def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=
     return GemmResult(values=nchw("values"), codes=nchw("codes"), acc=nchw("acc"),
                       overflow_count=nchw("overflow_count"), acc_values=nchw("acc_values"), exact=nchw("exact"),
                       max_partial=nchw("max_partial"), bits_needed=nchw("bits_needed"), datapath=datapath,
-                      traces=traces)
+                      traces=traces, path=parts[0].path if len({p.path for p in parts}) == 1 else None)

@@ -34,7 +34,8 @@ from fxsim.engines.output_stage import output_stage
 from fxsim.result import GemmResult
 from fxsim.runtime.scratch import scratch, zeros
 from fxsim.runtime.threads import row_parallel
-from fxsim.ops.gemm import IntegerPlan, operand_codes
+from fxsim.engines.integer import IntegerPlan, plan_integer
+from fxsim.ops.gemm import operand_codes
 
 __all__ = ["PreparedB", "Proof", "prepared_proof", "gemm_prepared", "chunk_size"]
 
@@ -84,7 +85,7 @@ def prepared_proof(dp: Datapath, Kd: int, amax: int, B: PreparedB, bias_max: int
         return None
     if B.f32 is None or B.zero_point != int(dp.b_zero_point) or B.shape[0] != Kd:
         return None
-    plan = IntegerPlan(dp)
+    plan = plan_integer(dp)
     if plan.align_shift > 0:
         return None
     L = -plan.align_shift

@@ -12,12 +12,37 @@ import threading
 
 import numpy as np
 
-__all__ = ["scratch", "zeros"]
+__all__ = ["scratch", "zeros", "release"]
 
 _MAX_BYTES = 64 << 20    # larger temporaries are allocated fresh each time (their page faults are a
                          # small share of the work that needs them), so a thread keeps a few buffers of
                          # at most 64 MiB each
+_KEEP_BYTES = 16 << 20  # what release() leaves: buffers up to 16 MiB (a 1024 x 2048 int64 plane and below)
 _local = threading.local()
+_registry = []           # every thread's buffer dicts, so that release() reaches the worker threads' too
+_registry_lock = threading.Lock()
+
+
+def _buffers(kind: str) -> dict:
+    bufs = _local.__dict__.get(kind)
+    if bufs is None:
+        bufs = _local.__dict__[kind] = {}
+        with _registry_lock:
+            _registry.append(bufs)
+    return bufs
+
+
+def release(keep_bytes: int = _KEEP_BYTES) -> None:
+    """Drop every thread's buffers larger than ``keep_bytes``: after a large call the engines keep only
+    small buffers (their reuse is what saves time on small calls) instead of holding the peak working
+    set. Safe while another thread uses a buffer: an array handed out keeps its memory alive; the
+    buffer is only no longer reused."""
+    with _registry_lock:
+        dicts = list(_registry)
+    for bufs in dicts:
+        for name, buf in list(bufs.items()):
+            if buf.nbytes > keep_bytes:
+                bufs.pop(name, None)
 
 
 def scratch(name: str, shape, dtype) -> np.ndarray:
@@ -30,7 +55,7 @@ def scratch(name: str, shape, dtype) -> np.ndarray:
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes > _MAX_BYTES:
         return np.empty(shape, dtype=dtype)
-    bufs = _local.__dict__.setdefault("buffers", {})
+    bufs = _buffers("buffers")
     buf = bufs.get(name)
     if buf is None or buf.nbytes < nbytes:
         buf = np.empty(max(nbytes, 64), dtype=np.uint8)
@@ -47,7 +72,7 @@ def zeros(shape, dtype) -> np.ndarray:
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes > _MAX_BYTES:
         return np.zeros(shape, dtype=dtype)
-    bufs = _local.__dict__.setdefault("zeros", {})
+    bufs = _buffers("zeros")
     buf = bufs.get(0)
     if buf is None or buf.nbytes < nbytes:
         buf = np.zeros(max(nbytes, 64), dtype=np.uint8)

@@ -18,7 +18,8 @@ from fxsim.datapath import Datapath
 from fxsim.errors import InvalidArgument
 from fxsim.formats import Fixed, ints_to_values
 from fxsim.modes import Overflow
-from fxsim.ops.gemm import IntegerPlan, _absmax, _as_2d, _bias_codes, _integer_operand, operand_codes_range
+from fxsim.engines.integer import _absmax, _bias_codes, _integer_operand, plan_integer
+from fxsim.ops.gemm import _as_2d, operand_codes_range
 from fxsim.engines.output_stage import output_stage
 from fxsim.result import GemmResult, bits_needed
 
@@ -87,7 +88,7 @@ def gemm_widths(A, B, datapaths, *, bias=None) -> list:
 def _gemm_widths(Ac, Bc, datapaths, bias):
     """gemm_widths on the operands' integer codes (conv2d: the patch matrix and the flattened weights)."""
     base = datapaths[0]
-    plans = [IntegerPlan(dp) for dp in datapaths]      # validates each datapath as gemm does
+    plans = [plan_integer(dp) for dp in datapaths]      # validates each datapath as gemm does
     plan = plans[0]
     Ae = np.ascontiguousarray(_integer_operand(plan.zero_point_adjust(Ac, base.a_zero_point, base.a, "a")),
                               dtype=np.int64)
@@ -120,7 +121,7 @@ def _gemm_widths(Ac, Bc, datapaths, bias):
     Bt = None
     for (kind, lanes, combine), idx in groups.items():
         cw = np.array([plans[n].bits for n in idx], dtype=np.int64)
-        cm = np.array([plans[n].ovf for n in idx], dtype=np.int64)
+        cm = np.array([int(plans[n].overflow) for n in idx], dtype=np.int64)
         clo = np.array([plans[n].lo for n in idx], dtype=np.int64)
         chi = np.array([plans[n].hi for n in idx], dtype=np.int64)
         nC = len(idx)

@@ -171,7 +171,7 @@ module fxsim_dot #(
     end
 endmodule
 
-// The output stage, combinational, in fxsim's order (fxsim.requant.output_stage):
+// The output stage, combinational, in fxsim's order (fxsim.engines.output_stage.output_stage):
 //   1. BIAS_ADD: acc + bias in a BIAS_BITS-wide register with overflow BIAS_OVF (bias not preloaded)
 //   2. requantization RQ: 0 none, 1 dyadic round(x * mult / 2**shift) with RQ_ROUNDING, 2 shift
 //      round(x / 2**shift), 3 gemmlowp (double rounding), 4 gemmlowp single rounding; then + OUT_ZP
