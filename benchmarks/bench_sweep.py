@@ -74,8 +74,9 @@ def main():
 
     t_gemm, _ = best(lambda: gemm(A, B, spec.datapath, stats=True), args.repeat)
     t_engine, res = best(lambda: gemm_widths(A, B, dps), args.repeat)
-    t_sweep, sw = best(lambda: run_sweep(spec, configs, progress=False), args.repeat)
-    assert sw["engine"] == "one-pass"
+    info = {}
+    t_sweep, sw = best(lambda: run_sweep(spec, configs, progress=False, info=info), args.repeat)
+    assert info["engine"] == "one-pass"
     macs = args.m * args.k * args.n
     print(f"INT8 GEMM {args.m}x{args.k}x{args.n}, sweep of {len(configs)} configurations "
           "(24 widths x wrap/saturate x sequential/chunked(4 lanes)), best of", args.repeat)

@@ -70,7 +70,7 @@ def main():
         run_sweep(spec, configs[:2], scheduler=cluster.scheduler_address, **per_width)   # warm workers
         t_dask, dask = timed(lambda: run_sweep(spec, configs, scheduler=cluster.scheduler_address, **per_width))
     rows.append((f"sweep, Dask {args.workers} workers", t_dask, t_serial / t_dask))
-    key = lambda r: json.dumps({k: v for k, v in r.items() if k != "engine"}, default=str)   # noqa: E731
+    key = lambda r: json.dumps(r, default=str)   # noqa: E731
     same = key(serial) == key(pooled) == key(dask) == key(one)
     print(f"Sweep of {len(configs)} configurations, {args.size}x{args.k}x{args.size} INT8 GEMM "
           f"(results identical: {same})")

@@ -125,14 +125,22 @@ def _key(res):
     return json.dumps({k: v for k, v in res.items() if k != "engine"}, sort_keys=True, default=str)
 
 
+def _sweep(spec, configs, **kw):
+    """run_sweep's result and the engine that ran."""
+    info = {}
+    res = run_sweep(spec, configs, progress=False, info=info, **kw)
+    res["engine"] = info["engine"]
+    return res
+
+
 def test_run_sweep_takes_one_pass_with_the_per_width_rows():
     """Same rows as simulating each width (bias rows that fail at narrow widths included), and the
     result says which engine ran."""
     spec = parse_spec(INT8_GEMM)
     configs = sweep_configs(range(6, 20, 3), ("saturate", "wrap", "saturate_zero", "saturate_symmetric"),
                             ("sequential", "chunked", "tree"), lanes=3)
-    fast = run_sweep(spec, configs, progress=False)
-    slow = run_sweep(spec, configs, workers=1, progress=False, engine="per-width")
+    fast = _sweep(spec, configs)
+    slow = _sweep(spec, configs, workers=1, engine="per-width")
     assert fast["engine"] == "one-pass" and slow["engine"] == "per-width"
     assert _key(fast) == _key(slow)
     assert any(r["error"] for r in fast["rows"]) and any(not r["error"] for r in fast["rows"])
@@ -145,23 +153,26 @@ def test_per_width_sweep_in_processes_and_on_dask_equals_one_pass():
     from distributed import LocalCluster
     spec = parse_spec(INT8_GEMM)
     configs = sweep_configs(range(12, 17), ("saturate", "wrap"), ("sequential", "chunked"), lanes=3)
-    one = run_sweep(spec, configs, progress=False)
-    pooled = run_sweep(spec, configs, workers=2, progress=False, engine="per-width")
+    one = _sweep(spec, configs)
+    pooled = _sweep(spec, configs, workers=2)          # asked for processes: per width
+    assert one["engine"] == "one-pass" and pooled["engine"] == "per-width"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
-        dask = run_sweep(spec, configs, scheduler=cluster.scheduler_address, progress=False, engine="per-width")
+        dask = _sweep(spec, configs, scheduler=cluster.scheduler_address, engine="per-width")
     assert _key(one) == _key(pooled) == _key(dask)
     with pytest.raises(ValueError, match="engine"):
-        run_sweep(spec, configs, progress=False, engine="fastest")
+        _sweep(spec, configs, engine="fastest")
+    with pytest.raises(ValueError, match="workers > 1 and a scheduler apply to engine='per-width'"):
+        _sweep(spec, configs, workers=2, engine="one-pass")
 
 
 def test_sweeps_the_pass_does_not_take_fall_back_to_per_width():
     back = parse_spec(INT8_GEMM.replace('op = "gemm"', 'op = "gemm"\npass = "backward_input"').replace("bias = true",
                                                                                                      "bias = false"))
-    res = run_sweep(back, sweep_configs([12, 16]), progress=False)
+    res = _sweep(back, sweep_configs([12, 16]))
     assert res["engine"] == "per-width" and len(res["rows"]) == 4
     with pytest.raises(ValueError, match="one-pass"):
-        run_sweep(back, sweep_configs([12, 16]), progress=False, engine="one-pass")
+        _sweep(back, sweep_configs([12, 16]), engine="one-pass")
 
 
 _CONV = ('[layer]\nop = "conv2d"\n[shape]\nbatch = 2\nin_channels = 4\nheight = 6\nwidth = 5\nout_channels = 6\n'
@@ -207,26 +218,26 @@ def test_conv_sweeps_take_one_pass_with_the_per_width_rows():
     laid out as conv2d lays out its results, gives the per-width rows; grouped convolutions run per width."""
     spec = parse_spec(_INT_CONV.format(g=1, s=2))
     configs = sweep_configs(range(8, 22, 2), ("saturate", "wrap"), ("sequential", "chunked", "tree"), lanes=4)
-    fast = run_sweep(spec, configs, progress=False)
-    slow = run_sweep(spec, configs, workers=1, progress=False, engine="per-width")
+    fast = _sweep(spec, configs)
+    slow = _sweep(spec, configs, workers=1, engine="per-width")
     assert fast["engine"] == "one-pass" and _key(fast) == _key(slow)
     assert len({r["overflow_events"] for r in fast["rows"]}) > 2
     grouped = parse_spec(_INT_CONV.format(g=1, s=1).replace("in_channels = 3", "in_channels = 4").replace(
         "out_channels = 5", "out_channels = 6").replace("groups = 1", "groups = 2"))
-    assert run_sweep(grouped, sweep_configs([12, 16]), progress=False)["engine"] == "per-width"
+    assert _sweep(grouped, sweep_configs([12, 16]))["engine"] == "per-width"
 
 
 def test_per_channel_requant_sweeps_take_one_pass():
     spec = parse_spec(INT8_GEMM.replace("multiplier = 3", "multiplier = [3, 5, 7, 2]"))
     configs = sweep_configs(range(10, 18, 2), ("saturate", "wrap"), ("sequential", "chunked"), lanes=3)
-    fast = run_sweep(spec, configs, progress=False)
-    slow = run_sweep(spec, configs, workers=1, progress=False, engine="per-width")
+    fast = _sweep(spec, configs)
+    slow = _sweep(spec, configs, workers=1, engine="per-width")
     assert fast["engine"] == "one-pass" and _key(fast) == _key(slow)
 
 
 def test_per_channel_requant_conv_sweeps_take_one_pass():
     spec = parse_spec(_INT_CONV.format(g=1, s=1).replace("multiplier = 5", "multiplier = [5, 3, 9, 4, 6]"))
     configs = sweep_configs(range(10, 18, 3), ("saturate", "wrap"), ("sequential", "tree"))
-    fast = run_sweep(spec, configs, progress=False)
-    slow = run_sweep(spec, configs, workers=1, progress=False, engine="per-width")
+    fast = _sweep(spec, configs)
+    slow = _sweep(spec, configs, workers=1, engine="per-width")
     assert fast["engine"] == "one-pass" and _key(fast) == _key(slow)

@@ -303,14 +303,14 @@ SERIAL_WORK = 1 << 28
 
 
 def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, connect_timeout=10.0,
-              engine="auto"):
-    """Run every configuration; returns {"rows": [...], "narrowest_exact": {...}, "bounds": {...},
-    "engine": ...}.
+              engine="auto", info=None):
+    """Run every configuration; returns {"rows": [...], "narrowest_exact": {...}, "bounds": {...}}.
 
     ``engine``: "one-pass" answers every configuration from one pass over the layer's products per order
     (fxsim.workflows.sweep_onepass; a forward gemm or one-group conv2d layer on an integer datapath), "per-width" simulates each
-    configuration on its own, "auto" (default) takes one pass where it applies. The rows are the same
-    either way; ``result["engine"]`` says which ran.
+    configuration on its own, "auto" (default) takes one pass where it applies unless ``workers`` > 1 or
+    a ``scheduler`` asks for per-width simulation in processes or on a cluster. The rows are the same
+    either way; ``info``, a dict when given, receives ``info["engine"]``: which ran.
     Per width: ``workers``: local processes (default: one per core, or serial in this process when the
     sweep is small, below SERIAL_WORK configurations x multiply-accumulates; 1 runs serially); they
     receive the layer's operands (integer codes where the formats are integers) and the references once,
@@ -328,12 +328,16 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
                               "(acc_formats, or --acc-formats / --acc-man-bits / --acc-exp-bits)")
     from fxsim.workflows import sweep_onepass
     one_pass = sweep_onepass.eligible(spec, configs)
+    split = scheduler is not None or (workers is not None and workers > 1)   # asked for processes or a cluster
+    if engine == "one-pass" and split:
+        raise InvalidArgument("engine='one-pass' runs in this process: workers > 1 and a scheduler apply to "
+                              "engine='per-width'")
     if engine == "one-pass" and not one_pass:
         raise InvalidArgument("engine='one-pass' takes a forward gemm or one-group conv2d layer on an integer "
                               "datapath and Fixed accumulator widths (wrap or saturating modes); use "
                               "engine='auto' or 'per-width'")
-    one_pass = one_pass and engine != "per-width"
-    if scheduler:           # checked even where one pass makes the cluster unnecessary: a bad address is an error
+    one_pass = one_pass and engine != "per-width" and not split
+    if scheduler:
         probe_scheduler(scheduler, connect_timeout)
     data = make_data(spec)
     bar = None
@@ -349,8 +353,10 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
             if bar:
                 bar.update(len(configs))
                 bar.close()
+        if info is not None:
+            info["engine"] = sweep_onepass.ENGINE
         return {"layer": layer_name(spec), "rows": rows, "narrowest_exact": narrowest_exact(rows),
-                "bounds": layer_bounds(spec, data), "engine": sweep_onepass.ENGINE}
+                "bounds": layer_bounds(spec, data)}
     refs = {}                                  # the exact reference, once per order
     for c in configs:
         key = _reference_key(c)
@@ -402,8 +408,10 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         ex.shutdown(wait=True)
     if bar:
         bar.close()
+    if info is not None:
+        info["engine"] = "per-width"
     return {"layer": layer_name(spec), "rows": rows, "narrowest_exact": narrowest_exact(rows),
-            "bounds": layer_bounds(spec, data), "engine": "per-width"}
+            "bounds": layer_bounds(spec, data)}
 
 
 def _metrics_real(spec_raw, spec_path, config, data, reference):
@@ -729,7 +737,4 @@ def format_table(result) -> str:
     else:
         lines.append(f"analytical bounds (K={b['K']}): worst case {b['worst_case_bits']} bits, data-dependent "
                      f"{b['data_dependent_bits']} bits, l1-norm (A2Q) {b['l1_norm_bits']} bits")
-    if result.get("engine") == "one-pass":
-        lines.append("engine: one pass over the products per order for every width (workers and a scheduler "
-                     "apply to per-width sweeps)")
     return "\n".join(lines)
