@@ -11,9 +11,24 @@ import json
 import os
 import sys
 
-import numpy as np
-
 from fxsim.workflows.metrics import exact_gemm, print_summary, show, summarize  # noqa: F401
+from fxsim._version import __version__
+from fxsim.errors import FxsimError, InvalidArgument
+from fxsim.formats import exact_number, Float, ML_DTYPES_NAMES
+from fxsim.formats import format_table as format_listing
+from fxsim.rtl.export import export_layer
+from fxsim.rtl.verify import verify_directory
+from fxsim.runtime.compiling import announce_compiles
+from fxsim.runtime.interrupts import immediate_interrupts
+from fxsim.runtime.outputs import output_dir
+from fxsim.workflows.batch_norm import run_batch_norm
+from fxsim.workflows.data import make_data
+from fxsim.workflows.demo import run_demo
+from fxsim.workflows.examples import write_examples
+from fxsim.workflows.run import run_layer
+from fxsim.workflows.spec import load_spec
+from fxsim.workflows.sweep import (float_formats, format_table, json_safe, layer_name, run_sweep, sweep_configs,
+    write_sweep)
 
 EXIT_OK, EXIT_MISMATCH, EXIT_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130          # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
@@ -88,7 +103,6 @@ def _seconds(text):
 
 
 def build_parser():
-    from fxsim._version import __version__
     p = argparse.ArgumentParser(prog="fxsim", description="Bit-accurate simulation of accelerator datapaths. "
                                 "Exit codes: 0 success, 1 a verification found mismatches, 2 bad input.",
                                 epilog=LISTS)
@@ -176,8 +190,7 @@ def build_parser():
 
 
 def cmd_formats(args):
-    from fxsim.formats import ML_DTYPES_NAMES, exact_number, format_table
-    rows = format_table(args.filter)
+    rows = format_listing(args.filter)
     if not rows:
         print(f"fxsim formats: no format matches {args.filter!r}", file=sys.stderr)
         return EXIT_INPUT
@@ -203,14 +216,9 @@ def cmd_formats(args):
 
 
 def cmd_run(args):
-    from fxsim.workflows.data import make_data
-    from fxsim.workflows.run import run_layer
-    from fxsim.workflows.spec import load_spec
-    from fxsim.workflows.sweep import json_safe, layer_name
     spec = load_spec(args.spec)
     if spec.op == "batch_norm":
         import dataclasses
-        from fxsim.workflows.batch_norm import run_batch_norm
         summary = run_batch_norm(spec)
         config = {f.name: getattr(spec.batch_norm, f.name) for f in dataclasses.fields(spec.batch_norm)}
         if args.json:
@@ -235,11 +243,6 @@ def cmd_run(args):
 
 
 def cmd_sweep(args):
-    from fxsim.errors import InvalidArgument
-    from fxsim.formats import Float
-    from fxsim.workflows.spec import load_spec
-    from fxsim.workflows.sweep import float_formats, format_table, run_sweep, sweep_configs, write_sweep
-    from fxsim.runtime.outputs import output_dir
     spec = load_spec(args.spec)
     out = output_dir(args.out, "sweep", force=args.force) if args.out else None   # checked before the work
     if spec.op != "gemm" and spec.op != "conv2d":
@@ -287,8 +290,6 @@ def cmd_sweep(args):
 
 
 def cmd_export(args):
-    from fxsim.rtl.export import export_layer
-    from fxsim.workflows.spec import load_spec
     spec = load_spec(args.spec)
     from fxsim.cli.testbench import export_options
     manifest = export_layer(spec, args.out, file_format=args.format, traces=args.trace, force=args.force,
@@ -298,7 +299,6 @@ def cmd_export(args):
 
 
 def cmd_verify(args):
-    from fxsim.rtl.verify import verify_directory
     report = verify_directory(args.dir)
     if report.malformed:
         for p in report.malformed:
@@ -314,13 +314,11 @@ def cmd_verify(args):
 
 
 def cmd_demo(args):
-    from fxsim.workflows.demo import run_demo
     run_demo(args.out, force=args.force, quick=args.quick)
     return EXIT_OK
 
 
 def cmd_examples(args):
-    from fxsim.workflows.examples import write_examples
     files = write_examples(args.dir, force=args.force)
     print(f"wrote {len(files)} example files to {args.dir}:")
     for f in files:
@@ -335,13 +333,10 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:          # --help (0) or a usage error (2), already printed by argparse
         return int(exc.code or 0)
-    from fxsim.errors import FxsimError
     from fxsim.cli.model import cmd_model
     from fxsim.cli.testbench import cmd_testbench
     handlers = {"formats": cmd_formats, "run": cmd_run, "sweep": cmd_sweep, "export": cmd_export,
                 "verify": cmd_verify, "demo": cmd_demo, "examples": cmd_examples, "model": cmd_model, "testbench": cmd_testbench}
-    from fxsim.runtime.interrupts import immediate_interrupts
-    from fxsim.runtime.compiling import announce_compiles
     # one line on stderr when a first use compiles kernels; commands that make data quantize it first
     from fxsim._kernels import quantize as _kq
     announce_compiles(first=(_kq.quantize_fixed_array, _kq.quantize_float_array)

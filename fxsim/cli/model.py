@@ -5,6 +5,9 @@ import json
 import os
 
 import numpy as np
+from fxsim.model import load_model
+from fxsim.model.graph import ModelError
+from fxsim.runtime.outputs import output_dir
 
 __all__ = ["add_parser", "cmd_model"]
 
@@ -47,7 +50,6 @@ def add_parser(sub, bits_range):
 
 
 def _feeds(model, items):
-    from fxsim.model.graph import ModelError
     feeds = {}
     for item in items or []:
         name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
@@ -70,8 +72,6 @@ def _feeds(model, items):
 
 
 def cmd_model(args) -> int:
-    from fxsim.runtime.outputs import output_dir
-    from fxsim.model import load_model
     from fxsim.model.report import (export_model, format_layer_table, format_sweep, layer_table, onnxruntime_agreement,
                          plot_sweep, run_report, sweep_model, write_rows)
     model = load_model(args.model, hardware=args.hw, plan=args.plan)

@@ -6,6 +6,7 @@ import os
 import sys
 
 from fxsim.errors import InvalidArgument
+from fxsim.rtl.testbench import generate_testbench, run_testbench, simulator_command
 
 
 def _key_value(option, allow_bare=False):
@@ -67,7 +68,6 @@ def add_testbench_parser(sub):
 
 
 def cmd_testbench(args):
-    from fxsim.rtl.testbench import generate_testbench, run_testbench, simulator_command
     if args.simulator is not None and not args.run:
         raise InvalidArgument("--simulator applies to --run; add --run")
     out = args.out or os.path.normpath(os.fspath(args.dir)) + "-tb"

@@ -179,7 +179,6 @@ def block_quantize(x, fmt, *, axis: int = -1, rounding="half_even", seed=None, r
             with np.errstate(over="ignore", under="ignore"):
                 ts = float(np.float32(t / (el_max * fmt.scale.max))) if t > 0 else 1.0
             if not 0 < ts < math.inf:
-                from fxsim.errors import InvalidArgument
                 lo = float(np.finfo(np.float32).smallest_subnormal) * el_max * fmt.scale.max
                 hi = float(np.finfo(np.float32).max) * el_max * fmt.scale.max
                 raise InvalidArgument(f"x's largest finite magnitude {t!r} needs a per-tensor scale "

@@ -42,7 +42,7 @@ from fxsim.quantize import float_overflow_code
 from fxsim.runtime.compiling import notice_first_use
 from fxsim.engines.output_stage import output_stage
 from fxsim.result import GemmResult, bits_needed
-from fxsim.validate import as_array
+from fxsim.validate import as_array, check_int, check_trace
 
 __all__ = ["choose_float_path", "float_gemm", "max_random_bits", "operand_values", "sum_bound"]
 
@@ -171,7 +171,6 @@ def _random_bits(fmt: Float, random_bits, argument):
 def _seed(seed):
     if seed is None:
         return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-    from fxsim.validate import check_int
     return check_int("seed", seed, lo=0, hi=2 ** 63 - 1)
 
 
@@ -238,7 +237,6 @@ def _bias_values(bias, fmt, shape):
 
 
 def _trace_list(trace, shape):
-    from fxsim.validate import check_trace
     return check_trace("trace", trace, shape)
 
 

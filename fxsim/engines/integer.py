@@ -36,9 +36,10 @@ from fxsim.modes import Overflow, Rounding
 from fxsim.engines.shortcuts import (BLOCK, exact_products, float_dtype, scan_operands,
                                        sequential_block_test)
 from fxsim.engines.output_stage import output_stage, register_overflow
-from fxsim.quantize import operand_codes
+from fxsim.quantize import operand_codes, operand_codes_range
 from fxsim.result import GemmResult, bits_needed
 from fxsim.runtime.scratch import release, scratch, zeros
+from fxsim.validate import check_trace
 
 __all__ = ["IntPath", "IntegerPlan", "Bounds", "GemmPlan", "Operands", "plan_integer", "gemm_plan",
            "choose_path", "run_integer_gemm", "register_range", "compact_int_dtype"]
@@ -456,7 +457,6 @@ def gemm_plan(config: IntegerPlan, ops: Operands, imax: int, *, stats: bool, cod
     for key, name, x, fmt in unchecked:   # codes the caller left to be range-checked here
         lo, hi = (None, None) if scan is None else (scan.a_lo, scan.a_hi) if key == "a" else (scan.b_lo, scan.b_hi)
         if lo is None or lo < fmt.min_code or hi > fmt.max_code:
-            from fxsim.quantize import operand_codes_range
             operand_codes_range(x, fmt, name)   # locates and reports an offending element
 
     def from_data() -> Bounds:
@@ -631,7 +631,8 @@ def execute_kernel(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) ->
     c, b = plan.config, plan.bounds
     out.exact = None
     rows, cols = _all_outputs(b.M, b.N)
-    K.gemm_subset_kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc, out.nov)
+    with _threads_for(b.M * b.N * b.K):
+        K.gemm_subset_kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc, out.nov)
     return path
 
 
@@ -644,7 +645,8 @@ def execute_stats_sequential(plan: GemmPlan, ops: Operands, out: Planes, path: I
     c, b = plan.config, plan.bounds
     out.exact = out.exact_buf
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
-    K.sequential_stats_dense(ops.a64, ops.b64, out.init, c.register, out.acc, out.nov, mx, mn, out.exact)
+    with _threads_for(ops.a64.shape[0] * ops.a64.shape[1] * ops.b64.shape[1]):
+        K.sequential_stats_dense(ops.a64, ops.b64, out.init, c.register, out.acc, out.nov, mx, mn, out.exact)
     _extremes(out, mx, mn, c.signed)
     return path
 
@@ -666,7 +668,8 @@ def execute_stats_kernel(plan: GemmPlan, ops: Operands, out: Planes, path: IntPa
     c, b = plan.config, plan.bounds
     out.exact = out.exact_buf
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
-    K.gemm_kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, out.acc, out.nov, mx, mn, out.exact)
+    with _threads_for(ops.a64.shape[0] * ops.a64.shape[1] * ops.bt64.shape[0]):
+        K.gemm_kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, out.acc, out.nov, mx, mn, out.exact)
     _extremes(out, mx, mn, c.signed)
     return path
 
@@ -697,7 +700,6 @@ def _bias_codes(bias, fmt: Fixed, shape, argument="bias"):
 
 def trace_outputs(config: IntegerPlan, ops: Operands, init, trace, shape) -> dict:
     """{(i, j): per-cycle register values} for the outputs ``trace`` names."""
-    from fxsim.validate import check_trace
     traces = {}
     buf = np.empty(2 * ops.K + 2 * config.dp.order.lanes + 4, dtype=np.int64)
     for i, j in check_trace("trace", trace, shape):

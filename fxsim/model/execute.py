@@ -18,6 +18,8 @@ from fxsim.ops.prepared import PreparedB, gemm_prepared, prepared_proof
 from fxsim.result import GemmResult
 from fxsim.runtime.scratch import scratch
 from fxsim.model.graph import ModelError
+from fxsim.formats import parse_format
+from fxsim.quantize import quantize
 
 __all__ = ["run_layer", "fma_f32", "quantize_linear", "dequantize_linear"]
 
@@ -61,7 +63,6 @@ def quantize_linear(x, q, saturate=1):
     scale = _axis_view(q.scale, q.axis, x.ndim).astype(F32)
     v = (x / scale).astype(F32)
     if q.is_float8:
-        from fxsim.quantize import quantize
         fmt = "e4m3fn" if q.fmt == "e4m3fn" else "e5m2"
         vals = quantize(v, fmt, overflow="saturate" if saturate else "ieee",
                         convention="onnx" if saturate else "ml_dtypes")
@@ -136,7 +137,6 @@ def _codes_from_values(layer, x, q):
 
 
 def _range_any(fmt):
-    from fxsim.formats import parse_format
     f = parse_format(fmt)
     return f.min_code, f.max_code
 
@@ -626,7 +626,6 @@ def _weight_zero_point_groups(layer):
 
 def _run_split(layer, groups, ins, hw_options, record, trace):
     """Run each zero-point group and put its output channels (and statistics) in place."""
-    from fxsim.result import GemmResult
     axis = 1 if layer.kind == "conv" else -1
     y = res = None
     fields = ("values", "codes", "acc", "overflow_count", "acc_values", "exact", "max_partial", "bits_needed")

@@ -27,6 +27,7 @@ FLOAT_OPS = ("Conv", "MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Relu", "Clip
              "Tanh", "Softmax", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat") + MOVE_OPS
 SUPPORTED = {"": tuple(sorted(set(QOPERATOR_OPS + FLOAT_OPS))), "com.microsoft": MS_OPS}
 from fxsim.model.qonnx import QONNX_DOMAINS, QONNX_OPS  # noqa: E402
+from fxsim.ops.gemm import compact_int_dtype
 SUPPORTED.update({d: QONNX_OPS for d in QONNX_DOMAINS})
 QDQ_FUSED = ("Conv", "MatMul", "Gemm", "Add", "Mul", "LeakyRelu", "AveragePool", "GlobalAveragePool", "Concat")
 QDQ_MOVES = ("MaxPool",) + MOVE_OPS
@@ -240,7 +241,6 @@ def _weight_codes(ctx, node, arr, q: QParams, what="weight"):
 
 
 def _compact(codes):
-    from fxsim.ops.gemm import compact_int_dtype
     c = np.asarray(codes)
     if c.dtype.kind not in "iu":
         c = c.astype(np.int64)

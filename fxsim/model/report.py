@@ -10,6 +10,8 @@ import numpy as np
 
 from fxsim.bounds import data_bits, l1_bits, worst_case_bits
 from fxsim.model.graph import ModelError
+from fxsim._version import __version__
+from fxsim.runtime.outputs import output_dir
 
 __all__ = ["layer_table", "format_layer_table", "run_report", "sweep_model", "export_model", "onnxruntime_agreement"]
 
@@ -20,7 +22,6 @@ def _weights_kn(layer):
     """The layer's weights as a (K, N) code matrix (per group for grouped convolutions: the first group),
     less the weight zero point; None for layers without constant weights."""
     p = layer.params
-    dp = layer.datapath
     if layer.kind == "conv":
         w = p["w"]
         return w.reshape(w.shape[0], -1).T.astype(np.int64) - np.asarray(p["w_q"].zero_point, dtype=np.int64)
@@ -286,9 +287,7 @@ def export_model(model, feeds, out_dir, *, layers="*", file_format="hex", force=
     ``model-golden-vectors`` listing the layers' directories and every file in them. Written atomically
     through ``fxsim.runtime.outputs.output_dir``: ``force`` replaces only a previous model export."""
     import fnmatch
-    from fxsim._version import __version__
     from fxsim.rtl.export import _EXT, export_options, golden_contents, manifest_bytes, write_contents
-    from fxsim.runtime.outputs import output_dir
     from fxsim.workflows.run import run_layer
     from fxsim.workflows.spec import spec_from_dict
     out = model.run(feeds, record=True)

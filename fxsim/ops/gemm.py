@@ -32,6 +32,7 @@ from fxsim.errors import InvalidArgument, InvalidType
 from fxsim.quantize import operand_codes, operand_codes_range
 from fxsim.result import GemmResult
 from fxsim.validate import as_array
+from fxsim.engines.floating import float_gemm
 
 __all__ = ["gemm", "operand_codes", "operand_codes_range", "compact_int_dtype", "IntegerPlan", "plan_integer",
            "run_integer_gemm"]
@@ -56,7 +57,6 @@ def gemm(A, B, datapath: Datapath, *, bias=None, trace=None, stats: bool = True)
     if not isinstance(datapath, Datapath):
         raise InvalidType(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
     if not datapath.is_integer:
-        from fxsim.engines.floating import float_gemm   # the float datapath lives in its own engine
         return float_gemm(A, B, datapath, bias=bias, trace=trace)
     A = _as_2d(A, "A")
     B = _as_2d(B, "B")

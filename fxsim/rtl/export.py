@@ -21,6 +21,10 @@ import os
 import numpy as np
 
 from fxsim.formats import Fixed, Float
+from fxsim._version import __version__
+from fxsim.errors import InvalidArgument
+from fxsim.ops.gemm import operand_codes
+from fxsim.runtime.outputs import output_dir
 
 __all__ = ["FILE_FORMATS", "to_words", "write_words", "read_words", "export_layer", "verify_dir", "atomic_dir"]
 
@@ -93,7 +97,6 @@ def parse(content: bytes, bits: int, fmt: str, count: int) -> np.ndarray:
 def atomic_dir(out_dir, force: bool, kind: str = "golden-vectors"):
     """A context manager yielding a temporary directory renamed to ``out_dir`` on success (see
     :func:`fxsim.runtime.outputs.output_dir`: ``force`` replaces only a previous fxsim output of ``kind``)."""
-    from fxsim.runtime.outputs import output_dir
     return output_dir(out_dir, kind, force=force, manifest_files=kind != "golden-vectors")
 
 
@@ -129,7 +132,6 @@ def _codes_of(values, fmt):
     """Fixed: the stored integers; Float: the bit patterns (the values must lie on the format's grid)."""
     if isinstance(fmt, Float):
         return fmt.encode(values).astype(np.int64)
-    from fxsim.ops.gemm import operand_codes
     return operand_codes(values, fmt, "exported value")     # off the grid or out of range: an error, not rint
 
 
@@ -168,7 +170,6 @@ def export_options(spec, file_format="hex", traces=(), *, layouts=None, word_bit
                    constants=False) -> dict:
     """The hardware-shape options of an export, checked (``fxsim.rtl.testbench.check_export_options``) and in
     the form the manifest records them: layouts {tensor: layout}, word_bits {group: bits}, pack, constants."""
-    from fxsim.errors import InvalidArgument
     from fxsim.rtl.testbench import check_export_options
     if file_format not in FILE_FORMATS:
         raise InvalidArgument(f"file format must be one of {FILE_FORMATS}, got {file_format!r}")
@@ -186,7 +187,6 @@ def golden_contents(spec, *, file_format="hex", traces=(), data=None, layouts=No
     ``contents`` maps file names to bytes (``manifest.json`` excluded) and ``manifest`` is its dict.
     ``export_layer`` writes exactly this; ``fxsim verify`` recomputes it and compares. The hardware-shape
     options (layouts, word_bits, pack, constants) are those of :func:`export_layer`."""
-    from fxsim._version import __version__
     from fxsim.rtl import layout as _layout
     from fxsim.workflows.run import run_layer
     from fxsim.rtl.testbench import requant_constants, sv_package, trace_order_text
@@ -262,7 +262,6 @@ def export_layer(spec, out_dir, *, file_format="hex", traces=(), force=False, la
     A SystemVerilog package ``<layer>_pkg.sv`` with the layer's constants is written with every gemm or
     conv2d export. The options are checked and the output location too, before the simulation;
     ``force`` replaces only a previous golden-vector directory (see :mod:`fxsim.runtime.outputs`)."""
-    from fxsim.runtime.outputs import output_dir
     kw = dict(layouts=layouts, word_bits=word_bits, pack=pack, constants=constants)
     export_options(spec, file_format, traces, **kw)
     with output_dir(out_dir, "golden-vectors", force=force, manifest_files=False) as tmp:

@@ -23,6 +23,7 @@ from fxsim.formats import Fixed
 from fxsim.errors import InvalidArgument
 from fxsim.validate import check_int
 from fxsim.modes import Overflow
+from fxsim.runtime.outputs import output_dir
 
 __all__ = ["RTL_DIR", "TestbenchInputError", "generate_testbench", "run_testbench", "load_manifest",
            "sv_package", "requant_constants", "trace_order_text", "simulator_command"]
@@ -389,7 +390,6 @@ def generate_testbench(golden_dirs, out_dir, *, force=False) -> dict:
     """Write a self-checking testbench for the reference RTL from the manifest of ``golden_dirs`` (one
     directory, or a list checked in one simulation) into ``out_dir``: fxsim_tb.v, the reference RTL and
     copies of the memory files (prefixed cI_ for the I-th of several directories); returns a summary."""
-    from fxsim.runtime.outputs import output_dir
     single = isinstance(golden_dirs, (str, os.PathLike))
     dirs = [os.fspath(golden_dirs)] if single else [os.fspath(d) for d in golden_dirs]
     if not dirs:
@@ -463,7 +463,6 @@ def _case_module(golden_dir, module, prefix, label):
     os_params["BIAS_ADD"] = int(has_bias and not dp.bias_preload)
     dp_params["K"] = K
     extra = {}        # constants the generator writes when the export has no files for them
-    rq = dp.output.requant
     consts = requant_constants(spec, nch)
     for key, (codes, bits) in consts.items():
         if key not in files:

@@ -46,6 +46,7 @@ import sys
 import time
 
 from fxsim.errors import BadFile, OutputExists
+from fxsim._version import __version__
 
 __all__ = ["KINDS", "OutputNotWritable", "output_dir", "check_output_location", "rename_noreplace",
            "read_manifest"]
@@ -400,7 +401,6 @@ class _OutputDir:
         return False
 
     def _write_manifest(self):
-        from fxsim._version import __version__
         mpath = os.path.join(self.tmp, MANIFEST)
         if os.path.lexists(mpath):
             return

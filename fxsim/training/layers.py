@@ -20,6 +20,7 @@ from fxsim.ops.pool import avgpool2d, avgpool2d_backward, maxpool2d, maxpool2d_b
 from fxsim.quantize import quantize
 from fxsim.training.recipes import Recipe
 from fxsim.validate import as_array
+from fxsim.errors import InvalidArgument, InvalidType
 
 __all__ = ["Linear", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d", "Flatten", "Sequential", "SGD",
            "softmax_cross_entropy"]
@@ -267,7 +268,6 @@ class Sequential:
 def softmax_cross_entropy(logits, labels):
     """Mean cross-entropy and its gradient (computed in float64 on the host). ``labels``: one class index
     per row of ``logits``, each in 0..C-1 (negative indices are refused, not counted from the end)."""
-    from fxsim.errors import InvalidArgument, InvalidType
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 2:
         raise InvalidArgument(f"logits must be 2-D (rows, classes), got shape {logits.shape}")

@@ -12,7 +12,7 @@ import numpy as np
 
 from fxsim.errors import InvalidArgument
 from fxsim.datapath import Accumulator, Datapath
-from fxsim.formats import Fixed, Float, parse_format
+from fxsim.formats import Float, parse_format
 from fxsim.quantize import quantize
 
 __all__ = ["TensorQuantizer", "LogQuantizer", "Recipe", "RECIPES", "get_recipe"]
@@ -23,7 +23,6 @@ def _check_finite(x):
     an infinity would make meaningless for every other element."""
     xa = np.asarray(x)
     if xa.dtype.kind == "f" and not np.all(np.isfinite(xa)):
-        from fxsim.errors import InvalidArgument
         bad = np.flatnonzero(~np.isfinite(xa.ravel()))
         idx = np.unravel_index(int(bad[0]), xa.shape)
         raise InvalidArgument(f"a tensor entering a quantized layer holds {bad.size} non-finite value(s), "

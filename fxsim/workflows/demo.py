@@ -6,6 +6,8 @@ import importlib.util
 import json
 import os
 import time
+from fxsim.runtime.outputs import output_dir
+from fxsim.training.demo import run_training_demo
 
 DEMO_SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "digits_fc.toml")
 
@@ -13,7 +15,6 @@ DEMO_SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
     from fxsim.workflows.metrics import show, summarize
     from fxsim.rtl.export import export_layer
-    from fxsim.runtime.outputs import output_dir
     from fxsim.workflows.data import make_data
     from fxsim.workflows.run import run_layer
     from fxsim.workflows.spec import load_spec
@@ -46,7 +47,6 @@ def run_demo(out_dir="fxsim-demo", *, force=False, quick=False) -> dict:
         report["golden_files"] = sorted(e["file"] for e in manifest["files"].values())
         if importlib.util.find_spec("fxsim.training.demo") is not None:
             print("[4/4] Training a small CNN on 8x8 digits in float64 and low precision")
-            from fxsim.training.demo import run_training_demo
             report["training"] = run_training_demo(os.path.join(tmp, "training"), quick=quick)
         else:
             print("[4/4] Training demo: not part of this build")

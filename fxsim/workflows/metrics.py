@@ -3,6 +3,10 @@ overflow), and how a summary is shown to people."""
 from __future__ import annotations
 
 import numpy as np
+from fxsim.datapath import Accumulator
+from fxsim.engines.exact import exact_gemm as _exact
+from fxsim.errors import InvalidArgument
+from fxsim.formats import Fixed, Float
 
 __all__ = ["summarize", "show", "print_summary", "exact_gemm", "compare", "sqnr_db"]
 
@@ -12,7 +16,6 @@ def summarize(result, A, B, bias, spec) -> dict:
     error and SQNR against the exact sum, i.e. an unbounded accumulator, and against a float64 reference,
     NumPy's matmul) and ``out_`` the output register after the output stage (against the output stage
     applied to the exact sums). A Float accumulator is its own output register."""
-    from fxsim.formats import Float
     dp = spec.datapath
     acc_fmt = dp.accumulator.fmt
     base = result.summary()
@@ -26,7 +29,6 @@ def summarize(result, A, B, bias, spec) -> dict:
     if result.exact is not None:
         exact_vals = np.ldexp(result.exact.astype(np.float64), -acc_fmt.frac)
     elif isinstance(acc_fmt, Float) and (bias is None or dp.bias_preload):
-        from fxsim.errors import InvalidArgument
         from fxsim.workflows.sweep import kulisch_exact
         try:                  # the exact sums at kernel speed
             exact_vals = kulisch_exact(spec, (A, B, bias))
@@ -68,9 +70,6 @@ def summarize(result, A, B, bias, spec) -> dict:
 def _exact_output(spec, data):
     """The output stage applied to the exact sums: the same datapath and order with a 62-bit accumulator
     at the same binary point that no partial sum overflows; None where the sums do not fit it."""
-    from fxsim.datapath import Accumulator
-    from fxsim.errors import InvalidArgument
-    from fxsim.formats import Fixed
     from fxsim.workflows.run import run_layer
     dp = spec.datapath
     acc = dp.accumulator.fmt
@@ -126,7 +125,6 @@ def _zp_value(fmt, zero_point):
 def exact_gemm(A, B, bias=None, a_zero_point=0, b_zero_point=0) -> np.ndarray:
     """The exact sums of a GEMM on float operands, each rounded once to float64 (every product and partial
     sum exact; at kernel speed, see fxsim.engines.exact)."""
-    from fxsim.engines.exact import exact_gemm as _exact
     return _exact(A, B, bias, a_zero_point, b_zero_point)
 
 

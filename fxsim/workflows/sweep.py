@@ -17,8 +17,14 @@ import numpy as np
 from fxsim.bounds import data_bits, l1_bits, worst_case_bits
 from fxsim.datapath import MAX_LANES, Accumulator, Order
 from fxsim.errors import FxsimError, InvalidArgument
-from fxsim.formats import Fixed
+from fxsim.formats import check_format, Fixed, Float
 from fxsim.workflows.metrics import compare
+from fxsim.engines.exact import exact_gemm
+from fxsim.modes import Overflow
+from fxsim.ops.gemm import compact_int_dtype
+from fxsim.ops.lowering import flatten_weights, unfold
+from fxsim.runtime.workers import quiet_spawning, start_resource_tracker, stop_pool, worker_init
+from fxsim.validate import check_choice, check_int
 
 __all__ = ["sweep_configs", "float_formats", "run_sweep", "write_sweep", "plot_sweep", "sweep_figure", "json_safe",
            "format_table", "narrowest_exact", "layer_name"]
@@ -30,10 +36,6 @@ def sweep_configs(bits=(), overflows=("saturate", "wrap"), orders=("sequential",
     ``bits``: widths of a Fixed accumulator (its binary point stays the spec's). ``acc_formats``: Float
     accumulator formats (names such as "e5m10" or Float objects) swept instead; each row then carries
     ``acc_format`` (its name), ``acc_exp``/``acc_man`` and ``acc_bits`` (its total width)."""
-    from fxsim.formats import Float
-    from fxsim.modes import Overflow
-    from fxsim.formats import check_format
-    from fxsim.validate import check_choice, check_int
     if isinstance(bits, (str, bytes)) or isinstance(acc_formats, (str, bytes)):
         raise InvalidArgument("bits and acc_formats must be lists (e.g. range(8, 33), ['e5m10', 'e6m9']), "
                               f"got {bits!r} / {acc_formats!r}")
@@ -84,9 +86,6 @@ def _float_fields(fmt):
 def float_formats(exp_bits, man_bits, specials="ieee"):
     """Float(e, m) for every exponent width in ``exp_bits`` and mantissa width in ``man_bits``, as
     sweep_configs' ``acc_formats``."""
-    from fxsim.errors import FxsimError, InvalidArgument
-    from fxsim.formats import Float
-    from fxsim.validate import check_int
     out = []
     for e in exp_bits:
         for m in man_bits:
@@ -114,7 +113,6 @@ def _reference_key(config):
 
 def _config_datapath(base, config):
     """The spec's datapath with the configuration's accumulator and order."""
-    from fxsim.formats import Float
     acc = base.accumulator
     if _is_float(config):
         fmt = Float(**config["acc_float"])
@@ -135,7 +133,6 @@ def exact_reference(spec, config, data):
     from fxsim.workflows.run import run_layer
     base = spec.datapath
     if _is_float(config):
-        from fxsim.errors import InvalidArgument
         try:
             exact = kulisch_exact(spec, data, order=_order(config))
         except InvalidArgument as exc:
@@ -162,7 +159,6 @@ def kulisch_exact(spec, data, order=None):
     A, B, bias = data
     if spec.op == "gemm" or spec.pass_ == "forward":
         return _exact_lowered(spec, A, B, bias)
-    from fxsim.formats import Float
     from fxsim.workflows.run import run_layer
     base = spec.datapath
     frac = 0
@@ -184,7 +180,6 @@ def _zp_value(fmt, zp):
 def _exact_lowered(spec, A, B, bias):
     """kulisch_exact for gemm layers and conv2d forward: the lowered GEMM's exact sums, laid out as the
     layer's result (conv2d: NCHW, the same view the engines return)."""
-    from fxsim.engines.exact import exact_gemm
     dp = spec.datapath
     za, zb = _zp_value(dp.a, dp.a_zero_point), _zp_value(dp.b, dp.b_zero_point)
     A = np.asarray(A, dtype=np.float64)
@@ -195,7 +190,6 @@ def _exact_lowered(spec, A, B, bias):
         if spec.pass_ == "backward_weight":           # dW (K, N) = X^T . dY
             return exact_gemm(np.ascontiguousarray(A.T), B, None, za, zb)
         return exact_gemm(A, B, bias if (bias is not None and dp.bias_preload) else None, za, zb)
-    from fxsim.ops.lowering import flatten_weights, unfold
     s = spec.shape
     groups = s.get("groups", 1)
     N, C = A.shape[:2]
@@ -265,7 +259,6 @@ _WORKER = {}
 
 
 def _worker_data(parent_pid, data, refs):
-    from fxsim.runtime.workers import worker_init
     worker_init(parent_pid)
     _WORKER["data"] = _real(data)
     _WORKER["refs"] = refs
@@ -274,7 +267,6 @@ def _worker_data(parent_pid, data, refs):
 def _compact(data, spec):
     """The layer's operands for the workers: integer codes in their narrowest dtype where the format is
     an integer one (what gemm reads as codes; 8x smaller than float64 for INT8), else as they are."""
-    from fxsim.ops.gemm import compact_int_dtype
     A, B, bias = data
     dp = spec.datapath
     out = []
@@ -318,7 +310,6 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
     address of a Dask distributed scheduler, which then runs the configurations instead; it must answer
     as one within ``connect_timeout`` seconds (checked before any work, see :func:`probe_scheduler`)."""
     from fxsim.workflows.data import make_data
-    from fxsim.validate import check_choice
     check_choice("engine", engine, ("auto", "one-pass", "per-width"))
     if spec.op not in ("gemm", "conv2d"):
         raise InvalidArgument(f"sweep takes gemm and conv2d layers, got op = {spec.op!r}")
@@ -389,7 +380,6 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         ctx = multiprocessing.get_context("spawn")
         n = workers or os.cpu_count() or 1
         threads = max(1, (os.cpu_count() or 1) // n)
-        from fxsim.runtime.workers import quiet_spawning, start_resource_tracker, stop_pool
         start_resource_tracker()
         # each worker receives the operands and references once, in its initializer; tasks name them
         ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_data,

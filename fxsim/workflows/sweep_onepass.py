@@ -22,6 +22,8 @@ from fxsim.engines.integer import _absmax, _bias_codes, _integer_operand, plan_i
 from fxsim.ops.gemm import _as_2d, operand_codes_range
 from fxsim.engines.output_stage import output_stage
 from fxsim.result import GemmResult, bits_needed
+from fxsim.ops.conv import _slice_channels
+from fxsim.ops.lowering import flatten_weights, unfold
 
 __all__ = ["gemm_widths", "eligible", "sweep_rows", "ENGINE"]
 
@@ -237,8 +239,6 @@ def _conv_runner(spec, data):
     """For a conv2d layer (one group): a function running datapaths through the one pass on the layer's
     patch matrix, returning results laid out as conv2d returns them (NCHW views of the GEMM's rows), and
     the lowered GEMM's output shape."""
-    from fxsim.ops.conv import _slice_channels
-    from fxsim.ops.lowering import flatten_weights, unfold
     x, w, bias = data
     s = spec.shape
     dp0 = spec.datapath
