@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from fxsim.ops.lowering import output_size
 from fxsim.workflows.spec_base import LayerSpec, SpecError
 from fxsim.workflows.spec_keys import get
 
@@ -41,7 +42,7 @@ def second_operand_matrix(spec: LayerSpec, A, B) -> np.ndarray:
 
 def _conv_out(s, side):
     pad, dil, stride = get(s, "shape.padding"), get(s, "shape.dilation"), get(s, "shape.stride")
-    return (s[side] + 2 * pad - dil * (s["kernel"] - 1) - 1) // stride + 1
+    return output_size(s[side], s["kernel"], stride, pad, pad, dil)
 
 
 def _prod(shape):
