@@ -38,6 +38,7 @@ from fxsim.engines.shortcuts import (BLOCK, exact_products, float_dtype, scan_op
 from fxsim.engines.output_stage import output_stage, register_overflow
 from fxsim.quantize import operand_codes, operand_codes_range
 from fxsim.result import GemmResult, bits_needed
+from fxsim.runtime.compiling import notice_first_use
 from fxsim.runtime.scratch import release, scratch, zeros
 from fxsim.validate import check_trace
 
@@ -546,8 +547,8 @@ def _run_unproven(plan: GemmPlan, ops: Operands, out: Planes, rows, cols, start_
         Aw, Bw = ops.a64, (bt_floats if bt_floats is not None else ops.bt64)
 
         def part(t):   # outputs t of the list, on one thread
-            K.saturate_sequential_kernel(Aw, Bw, start_k[t], start_acc[t], c.register, rows[t], cols[t],
-                                         out.acc, out.nov)
+            kernel = notice_first_use(K.saturate_sequential_kernel)
+            kernel(Aw, Bw, start_k[t], start_acc[t], c.register, rows[t], cols[t], out.acc, out.nov)
 
         row_parallel(part, rows.size, work=work, min_work=1 << 21)   # below: a thread hand-off costs more
         return False
@@ -555,9 +556,10 @@ def _run_unproven(plan: GemmPlan, ops: Operands, out: Planes, rows, cols, start_
         if sequential:   # most outputs: by blocks of K, vectorised over columns, skipping rail blocks
             A, B = ops.narrow
             ranges = _block_ranges(A, B, RAIL_BLOCK)
-            K.saturate_rail_blocks(A, B, out.init, c.register, RAIL_BLOCK, *ranges, out.acc, out.nov)
+            notice_first_use(K.saturate_rail_blocks)(A, B, out.init, c.register, RAIL_BLOCK, *ranges, out.acc, out.nov)
             return True
-        K.gemm_subset_kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc, out.nov)
+        notice_first_use(K.gemm_subset_kernel)(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc,
+                                               out.nov)
     return False
 
 
@@ -632,7 +634,8 @@ def execute_kernel(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) ->
     out.exact = None
     rows, cols = _all_outputs(b.M, b.N)
     with _threads_for(b.M * b.N * b.K):
-        K.gemm_subset_kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc, out.nov)
+        notice_first_use(K.gemm_subset_kernel)(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc,
+                                               out.nov)
     return path
 
 
@@ -646,7 +649,8 @@ def execute_stats_sequential(plan: GemmPlan, ops: Operands, out: Planes, path: I
     out.exact = out.exact_buf
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
     with _threads_for(ops.a64.shape[0] * ops.a64.shape[1] * ops.b64.shape[1]):
-        K.sequential_stats_dense(ops.a64, ops.b64, out.init, c.register, out.acc, out.nov, mx, mn, out.exact)
+        notice_first_use(K.sequential_stats_dense)(ops.a64, ops.b64, out.init, c.register, out.acc, out.nov, mx, mn,
+                                                   out.exact)
     _extremes(out, mx, mn, c.signed)
     return path
 
@@ -659,7 +663,7 @@ def execute_stats_no_overflow(plan: GemmPlan, ops: Operands, out: Planes, path: 
     A, B = ops.lanes(lane, c.L)
     proto = np.empty((K.EXTREMES_ROWS, min(b.N, K.EXTREMES_COLS) or 1), dtype=lane)
     with _threads_for(b.M * b.N * b.K):
-        K.running_extremes_dense(A, B, out.init, proto, c.signed, out.exact, out.max_p, out.nbits)
+        notice_first_use(K.running_extremes_dense)(A, B, out.init, proto, c.signed, out.exact, out.max_p, out.nbits)
     out.acc[...] = out.exact   # no overflow: the register is the exact sum; the counts stay 0
     return path
 
@@ -669,7 +673,8 @@ def execute_stats_kernel(plan: GemmPlan, ops: Operands, out: Planes, path: IntPa
     out.exact = out.exact_buf
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
     with _threads_for(ops.a64.shape[0] * ops.a64.shape[1] * ops.bt64.shape[0]):
-        K.gemm_kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, out.acc, out.nov, mx, mn, out.exact)
+        notice_first_use(K.gemm_kernel)(ops.a64, ops.bt64, out.init, c.config, c.levels, out.acc, out.nov, mx, mn,
+                                        out.exact)
     _extremes(out, mx, mn, c.signed)
     return path
 
@@ -703,8 +708,8 @@ def trace_outputs(config: IntegerPlan, ops: Operands, init, trace, shape) -> dic
     traces = {}
     buf = np.empty(2 * ops.K + 2 * config.dp.order.lanes + 4, dtype=np.int64)
     for i, j in check_trace("trace", trace, shape):
-        n = K.trace_one(ops.a64[i], np.ascontiguousarray(ops.B[:, j], dtype=np.int64), init[i, j], config.config,
-                        config.levels, buf)
+        n = notice_first_use(K.trace_one)(ops.a64[i], np.ascontiguousarray(ops.B[:, j], dtype=np.int64), init[i, j],
+                                          config.config, config.levels, buf)
         traces[(i, j)] = buf[:n].copy()
     return traces
 

@@ -15,6 +15,7 @@ from fxsim._kernels import int_gemm as K
 from fxsim._kernels import multiwidth as MW
 
 from fxsim.datapath import Datapath
+from fxsim.runtime.compiling import notice_first_use
 from fxsim.errors import InvalidArgument
 from fxsim.formats import Fixed, ints_to_values
 from fxsim.modes import Overflow
@@ -138,13 +139,13 @@ def _gemm_widths(Ac, Bc, datapaths, bias):
                   and bool(np.all(cw < 63)) and tl * (nC + 1) * MW.RB * MW.NT * 8 <= _BLOCK_BYTES)
         if M * N:
             if vector:
-                MW.multi_gemm_blocks(Ae, Be, init, L, code, lanes, comb, signed, cw, cm, clo, chi,
-                                     acc, nov, exact, mx, mn)
+                notice_first_use(MW.multi_gemm_blocks)(Ae, Be, init, L, code, lanes, comb, signed, cw, cm, clo,
+                                                       chi, acc, nov, exact, mx, mn)
             else:
                 if Bt is None:
                     Bt = np.ascontiguousarray(Be.T)
-                MW.multi_gemm_outputs(Ae, Bt, init, plan.cfg, code, lanes, comb, signed, cw, cm, clo, chi,
-                                      acc, nov, exact, mx, mn)
+                notice_first_use(MW.multi_gemm_outputs)(Ae, Bt, init, plan.cfg, code, lanes, comb, signed, cw, cm,
+                                                        clo, chi, acc, nov, exact, mx, mn)
         max_p = np.maximum(mx, -mn)
         nbits = bits_needed(mx, mn, signed)
         for c, n in enumerate(idx):
