@@ -93,7 +93,8 @@ def main(argv=None):
                         continue
                     A, B = data[op]
                     dp = Datapath(a=op, b=op, order=order,
-                                  accumulator=Accumulator(acc, rounding=rounding, random_bits=rbits, seed=1))
+                                  accumulator=Accumulator(acc, rounding=rounding, **(
+                                      {"random_bits": rbits, "seed": 1} if rounding == "stochastic" else {})))
                     path = choose_float_path(dp, bound=sum_bound(A, B))
                     t_np = best_of(lambda: A @ B, args.repeat)
                     time.sleep(0.1)
