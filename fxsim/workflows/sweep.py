@@ -10,6 +10,8 @@ import csv
 import json
 import os
 import multiprocessing
+import pickle
+from multiprocessing import resource_tracker, shared_memory
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
@@ -258,8 +260,19 @@ def _row(config, res, reference):
 _WORKER = {}
 
 
-def _worker_data(parent_pid, data, refs):
+def _worker_data(parent_pid, shared_name, size):
+    """A worker's initializer: first what makes it die with its parent and ignore Ctrl-C, then the
+    operands and references, read once from the parent's shared-memory block (not from the start-up
+    pipe: a parent stopped by Ctrl-C while writing a large start-up message would leave the worker
+    unpickling half of it, and saying so on the terminal)."""
     worker_init(parent_pid)
+    block = shared_memory.SharedMemory(name=shared_name)
+    try:
+        resource_tracker.unregister(block._name, "shared_memory")   # the parent owns and removes it
+    except Exception:      # noqa: BLE001 -- trackers differ between Python versions; nothing depends on it
+        pass
+    data, refs = pickle.loads(bytes(block.buf[:size]))
+    block.close()
     _WORKER["data"] = _real(data)
     _WORKER["refs"] = refs
 
@@ -382,8 +395,11 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         threads = max(1, (os.cpu_count() or 1) // n)
         start_resource_tracker()
         # each worker receives the operands and references once, in its initializer; tasks name them
+        payload = pickle.dumps((_compact(data, spec), refs), protocol=pickle.HIGHEST_PROTOCOL)
+        block = shared_memory.SharedMemory(create=True, size=max(1, len(payload)))   # the tracker removes
+        block.buf[:len(payload)] = payload                                            # it if we are killed
         ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_data,
-                                 initargs=(os.getpid(), _compact(data, spec), refs))
+                                 initargs=(os.getpid(), block.name, len(payload)))
         try:
             with quiet_spawning():          # workers start with Ctrl-C blocked until they ignore it
                 futs = {ex.submit(_metrics, spec.raw, spec.path, c, None, _reference_key(c), threads): i
@@ -395,7 +411,11 @@ def run_sweep(spec, configs, *, scheduler=None, workers=None, progress=True, con
         except BaseException:               # Ctrl-C or a failure: stop the workers now, not after their work
             stop_pool(ex)
             raise
-        ex.shutdown(wait=True)
+        else:
+            ex.shutdown(wait=True)
+        finally:
+            block.close()
+            block.unlink()
     if bar:
         bar.close()
     if info is not None:
