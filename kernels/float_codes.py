@@ -28,6 +28,24 @@ def float_codes(x, man, exp, bias, emin, min_normal, max_finite, signed, zero, s
             code = np.int64(0)
             if not zero:
                 bad += 1
+        elif man <= 52 and a >= 2.2250738585072014e-308:
+            # a normal float64: its significand bits sig (53 bits, the leading one included) and exponent
+            # e (a = sig * 2**(e - 52)); a is a multiple of 2**(e_unb - man) exactly when the low
+            # s = 52 - man + (e_unb - e) bits of sig are zero (s > 52 never: sig's leading bit is set)
+            bits = np.int64(np.float64(a).view(np.int64))
+            e = np.int64((bits >> 52) - 1023)
+            sig = (bits & np.int64(0xFFFFFFFFFFFFF)) | (np.int64(1) << 52)
+            e_unb = max(e, emin)
+            s = 52 - man + (e_unb - e)
+            normal = a >= min_normal
+            on_grid = s <= 52 and (sig & ((np.int64(1) << min(s, 52)) - 1)) == 0
+            mi = sig >> min(s, 52)
+            if normal:
+                mi -= np.int64(1) << man
+            e_field = (e_unb + bias) if normal else 0
+            code = (np.int64(e_field) << man) | mi
+            if not on_grid or a > max_finite or (not subnormals and not normal) or (neg and not signed):
+                bad += 1
         else:
             m, ex = math.frexp(a)
             e_unb = max(ex - 1, emin)

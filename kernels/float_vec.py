@@ -9,9 +9,13 @@ the caller has proved equivalent (see ``fxsim.engines.floating.choose_float_path
 - ``f32_*``: the register and the products are binary32 numbers and each addition is one binary32
   addition (correctly rounded half even by the CPU), optionally followed by a round-half-even to a
   narrower target (``man`` < 23), which equals a single correct rounding of the exact sum when
-  Figueroa's double-rounding condition holds (see the chooser). No fused multiply-add: Numba compiles
-  without fast-math, so LLVM does not contract ``acc + a * b``, and in any case the caller proved the
-  product exact in binary32, where fma(a, b, acc) == fl(acc + fl(a * b)).
+  Figueroa's double-rounding condition holds (see the chooser). ``f32_seq`` and ``f32_tree`` are
+  compiled with ``fastmath={"contract"}`` only (never reassociation: the order of the additions is the
+  datapath), so LLVM may fuse ``acc + a * b`` into one FMA: the caller proved every product exact in
+  binary32, where fma(a, b, acc) = round(a*b + acc) = round(round(a*b) + acc) = fl(acc + fl(a * b)).
+  They work on ROWS x TILE tiles of outputs (register blocking: each loaded stretch of a row of B serves
+  ROWS rows of A, and the tile stays in L1 across k); ``f32_chunked`` runs a row at a time without
+  contraction.
 - ``gen_*``: the general path: per column the very same scalar ``fproduct``/``fadd`` as the reference
   kernels (``kernels.float_accum.outputs_*``) (TwoSum + correct rounding, stochastic bits from the same (seed, stream, counter)), applied to
   a row of independent columns.
@@ -98,30 +102,187 @@ def _row_pairwise(reg, n, tmp, tmpu, sh, maxbits):
         n = (n + 1) // 2
 
 
-ROWS = 4   # rows per task in the sequential kernels: each row of B is read once per block of rows
+ROWS = 4    # rows of A per task in the sequential and tree kernels: each loaded row of B serves ROWS rows
+TILE = 64   # output columns per task: the ROWS x TILE register tile stays in L1 across the whole k loop
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, inline="always")
+def _tile_bounds(t, ntile, M, N):
+    i0 = (t // ntile) * ROWS
+    j0 = (t % ntile) * TILE
+    return i0, min(i0 + ROWS, M), j0, min(j0 + TILE, N)
+
+
+@nb.njit(cache=True, inline="always")
+def _round_tile(xu, nr, w, sh, maxbits):
+    """``_round_row`` on the first ``w`` columns of the first ``nr`` rows of a (ROWS, TILE) bit tile."""
+    for r in range(nr):
+        _round_row(xu[r, :w], sh, maxbits)
+
+
+@nb.njit(cache=True, inline="always")
+def _tile_finish(acc, accu, init_root, post, has_post, i0, i1, j0, j1, sh, maxbits, out):
+    """out = round(round(acc) + post) on the tile (``acc`` already holds the register)."""
+    nr, w = i1 - i0, j1 - j0
+    if has_post:
+        for r in range(nr):
+            for j in range(w):
+                acc[r, j] = acc[r, j] + post[i0 + r, j0 + j]
+        if sh:
+            _round_tile(accu, nr, w, sh, maxbits)
+    for r in range(nr):
+        for j in range(w):
+            out[i0 + r, j0 + j] = acc[r, j]
+
+
+@nb.njit(cache=True, inline="always")
+def _seq_tile(A, B, acc, accu, i0, j0, nr, w, sh, maxbits):
+    """acc[r] = round(acc[r] + A[i0 + r, k] * B[k, j0:j0 + w]) for k = 0..K-1, r < nr."""
+    for k in range(A.shape[1]):
+        for r in range(nr):
+            a = A[i0 + r, k]
+            for j in range(w):
+                acc[r, j] = acc[r, j] + a * B[k, j0 + j]
+            if sh:
+                _round_row(accu[r, :w], sh, maxbits)
+
+
+@nb.njit(cache=True, parallel=True, fastmath={"contract"})
 def f32_seq(A, B, init, post, has_post, sh, maxbits, out):
     """SEQUENTIAL order: acc = init; acc = round(acc + a[k] * b[k]) for k = 0..K-1 (then + post).
-    A (M, K), B (K, N), init/post/out (M, N): binary32. Blocks of ROWS rows share each row of B."""
+    A (M, K), B (K, N), init/post/out (M, N): binary32, C-contiguous. Register blocking: a task is a
+    ROWS x TILE tile of outputs held in a small scratch tile across the whole k loop; each loaded
+    stretch of a row of B serves ROWS rows of A. Fused multiply-add is allowed (``fastmath={"contract"}``,
+    no reassociation): the caller proved every product a * b exact in binary32, so
+    fma(a, b, acc) = round(a * b + acc) = round(round(a * b) + acc), the very addition of the datapath;
+    the additions of each output stay in the order of k. With a narrower target (sh > 0) blocks of ROWS
+    whole rows, each addition followed by the target rounding of the row."""
     M, K = A.shape
     N = B.shape[1]
+    ntile = (N + TILE - 1) // TILE
     nblk = (M + ROWS - 1) // ROWS
-    for blk in nb.prange(nblk):
-        i0 = blk * ROWS
-        i1 = min(i0 + ROWS, M)
-        acc = init[i0:i1].copy()
-        tmp = np.empty(N, dtype=np.float32)
-        tmpu = tmp.view(np.uint32)
-        for k in range(K):
-            brow = B[k]
+    if sh != 0:
+        # a narrower target: whole rows (the rounding of each row vectorises best over long rows)
+        for blk in nb.prange(nblk):
+            i0 = blk * ROWS
+            i1 = min(i0 + ROWS, M)
+            racc = init[i0:i1].copy()
+            tmp = np.empty(N, dtype=np.float32)
+            tmpu = tmp.view(np.uint32)
+            for k in range(K):
+                brow = B[k]
+                for r in range(i1 - i0):
+                    _row_mac(racc[r], A[i0 + r, k], brow, tmp, tmpu, sh, maxbits)
             for r in range(i1 - i0):
-                _row_mac(acc[r], A[i0 + r, k], brow, tmp, tmpu, sh, maxbits)
-        for r in range(i1 - i0):
-            if has_post:
-                _row_add(acc[r], post[i0 + r], tmp, tmpu, sh, maxbits)
-            out[i0 + r] = acc[r]
+                if has_post:
+                    _row_add(racc[r], post[i0 + r], tmp, tmpu, sh, maxbits)
+                out[i0 + r] = racc[r]
+        return
+    for t in nb.prange(nblk * ntile):
+        i0, i1, j0, j1 = _tile_bounds(t, ntile, M, N)
+        nr, w = i1 - i0, j1 - j0
+        acc = np.zeros((ROWS, TILE), dtype=np.float32)
+        accu = acc.view(np.uint32)
+        for r in range(nr):
+            for j in range(w):
+                acc[r, j] = init[i0 + r, j0 + j]
+        if nr == ROWS and w == TILE:
+            for k in range(K):
+                a0 = A[i0, k]
+                a1 = A[i0 + 1, k]
+                a2 = A[i0 + 2, k]
+                a3 = A[i0 + 3, k]
+                for j in range(TILE):
+                    b = B[k, j0 + j]
+                    acc[0, j] = acc[0, j] + a0 * b
+                    acc[1, j] = acc[1, j] + a1 * b
+                    acc[2, j] = acc[2, j] + a2 * b
+                    acc[3, j] = acc[3, j] + a3 * b
+        else:
+            _seq_tile(A, B, acc, accu, i0, j0, nr, w, sh, maxbits)
+        _tile_finish(acc, accu, init, post, has_post, i0, i1, j0, j1, sh, maxbits, out)
+
+
+@nb.njit(cache=True, inline="always")
+def _stack_add(stack, stacku, s, nr, w, sh, maxbits):
+    """stack[s] = round(stack[s] + stack[s + 1]) on the tile."""
+    for r in range(nr):
+        for j in range(w):
+            stack[s, r, j] = stack[s, r, j] + stack[s + 1, r, j]
+    if sh:
+        for r in range(nr):
+            _round_row(stacku[s, r, :w], sh, maxbits)
+
+
+@nb.njit(cache=True, inline="always")
+def _tree_tiles(A, B, stack, stacku, i0, j0, nr, w, sh, maxbits):
+    """Push the sums of the product pairs (k = 2q, 2q + 1) onto the stack, adding complete sibling
+    blocks (while bit t of q is set), then an odd last product; returns the stack height."""
+    K = A.shape[1]
+    top = 0
+    for q in range(K // 2):
+        k = 2 * q
+        for r in range(nr):
+            a0 = A[i0 + r, k]
+            a1 = A[i0 + r, k + 1]
+            for j in range(w):
+                stack[top, r, j] = a0 * B[k, j0 + j] + a1 * B[k + 1, j0 + j]
+        if sh:
+            for r in range(nr):
+                _round_row(stacku[top, r, :w], sh, maxbits)
+        top += 1
+        c = q
+        while c & 1:
+            _stack_add(stack, stacku, top - 2, nr, w, sh, maxbits)
+            top -= 1
+            c >>= 1
+    if K % 2 == 1:
+        for r in range(nr):
+            a = A[i0 + r, K - 1]
+            for j in range(w):
+                stack[top, r, j] = a * B[K - 1, j0 + j]
+        top += 1
+    return top
+
+
+@nb.njit(cache=True, parallel=True, fastmath={"contract"})
+def f32_tree(A, B, init, post, has_post, sh, maxbits, out):
+    """TREE order: the products pairwise (odd last passes through), then init + root (then + post).
+
+    The level-by-level tree of ``float_accum._pairwise`` adds, at level L, the aligned blocks
+    [q 2^L, (q+1) 2^L) of k (the last one clipped at K); it is computed here in one pass over k with a
+    stack of partial tiles (a binary counter): after product k is pushed, the two top entries are added
+    while bit t of k is set (t = 0, 1, ...), each addition joining two complete sibling blocks; at the
+    end the stack holds the blocks of K's binary digits, largest at the bottom, and the clipped nodes of
+    the tree are exactly the right fold stack[0] + (stack[1] + (... + stack[top])). Additions are
+    commutative (one rounding of the exact sum), so the operand order within an adder does not matter.
+    Tiles of ROWS x TILE outputs as ``f32_seq``; products are exact in binary32 (no rounding at the leaves)."""
+    M, K = A.shape
+    N = B.shape[1]
+    ntile = (N + TILE - 1) // TILE
+    nblk = (M + ROWS - 1) // ROWS
+    depth = 2
+    while (1 << (depth - 2)) <= K:
+        depth += 1
+    for t in nb.prange(nblk * ntile):
+        i0, i1, j0, j1 = _tile_bounds(t, ntile, M, N)
+        nr, w = i1 - i0, j1 - j0
+        stack = np.zeros((depth, ROWS, TILE), dtype=np.float32)
+        stacku = stack.view(np.uint32)
+        if sh == 0 and nr == ROWS and w == TILE:     # constant bounds: the compiler unrolls and vectorises
+            top = _tree_tiles(A, B, stack, stacku, i0, j0, ROWS, TILE, 0, maxbits)
+        else:
+            top = _tree_tiles(A, B, stack, stacku, i0, j0, nr, w, sh, maxbits)
+        for s in range(top - 2, -1, -1):
+            _stack_add(stack, stacku, s, nr, w, sh, maxbits)
+        # the root (+0 when K == 0) is stack[0]; the register: init + root
+        for r in range(nr):
+            for j in range(w):
+                stack[1, r, j] = stack[0, r, j]
+                stack[0, r, j] = init[i0 + r, j0 + j]
+        _stack_add(stack, stacku, 0, nr, w, sh, maxbits)
+        acc = stack[0]
+        _tile_finish(acc, stacku[0], init, post, has_post, i0, i1, j0, j1, sh, maxbits, out)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -148,27 +309,6 @@ def f32_chunked(A, B, init, post, has_post, sh, maxbits, lanes, combine_tree, ou
             for l in range(1, P):
                 _row_add(reg[0], reg[l], tmp, tmpu, sh, maxbits)
         acc = reg[0]
-        if has_post:
-            _row_add(acc, post[i], tmp, tmpu, sh, maxbits)
-        out[i] = acc
-
-
-@nb.njit(cache=True, parallel=True)
-def f32_tree(A, B, init, post, has_post, sh, maxbits, out):
-    """TREE order: the products pairwise (odd last passes through), then init + root (then + post)."""
-    M, K = A.shape
-    N = B.shape[1]
-    for i in nb.prange(M):
-        reg = np.zeros((max(K, 1), N), dtype=np.float32)
-        for k in range(K):
-            a = A[i, k]
-            for j in range(N):
-                reg[k, j] = a * B[k, j]
-        tmp = np.empty(N, dtype=np.float32)
-        tmpu = tmp.view(np.uint32)
-        _row_pairwise(reg, K, tmp, tmpu, sh, maxbits)
-        acc = init[i].copy()
-        _row_add(acc, reg[0], tmp, tmpu, sh, maxbits)
         if has_post:
             _row_add(acc, post[i], tmp, tmpu, sh, maxbits)
         out[i] = acc

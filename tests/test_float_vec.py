@@ -383,3 +383,30 @@ def test_fast_codes_refuse_what_encode_refuses(fmt, seed):
     got = fast_float_codes(q, fmt)
     assert got is not None and np.array_equal(got, fmt.encode(q).astype(np.int64))
     assert fast_float_codes(np.array([np.inf]), fmt) is None
+
+
+@settings(max_examples=25)
+@given(st.booleans(), st.sampled_from(ORDERS), st.booleans(), st.integers(1, 9), st.integers(0, 70),
+       st.sampled_from([1, 63, 64, 65, 130]), st.integers(0, 2 ** 32), st.sampled_from([0, 3, 12]),
+       st.sampled_from([None, 1.0, 4.0]), st.booleans())
+def test_vector_fast_paths_across_register_tiles(narrow, order, preload, M, K, N, seed, spread, big, with_bias):
+    """Shapes that are not multiples of the kernels' ROWS x TILE register tiles (partial row blocks and
+    column tiles, K odd and even, up to 7 levels of the adder tree): every output as the scalar kernel,
+    and a slice of columns on both sides of the first tile edge as the Fraction reference."""
+    acc_fmt, a = (BF16, E4M3) if narrow else (FP32, E4M3)
+    dp = Datapath(a=a, b=a, accumulator=Accumulator(acc_fmt, rounding="half_even", overflow="ieee"),
+                  order=order, bias_preload=preload)
+    rng = np.random.default_rng(seed)
+    A = operand_data(rng, a, (M, K), spread, None if big is None else a.max / big)
+    B = operand_data(rng, a, (K, N), spread, None if big is None else a.max / big)
+    bias = operand_data(rng, acc_fmt, (M, N), spread, acc_fmt.max / 8) if with_bias else None
+    assert choose_float_path(dp, has_bias=with_bias) == ("narrow-vector" if narrow else "fp32-vector")
+    res = float_gemm(A, B, dp, bias=bias)
+    sacc, snov = scalar_kernel(A, B, dp, bias)
+    assert bits_equal(res.acc, sacc)
+    assert np.array_equal(res.overflow_count, snov)
+    cols = sorted({0, min(62, N - 1), min(63, N - 1), min(64, N - 1), N - 1})
+    acc, nov, _ = ref_float_gemm(A.tolist(), B[:, cols].tolist(), dp,
+                                 bias=None if bias is None else bias[:, cols].tolist(), seed=0, n_cols=len(cols))
+    assert same(res.acc[:, cols], acc)
+    assert np.array_equal(res.overflow_count[:, cols], np.array(nov))
