@@ -397,7 +397,7 @@ def operand_codes_range(x, fmt: Fixed, argument: str):
         if (lo_f >= float(fmt.min_code) and hi_f <= float(fmt.max_code) and -2.0 ** 63 < lo_f
                 and hi_f < 2.0 ** 63):
             codes = scaled.astype(np.int64)
-            if np.array_equal(codes, scaled):
+            if bool((codes == scaled).all()):
                 return codes, int(lo_f), int(hi_f)
     off = ~np.isfinite(scaled) | (scaled != np.floor(scaled))
     if np.any(off):
