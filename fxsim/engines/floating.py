@@ -120,8 +120,11 @@ def _on_fixed_grid(vals: np.ndarray, fmt) -> bool:
     if not isinstance(fmt, Fixed) or fmt.bits > 53 or not -1000 < fmt.frac < 1000 or vals.size == 0:
         return False
     with np.errstate(all="ignore"):
-        c = vals * (2.0 ** fmt.frac)
-        tiny = float(np.abs(vals[vals != 0]).min(initial=np.inf)) < 2.0 ** -1000
+        c = vals * (2.0 ** fmt.frac) if fmt.frac else vals
+        # a scaling by 2**frac, frac >= 0, never underflows (it is exact or overflows to inf, which fails the
+        # range test), and a nonzero |v| < 2**-1000 then scales below 1, not an integer: the tiny-value
+        # test below only matters for frac < 0
+        tiny = fmt.frac < 0 and float(np.abs(vals[vals != 0]).min(initial=np.inf)) < 2.0 ** -1000
         return (not tiny and bool(np.all(c == np.rint(c))) and float(c.min()) >= fmt.min_code
                 and float(c.max()) <= fmt.max_code)
 
