@@ -361,3 +361,16 @@ def test_on_fixed_grid_agrees_with_exact_reference(fmt, codes, extra):
     assert not got or expect
     if extra is None and expect:
         assert got
+
+
+def test_float_config_is_kept_on_the_datapath_unless_it_draws_a_seed():
+    """A deterministic (or seeded) datapath's kernel configuration is made once; an unseeded stochastic
+    one still draws a fresh seed on every call."""
+    from fxsim.engines.floating import float_config
+    dp = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp32"))
+    assert float_config(dp) is float_config(dp)
+    seeded = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp16", rounding="stochastic", seed=5))
+    assert float_config(seeded) is float_config(seeded) and float_config(seeded).acc.seed == 5
+    fresh = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp16", rounding="stochastic"))
+    seeds = {float_config(fresh).acc.seed for _ in range(4)}
+    assert len(seeds) > 1

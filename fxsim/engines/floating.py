@@ -193,7 +193,12 @@ def _register(fmt: Float, rounding, overflow: int, flush: bool, r: int, seed: in
 
 
 def float_config(dp: Datapath) -> "FK.FloatConfig":
-    """The kernel configuration (a ``FloatConfig``) of a datapath with a Float accumulator."""
+    """The kernel configuration (a ``FloatConfig``) of a datapath with a Float accumulator. Kept on the
+    (frozen) Datapath object; a stochastic datapath without ``random_seed`` draws a fresh seed on every
+    call, so its configuration is made anew each time."""
+    cfg = dp.__dict__.get("_float_config")
+    if cfg is not None:
+        return cfg
     acc = dp.accumulator
     fmt = acc.fmt
     _float_params(fmt, "accumulator format")
@@ -223,8 +228,11 @@ def float_config(dp: Datapath) -> "FK.FloatConfig":
     if prod is not None:
         pfmt, prounding, povf, pr = prod
         prod_reg = _register(pfmt, prounding, povf, False, pr, seed)   # a product register never flushes
-    return FK.float_config(acc_reg, prod_reg, _ORDER_CODES[dp.order.kind], dp.order.lanes,
-                           dp.order.combine != "sequential", fp32_rne)
+    cfg = FK.float_config(acc_reg, prod_reg, _ORDER_CODES[dp.order.kind], dp.order.lanes,
+                          dp.order.combine != "sequential", fp32_rne)
+    if not stochastic or dp.random_seed is not None:
+        dp.__dict__["_float_config"] = cfg
+    return cfg
 
 
 def _bias_values(bias, fmt, shape):
