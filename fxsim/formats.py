@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -302,9 +303,9 @@ class Float:
                 mtop -= 1
         return top, mtop
 
-    @property
+    @cached_property
     def max(self) -> float:
-        """Largest finite value."""
+        """Largest finite value (computed once: the format is frozen, and every quantize and GEMM asks)."""
         return float(self._magnitude(*self._top_fields()))
 
     @property

@@ -388,8 +388,17 @@ def operand_codes_range(x, fmt: Fixed, argument: str):
                 raise InvalidArgument(f"{argument}[{', '.join(map(str, idx))}] = {arr[idx]} is outside {fmt} "
                                  f"[{fmt.min_code}, {fmt.max_code}]; quantize it first (fxsim.quantize.quantize)")
         return arr.astype(np.int64, copy=False), lo, hi
-    v = arr.astype(np.float64)
-    scaled = np.ldexp(v, fmt.frac)
+    v = arr.astype(np.float64, copy=False)
+    scaled = np.ldexp(v, fmt.frac) if fmt.frac else v   # ldexp by 0 is the identity
+    if scaled.size:
+        # the common case in a few passes: every value in range (which NaN fails) and an integer; anything
+        # else takes the element-by-element checks below, which name the first offending element
+        lo_f, hi_f = float(scaled.min()), float(scaled.max())
+        if (lo_f >= float(fmt.min_code) and hi_f <= float(fmt.max_code) and -2.0 ** 63 < lo_f
+                and hi_f < 2.0 ** 63):
+            codes = scaled.astype(np.int64)
+            if bool((codes == scaled).all()):
+                return codes, int(lo_f), int(hi_f)
     off = ~np.isfinite(scaled) | (scaled != np.floor(scaled))
     if np.any(off):
         idx = np.unravel_index(int(np.flatnonzero(off)[0]), arr.shape)

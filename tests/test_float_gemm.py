@@ -337,3 +337,40 @@ def test_inf_and_nan_operands_propagate_as_ieee_and_are_not_counted_as_overflow(
     # a saturating register turns an inf operand's sum into the largest finite value
     s = float_gemm(a[:1], b, _dp(FP16, a=E5M2, b=E5M2, rounding="half_even", overflow="saturate"))
     assert s.acc[0, 0] == 65504.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from([Fixed(4, 0, True), Fixed(8, 0, False), Fixed(8, 5, True), Fixed(8, -3, True)]),
+       st.lists(st.integers(-300, 300), min_size=1, max_size=8),
+       st.sampled_from([None, 2.0 ** -1074, 2.0 ** -1010, 0.5, np.nan, np.inf]))
+def test_on_fixed_grid_agrees_with_exact_reference(fmt, codes, extra):
+    """The vectorised grid check never claims a value is on the grid that is not (plain-Python Fractions),
+    and proves every array of in-range codes times the resolution."""
+    from fractions import Fraction
+    from fxsim.engines.floating import _on_fixed_grid
+    vals = [c * 2.0 ** -fmt.frac for c in codes] + ([] if extra is None else [extra])
+
+    def on_grid(v):
+        if not np.isfinite(v):
+            return False
+        s = Fraction(float(v)) * Fraction(2) ** fmt.frac
+        return s.denominator == 1 and fmt.min_code <= s <= fmt.max_code
+
+    expect = all(on_grid(v) for v in vals)
+    got = _on_fixed_grid(np.asarray(vals, dtype=np.float64), fmt)
+    assert not got or expect
+    if extra is None and expect:
+        assert got
+
+
+def test_float_config_is_kept_on_the_datapath_unless_it_draws_a_seed():
+    """A deterministic (or seeded) datapath's kernel configuration is made once; an unseeded stochastic
+    one still draws a fresh seed on every call."""
+    from fxsim.engines.floating import float_config
+    dp = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp32"))
+    assert float_config(dp) is float_config(dp)
+    seeded = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp16", rounding="stochastic", seed=5))
+    assert float_config(seeded) is float_config(seeded) and float_config(seeded).acc.seed == 5
+    fresh = Datapath(a="e4m3", b="e4m3", accumulator=Accumulator("fp16", rounding="stochastic"))
+    seeds = {float_config(fresh).acc.seed for _ in range(4)}
+    assert len(seeds) > 1

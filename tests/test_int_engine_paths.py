@@ -212,3 +212,19 @@ def test_stats_no_overflow_tiles_wide_outputs():
                     overflow_count=res.overflow_count[:, cols], exact=res.exact[:, cols],
                     max_partial=res.max_partial[:, cols], bits_needed=res.bits_needed[:, cols])
     check_against_reference(sub, A, B[:, cols], dp)
+
+
+def test_plan_integer_is_made_once_per_datapath_and_errors_every_time():
+    """The plan is kept on the (frozen) Datapath object: the same object gives the same plan, an equal
+    datapath built anew gets an equal plan of its own, and an invalid datapath raises on every call."""
+    from fxsim.errors import InvalidArgument
+    dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int32", overflow="saturate"))
+    p = plan_integer(dp)
+    assert plan_integer(dp) is p
+    twin = Datapath(a="int8", b="int8", accumulator=Accumulator("int32", overflow="saturate"))
+    q = plan_integer(twin)
+    assert q is not p and q.dp is twin and q.config == p.config and q.limit == p.limit
+    bad = Datapath(a="int8", b="int8", accumulator=Accumulator("uint64"))
+    for _ in range(2):
+        with pytest.raises(InvalidArgument, match="unsigned 64-bit"):
+            plan_integer(bad)

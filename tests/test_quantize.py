@@ -255,3 +255,41 @@ def test_every_tie_between_neighbours_follows_the_reference(name):
         for x, g in zip(mids, got):
             want = ref.quantize_float(float(x), fmt, mode, kind)
             assert Fraction(g) == want, (name, mode, x, g, want)
+
+
+def _operand_codes_reference(values, fmt):
+    """Plain Python: each value as an exact Fraction times 2**frac must be an integer code in range; the
+    first element off the grid is reported before any element out of range."""
+    scaled = [None if not np.isfinite(v) else Fraction(float(v)) * 2 ** fmt.frac for v in values]
+    for i, s in enumerate(scaled):
+        if s is None or s.denominator != 1:
+            return ("grid", i)
+    for i, s in enumerate(scaled):
+        if not fmt.min_code <= s <= fmt.max_code:
+            return ("range", i)
+    codes = [int(s) for s in scaled]
+    return codes, (min(codes) if codes else 0), (max(codes) if codes else 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([Fixed(8, 0, True), Fixed(4, 0, False), Fixed(8, 3, True), Fixed(16, 15, True)]),
+       st.lists(st.integers(-300, 300), max_size=12), st.sampled_from([None, np.nan, np.inf, 0.25, 1e6]),
+       st.integers(0, 11))
+def test_operand_codes_range_of_values_matches_reference(fmt, codes, extra, pos):
+    """Float operands to codes: the few-pass common case and the element-by-element error path agree with
+    a plain-Python reference on codes, ranges and which element an error names."""
+    from fxsim.errors import InvalidArgument
+    from fxsim.quantize import operand_codes_range
+    values = [c * 2.0 ** -fmt.frac for c in codes]
+    if extra is not None:
+        values.insert(min(pos, len(values)), extra)
+    expect = _operand_codes_reference(values, fmt)
+    x = np.asarray(values, dtype=np.float64)
+    if isinstance(expect[0], str):
+        with pytest.raises(InvalidArgument) as e:
+            operand_codes_range(x, fmt, "A")
+        assert f"A[{expect[1]}]" in str(e.value)
+        assert ("not on the grid" in str(e.value)) == (expect[0] == "grid")
+    else:
+        got, lo, hi = operand_codes_range(x, fmt, "A")
+        assert got.dtype == np.int64 and got.tolist() == expect[0] and (lo, hi) == expect[1:]

@@ -120,8 +120,11 @@ def _on_fixed_grid(vals: np.ndarray, fmt) -> bool:
     if not isinstance(fmt, Fixed) or fmt.bits > 53 or not -1000 < fmt.frac < 1000 or vals.size == 0:
         return False
     with np.errstate(all="ignore"):
-        c = vals * (2.0 ** fmt.frac)
-        tiny = float(np.abs(vals[vals != 0]).min(initial=np.inf)) < 2.0 ** -1000
+        c = vals * (2.0 ** fmt.frac) if fmt.frac else vals
+        # a scaling by 2**frac, frac >= 0, never underflows (it is exact or overflows to inf, which fails the
+        # range test), and a nonzero |v| < 2**-1000 then scales below 1, not an integer: the tiny-value
+        # test below only matters for frac < 0
+        tiny = fmt.frac < 0 and float(np.abs(vals[vals != 0]).min(initial=np.inf)) < 2.0 ** -1000
         return (not tiny and bool(np.all(c == np.rint(c))) and float(c.min()) >= fmt.min_code
                 and float(c.max()) <= fmt.max_code)
 
@@ -190,7 +193,12 @@ def _register(fmt: Float, rounding, overflow: int, flush: bool, r: int, seed: in
 
 
 def float_config(dp: Datapath) -> "FK.FloatConfig":
-    """The kernel configuration (a ``FloatConfig``) of a datapath with a Float accumulator."""
+    """The kernel configuration (a ``FloatConfig``) of a datapath with a Float accumulator. Kept on the
+    (frozen) Datapath object; a stochastic datapath without ``random_seed`` draws a fresh seed on every
+    call, so its configuration is made anew each time."""
+    cfg = dp.__dict__.get("_float_config")
+    if cfg is not None:
+        return cfg
     acc = dp.accumulator
     fmt = acc.fmt
     _float_params(fmt, "accumulator format")
@@ -220,8 +228,11 @@ def float_config(dp: Datapath) -> "FK.FloatConfig":
     if prod is not None:
         pfmt, prounding, povf, pr = prod
         prod_reg = _register(pfmt, prounding, povf, False, pr, seed)   # a product register never flushes
-    return FK.float_config(acc_reg, prod_reg, _ORDER_CODES[dp.order.kind], dp.order.lanes,
-                           dp.order.combine != "sequential", fp32_rne)
+    cfg = FK.float_config(acc_reg, prod_reg, _ORDER_CODES[dp.order.kind], dp.order.lanes,
+                          dp.order.combine != "sequential", fp32_rne)
+    if not stochastic or dp.random_seed is not None:
+        dp.__dict__["_float_config"] = cfg
+    return cfg
 
 
 def _bias_values(bias, fmt, shape):

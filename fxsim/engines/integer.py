@@ -239,7 +239,16 @@ class IntegerPlan:
 
 
 def plan_integer(dp: Datapath) -> IntegerPlan:
-    """The kernel configuration of an integer datapath (validates it)."""
+    """The kernel configuration of an integer datapath (validates it). Made once per Datapath object and
+    kept on it (a datapath is frozen; training runs the same few on every step); an invalid datapath
+    raises on every call."""
+    plan = dp.__dict__.get("_integer_plan")
+    if plan is None:
+        plan = dp.__dict__["_integer_plan"] = _plan_integer(dp)
+    return plan
+
+
+def _plan_integer(dp: Datapath) -> IntegerPlan:
     a, b, acc = dp.a, dp.b, dp.accumulator
     for name, r in (("product_rounding", dp.product_rounding), ("accumulator rounding", acc.rounding)):
         if r == Rounding.STOCHASTIC:

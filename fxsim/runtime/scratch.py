@@ -8,6 +8,7 @@ concurrent calls from several threads stay independent. Their contents are undef
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -51,8 +52,13 @@ def scratch(name: str, shape, dtype) -> np.ndarray:
     Valid until the next request for the same name on the same thread: use one name per temporary that
     is alive at the same time, and never return the array to a caller."""
     dtype = np.dtype(dtype)
-    shape = tuple(int(s) for s in np.atleast_1d(shape)) if not isinstance(shape, int) else (shape,)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if isinstance(shape, int):
+        shape = (shape,)
+    elif isinstance(shape, (tuple, list)):
+        shape = tuple(int(s) for s in shape)
+    else:
+        shape = tuple(int(s) for s in np.atleast_1d(shape))
+    nbytes = math.prod(shape) * dtype.itemsize   # Python ints: np.prod costs more than these calls' work
     if nbytes > _MAX_BYTES:
         return np.empty(shape, dtype=dtype)
     bufs = _buffers("buffers")
@@ -69,7 +75,7 @@ def zeros(shape, dtype) -> np.ndarray:
     grown, never again -- writing into it is a bug."""
     dtype = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > _MAX_BYTES:
         return np.zeros(shape, dtype=dtype)
     bufs = _buffers("zeros")

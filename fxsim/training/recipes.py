@@ -7,6 +7,7 @@ datapath (in float64, as a separate scaling step); every GEMM itself runs bit-ex
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -50,13 +51,18 @@ class TensorQuantizer:
         if self.scale_rule not in ("pow2", "max"):
             raise InvalidArgument(f"scale_rule must be 'pow2' or 'max', got {self.scale_rule!r}")
 
-    @property
+    @cached_property
+    def _format(self):
+        """``fmt`` parsed (once: the quantizer is frozen and runs on every step)."""
+        return parse_format(self.fmt)
+
+    @cached_property
     def top(self) -> float:
         """The largest magnitude q can take; |x| / scale beyond it saturates."""
-        return float(parse_format(self.fmt).max)
+        return float(self._format.max)
 
     def __call__(self, x, *, seed=0):
-        fmt = parse_format(self.fmt)
+        fmt = self._format
         _check_finite(x)
         amax = float(np.max(np.abs(x))) if np.size(x) else 0.0
         if amax == 0.0:
@@ -96,12 +102,13 @@ class LogQuantizer:
         if self.alpha not in ("top", "paper", "code"):
             raise InvalidArgument(f"alpha must be 'top', 'paper' or 'code', got {self.alpha!r}")
 
-    @property
+    @cached_property
     def fmt(self) -> Float:
+        """(Built once: the quantizer is frozen and runs on every step.)"""
         e = int(np.ceil(np.log2(self.levels + 1)))
         return Float(max(e, 1), 0, specials="none")
 
-    @property
+    @cached_property
     def top(self) -> float:
         """The top level α·2^(levels-1) on ``fmt``'s grid; larger magnitudes saturate there."""
         return self.fmt.min_subnormal * 2.0 ** (self.levels - 1)
@@ -162,7 +169,14 @@ class Recipe:
         return acc
 
     def datapath(self, which: str):
-        """The Datapath of GEMM ``which``: "forward" (act x weight), "dx" (grad x weight), "dw" (act x grad)."""
+        """The Datapath of GEMM ``which``: "forward" (act x weight), "dx" (grad x weight), "dw" (act x grad).
+        Built once per recipe and GEMM (a recipe is frozen; training asks for each on every step)."""
+        cache = self.__dict__.setdefault("_datapaths", {})
+        if which not in cache:
+            cache[which] = self._build_datapath(which)
+        return cache[which]
+
+    def _build_datapath(self, which: str):
         w = parse_format(self.weights.fmt) if self.weights else None
         a = parse_format(self.activations.fmt) if self.activations else None
         g = parse_format(self.gradients.fmt) if self.gradients else None
