@@ -30,13 +30,14 @@ __all__ = ["ORDERS", "pair", "pads4", "output_size", "Geometry", "geometry", "un
 ORDERS = ("ckk", "kkc")
 
 
-def pair(v, name, lo=None):
-    """An int or a pair of ints (each >= ``lo``) as a pair of Python ints."""
+def pair(v, name, lo=None, forms="an int or a pair of ints"):
+    """An int or a pair of ints (each >= ``lo``) as a pair of Python ints; ``forms`` says in an error what
+    the caller accepts."""
     if np.ndim(v) == 0 and not isinstance(v, (str, bytes)):
         a = check_int(name, v, lo=lo)
         return a, a
     if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
-        raise InvalidType(f"{name} must be an int or a pair of ints, got {v!r}")
+        raise InvalidType(f"{name} must be {forms}, got {v!r}")
     return check_int(f"{name}[0]", v[0], lo=lo), check_int(f"{name}[1]", v[1], lo=lo)
 
 
@@ -45,7 +46,7 @@ def pads4(padding, name="padding"):
     axis) or ONNX's four ``pads`` (top, left, bottom, right); each >= 0."""
     if np.ndim(padding) == 1 and not isinstance(padding, (str, bytes)) and len(padding) == 4:
         return tuple(check_int(f"{name}[{i}]", v, lo=0) for i, v in enumerate(padding))
-    ph, pw = pair(padding, name, lo=0)
+    ph, pw = pair(padding, name, lo=0, forms="an int, an (h, w) pair or four ints (top, left, bottom, right)")
     return ph, pw, ph, pw
 
 
