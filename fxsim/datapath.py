@@ -621,7 +621,8 @@ class Datapath:
             if given:
                 name, value = next(iter(given.items()))
                 raise InvalidArgument(f"{name}={_show(value)} given with the product register {reg}; state the "
-                                      f"register's options in it ({type(reg).__name__}(...)), not both")
+                                      f"register's options in it ({type(reg).__name__}(...)), not both",
+                                      argument=name)
         elif self.product is not None:
             reg = Product(_fixed(self.product, "product"), overflow=self.product_overflow,
                           rounding=self.product_rounding, random_bits=self.product_random_bits,
@@ -631,16 +632,17 @@ class Datapath:
             if given:
                 name, value = next(iter(given.items()))
                 raise InvalidArgument(f"{name}={_show(value)} applies to a product register, and this datapath "
-                                      f"has none (product=None: exact products); give product= or drop {name}")
+                                      f"has none (product=None: exact products); give product= or drop {name}",
+                                      argument=name)
         if reg is not None:
             if reg.kind != acc.kind:
                 raise InvalidArgument(f"product register {reg.fmt} is {_KIND_NAMES[reg.kind]} and the accumulator "
                                       f"{acc.fmt} {_KIND_NAMES[acc.kind]}; a product register is of the "
-                                      f"accumulator's kind (or give product=None: exact products)")
+                                      f"accumulator's kind (or give product=None: exact products)", argument="product")
             if reg.kind == "fixed" and not (isinstance(self.a, Fixed) and isinstance(self.b, Fixed)):
                 raise InvalidArgument(f"a fixed-point product register ({reg.fmt}) takes fixed-point operands, got "
                                       f"a={self.a}, b={self.b}; a Kulisch (fixed-point) accumulator takes exact "
-                                      "float products: give product=None")
+                                      "float products: give product=None", argument="product")
         object.__setattr__(self, "product", None if reg is None else reg.fmt)
         for name, attr in zip(self._PRODUCT_OPTIONS, ("rounding", "overflow", "random_bits", "seed")):
             object.__setattr__(self, name, None if reg is None else getattr(reg, attr))
@@ -648,14 +650,15 @@ class Datapath:
         if self.fused and not acc.is_float:
             raise InvalidArgument(f"fused=True applies to float accumulators (the product is not rounded "
                                   f"before the addition); the accumulator {acc.fmt} is fixed point "
-                                  "and adds exact products anyway")
+                                  "and adds exact products anyway", argument="fused")
         if self.fused and reg is not None:
             raise InvalidArgument(f"fused=True means the product is not rounded, but product={reg.fmt} was given; "
-                                  "drop one of them")
+                                  "drop one of them", argument="fused")
         if acc.is_float and reg is not None and reg.rounding == Rounding.STOCHASTIC and \
                 acc.rounding == Rounding.STOCHASTIC and None not in (acc.seed, reg.seed) and acc.seed != reg.seed:
             raise InvalidArgument(f"accumulator seed={acc.seed} and product_seed={reg.seed} differ; the datapath "
-                                  "has one generator of random bits (a stream per register): give one seed")
+                                  "has one generator of random bits (a stream per register): give one seed",
+                                  argument="product_seed")
         if acc.is_float and self.order.level_bits:
             raise InvalidArgument("order level_bits set register widths of a fixed-point adder tree; a float "
                                   f"accumulator's ({acc.fmt}) tree uses its own format at every level")

@@ -11,7 +11,14 @@ __all__ = ["FxsimError", "InvalidArgument", "InvalidType", "OutputExists", "BadF
 
 
 class FxsimError(Exception):
-    """Base class of every error caused by the user's input (a value, a file, a spec, an option)."""
+    """Base class of every error caused by the user's input (a value, a file, a spec, an option).
+
+    ``argument``, where the raiser knows it, is the name of the argument at fault (so a spec file can point
+    at the key that set it rather than at the constructor that checked it)."""
+
+    def __init__(self, *args, argument: str | None = None):
+        super().__init__(*args)
+        self.argument = argument
 
 
 class InvalidArgument(FxsimError, ValueError):

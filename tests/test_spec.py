@@ -269,3 +269,16 @@ def test_batch_norm_spec_errors():
         parse_spec(BATCH_NORM.format(pass_="backward_weight", out="fp16"))
     with pytest.raises(ValueError, match="not one GEMM"):
         run_layer(parse_spec(text))
+
+
+@pytest.mark.parametrize("spec,key,value", [
+    (E4M3_GEMM, "product_random_bits", "8"),        # a product option without a product register
+    (E4M3_GEMM, "product_seed", "3"),
+    (INT8_GEMM, "fused", "true"),                   # fused with a fixed-point accumulator
+])
+def test_a_combination_the_datapath_refuses_points_at_the_key_that_set_it(spec, key, value):
+    text = spec.replace("[datapath]\n", f"[datapath]\n{key} = {value}\n", 1)
+    line = text.split("\n").index(f"{key} = {value}") + 1
+    with pytest.raises(SpecError) as e:
+        parse_spec(text)
+    assert f":{line}: datapath.{key}: " in str(e.value)

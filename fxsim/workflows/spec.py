@@ -198,10 +198,14 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
     ord_t = dp_table.get("order", {})
     rq_t = out_table.get("requant")
 
-    def attempt(key, fn):
+    def attempt(key, fn, table=None):
+        """``fn()``, its error reported at ``key``, or at the key of ``table`` the error names as its argument."""
         try:
             return fn()
         except (ValueError, TypeError) as exc:
+            named = getattr(exc, "argument", None)
+            if table is not None and named in table:
+                key = f"{key.rsplit('.', 1)[0]}.{named}"
             ctx.reraise(key, exc)
 
     _check_applies("datapath.order", ord_t, ctx)      # keys that do not apply to this order, before any value
@@ -235,4 +239,4 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
         **{k: get(dp_table, f"datapath.{k}") for k in ("a", "b", "a_zero_point", "b_zero_point", "zero_point_bits",
                                                        "product", "product_rounding", "product_overflow",
                                                        "product_random_bits", "product_seed", "bias_preload",
-                                                       "fused")}))
+                                                       "fused")}), table=dp_table)
