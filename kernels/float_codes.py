@@ -8,7 +8,45 @@ import numpy as np
 
 
 @nb.njit(cache=True, parallel=True)
-def float_codes(x, man, exp, bias, emin, min_normal, max_finite, signed, zero, subnormals, fnuz, codes):
+def float_codes(x, xbits, man, exp, bias, emin, min_normal, max_finite, signed, zero, subnormals, fnuz, codes):
+    """``float_codes_any`` for formats with ``man <= 52`` on the values that are zero or normal float64
+    numbers, in straight-line integer arithmetic the compiler vectorises (``xbits`` is ``x`` viewed as
+    int64). Returns (bad, slow): how many values are not representable (as ``float_codes_any`` counts
+    them) and how many are inf, NaN or float64 subnormals, whose codes this kernel leaves undefined (the
+    caller then runs ``float_codes_any``)."""
+    n = x.shape[0]
+    bad = 0
+    slow = 0
+    sign_shift = exp + man
+    low52 = np.int64(0xFFFFFFFFFFFFF)
+    for i in nb.prange(n):
+        bits = xbits[i]
+        ebits = (bits >> 52) & 0x7FF
+        mant = bits & low52
+        neg = bits < 0
+        is_zero = (ebits == 0) & (mant == 0)
+        # a = sig * 2**(e - 52); on the grid when the low 52 - man + (e_unb - e) bits of sig are zero
+        e = ebits - 1023
+        sig = mant | (np.int64(1) << 52)
+        e_unb = max(e, emin)
+        s = min(52 - man + (e_unb - e), 63)
+        normal = abs(x[i]) >= min_normal
+        on_grid = (s <= 52) & ((sig & ((np.int64(1) << s) - 1)) == 0)
+        mi = (sig >> min(s, 52)) - (np.int64(normal) << man)
+        e_field = (e_unb + bias) if normal else 0
+        code = (np.int64(e_field) << man) | mi
+        bad_v = (not on_grid) | (abs(x[i]) > max_finite) | ((not subnormals) & (not normal)) | (neg & (not signed))
+        bad_v = (bad_v & (not is_zero)) | (is_zero & (not zero))
+        code = 0 if is_zero else code
+        code |= np.int64(signed & neg & (not (fnuz & is_zero))) << sign_shift
+        bad += bad_v
+        slow += (ebits == 0x7FF) | ((ebits == 0) & (mant != 0))
+        codes[i] = code
+    return bad, slow
+
+
+@nb.njit(cache=True, parallel=True)
+def float_codes_any(x, man, exp, bias, emin, min_normal, max_finite, signed, zero, subnormals, fnuz, codes):
     """codes[i] = the bit pattern of x[i] (flat float64) in the format; returns how many values are not
     finite representable values (their codes are left undefined: the caller falls back to ``encode``).
     A finite value is representable when |x| <= max_finite, it is a multiple of 2**(max(e, emin) - man)

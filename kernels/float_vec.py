@@ -178,29 +178,62 @@ def f32_seq(A, B, init, post, has_post, sh, maxbits, out):
                     _row_add(racc[r], post[i0 + r], tmp, tmpu, sh, maxbits)
                 out[i0 + r] = racc[r]
         return
+    ntile = (N + SEQ_TILE - 1) // SEQ_TILE
+    nblk = (M + SEQ_ROWS - 1) // SEQ_ROWS
     for t in nb.prange(nblk * ntile):
-        i0, i1, j0, j1 = _tile_bounds(t, ntile, M, N)
+        i0 = (t // ntile) * SEQ_ROWS
+        j0 = (t % ntile) * SEQ_TILE
+        i1, j1 = min(i0 + SEQ_ROWS, M), min(j0 + SEQ_TILE, N)
         nr, w = i1 - i0, j1 - j0
-        acc = np.zeros((ROWS, TILE), dtype=np.float32)
+        acc = np.zeros((SEQ_ROWS, SEQ_TILE), dtype=np.float32)
         accu = acc.view(np.uint32)
         for r in range(nr):
             for j in range(w):
                 acc[r, j] = init[i0 + r, j0 + j]
-        if nr == ROWS and w == TILE:
-            for k in range(K):
-                a0 = A[i0, k]
-                a1 = A[i0 + 1, k]
-                a2 = A[i0 + 2, k]
-                a3 = A[i0 + 3, k]
-                for j in range(TILE):
-                    b = B[k, j0 + j]
-                    acc[0, j] = acc[0, j] + a0 * b
-                    acc[1, j] = acc[1, j] + a1 * b
-                    acc[2, j] = acc[2, j] + a2 * b
-                    acc[3, j] = acc[3, j] + a3 * b
+        if nr == SEQ_ROWS and w == SEQ_TILE:
+            _seq_tile_8x16(A, B, acc, i0, j0)
         else:
             _seq_tile(A, B, acc, accu, i0, j0, nr, w, sh, maxbits)
         _tile_finish(acc, accu, init, post, has_post, i0, i1, j0, j1, sh, maxbits, out)
+
+
+SEQ_ROWS = 8    # the sequential FP32 kernel's tile: 8 rows x 16 columns, four steps of k per pass over it
+SEQ_TILE = 16
+
+
+@nb.njit(cache=True, inline="always")
+def _seq_tile_8x16(A, B, acc, i0, j0):
+    """acc[r, j] = round(acc[r, j] + A[i0 + r, k] * B[k, j0 + j]) for k = 0..K-1 on a full 8 x 16 tile,
+    four values of k per load and store of the tile: each line is ((((acc + p0) + p1) + p2) + p3), Python's
+    left-to-right order, the very additions of the sequential order (only FMA contraction, no
+    reassociation). The 32 multipliers of a step are scalars and the four loaded values of B serve all
+    eight rows, so the inner loop is register-bound, not load-and-store bound."""
+    K = A.shape[1]
+    K4 = K - K % 4
+    for k in range(0, K4, 4):
+        a00 = A[i0, k]; a01 = A[i0, k + 1]; a02 = A[i0, k + 2]; a03 = A[i0, k + 3]
+        a10 = A[i0 + 1, k]; a11 = A[i0 + 1, k + 1]; a12 = A[i0 + 1, k + 2]; a13 = A[i0 + 1, k + 3]
+        a20 = A[i0 + 2, k]; a21 = A[i0 + 2, k + 1]; a22 = A[i0 + 2, k + 2]; a23 = A[i0 + 2, k + 3]
+        a30 = A[i0 + 3, k]; a31 = A[i0 + 3, k + 1]; a32 = A[i0 + 3, k + 2]; a33 = A[i0 + 3, k + 3]
+        a40 = A[i0 + 4, k]; a41 = A[i0 + 4, k + 1]; a42 = A[i0 + 4, k + 2]; a43 = A[i0 + 4, k + 3]
+        a50 = A[i0 + 5, k]; a51 = A[i0 + 5, k + 1]; a52 = A[i0 + 5, k + 2]; a53 = A[i0 + 5, k + 3]
+        a60 = A[i0 + 6, k]; a61 = A[i0 + 6, k + 1]; a62 = A[i0 + 6, k + 2]; a63 = A[i0 + 6, k + 3]
+        a70 = A[i0 + 7, k]; a71 = A[i0 + 7, k + 1]; a72 = A[i0 + 7, k + 2]; a73 = A[i0 + 7, k + 3]
+        for j in range(SEQ_TILE):
+            b0 = B[k, j0 + j]; b1 = B[k + 1, j0 + j]; b2 = B[k + 2, j0 + j]; b3 = B[k + 3, j0 + j]
+            acc[0, j] = acc[0, j] + a00 * b0 + a01 * b1 + a02 * b2 + a03 * b3
+            acc[1, j] = acc[1, j] + a10 * b0 + a11 * b1 + a12 * b2 + a13 * b3
+            acc[2, j] = acc[2, j] + a20 * b0 + a21 * b1 + a22 * b2 + a23 * b3
+            acc[3, j] = acc[3, j] + a30 * b0 + a31 * b1 + a32 * b2 + a33 * b3
+            acc[4, j] = acc[4, j] + a40 * b0 + a41 * b1 + a42 * b2 + a43 * b3
+            acc[5, j] = acc[5, j] + a50 * b0 + a51 * b1 + a52 * b2 + a53 * b3
+            acc[6, j] = acc[6, j] + a60 * b0 + a61 * b1 + a62 * b2 + a63 * b3
+            acc[7, j] = acc[7, j] + a70 * b0 + a71 * b1 + a72 * b2 + a73 * b3
+    for k in range(K4, K):
+        for r in range(SEQ_ROWS):
+            a = A[i0 + r, k]
+            for j in range(SEQ_TILE):
+                acc[r, j] = acc[r, j] + a * B[k, j0 + j]
 
 
 @nb.njit(cache=True, inline="always")
@@ -215,12 +248,12 @@ def _stack_add(stack, stacku, s, nr, w, sh, maxbits):
 
 
 @nb.njit(cache=True, inline="always")
-def _tree_tiles(A, B, stack, stacku, i0, j0, nr, w, sh, maxbits):
-    """Push the sums of the product pairs (k = 2q, 2q + 1) onto the stack, adding complete sibling
-    blocks (while bit t of q is set), then an odd last product; returns the stack height."""
+def _tree_tiles(A, B, stack, stacku, i0, j0, nr, w, sh, maxbits, q0, top):
+    """Push the sums of the product pairs (k = 2q, 2q + 1, q >= q0) onto the stack (``top`` entries
+    already there), adding complete sibling blocks (while bit t of q is set), then an odd last product;
+    returns the stack height."""
     K = A.shape[1]
-    top = 0
-    for q in range(K // 2):
+    for q in range(q0, K // 2):
         k = 2 * q
         for r in range(nr):
             a0 = A[i0 + r, k]
@@ -243,6 +276,45 @@ def _tree_tiles(A, B, stack, stacku, i0, j0, nr, w, sh, maxbits):
                 stack[top, r, j] = a * B[K - 1, j0 + j]
         top += 1
     return top
+
+
+@nb.njit(cache=True, inline="always")
+def _tree_octets(A, B, stack, i0, j0):
+    """The first levels of the adder tree on a full ROWS x TILE tile, eight products at a time in
+    registers: for every aligned block k = 8m..8m+7 the level-3 node ((p0 + p1) + (p2 + p3)) + ((p4 + p5) +
+    (p6 + p7)), each + one binary32 rounding (p0 + p1 as one FMA: p0 is exact), pushed onto the stack and
+    added to complete sibling blocks while bit t of m is set, as ``_tree_tiles`` does for pairs. Returns
+    (pairs done, stack height); the at most three pairs and odd product left join no pushed block."""
+    K = A.shape[1]
+    top = 0
+    for m in range(K // 8):
+        k = 8 * m
+        a00 = A[i0, k]; a01 = A[i0, k + 1]; a02 = A[i0, k + 2]; a03 = A[i0, k + 3]
+        a04 = A[i0, k + 4]; a05 = A[i0, k + 5]; a06 = A[i0, k + 6]; a07 = A[i0, k + 7]
+        a10 = A[i0 + 1, k]; a11 = A[i0 + 1, k + 1]; a12 = A[i0 + 1, k + 2]; a13 = A[i0 + 1, k + 3]
+        a14 = A[i0 + 1, k + 4]; a15 = A[i0 + 1, k + 5]; a16 = A[i0 + 1, k + 6]; a17 = A[i0 + 1, k + 7]
+        a20 = A[i0 + 2, k]; a21 = A[i0 + 2, k + 1]; a22 = A[i0 + 2, k + 2]; a23 = A[i0 + 2, k + 3]
+        a24 = A[i0 + 2, k + 4]; a25 = A[i0 + 2, k + 5]; a26 = A[i0 + 2, k + 6]; a27 = A[i0 + 2, k + 7]
+        a30 = A[i0 + 3, k]; a31 = A[i0 + 3, k + 1]; a32 = A[i0 + 3, k + 2]; a33 = A[i0 + 3, k + 3]
+        a34 = A[i0 + 3, k + 4]; a35 = A[i0 + 3, k + 5]; a36 = A[i0 + 3, k + 6]; a37 = A[i0 + 3, k + 7]
+        for j in range(TILE):
+            b0 = B[k, j0 + j]; b1 = B[k + 1, j0 + j]; b2 = B[k + 2, j0 + j]; b3 = B[k + 3, j0 + j]
+            b4 = B[k + 4, j0 + j]; b5 = B[k + 5, j0 + j]; b6 = B[k + 6, j0 + j]; b7 = B[k + 7, j0 + j]
+            stack[top, 0, j] = ((a00 * b0 + a01 * b1) + (a02 * b2 + a03 * b3)) + ((a04 * b4 + a05 * b5)
+                                 + (a06 * b6 + a07 * b7))
+            stack[top, 1, j] = ((a10 * b0 + a11 * b1) + (a12 * b2 + a13 * b3)) + ((a14 * b4 + a15 * b5)
+                                 + (a16 * b6 + a17 * b7))
+            stack[top, 2, j] = ((a20 * b0 + a21 * b1) + (a22 * b2 + a23 * b3)) + ((a24 * b4 + a25 * b5)
+                                 + (a26 * b6 + a27 * b7))
+            stack[top, 3, j] = ((a30 * b0 + a31 * b1) + (a32 * b2 + a33 * b3)) + ((a34 * b4 + a35 * b5)
+                                 + (a36 * b6 + a37 * b7))
+        top += 1
+        c = m
+        while c & 1:
+            _stack_add(stack, stack.view(np.uint32), top - 2, ROWS, TILE, 0, np.uint32(0))
+            top -= 1
+            c >>= 1
+    return 4 * (K // 8), top
 
 
 @nb.njit(cache=True, parallel=True, fastmath={"contract"})
@@ -270,9 +342,10 @@ def f32_tree(A, B, init, post, has_post, sh, maxbits, out):
         stack = np.zeros((depth, ROWS, TILE), dtype=np.float32)
         stacku = stack.view(np.uint32)
         if sh == 0 and nr == ROWS and w == TILE:     # constant bounds: the compiler unrolls and vectorises
-            top = _tree_tiles(A, B, stack, stacku, i0, j0, ROWS, TILE, 0, maxbits)
+            q0, top = _tree_octets(A, B, stack, i0, j0)
+            top = _tree_tiles(A, B, stack, stacku, i0, j0, ROWS, TILE, 0, maxbits, q0, top)
         else:
-            top = _tree_tiles(A, B, stack, stacku, i0, j0, nr, w, sh, maxbits)
+            top = _tree_tiles(A, B, stack, stacku, i0, j0, nr, w, sh, maxbits, 0, 0)
         for s in range(top - 2, -1, -1):
             _stack_add(stack, stacku, s, nr, w, sh, maxbits)
         # the root (+0 when K == 0) is stack[0]; the register: init + root

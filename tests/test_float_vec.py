@@ -27,7 +27,7 @@ def scalar_kernel(A, B, dp, bias=None):
     init = np.zeros((M, N))
     post = init
     if bias is not None:
-        b = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, dtype=np.float64), (M, N)))
+        b = np.broadcast_to(np.asarray(bias, dtype=np.float64), (M, N)).copy()   # writable, as the engine's
         if dp.bias_preload:
             init = b
         post = init if dp.bias_preload else b
@@ -274,6 +274,24 @@ def test_vector_paths_on_wider_rows_match_the_scalar_kernel(acc_fmt, order):
             assert snov.any() and np.isfinite(sacc).any()     # the overflow recount is exercised
 
 
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("K", [0, 1, 4, 7, 8, 23, 70])
+def test_fp32_tiles_match_the_scalar_kernel(K, order):
+    """The FP32 kernels' full tiles (sequential: 8 x 16, four steps of k per pass; tree: 4 x 64, the first
+    three levels of eight products in registers; FMA contraction), their partial tiles and their k tails:
+    17 x 70 outputs, operands over E4M3's whole range so that additions round; the path taken is reported
+    and every output equals the per-output kernel."""
+    rng = np.random.default_rng(K)
+    A = operand_data(rng, E4M3, (17, K), 8)
+    B = operand_data(rng, E4M3, (K, 70), 8)
+    dp = dp_for(E4M3, E4M3, FP32, order=order)
+    res = float_gemm(A, B, dp)
+    assert res.path == choose_float_path(dp, bound=sum_bound(A, B))
+    assert K < 70 or res.path == "fp32-vector"
+    assert bits_equal(res.acc, scalar_kernel(A, B, dp)[0])
+    assert np.array_equal(res.codes, FP32.encode(res.acc).astype(np.int64))
+
+
 def test_chooser_takes_the_stochastic_vector_path_where_sums_are_exact_in_float64():
     sr = {"rounding": "stochastic", "random_bits": 16, "seed": 3}
     assert choose_float_path(dp_for(E4M3, E4M3, FP16, **sr)) == "stochastic-vector"
@@ -385,8 +403,32 @@ def test_fast_codes_refuse_what_encode_refuses(fmt, seed):
     assert fast_float_codes(np.array([np.inf]), fmt) is None
 
 
+@settings(max_examples=60)
+@given(st.sampled_from(SMALL_FORMATS + [FP32, E8M13, Float(11, 10)]), st.integers(0, 2 ** 32))
+def test_fast_codes_agree_with_encode_near_every_boundary(fmt, seed):
+    """Codes next to the values the straight-line pass must tell apart: the neighbours of representable
+    values (one float64 ulp off the grid), signed zeros, float64 subnormals (the general pass's job),
+    values beyond the format's max, and inf/NaN (refused)."""
+    rng = np.random.default_rng(seed)
+    q = np.asarray(fmt.decode(rng.integers(0, fmt.num_codes, size=40)), dtype=np.float64)
+    q = q[np.isfinite(q)]
+    pool = np.concatenate([q, np.nextafter(q, np.inf), np.nextafter(q, -np.inf), -q, [0.0, -0.0],
+                           [5e-324, -5e-324, 2.0 ** -1030, 2.0 ** -1040, fmt.max * 2, fmt.min_normal / 2]])
+    for x in (q, rng.choice(pool, size=30), np.append(q, np.nan), np.append(q, 2.0 ** -1032)):
+        try:
+            expected = fmt.encode(x).astype(np.int64)
+            ok = bool(np.all(np.isfinite(x)))
+        except ValueError:
+            expected, ok = None, False
+        got = fast_float_codes(x, fmt)
+        if ok:
+            assert got is not None and np.array_equal(got, expected), x
+        else:
+            assert got is None, x
+
+
 @settings(max_examples=25)
-@given(st.booleans(), st.sampled_from(ORDERS), st.booleans(), st.integers(1, 9), st.integers(0, 70),
+@given(st.booleans(), st.sampled_from(ORDERS), st.booleans(), st.integers(1, 19), st.integers(0, 70),
        st.sampled_from([1, 63, 64, 65, 130]), st.integers(0, 2 ** 32), st.sampled_from([0, 3, 12]),
        st.sampled_from([None, 1.0, 4.0]), st.booleans())
 def test_vector_fast_paths_across_register_tiles(narrow, order, preload, M, K, N, seed, spread, big, with_bias):

@@ -137,11 +137,14 @@ def fast_float_codes(values, fmt):
         return None
     flat = kernel_array(values).ravel()
     codes = np.empty(flat.shape, dtype=np.int64)
+    params = (np.int64(fmt.man), np.int64(fmt.exp), np.int64(fmt.bias), np.int64(fmt.emin),
+              float(fmt.min_normal), float(fmt.max), bool(fmt.signed), bool(fmt.zero), bool(fmt.subnormals),
+              fmt.specials == "fnuz", codes)
     with serial_below(flat.size):
-        bad = notice_first_use(FC.float_codes)(
-            flat, np.int64(fmt.man), np.int64(fmt.exp), np.int64(fmt.bias), np.int64(fmt.emin),
-            float(fmt.min_normal), float(fmt.max), bool(fmt.signed), bool(fmt.zero), bool(fmt.subnormals),
-            fmt.specials == "fnuz", codes)
+        bad, slow = (notice_first_use(FC.float_codes)(flat, flat.view(np.int64), *params) if fmt.man <= 52
+                     else (0, 1))
+        if slow:   # inf, NaN or float64 subnormals: the general pass decides
+            bad = notice_first_use(FC.float_codes_any)(flat, *params)
     if bad:
         return None
     return codes.reshape(np.shape(values))
@@ -275,10 +278,9 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
     _check_exact_products(dp.a, dp.b)
     M, K = Av.shape
     N = Bv.shape[1]
-    Bt = kernel_array(Bv.T)
     traces = _trace_list(trace, (M, N))
     if isinstance(acc_fmt, Fixed):
-        return _kulisch_gemm(Av, Bt, dp, bias, traces)
+        return _kulisch_gemm(Av, kernel_array(Bv.T), dp, bias, traces)
     if dp.output.fmt is not None or dp.output.requant is not None or dp.output.activation is not None:
         raise InvalidArgument("a Float accumulator's output stage is its own register: output format, requant and "
                          "activation are not modelled here; quantize result.values with fxsim.quantize")
@@ -295,13 +297,15 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
             post_bias = kernel_array(b)
     acc = np.empty((M, N), dtype=np.float64)
     nov = np.zeros((M, N), dtype=np.int64)
+    path = codes = None
     if M * N:
+        path = choose_float_path(dp, bound=_useful_bound(dp, Av, Bv) if bias is None else None,
+                                 has_bias=bias is not None)
         post = post_bias if post_bias is not None else init
-        bound = sum_bound(Av, Bv) if bias is None else None
-        path = choose_float_path(dp, bound=bound, has_bias=bias is not None)
-        _run_float_path(path, Av, Bv, Bt, init, post, post_bias is not None, cfg, acc, nov)
+        codes = _run_float_path(path, Av, Bv, init, post, post_bias is not None, cfg, acc, nov)
     out = {}
     if traces:
+        Bt = kernel_array(Bv.T)
         buf = np.empty(2 * K + 2 * dp.order.lanes + 4, dtype=np.float64)
         scratch_acc = np.empty((M, N), dtype=np.float64)
         scratch_nov = np.zeros((M, N), dtype=np.int64)
@@ -316,9 +320,10 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
         first = np.argwhere(nov)[0]
         raise RegisterOverflow(f"{int(np.count_nonzero(nov))} output(s) overflowed the {acc_fmt} accumulator; "
                             f"first at {tuple(int(v) for v in first)}")
-    codes = _codes(acc, acc_fmt)
+    if codes is None:
+        codes = _codes(acc, acc_fmt)
     return GemmResult(values=acc.copy(), codes=codes, acc=acc, overflow_count=nov, acc_values=acc.copy(),
-                      datapath=dp, traces=out)
+                      datapath=dp, traces=out, path=path)
 
 
 def _codes(values, fmt: Float) -> np.ndarray:
@@ -438,6 +443,21 @@ def sum_bound(Av: np.ndarray, Bv: np.ndarray):
     return bound if np.isfinite(bound) else None
 
 
+def _useful_bound(dp: Datapath, Av: np.ndarray, Bv: np.ndarray):
+    """``sum_bound(Av, Bv)`` where it can still prove the sums exact; None (no bound) where the largest
+    product alone already reaches the exact-sum limit of ``choose_float_path``: the bound is at least
+    max|a| * max|b|, so it could not prove exactness there and its row and column sums are skipped."""
+    pg = _product_grid(dp) if dp.product is None else None
+    if pg is None or Av.size == 0 or Bv.size == 0:
+        return sum_bound(Av, Bv)
+    limit = 2.0 ** (dp.accumulator.fmt.man + 1) * pg[1]
+    amax = max(float(Av.max()), -float(Av.min()))
+    bmax = max(float(Bv.max()), -float(Bv.min()))
+    if amax * bmax >= limit:
+        return None
+    return sum_bound(Av, Bv)
+
+
 def choose_float_path(dp: Datapath, *, bound=None, has_bias: bool = False) -> str:
     """The kernel ``float_gemm`` runs for a Float accumulator (all give the same bits):
 
@@ -518,19 +538,21 @@ def output_kernel(cfg):
 _NO_TRACE = np.empty(1, dtype=np.float64)
 
 
-def _run_float_path(path, Av, Bv, Bt, init, post, has_post, cfg, acc, nov):
+def _run_float_path(path, Av, Bv, init, post, has_post, cfg, acc, nov):
     """Execute the chosen path; every kernel is picked by order (and path) here, so a datapath compiles only
-    the kernels it runs, each for one argument signature (float64 / float32 C arrays, int64 scalars)."""
+    the kernels it runs, each for one argument signature (float64 / float32 C arrays, int64 scalars).
+    Returns the register codes where the path has them at hand (binary32 bit patterns), else None."""
     if path == "exact-blas":
         acc[...] = Av @ Bv
         acc += 0.0                   # a zero sum is +0, as the register's
-        return
+        return None
     with serial_below(acc.size * max(Av.shape[1], 1)):
         if path in ("fp32-vector", "narrow-vector"):
             sh = 23 - cfg.acc.man
             maxbits = np.float32(cfg.acc.max_finite).view(np.uint32) if sh else np.uint32(0x7F800000)
             A32, B32 = Av.astype(np.float32), Bv.astype(np.float32)
-            i32, p32 = init.astype(np.float32), post.astype(np.float32)
+            i32 = init.astype(np.float32)
+            p32 = i32 if post is init else post.astype(np.float32)
             out = np.empty(acc.shape, dtype=np.float32)
             if cfg.options.order == FK.SEQUENTIAL:
                 notice_first_use(FV.f32_seq)(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, out)
@@ -540,8 +562,9 @@ def _run_float_path(path, Av, Bv, Bt, init, post, has_post, cfg, acc, nov):
             else:
                 notice_first_use(FV.f32_tree)(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, out)
             acc[...] = out
-            _recount_nonfinite(Av, Bt, init, post, has_post, cfg, acc, nov)
-            return
+            if not _recount_nonfinite(Av, Bv, init, post, has_post, cfg, acc, nov) and sh == 0:
+                return out.view(np.uint32).astype(np.int64)   # binary32 codes are its bit patterns
+            return None
         if path == "stochastic-vector":
             reg = cfg.acc
             args = (Av, Bv, init, post, has_post, np.int64(reg.seed), np.int64(reg.random_bits), np.int64(reg.man),
@@ -552,16 +575,20 @@ def _run_float_path(path, Av, Bv, Bt, init, post, has_post, cfg, acc, nov):
                 notice_first_use(FV.sr_chunked)(*args, np.int64(cfg.options.lanes), cfg.options.tree_combine, acc)
             else:
                 notice_first_use(FV.sr_tree)(*args, acc)
-            _recount_nonfinite(Av, Bt, init, post, has_post, cfg, acc, nov)
-            return
+            _recount_nonfinite(Av, Bv, init, post, has_post, cfg, acc, nov)
+            return None
         notice_first_use(FV.GEN_KERNELS[cfg.options.order])(Av, Bv, init, post, has_post, *cfg, acc, nov)
 
 
-def _recount_nonfinite(Av, Bt, init, post, has_post, cfg, acc, nov):
-    """Outputs that ended inf or NaN: the reference kernel recomputes them with their overflow counts."""
+def _recount_nonfinite(Av, Bv, init, post, has_post, cfg, acc, nov) -> bool:
+    """Outputs that ended inf or NaN: the reference kernel recomputes them with their overflow counts.
+    Returns whether there were any."""
     bad = ~np.isfinite(acc)
     if bad.any():
+        Bt = kernel_array(Bv.T)
         rows, cols = np.nonzero(bad)
         with serial_below(rows.size * max(Av.shape[1], 1)):
             output_kernel(cfg)(Av, Bt, init, post, has_post, *cfg, rows.astype(np.int64), cols.astype(np.int64),
                                acc, nov, _NO_TRACE)
+        return True
+    return False
