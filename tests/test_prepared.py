@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from fxsim.datapath import Accumulator, Datapath, Order, OutputStage, Requant
 from fxsim.ops.gemm import run_integer_gemm
-from fxsim.ops.prepared import PreparedB, chunk_size, gemm_prepared
+from fxsim.ops.prepared import PreparedB, blas_chunk, chunk_size, gemm_prepared
 
 
 # ---------------------------------------------------------------------------------- prepared operands
@@ -32,7 +32,7 @@ _DATAPATHS = [
 
 
 @settings(max_examples=60)
-@given(case=st.integers(0, len(_DATAPATHS) - 1), M=st.integers(1, 9), K=st.sampled_from([1, 5, 64, 700, 1100]),
+@given(case=st.integers(0, len(_DATAPATHS) - 1), M=st.integers(1, 9), K=st.sampled_from([1, 5, 64, 700, 1100, 2500]),
        N=st.integers(1, 7), bias=st.booleans(), seed=st.integers(0, 2 ** 31))
 def test_gemm_prepared_equals_the_engine(case, M, K, N, bias, seed):
     dp = _DATAPATHS[case]
@@ -57,6 +57,28 @@ def test_gemm_prepared_equals_the_engine(case, M, K, N, bias, seed):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
     np.testing.assert_array_equal(got.codes, full.codes)
     assert got.overflow_count is None and got.bits_needed is None
+
+
+def test_blas_chunk_takes_every_term_only_where_cauchy_schwarz_proves_the_sums_exact():
+    """One sgemm over all K when max ||a_i||**2 * max ||b_j||**2 <= 2**48 (then no partial sum of any output
+    exceeds 2**24); otherwise the chunk from max|a| * max|b|. At the edge: K = 1600 terms of 255 against 127
+    have sums up to 51.8 M > 2**24 and keep the chunk; rows of 50 prove one chunk, rows of 82 just so."""
+    K = 1600
+    B = PreparedB(np.full((K, 3), 127))
+    chunk = chunk_size(255, 127)
+    assert 2 * chunk < K
+    assert blas_chunk(np.full((4, K), 255, dtype=np.float32), 255, B, chunk) == chunk
+    assert blas_chunk(np.full((4, K), 50, dtype=np.float32), 255, B, chunk) == K
+    # the edge: 82**2 * K * K * 127**2 <= 2**48 < 83**2 * K * K * 127**2
+    assert 82 ** 2 * K * K * 127 ** 2 <= 2 ** 48 < 83 ** 2 * K * K * 127 ** 2
+    assert blas_chunk(np.full((2, K), 82, dtype=np.float32), 255, B, chunk) == K
+    assert blas_chunk(np.full((2, K), 83, dtype=np.float32), 255, B, chunk) == chunk
+    assert blas_chunk(np.full((4, 2 * chunk), 50, dtype=np.float32), 255, B, chunk) == chunk   # two chunks: kept
+    a = np.full((3, K), 255)
+    dp = Datapath(a="uint8", b="int8")
+    got = gemm_prepared(a.astype(np.float32), 255, B, dp)     # sums of 51.8 M: chunked, still exact
+    assert np.array_equal(got.acc, run_integer_gemm(a, np.full((K, 3), 127), dp, stats=False).acc)
+    assert int(got.acc[0, 0]) == K * 255 * 127 > 2 ** 24
 
 
 def test_gemm_prepared_declines_what_it_cannot_prove():

@@ -162,3 +162,55 @@ def test_requant_validation():
         Requant("float32")
     r = Requant.from_scale(0.1)
     assert abs(r.multiplier / 2 ** r.shift - 0.1) < 1e-9
+
+
+# --- the fused float32 output stage against a Python-int transcription -------------------------------------
+def _register_ref(v, bits, signed, mode):
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if lo <= v <= hi:
+        return -hi if mode == Overflow.SATURATE_SYMMETRIC and signed and v < -hi else v
+    if mode == Overflow.WRAP:
+        return (v - lo) % (1 << bits) + lo
+    if mode == Overflow.SATURATE:
+        return min(max(v, lo), hi)
+    if mode == Overflow.SATURATE_SYMMETRIC:
+        return min(max(v, -hi if signed else lo), hi)
+    return 0   # SATURATE_ZERO
+
+
+@settings(max_examples=150)
+@given(M=st.integers(1, 4), N=st.integers(1, 5), seed=st.integers(0, 2 ** 32), per_channel=st.booleans(),
+       fmt=st.sampled_from(["int8", "uint8", "int16", "uint4", "int32", (12, 3)]),
+       mode=st.sampled_from(["wrap", "saturate", "saturate_symmetric", "saturate_zero"]),
+       act=st.sampled_from([None, "relu", "clip"]), zp=st.integers(-20, 20), wide=st.booleans())
+def test_fused_float32_output_stage_matches_the_python_transcription(M, N, seed, per_channel, fmt, mode, act, zp,
+                                                                     wide):
+    """The one-pass float32 stage (float32 product, half even, zero point, activation, output register):
+    every code and value as the literal transcription."""
+    from fxsim.engines import output_stage as OS
+    from fxsim.formats import Fixed
+    rng = np.random.default_rng(seed)
+    acc = rng.integers(-2 ** 40 if wide else -3000, 2 ** 40 if wide else 3000, (M, N))
+    scale = np.asarray(rng.uniform(1e-4, 0.5, N) if per_channel else rng.uniform(1e-4, 0.5), dtype=np.float32)
+    clip = (zp, zp + int(rng.integers(0, 100))) if act == "clip" else act
+    f = Fixed(fmt[0], fmt[1]) if isinstance(fmt, tuple) else fmt
+    stage = OutputStage(requant=Requant.float32(scale, zero_point=zp), activation=clip, fmt=f, overflow=mode)
+    calls = []
+    real = OS.requant_f32_into
+    fx = stage.fmt
+    want_codes = np.zeros((M, N), dtype=object)
+    for i in range(M):
+        for j in range(N):
+            s = scale[j] if per_channel else scale
+            v = round(float(np.float32(float(np.float32(acc[i, j])) * float(s)))) + zp
+            if act == "relu":
+                v = max(v, zp)
+            elif act == "clip":
+                v = min(max(v, clip[0]), clip[1])
+            want_codes[i, j] = _register_ref(v, fx.bits, fx.signed, Overflow.parse(mode))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(OS, "requant_f32_into", lambda *a: calls.append(1) or real(*a))
+        codes, values = OS.output_stage(acc, stage, Fixed(64, 0), Overflow.WRAP)
+    assert calls, "the fused stage did not run"
+    assert codes.tolist() == want_codes.tolist()
+    assert values.tolist() == [[c * 2.0 ** -fx.frac for c in row] for row in want_codes.tolist()]

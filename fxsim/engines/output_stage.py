@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 from fxsim._kernels.int_gemm import register_range
-from fxsim._kernels.requant import shift_round_array
+from fxsim._kernels.requant import requant_f32_into, shift_round_array
 
 from fxsim.errors import InvalidArgument, RegisterOverflow
-from fxsim.formats import ints_to_values
+from fxsim.formats import Fixed, ints_to_values
 from fxsim.modes import Overflow, Rounding
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -205,6 +205,10 @@ def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None, values_
     output format; plain integers after a requant without an output format).
     """
     x = np.asarray(acc, dtype=np.int64)
+    if bias is None:
+        fused = _fused_float32_stage(x, stage, values_out)
+        if fused is not None:
+            return fused
     frac = acc_fmt.frac
     if bias is not None:
         bb = stage.bias_bits or acc_fmt.bits
@@ -243,3 +247,34 @@ def output_stage(acc, stage, acc_fmt, acc_overflow: Overflow, bias=None, values_
                                   "them; give the output stage a format (fmt=...)")
         x = np.array(x.tolist(), dtype=np.int64).reshape(x.shape)
     return x, ints_to_values(x, frac, out=values_out)
+
+
+def _fused_float32_stage(x, stage, values_out):
+    """``output_stage`` in one compiled pass (``requant_f32_into``) for the common accelerator/ONNX output
+    stage: float32 requantization (one scale, or one per output column), activation, and a Fixed output
+    register of at most 53 bits that wraps or saturates; (codes, values), or None where it does not apply
+    or the kernel hands the values back (non-finite or huge products): the general stage then computes,
+    or raises, the same."""
+    rq, fmt = stage.requant, stage.fmt
+    if (rq is None or rq.kind != "float32" or not isinstance(fmt, Fixed) or fmt.bits > 53
+            or not -960 <= fmt.frac <= 1022 or x.ndim != 2
+            or stage.overflow not in (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC,
+                                      Overflow.SATURATE_ZERO)):
+        return None
+    scale = np.asarray(rq.scale, dtype=np.float32)
+    if scale.ndim > 1 or (scale.ndim == 1 and scale.shape[0] != x.shape[1]):
+        return None
+    act_lo, act_hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    if stage.activation == "relu":
+        act_lo = int(rq.zero_point)
+    elif stage.activation is not None:
+        act_lo, act_hi = int(stage.activation[0]), int(stage.activation[1])
+    if values_out is None or values_out.shape != x.shape or not values_out.flags.c_contiguous:
+        values_out = np.empty(x.shape, dtype=np.float64)
+    codes = np.empty(x.shape, dtype=np.int64)
+    lo, hi = (int(v) for v in register_range(fmt.bits, fmt.signed, False))
+    status = requant_f32_into(np.ascontiguousarray(x), np.ascontiguousarray(np.broadcast_to(scale, x.shape[1:])),
+                              np.int64(rq.zero_point), np.int64(act_lo), np.int64(act_hi), np.int64(lo),
+                              np.int64(hi), np.int64(fmt.bits), bool(fmt.signed), np.int64(int(stage.overflow)),
+                              2.0 ** -fmt.frac, codes, values_out)
+    return None if status else (codes, values_out)

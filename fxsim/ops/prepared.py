@@ -11,6 +11,9 @@ exact float32 values (codes less their zero point, e.g. written straight into a 
   chunk): K is cut into chunks of k terms with k * max|a| * max|b| <= 2**24, so every partial sum of a
   chunk is an integer float32 holds and each chunk's sgemm is exact, in any order and blocking; the chunk
   sums are added in float64, exactly, since the whole sum is bounded by K * max|a| * max|b| < 2**53.
+  One chunk of all K terms where the Cauchy-Schwarz bound allows it: every partial sum of output (i, j)
+  is at most sum_k |a_ik b_kj| <= ||a_i|| ||b_j||, so max_i ||a_i||**2 * max_j ||b_j||**2 <= 2**48 proves
+  every sum of one sgemm exact (the squared norms are exact integers: ``fxsim._kernels.norms``).
 - the accumulator then holds the exact sum wrapped to its width (shortcut 2: a wrapping register of any
   order, tree levels at least as wide), or the exact sum itself when K * max|a| * max|b| plus the largest
   preloaded bias cannot leave its range (shortcut 3, the global bound).
@@ -26,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fxsim._kernels import int_gemm as K
+from fxsim._kernels import norms
 
 from fxsim.datapath import Datapath
 from fxsim.formats import Fixed, ints_to_values
@@ -37,7 +41,7 @@ from fxsim.runtime.threads import row_parallel
 from fxsim.engines.integer import IntegerPlan, plan_integer
 from fxsim.ops.gemm import operand_codes
 
-__all__ = ["PreparedB", "Proof", "prepared_proof", "gemm_prepared", "chunk_size"]
+__all__ = ["PreparedB", "Proof", "prepared_proof", "gemm_prepared", "chunk_size", "blas_chunk"]
 
 _F32_EXACT = 2 ** 24
 _F64_EXACT = 2 ** 53
@@ -46,7 +50,8 @@ _F64_EXACT = 2 ** 53
 class PreparedB:
     """The B operand (K, N) of integer GEMMs that reuse it: ``codes`` (integers on the datapath's B format)
     less ``zero_point``, as int64 and as an exact float32 copy (None where some |code - zero point| exceeds
-    2**24), their largest magnitude ``bmax`` and their column sums ``colsum`` (int64)."""
+    2**24), their largest magnitude ``bmax``, their column sums ``colsum`` (int64) and the largest squared
+    column norm ``colsq`` (a Python int; None where it could overflow int64)."""
 
     def __init__(self, codes, zero_point: int = 0):
         c = np.asarray(codes)
@@ -58,6 +63,8 @@ class PreparedB:
         self.lo, self.hi = (int(c.min()), int(c.max())) if c.size else (0, 0)
         self.bmax = int(np.abs(e).max()) if e.size else 0
         self.colsum = e.sum(axis=0)
+        self.colsq = (int((e * e).sum(axis=0).max()) if e.size and c.shape[0] * self.bmax ** 2 < 2 ** 63
+                      else None)
         self.f32 = np.ascontiguousarray(e, dtype=np.float32) if self.bmax <= _F32_EXACT else None
         self.shape = c.shape
 
@@ -66,6 +73,17 @@ def chunk_size(amax: int, bmax: int) -> int:
     """The most terms k with k * amax * bmax <= 2**24 (float32 sums exact); 0 when one product is over."""
     p = amax * bmax
     return _F32_EXACT // p if p else 1 << 62
+
+
+def blas_chunk(Af, amax: int, B: PreparedB, chunk: int) -> int:
+    """The terms per exact float32 sgemm for A (M, K) against ``B``: all K where the Cauchy-Schwarz bound
+    proves every partial sum of every output at most 2**24 (max_i ||a_i||**2 * max_j ||b_j||**2 <= 2**48,
+    squared norms exact in int64 when K * amax**2 < 2**63), else ``chunk`` (from max|a| * max|b|). Asked only
+    where K spans more than two chunks."""
+    Kd = Af.shape[1]
+    if Kd <= 2 * chunk or B.colsq is None or Kd * amax ** 2 >= 2 ** 63:
+        return chunk    # (two chunks cost less than the pass over A that the bound needs)
+    return Kd if int(norms.max_row_sumsq(Af)) * B.colsq <= _F32_EXACT ** 2 else chunk
 
 
 class Proof(NamedTuple):
@@ -136,7 +154,8 @@ def gemm_prepared(Af, amax: int, B: PreparedB, dp: Datapath, *, bias=None) -> Ge
     proof = prepared_proof(dp, Kd, amax, B, imax)
     if proof is None:
         return None
-    plan, L, chunk, wrap_all = proof
+    plan, L, _, wrap_all = proof
+    chunk = blas_chunk(Af, amax, B, proof.chunk)
 
     planes = np.empty((3, M, N), dtype=np.int64)
     exact, acc = planes[0], planes[1]
