@@ -522,15 +522,15 @@ class Requant:
 class OutputStage:
     """After accumulation: bias add in a ``bias_bits``-wide register (default: the accumulator's width),
     requantization, activation clamp (``"relu"`` clamps at the output zero point, or a (lo, hi) pair of
-    output codes for ReLU6 and friends), and the output register (``fmt``, ``overflow``).
-    With no ``fmt`` the accumulator value is the output.
+    output codes for ReLU6 and friends), and the output register (``fmt``, ``overflow``: saturate unless
+    given). With no ``fmt`` the accumulator value is the output, and ``overflow`` (then None) is an error.
     """
 
     bias_bits: int | None = None
     requant: Requant | None = None
     activation: object = None
     fmt: Fixed | str | None = None
-    overflow: Overflow | str = Overflow.SATURATE
+    overflow: Overflow | str | None = None
 
     def __post_init__(self):
         if self.fmt is not None:
@@ -538,7 +538,12 @@ class OutputStage:
             if not isinstance(f, Fixed):
                 raise InvalidArgument(f"output format must be a fixed-point/integer format, got {f}")
             object.__setattr__(self, "fmt", f)
-        object.__setattr__(self, "overflow", _int_overflow(self.overflow, "output overflow"))
+            ovf = Overflow.SATURATE if self.overflow is None else self.overflow
+            object.__setattr__(self, "overflow", _int_overflow(ovf, "output overflow"))
+        elif self.overflow is not None:
+            raise InvalidArgument(f"output overflow {self.overflow!r} applies to an output register, and this "
+                                  "stage has none (fmt=None: the accumulator is the output); give fmt=... or "
+                                  "leave overflow unset", argument="overflow")
         check_int("bias_bits", self.bias_bits, lo=2, hi=64, allow_none=True)
         if self.requant is not None and not isinstance(self.requant, Requant):
             raise InvalidType(f"requant must be an fxsim Requant or None, got {type(self.requant).__name__}")

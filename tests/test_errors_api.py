@@ -18,7 +18,7 @@ NAN, INF = float("nan"), float("inf")
 
 def _gemm_dp(requant=None, fmt="int8", overflow="saturate"):
     return Datapath(accumulator=Accumulator("int32", overflow="wrap", rounding="floor"),
-                    output=OutputStage(requant=requant, fmt=fmt, overflow=overflow))
+                    output=OutputStage(requant=requant, fmt=fmt, overflow=overflow if fmt is not None else None))
 
 
 def _conv():

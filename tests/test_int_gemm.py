@@ -213,8 +213,9 @@ def output_stages(draw, N):
         rq = Requant.float32(vec(st.floats(1e-4, 4.0)), zp)
     act = draw(st.sampled_from([None, "relu", (-10, 60)]))
     fmt = draw(st.sampled_from([None, "int8", "uint8", "int4"])) if rq is not None else None
+    ovf = draw(st.sampled_from([Overflow.SATURATE, Overflow.WRAP, Overflow.SATURATE_SYMMETRIC]))
     return OutputStage(bias_bits=draw(st.sampled_from([None, 12, 20])), requant=rq, activation=act, fmt=fmt,
-                       overflow=draw(st.sampled_from([Overflow.SATURATE, Overflow.WRAP, Overflow.SATURATE_SYMMETRIC])))
+                       overflow=ovf if fmt is not None else None)
 
 
 @settings(max_examples=100)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fxsim.datapath import (Accumulator, Datapath, FloatAccumulator, FloatProduct, IntAccumulator, IntProduct,
-                            Order, Product, Requant, register_defaults)
+                            OutputStage, Order, Product, Requant, register_defaults)
 from fxsim.errors import InvalidArgument, InvalidType
 from fxsim.formats import Fixed
 from fxsim.modes import Overflow, Rounding
@@ -126,6 +126,12 @@ T = InvalidType
                  id="requant-float32-rounding"),
     pytest.param(lambda: Requant("gemmlowp", 2 ** 30, 0, rounding="half_even"), E,
                  r"requant rounding='half_even' does not apply to kind 'gemmlowp'", id="requant-gemmlowp-rounding"),
+    # the output register's overflow without an output register
+    pytest.param(lambda: OutputStage(overflow="wrap"), E,
+                 r"output overflow 'wrap' applies to an output register, and this stage has none \(fmt=None: the "
+                 r"accumulator is the output\); give fmt=\.\.\. or leave overflow unset", id="output-overflow-no-format"),
+    pytest.param(lambda: OutputStage(requant=Requant.dyadic(3, 2), overflow="saturate"), E,
+                 r"output overflow 'saturate' applies to an output register", id="output-overflow-requant-no-format"),
 ])
 def test_invalid_register_combinations_cannot_be_constructed(make, error, message):
     with pytest.raises(error, match=message):

@@ -282,3 +282,16 @@ def test_a_combination_the_datapath_refuses_points_at_the_key_that_set_it(spec, 
     with pytest.raises(SpecError) as e:
         parse_spec(text)
     assert f":{line}: datapath.{key}: " in str(e.value)
+
+
+def test_an_output_overflow_without_an_output_register_points_at_its_key():
+    """``output.overflow`` is the output register's; with no ``output.format`` it applies to nothing."""
+    text = INT8_GEMM.replace('[output]\nformat = "int8"\n', '[output]\noverflow = "wrap"\n', 1)
+    assert 'overflow = "wrap"' in text
+    line = text.split("\n").index('overflow = "wrap"') + 1
+    with pytest.raises(SpecError) as e:
+        parse_spec(text)
+    assert f":{line}: output.overflow: " in str(e.value)
+    assert "applies to an output register" in str(e.value)
+    assert parse_spec(INT8_GEMM.replace('format = "int8"\n[output.requant]',
+                                        'format = "int8"\noverflow = "wrap"\n[output.requant]')).datapath.output.overflow.name == "WRAP"

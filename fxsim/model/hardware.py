@@ -23,7 +23,6 @@ import numpy as np
 
 from fxsim.datapath import Accumulator, Datapath, Order, OutputStage, Requant
 from fxsim.formats import Fixed, parse_format
-from fxsim.modes import Overflow
 from fxsim.model.graph import ModelError
 
 __all__ = ["Hardware", "OPTIONS", "load_hardware", "layer_datapath"]
@@ -266,7 +265,7 @@ def layer_datapath(layer, options: dict) -> tuple:
         raise ModelError(f"layer {layer.name!r} has no requantization (its output is the int32 accumulator); "
                          f"requant = {kind!r} does not apply")
     preload = options.get("bias", "preload") == "preload"
-    output = OutputStage(requant=requant, fmt=None if y_q is None else y_q.fmt, overflow=Overflow.SATURATE,
+    output = OutputStage(requant=requant, fmt=None if y_q is None else y_q.fmt,
                          bias_bits=None if preload else max(32, acc.bits))
     dp = Datapath(a=a.fmt, b="int8" if b is None else b.fmt,
                   accumulator=Accumulator(acc, overflow=overflow), order=order, output=output,

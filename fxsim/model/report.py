@@ -265,7 +265,7 @@ def _spec_tables(dp):
         d["order"].update(lanes=int(dp.order.lanes), combine=dp.order.combine)
     if dp.order.level_bits is not None:
         d["order"]["level_bits"] = [int(v) for v in dp.order.level_bits]
-    o = {"overflow": dp.output.overflow.name.lower()}
+    o = {} if dp.output.overflow is None else {"overflow": dp.output.overflow.name.lower()}
     if dp.output.bias_bits is not None:
         o["bias_bits"] = int(dp.output.bias_bits)
     if dp.output.fmt is not None:

@@ -340,7 +340,8 @@ def _rtl_params(spec):
              RQ_ROUNDING=int(rq.rounding) if rq is not None else 0,
              OUT_ZP=int(rq.zero_point) if rq is not None else 0, ACT=act, ACT_LO=lo, ACT_HI=hi,
              HAS_OUT=int(st.fmt is not None), OUT_BITS=st.fmt.bits if st.fmt is not None else 8,
-             OUT_SIGNED=int(st.fmt.signed) if st.fmt is not None else 1, OUT_OVF=int(st.overflow))
+             OUT_SIGNED=int(st.fmt.signed) if st.fmt is not None else 1,
+             OUT_OVF=int(st.overflow) if st.fmt is not None else 1)
     return p, o
 
 

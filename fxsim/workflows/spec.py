@@ -233,7 +233,7 @@ def build_datapath(dp_table: dict, out_table: dict, *, ctx=None) -> Datapath:
         act = tuple(act)
     output = attempt("output.format", lambda: OutputStage(
         bias_bits=get(out_table, "output.bias_bits"), requant=requant, activation=act,
-        fmt=get(out_table, "output.format"), overflow=get(out_table, "output.overflow")))
+        fmt=get(out_table, "output.format"), overflow=get(out_table, "output.overflow")), out_table)
     return attempt("datapath.a", lambda: Datapath(
         accumulator=acc, order=order, output=output,
         **{k: get(dp_table, f"datapath.{k}") for k in ("a", "b", "a_zero_point", "b_zero_point", "zero_point_bits",
