@@ -107,6 +107,11 @@ def test_sum_bound_covers_every_partial_sum():
     assert sum_bound(A[:, :0], B[:0]) == 0.0
     A[1, 2] = np.inf
     assert sum_bound(A, B) is None
+    A[1, 2] = np.nan                     # a NaN in either operand, in any row or column: no bound
+    assert sum_bound(A, B) is None and sum_bound(B.T, A.T) is None
+    A[1, 2] = 0.0
+    B[6, 3] = np.nan
+    assert sum_bound(A, B) is None and sum_bound(B.T, A.T) is None
 
 
 # ---- every path against the references ------------------------------------------------------------

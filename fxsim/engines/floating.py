@@ -29,6 +29,7 @@ import numpy as np
 
 from fxsim._kernels import float_accum as FK
 from fxsim._kernels import float_codes as FC
+from fxsim._kernels import norms as NORMS
 from fxsim._kernels import float_vec as FV
 from fxsim._kernels import int_gemm as IK
 from fxsim._kernels.threads import serial_below
@@ -434,11 +435,10 @@ def sum_bound(Av: np.ndarray, Bv: np.ndarray):
         return 0.0
     if K >= 2 ** 20:
         return None
-    aa = np.abs(Av)
-    bb = np.abs(Bv)
-    amax, bmax = float(aa.max()), float(bb.max())
-    b1 = float(aa.sum(axis=1).max()) * bmax
-    b2 = amax * float(bb.sum(axis=0).max())
+    amax, arow = notice_first_use(NORMS.abs_row_sums_max)(kernel_array(Av))
+    bmax, bcol = notice_first_use(NORMS.abs_col_sums_max)(kernel_array(Bv))
+    b1 = arow * bmax
+    b2 = amax * bcol
     bound = min(b1, b2) * (1.0 + 2.0 ** -20)
     return bound if np.isfinite(bound) else None
 
@@ -543,7 +543,7 @@ def _run_float_path(path, Av, Bv, init, post, has_post, cfg, acc, nov):
     the kernels it runs, each for one argument signature (float64 / float32 C arrays, int64 scalars).
     Returns the register codes where the path has them at hand (binary32 bit patterns), else None."""
     if path == "exact-blas":
-        acc[...] = Av @ Bv
+        np.matmul(Av, Bv, out=acc)
         acc += 0.0                   # a zero sum is +0, as the register's
         return None
     with serial_below(acc.size * max(Av.shape[1], 1)):
