@@ -420,7 +420,7 @@ def gen_tree(A, B, init, post, has_post, acc_reg, prod_reg, options, acc_out, no
             a = A[i, k]
             for j in range(N):
                 reg[k, j] = fproduct(a, B[k, j], cfg, base + j, k)
-        ctr = _gen_pairwise(reg, K, nov, cfg, base, 0)
+        ctr = _gen_pairwise(reg, K, nov, cfg, base, np.int64(0))   # not a literal 0: one signature
         acc = init[i].copy()
         _gen_add(acc, reg[0], nov, cfg, base, ctr)
         _gen_finish(acc, nov, post, has_post, cfg, i, base, acc_out, nov_out)

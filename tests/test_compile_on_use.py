@@ -7,9 +7,9 @@ import numpy as np
 from fxsim._kernels import float_accum as FK
 from fxsim._kernels import float_codes as FC
 from fxsim._kernels import float_vec as FV
-from fxsim.datapath import Accumulator, Datapath
+from fxsim.datapath import Accumulator, Datapath, Order
 from fxsim.engines.floating import choose_float_path, float_gemm
-from fxsim.formats import E4M3, FP16
+from fxsim.formats import E4M3, FP16, Fixed
 from fxsim.quantize import quantize
 from fxsim.runtime import compiling
 
@@ -77,3 +77,35 @@ def test_the_vectorised_fixed_grid_check_vouches_only_for_values_encode_accepts(
             arr = np.array([v], dtype=np.float64)
             if _on_fixed_grid(arr, fmt):
                 fmt.encode(arr)                                # never vouches for a value encode rejects
+
+
+def test_an_integer_datapath_compiles_only_its_orders_kernels():
+    """The cycle-accurate integer kernels come one per order (``kernels.int_gemm.GEMM_KERNELS``,
+    ``SUBSET_KERNELS``, ``TRACE_KERNELS``): each runs for its order's datapath, agrees with the reference,
+    and compiles once; the other orders' kernels are not compiled by it."""
+    from fxsim._kernels import int_gemm as IK
+    from fxsim.engines.integer import IntPath
+    from fxsim.ops.gemm import gemm
+    from tests import reference_int_datapath as ref
+    rng = np.random.default_rng(5)
+    A = rng.integers(-8, 8, (3, 13))
+    B = rng.integers(-8, 8, (13, 4))
+    tables = (IK.GEMM_KERNELS, IK.SUBSET_KERNELS, IK.TRACE_KERNELS)
+    product = Fixed(6, 0)          # a product register: not the dense sequential kernel's datapath
+    cases = [("sequential", IK.SEQUENTIAL, Order("sequential")), ("chunked", IK.CHUNKED, Order("chunked", lanes=3)),
+             ("tree", IK.TREE, Order("tree"))]
+    for name, code, order in cases:
+        dp = Datapath(a="int4", b="int4", product=product, order=order,
+                      accumulator=Accumulator("int7", overflow="saturate"))
+        before = {k: _signatures(k) for t in tables for o, k in t.items() if o != code}
+        with_stats = gemm(A, B, dp, trace=(1, 2))
+        without = gemm(A, B, dp, stats=False)
+        assert with_stats.path == IntPath.STATS_KERNEL.value and without.path == IntPath.KERNEL.value, name
+        want = ref.gemm_ref(A.tolist(), B.tolist(), dp, None, N=B.shape[1])
+        for res in (with_stats, without):
+            assert [[int(v) for v in row] for row in res.acc] == [[w[0] for w in row] for row in want], name
+        assert [[int(v) for v in row] for row in with_stats.overflow_count] == [[w[1] for w in row] for row in want]
+        assert int(with_stats.traces[(1, 2)][-1]) == want[1][2][0], name
+        for t in tables:
+            assert _signatures(t[code]) == 1, (name, t[code])
+        assert {k: _signatures(k) for t in tables for o, k in t.items() if o != code} == before, name
