@@ -155,29 +155,11 @@ def f32_seq(A, B, init, post, has_post, sh, maxbits, out):
     stretch of a row of B serves ROWS rows of A. Fused multiply-add is allowed (``fastmath={"contract"}``,
     no reassociation): the caller proved every product a * b exact in binary32, so
     fma(a, b, acc) = round(a * b + acc) = round(round(a * b) + acc), the very addition of the datapath;
-    the additions of each output stay in the order of k. With a narrower target (sh > 0) blocks of ROWS
-    whole rows, each addition followed by the target rounding of the row."""
+    the additions of each output stay in the order of k. A narrower target (sh > 0) runs ``narrow_seq``."""
     M, K = A.shape
     N = B.shape[1]
     ntile = (N + TILE - 1) // TILE
     nblk = (M + ROWS - 1) // ROWS
-    if sh != 0:
-        # a narrower target: whole rows (the rounding of each row vectorises best over long rows)
-        for blk in nb.prange(nblk):
-            i0 = blk * ROWS
-            i1 = min(i0 + ROWS, M)
-            racc = init[i0:i1].copy()
-            tmp = np.empty(N, dtype=np.float32)
-            tmpu = tmp.view(np.uint32)
-            for k in range(K):
-                brow = B[k]
-                for r in range(i1 - i0):
-                    _row_mac(racc[r], A[i0 + r, k], brow, tmp, tmpu, sh, maxbits)
-            for r in range(i1 - i0):
-                if has_post:
-                    _row_add(racc[r], post[i0 + r], tmp, tmpu, sh, maxbits)
-                out[i0 + r] = racc[r]
-        return
     for t in nb.prange(nblk * ntile):
         i0, i1, j0, j1 = _tile_bounds(t, ntile, M, N)
         nr, w = i1 - i0, j1 - j0
@@ -201,6 +183,30 @@ def f32_seq(A, B, init, post, has_post, sh, maxbits, out):
         else:
             _seq_tile(A, B, acc, accu, i0, j0, nr, w, sh, maxbits)
         _tile_finish(acc, accu, init, post, has_post, i0, i1, j0, j1, sh, maxbits, out)
+
+
+@nb.njit(cache=True, parallel=True, fastmath={"contract"})
+def narrow_seq(A, B, init, post, has_post, sh, maxbits, out):
+    """f32_seq for a target narrower than binary32 (sh > 0), its own kernel so that each compiles only its
+    path: blocks of ROWS whole rows, each addition followed by the target rounding of the row (which
+    vectorises best over long rows)."""
+    M, K = A.shape
+    N = B.shape[1]
+    nblk = (M + ROWS - 1) // ROWS
+    for blk in nb.prange(nblk):
+        i0 = blk * ROWS
+        i1 = min(i0 + ROWS, M)
+        racc = init[i0:i1].copy()
+        tmp = np.empty(N, dtype=np.float32)
+        tmpu = tmp.view(np.uint32)
+        for k in range(K):
+            brow = B[k]
+            for r in range(i1 - i0):
+                _row_mac(racc[r], A[i0 + r, k], brow, tmp, tmpu, sh, maxbits)
+        for r in range(i1 - i0):
+            if has_post:
+                _row_add(racc[r], post[i0 + r], tmp, tmpu, sh, maxbits)
+            out[i0 + r] = racc[r]
 
 
 @nb.njit(cache=True, inline="always")

@@ -9,7 +9,7 @@ from fxsim._kernels import float_codes as FC
 from fxsim._kernels import float_vec as FV
 from fxsim.datapath import Accumulator, Datapath, Order
 from fxsim.engines.floating import choose_float_path, float_gemm
-from fxsim.formats import E4M3, FP16, Fixed
+from fxsim.formats import E4M3, FP16, FP32, Fixed
 from fxsim.quantize import quantize
 from fxsim.runtime import compiling
 
@@ -109,3 +109,21 @@ def test_an_integer_datapath_compiles_only_its_orders_kernels():
         for t in tables:
             assert _signatures(t[code]) == 1, (name, t[code])
         assert {k: _signatures(k) for t in tables for o, k in t.items() if o != code} == before, name
+
+
+def test_binary32_and_narrower_targets_compile_their_own_sequential_kernel():
+    """fp32-vector runs ``f32_seq`` (binary32 tiles), narrow-vector ``narrow_seq`` (rows rounded to the
+    target): each compiles without the other, and both give the reference kernel's bits."""
+    rng = np.random.default_rng(2)
+    A = quantize(rng.normal(size=(5, 7)) * 4, E4M3)
+    B = quantize(rng.normal(size=(7, 6)) * 4, E4M3)
+    for fmt, path, runs, other in ((FP32, "fp32-vector", FV.f32_seq, FV.narrow_seq),
+                                   (FP16, "narrow-vector", FV.narrow_seq, FV.f32_seq)):
+        dp = Datapath(a=E4M3, b=E4M3, accumulator=Accumulator(fmt, rounding="half_even"))
+        assert choose_float_path(dp) == path
+        n_other = _signatures(other)
+        got = float_gemm(A, B, dp)
+        assert _signatures(runs) == 1 and _signatures(other) == n_other, path
+        traced = float_gemm(A, B, dp, trace=[(i, j) for i in range(5) for j in range(6)])   # per-output kernel
+        ref = np.array([[traced.traces[(i, j)][-1] for j in range(6)] for i in range(5)])
+        assert np.array_equal(got.values.view(np.int64), ref.view(np.int64)), path
