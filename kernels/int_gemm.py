@@ -365,6 +365,18 @@ def trace_tree(a, b, init, cfg, levels, trace):
     return st[3]
 
 
+@nb.njit(cache=True)
+def trace_seq_simple(a, b, init, reg, levels, trace):
+    """trace_seq for the common datapath, a fraction of its compilation: exact products aligned by a left
+    ``reg.shift`` (a ``Register``), the sequential order, the same adder. ``levels`` is unused."""
+    acc = init
+    trace[0] = acc
+    for k in range(a.shape[0]):
+        acc, _ = add(acc, (a[k] * b[k]) << reg.shift, reg.bits, reg.signed != 0, reg.lo, reg.hi, reg.ovf)
+        trace[k + 1] = acc
+    return a.shape[0] + 1
+
+
 # by IntConfig.order: every output with statistics / a subset without them / one output's trace
 GEMM_KERNELS = {SEQUENTIAL: gemm_seq, CHUNKED: gemm_chunked, TREE: gemm_tree}
 SUBSET_KERNELS = {SEQUENTIAL: subset_seq, CHUNKED: subset_chunked, TREE: subset_tree}

@@ -127,3 +127,25 @@ def test_binary32_and_narrower_targets_compile_their_own_sequential_kernel():
         traced = float_gemm(A, B, dp, trace=[(i, j) for i in range(5) for j in range(6)])   # per-output kernel
         ref = np.array([[traced.traces[(i, j)][-1] for j in range(6)] for i in range(5)])
         assert np.array_equal(got.values.view(np.int64), ref.view(np.int64)), path
+
+
+def test_the_common_sequential_datapath_traces_through_its_small_kernel():
+    """Exact products, sequential order: ``trace_seq_simple``, not the general ``trace_seq`` (whose product
+    stage compiles every rounding mode); the same register values as the reference's."""
+    from fxsim._kernels import int_gemm as IK
+    from fxsim.ops.gemm import gemm
+    from tests import reference_int_datapath as ref
+    rng = np.random.default_rng(8)
+    A = rng.integers(-128, 128, (2, 40))
+    B = rng.integers(-128, 128, (40, 3))
+    dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int14", overflow="saturate"))
+    general = _signatures(IK.trace_seq)
+    res = gemm(A, B, dp, trace=[(0, 0), (1, 2)])
+    assert _signatures(IK.trace_seq_simple) == 1 and _signatures(IK.trace_seq) == general
+    for i, j in ((0, 0), (1, 2)):
+        acc = 0
+        want = [0]
+        for p in ref.products(A[i].tolist(), B[:, j].tolist(), dp):
+            acc, _ = ref.register(acc + p, 14, True, dp.accumulator.overflow)
+            want.append(acc)
+        assert res.traces[(i, j)].tolist() == want

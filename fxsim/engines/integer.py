@@ -716,9 +716,12 @@ def trace_outputs(config: IntegerPlan, ops: Operands, init, trace, shape) -> dic
     """{(i, j): per-cycle register values} for the outputs ``trace`` names."""
     traces = {}
     buf = np.empty(2 * ops.K + 2 * config.dp.order.lanes + 4, dtype=np.int64)
+    simple = config.simple and config.sequential     # the common datapath's small kernel
+    kernel = K.trace_seq_simple if simple else K.TRACE_KERNELS[config.config.order]
+    cfg = config.register if simple else config.config
     for i, j in check_trace("trace", trace, shape):
-        n = notice_first_use(K.TRACE_KERNELS[config.config.order])(
-            ops.a64[i], np.ascontiguousarray(ops.B[:, j], dtype=np.int64), init[i, j], config.config, config.levels, buf)
+        n = notice_first_use(kernel)(ops.a64[i], np.ascontiguousarray(ops.B[:, j], dtype=np.int64), init[i, j], cfg,
+                                     config.levels, buf)
         traces[(i, j)] = buf[:n].copy()
     return traces
 
