@@ -8,7 +8,9 @@ compilation of what that case uses.
 ``fxsim demo --quick``).
 Times are seconds of the whole process (interpreter start and imports included): wall clock, and CPU (user +
 system, all threads) -- on a shared machine the CPU seconds are the steadier number; wall clock on an idle
-machine with two cores is about CPU / (threads that compile in parallel, usually 1).
+machine with two cores is about CPU / (threads that compile in parallel, usually 1). ``load`` is the
+machine's one-minute load average when the cold run starts (what else was running: on two cores, a load
+above 2 means the case shared a core).
 """
 from __future__ import annotations
 
@@ -86,13 +88,15 @@ def main(argv=None):
         cases.append((" ".join(["fxsim demo"] + quick),
                       [sys.executable, "-m", "fxsim.cli.main", "demo", *quick, "--force", "--out", os.path.join(out, "demo")]))
     print("Seconds of a fresh process: empty Numba cache (cold), then the filled cache (warm); wall / CPU.")
-    print(f"{'case':52s} {'cold wall':>9s} {'cold CPU':>9s} {'warm wall':>9s} {'warm CPU':>9s} {'compile CPU':>11s}")
+    print(f"{'case':52s} {'cold wall':>9s} {'cold CPU':>9s} {'warm wall':>9s} {'warm CPU':>9s} {'compile CPU':>11s}"
+          f" {'load':>5s}")
     for name, cmd in cases:
         if args.only and args.only not in name:
             continue
+        load = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="fxsim-numba-cache-") as cache:
             (cw, cc), (ww, wc) = timed(cmd, cache), timed(cmd, cache)
-        print(f"{name:52s} {cw:9.1f} {cc:9.1f} {ww:9.1f} {wc:9.1f} {cc - wc:11.1f}", flush=True)
+        print(f"{name:52s} {cw:9.1f} {cc:9.1f} {ww:9.1f} {wc:9.1f} {cc - wc:11.1f} {load:5.1f}", flush=True)
 
 
 if __name__ == "__main__":

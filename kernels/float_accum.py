@@ -109,11 +109,14 @@ def round_step(x, tail, reg, stream, ctr):
     rnd = np.int64(0)
     if reg.mode == STOCHASTIC:
         rnd = random_bits(reg.seed, stream, ctr, reg.random_bits)
-    if not (x - x == 0.0):          # inf or NaN comes through as the format stores it
-        return round_to_float(x, 0.0, reg.man, reg.emin, reg.max_finite, reg.subnormals, True, reg.mode,
-                              reg.overflow, rnd, reg.random_bits), 0
-    y = round_to_float(x, tail, reg.man, reg.emin, reg.max_finite, reg.subnormals, True, reg.mode, OVF_KEEP,
-                       rnd, reg.random_bits)
+    finite = x - x == 0.0
+    # one call with run-time (not literal) arguments: round_to_float compiles once, for the signature the
+    # quantizer uses too, instead of once per constant passed here
+    ovf = np.int64(OVF_KEEP) if finite else reg.overflow
+    y = round_to_float(x, tail if finite else 0.0, reg.man, reg.emin, reg.max_finite, reg.subnormals,
+                       np.bool_(True), reg.mode, ovf, rnd, reg.random_bits)
+    if not finite:                  # inf or NaN comes through as the format stores it
+        return y, 0
     of = 0
     if abs(y) > reg.max_finite:
         of = 1

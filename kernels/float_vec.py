@@ -151,33 +151,13 @@ def _seq_tile(A, B, acc, accu, i0, j0, nr, w, sh, maxbits):
 def f32_seq(A, B, init, post, has_post, sh, maxbits, out):
     """SEQUENTIAL order: acc = init; acc = round(acc + a[k] * b[k]) for k = 0..K-1 (then + post).
     A (M, K), B (K, N), init/post/out (M, N): binary32, C-contiguous. Register blocking: a task is a
-    ROWS x TILE tile of outputs held in a small scratch tile across the whole k loop; each loaded
-    stretch of a row of B serves ROWS rows of A. Fused multiply-add is allowed (``fastmath={"contract"}``,
+    SEQ_ROWS x SEQ_TILE tile of outputs held in a small scratch tile across the whole k loop; each loaded
+    stretch of a row of B serves SEQ_ROWS rows of A. Fused multiply-add is allowed (``fastmath={"contract"}``,
     no reassociation): the caller proved every product a * b exact in binary32, so
     fma(a, b, acc) = round(a * b + acc) = round(round(a * b) + acc), the very addition of the datapath;
-    the additions of each output stay in the order of k. With a narrower target (sh > 0) blocks of ROWS
-    whole rows, each addition followed by the target rounding of the row."""
+    the additions of each output stay in the order of k. A narrower target (sh > 0) runs ``narrow_seq``."""
     M, K = A.shape
     N = B.shape[1]
-    ntile = (N + TILE - 1) // TILE
-    nblk = (M + ROWS - 1) // ROWS
-    if sh != 0:
-        # a narrower target: whole rows (the rounding of each row vectorises best over long rows)
-        for blk in nb.prange(nblk):
-            i0 = blk * ROWS
-            i1 = min(i0 + ROWS, M)
-            racc = init[i0:i1].copy()
-            tmp = np.empty(N, dtype=np.float32)
-            tmpu = tmp.view(np.uint32)
-            for k in range(K):
-                brow = B[k]
-                for r in range(i1 - i0):
-                    _row_mac(racc[r], A[i0 + r, k], brow, tmp, tmpu, sh, maxbits)
-            for r in range(i1 - i0):
-                if has_post:
-                    _row_add(racc[r], post[i0 + r], tmp, tmpu, sh, maxbits)
-                out[i0 + r] = racc[r]
-        return
     ntile = (N + SEQ_TILE - 1) // SEQ_TILE
     nblk = (M + SEQ_ROWS - 1) // SEQ_ROWS
     for t in nb.prange(nblk * ntile):
@@ -234,6 +214,30 @@ def _seq_tile_8x16(A, B, acc, i0, j0):
             a = A[i0 + r, k]
             for j in range(SEQ_TILE):
                 acc[r, j] = acc[r, j] + a * B[k, j0 + j]
+
+
+@nb.njit(cache=True, parallel=True, fastmath={"contract"})
+def narrow_seq(A, B, init, post, has_post, sh, maxbits, out):
+    """f32_seq for a target narrower than binary32 (sh > 0), its own kernel so that each compiles only its
+    path: blocks of ROWS whole rows, each addition followed by the target rounding of the row (which
+    vectorises best over long rows)."""
+    M, K = A.shape
+    N = B.shape[1]
+    nblk = (M + ROWS - 1) // ROWS
+    for blk in nb.prange(nblk):
+        i0 = blk * ROWS
+        i1 = min(i0 + ROWS, M)
+        racc = init[i0:i1].copy()
+        tmp = np.empty(N, dtype=np.float32)
+        tmpu = tmp.view(np.uint32)
+        for k in range(K):
+            brow = B[k]
+            for r in range(i1 - i0):
+                _row_mac(racc[r], A[i0 + r, k], brow, tmp, tmpu, sh, maxbits)
+        for r in range(i1 - i0):
+            if has_post:
+                _row_add(racc[r], post[i0 + r], tmp, tmpu, sh, maxbits)
+            out[i0 + r] = racc[r]
 
 
 @nb.njit(cache=True, inline="always")
@@ -493,7 +497,7 @@ def gen_tree(A, B, init, post, has_post, acc_reg, prod_reg, options, acc_out, no
             a = A[i, k]
             for j in range(N):
                 reg[k, j] = fproduct(a, B[k, j], cfg, base + j, k)
-        ctr = _gen_pairwise(reg, K, nov, cfg, base, 0)
+        ctr = _gen_pairwise(reg, K, nov, cfg, base, np.int64(0))   # not a literal 0: one signature
         acc = init[i].copy()
         _gen_add(acc, reg[0], nov, cfg, base, ctr)
         _gen_finish(acc, nov, post, has_post, cfg, i, base, acc_out, nov_out)

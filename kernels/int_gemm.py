@@ -107,19 +107,14 @@ def product(a, b, cfg):
 @nb.njit(cache=True, inline="always")
 def add(acc, p, bits, signed, lo, hi, ovf):
     """One adder of a ``bits``-wide register with range [lo, hi]: returns (register value, overflowed)."""
-    if bits >= 64:
-        s = acc + p   # wraps modulo 2**64 in int64
-        if (acc >= 0 and p >= 0 and s < 0) or (acc < 0 and p < 0 and s >= 0):
-            if ovf == WRAP:
-                return s, 1
-            if ovf == SATURATE_ZERO:
-                return np.int64(0), 1
-            return (hi if p > 0 else lo), 1
-        if s < lo or s > hi:
-            return overflow(s, lo, hi, bits, signed, ovf), 1
-        return s, 0
-    s = acc + p
-    if s < lo or s > hi:
+    s = acc + p   # 64 bits wide: wraps modulo 2**64 in int64
+    if bits >= 64 and ((acc >= 0 and p >= 0 and s < 0) or (acc < 0 and p < 0 and s >= 0)):
+        if ovf == WRAP:
+            return s, 1
+        if ovf == SATURATE_ZERO:
+            return np.int64(0), 1
+        return (hi if p > 0 else lo), 1
+    if s < lo or s > hi:      # one overflow stage (inlined once per adder, not once per width case)
         return overflow(s, lo, hi, bits, signed, ovf), 1
     return s, 0
 
@@ -157,81 +152,95 @@ def _pairwise(reg, ex, n, levels, bits, signed, lo, hi, ovf, trace, record, t, m
 
 
 @nb.njit(cache=True)
-def dot(a, b, init, cfg, levels, trace, record, stats):
-    """One output: returns (accumulator, overflow count); stats = (max exact partial sum, min exact
-    partial sum, exact final sum).
-
-    Orders: SEQUENTIAL acc = init, acc += p[k]; CHUNKED lanes over contiguous chunks (lane 0 starts at
-    init), then a sequential or tree combine; TREE pairwise levels (odd last term passes through), the
-    root added to init at the accumulator's width. ``trace`` receives register values in cycle order.
-    """
+def dot_seq(a, b, init, cfg, levels, trace, record, stats):
+    """One output in the SEQUENTIAL order (acc = init, acc += p[k]): returns (accumulator, overflow count);
+    stats = (max exact partial sum, min exact partial sum, exact final sum, cycles). ``trace`` receives the
+    register values in cycle order when ``record``. ``levels`` is unused (one signature for all orders)."""
     K = a.shape[0]
     bits, signed, lo, hi, ovf = cfg.bits, cfg.signed != 0, cfg.lo, cfg.hi, cfg.ovf
-    order = cfg.order
     nov = 0
     mx = init if init > 0 else np.int64(0)
     mn = init if init < 0 else np.int64(0)
-    if order == SEQUENTIAL:
-        acc = init
-        exact = init
+    acc = init
+    exact = init
+    if record:
+        trace[0] = acc
+    for k in range(K):
+        p = product(a[k], b[k], cfg)
+        acc, of = add(acc, p, bits, signed, lo, hi, ovf)
+        nov += of
+        exact += p
+        mx, mn = max(mx, exact), min(mn, exact)
         if record:
-            trace[0] = acc
-        for k in range(K):
-            p = product(a[k], b[k], cfg)
-            acc, of = add(acc, p, bits, signed, lo, hi, ovf)
+            trace[k + 1] = acc
+    stats[0] = mx
+    stats[1] = mn
+    stats[2] = exact
+    stats[3] = K + 1
+    return acc, nov
+
+
+@nb.njit(cache=True)
+def dot_chunked(a, b, init, cfg, levels, trace, record, stats):
+    """dot_seq for the CHUNKED order: ``cfg.lanes`` lanes over contiguous chunks (lane 0 starts at init),
+    then a sequential (``cfg.combine`` 0) or tree (1) combine of the lanes at the accumulator's width."""
+    K = a.shape[0]
+    bits, signed, lo, hi, ovf = cfg.bits, cfg.signed != 0, cfg.lo, cfg.hi, cfg.ovf
+    nov = 0
+    mx = init if init > 0 else np.int64(0)
+    mn = init if init < 0 else np.int64(0)
+    P = cfg.lanes
+    C = (K + P - 1) // P
+    reg = np.zeros(P, dtype=np.int64)
+    ex = np.zeros(P, dtype=np.int64)
+    reg[0] = init
+    ex[0] = init
+    t = 0
+    for c in range(C):
+        for l in range(P):
+            k = l * C + c
+            if k < K and c < C:
+                p = product(a[k], b[k], cfg)
+                r, of = add(reg[l], p, bits, signed, lo, hi, ovf)
+                reg[l] = r
+                nov += of
+                ex[l] += p
+                mx, mn = max(mx, ex[l]), min(mn, ex[l])
+            if record:
+                trace[t] = reg[l]
+            t += 1
+    if cfg.combine == 0:
+        acc = reg[0]
+        exact = ex[0]
+        for l in range(1, P):
+            acc, of = add(acc, reg[l], bits, signed, lo, hi, ovf)
             nov += of
-            exact += p
+            exact += ex[l]
             mx, mn = max(mx, exact), min(mn, exact)
             if record:
-                trace[k + 1] = acc
-        stats[0] = mx
-        stats[1] = mn
-        stats[2] = exact
-        stats[3] = K + 1
-        return acc, nov
-    if order == CHUNKED:
-        P = cfg.lanes
-        C = (K + P - 1) // P
-        reg = np.zeros(P, dtype=np.int64)
-        ex = np.zeros(P, dtype=np.int64)
-        reg[0] = init
-        ex[0] = init
-        t = 0
-        for c in range(C):
-            for l in range(P):
-                k = l * C + c
-                if k < K and c < C:
-                    p = product(a[k], b[k], cfg)
-                    r, of = add(reg[l], p, bits, signed, lo, hi, ovf)
-                    reg[l] = r
-                    nov += of
-                    ex[l] += p
-                    mx, mn = max(mx, ex[l]), min(mn, ex[l])
-                if record:
-                    trace[t] = reg[l]
-                t += 1
-        if cfg.combine == 0:
-            acc = reg[0]
-            exact = ex[0]
-            for l in range(1, P):
-                acc, of = add(acc, reg[l], bits, signed, lo, hi, ovf)
-                nov += of
-                exact += ex[l]
-                mx, mn = max(mx, exact), min(mn, exact)
-                if record:
-                    trace[t] = acc
-                t += 1
-        else:
-            of, t, mx, mn = _pairwise(reg, ex, P, levels[:0], bits, signed, lo, hi, ovf, trace, record, t, mx, mn)
-            nov += of
-            acc = reg[0]
-            exact = ex[0]
-        stats[0] = mx
-        stats[1] = mn
-        stats[2] = exact
-        stats[3] = t
-        return acc, nov
-    # TREE
+                trace[t] = acc
+            t += 1
+    else:
+        of, t, mx, mn = _pairwise(reg, ex, P, levels[:0], bits, signed, lo, hi, ovf, trace, record, t, mx, mn)
+        nov += of
+        acc = reg[0]
+        exact = ex[0]
+    stats[0] = mx
+    stats[1] = mn
+    stats[2] = exact
+    stats[3] = t
+    return acc, nov
+
+
+@nb.njit(cache=True)
+def dot_tree(a, b, init, cfg, levels, trace, record, stats):
+    """dot_seq for the TREE order: pairwise levels over the products (level l ``levels[l]`` bits wide, the
+    accumulator's width beyond; an odd last term passes through), the root added to init at the
+    accumulator's width."""
+    K = a.shape[0]
+    bits, signed, lo, hi, ovf = cfg.bits, cfg.signed != 0, cfg.lo, cfg.hi, cfg.ovf
+    mx = init if init > 0 else np.int64(0)
+    mn = init if init < 0 else np.int64(0)
     reg = np.empty(max(K, 1), dtype=np.int64)
     ex = np.empty(max(K, 1), dtype=np.int64)
     for k in range(K):
@@ -242,8 +251,7 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
     if K == 0:
         reg[0] = 0
         ex[0] = 0
-    of, t, mx, mn = _pairwise(reg, ex, K, levels, bits, signed, lo, hi, ovf, trace, record, 0, mx, mn)
-    nov += of
+    nov, t, mx, mn = _pairwise(reg, ex, K, levels, bits, signed, lo, hi, ovf, trace, record, 0, mx, mn)
     acc, of = add(init, reg[0], bits, signed, lo, hi, ovf)
     nov += of
     e = init + ex[0]
@@ -257,44 +265,122 @@ def dot(a, b, init, cfg, levels, trace, record, stats):
     return acc, nov
 
 
+@nb.njit(cache=True)
+def dot(a, b, init, cfg, levels, trace, record, stats):
+    """One output in any order (``cfg.order``: dot_seq, dot_chunked or dot_tree). Compiles all three; the
+    GEMM kernels below call their own order's only."""
+    if cfg.order == SEQUENTIAL:
+        return dot_seq(a, b, init, cfg, levels, trace, record, stats)
+    if cfg.order == CHUNKED:
+        return dot_chunked(a, b, init, cfg, levels, trace, record, stats)
+    return dot_tree(a, b, init, cfg, levels, trace, record, stats)
+
+
+# The GEMM kernels, one per order, each compiling only its order's dot; the engine picks one from the
+# dictionaries after them by IntConfig.order.
 @nb.njit(cache=True, parallel=True)
-def gemm_kernel(A, Bt, init, cfg, levels, acc_out, nov_out, max_out, min_out, exact_out):
-    """All outputs of A (M,K) @ B (K,N), B given transposed (N,K); parallel over outputs."""
-    M = A.shape[0]
+def gemm_seq(A, Bt, init, cfg, levels, acc_out, nov_out, max_out, min_out, exact_out):
+    """All outputs of A (M,K) @ B (K,N), B given transposed (N,K), with their statistics; parallel over
+    outputs. The SEQUENTIAL order (``gemm_chunked`` and ``gemm_tree`` likewise for theirs)."""
     N = Bt.shape[0]
     dummy = np.empty(1, dtype=np.int64)
-    for idx in nb.prange(M * N):
-        i = idx // N
-        j = idx % N
+    for idx in nb.prange(A.shape[0] * N):
+        i, j = idx // N, idx % N
         st = np.empty(4, dtype=np.int64)
-        acc, nov = dot(A[i], Bt[j], init[i, j], cfg, levels, dummy, False, st)
-        acc_out[i, j] = acc
-        nov_out[i, j] = nov
-        max_out[i, j] = st[0]
-        min_out[i, j] = st[1]
-        exact_out[i, j] = st[2]
+        acc_out[i, j], nov_out[i, j] = dot_seq(A[i], Bt[j], init[i, j], cfg, levels, dummy, False, st)
+        max_out[i, j], min_out[i, j], exact_out[i, j] = st[0], st[1], st[2]
+
+
+@nb.njit(cache=True, parallel=True)
+def gemm_chunked(A, Bt, init, cfg, levels, acc_out, nov_out, max_out, min_out, exact_out):
+    N = Bt.shape[0]
+    dummy = np.empty(1, dtype=np.int64)
+    for idx in nb.prange(A.shape[0] * N):
+        i, j = idx // N, idx % N
+        st = np.empty(4, dtype=np.int64)
+        acc_out[i, j], nov_out[i, j] = dot_chunked(A[i], Bt[j], init[i, j], cfg, levels, dummy, False, st)
+        max_out[i, j], min_out[i, j], exact_out[i, j] = st[0], st[1], st[2]
+
+
+@nb.njit(cache=True, parallel=True)
+def gemm_tree(A, Bt, init, cfg, levels, acc_out, nov_out, max_out, min_out, exact_out):
+    N = Bt.shape[0]
+    dummy = np.empty(1, dtype=np.int64)
+    for idx in nb.prange(A.shape[0] * N):
+        i, j = idx // N, idx % N
+        st = np.empty(4, dtype=np.int64)
+        acc_out[i, j], nov_out[i, j] = dot_tree(A[i], Bt[j], init[i, j], cfg, levels, dummy, False, st)
+        max_out[i, j], min_out[i, j], exact_out[i, j] = st[0], st[1], st[2]
+
+
+@nb.njit(cache=True, parallel=True)
+def subset_seq(A, Bt, init, cfg, levels, rows, cols, acc_out, nov_out):
+    """Only the outputs (rows[t], cols[t]) -- those a bound could not prove overflow-free -- without
+    statistics. The SEQUENTIAL order (``subset_chunked`` and ``subset_tree`` likewise for theirs)."""
+    dummy = np.empty(1, dtype=np.int64)
+    for t in nb.prange(rows.shape[0]):
+        i, j = rows[t], cols[t]
+        st = np.empty(4, dtype=np.int64)
+        acc_out[i, j], nov_out[i, j] = dot_seq(A[i], Bt[j], init[i, j], cfg, levels, dummy, False, st)
+
+
+@nb.njit(cache=True, parallel=True)
+def subset_chunked(A, Bt, init, cfg, levels, rows, cols, acc_out, nov_out):
+    dummy = np.empty(1, dtype=np.int64)
+    for t in nb.prange(rows.shape[0]):
+        i, j = rows[t], cols[t]
+        st = np.empty(4, dtype=np.int64)
+        acc_out[i, j], nov_out[i, j] = dot_chunked(A[i], Bt[j], init[i, j], cfg, levels, dummy, False, st)
+
+
+@nb.njit(cache=True, parallel=True)
+def subset_tree(A, Bt, init, cfg, levels, rows, cols, acc_out, nov_out):
+    dummy = np.empty(1, dtype=np.int64)
+    for t in nb.prange(rows.shape[0]):
+        i, j = rows[t], cols[t]
+        st = np.empty(4, dtype=np.int64)
+        acc_out[i, j], nov_out[i, j] = dot_tree(A[i], Bt[j], init[i, j], cfg, levels, dummy, False, st)
 
 
 @nb.njit(cache=True)
-def trace_one(a, b, init, cfg, levels, trace):
-    """The per-cycle register values of one output (same arithmetic as gemm_kernel); returns the number
-    of cycles written to ``trace``."""
+def trace_seq(a, b, init, cfg, levels, trace):
+    """The per-cycle register values of one output (same arithmetic as gemm_seq); returns the number of
+    cycles written to ``trace``. The SEQUENTIAL order (``trace_chunked`` and ``trace_tree`` for theirs)."""
     st = np.empty(4, dtype=np.int64)
-    dot(a, b, init, cfg, levels, trace, True, st)
+    dot_seq(a, b, init, cfg, levels, trace, True, st)
     return st[3]
 
 
-@nb.njit(cache=True, parallel=True)
-def gemm_subset_kernel(A, Bt, init, cfg, levels, rows, cols, acc_out, nov_out):
-    """Only the outputs (rows[t], cols[t]) -- those a bound could not prove overflow-free."""
-    dummy = np.empty(1, dtype=np.int64)
-    for t in nb.prange(rows.shape[0]):
-        i = rows[t]
-        j = cols[t]
-        st = np.empty(4, dtype=np.int64)
-        acc, nov = dot(A[i], Bt[j], init[i, j], cfg, levels, dummy, False, st)
-        acc_out[i, j] = acc
-        nov_out[i, j] = nov
+@nb.njit(cache=True)
+def trace_chunked(a, b, init, cfg, levels, trace):
+    st = np.empty(4, dtype=np.int64)
+    dot_chunked(a, b, init, cfg, levels, trace, True, st)
+    return st[3]
+
+
+@nb.njit(cache=True)
+def trace_tree(a, b, init, cfg, levels, trace):
+    st = np.empty(4, dtype=np.int64)
+    dot_tree(a, b, init, cfg, levels, trace, True, st)
+    return st[3]
+
+
+@nb.njit(cache=True)
+def trace_seq_simple(a, b, init, reg, levels, trace):
+    """trace_seq for the common datapath, a fraction of its compilation: exact products aligned by a left
+    ``reg.shift`` (a ``Register``), the sequential order, the same adder. ``levels`` is unused."""
+    acc = init
+    trace[0] = acc
+    for k in range(a.shape[0]):
+        acc, _ = add(acc, (a[k] * b[k]) << reg.shift, reg.bits, reg.signed != 0, reg.lo, reg.hi, reg.ovf)
+        trace[k + 1] = acc
+    return a.shape[0] + 1
+
+
+# by IntConfig.order: every output with statistics / a subset without them / one output's trace
+GEMM_KERNELS = {SEQUENTIAL: gemm_seq, CHUNKED: gemm_chunked, TREE: gemm_tree}
+SUBSET_KERNELS = {SEQUENTIAL: subset_seq, CHUNKED: subset_chunked, TREE: subset_tree}
+TRACE_KERNELS = {SEQUENTIAL: trace_seq, CHUNKED: trace_chunked, TREE: trace_tree}
 
 
 @nb.njit(cache=True, nogil=True)
@@ -303,7 +389,7 @@ def saturate_sequential_kernel(A, Bt, start_k, start_acc, reg, rows, cols, acc_o
     saturating accumulator in [reg.lo, reg.hi] (reg.bits < 64). Output t = (rows[t], cols[t]) starts at cycle
     start_k[t] with the register holding start_acc[t] (cycle 0 and the initial value for a full run; a
     later cycle and the exact partial sum there when the cycles before are proven free of overflow).
-    Bt may hold B's codes as floats (exact integers, |b| <= 2**24 in float32). Same results as gemm_kernel
+    Bt may hold B's codes as floats (exact integers, |b| <= 2**24 in float32). Same results as gemm_seq
     for that datapath. Serial and nogil: callers split the outputs across
     threads (fxsim.blas_threads), so no OpenMP team is left spinning next to the BLAS calls."""
     K = A.shape[1]
@@ -456,7 +542,7 @@ def exact_from_blas(S, L, init, bits, signed, wrap_it, exact_out, acc_out):
 
 @nb.njit(cache=True, parallel=True)
 def sequential_stats_dense(A, B, init, reg, acc_out, nov_out, max_out, min_out, exact_out):
-    """gemm_kernel for the common datapath, vectorised across output columns: exact products aligned by a
+    """gemm_seq for the common datapath, vectorised across output columns: exact products aligned by a
     left ``reg.shift``, one sequential accumulator of ``reg.bits`` < 64 bits in [reg.lo, reg.hi] whose
     overflow ``reg.ovf`` (WRAP, SATURATE, SATURATE_SYMMETRIC or SATURATE_ZERO) applies after every
     addition. For each k every column j of a row block takes the addition, while the exact running sum,

@@ -161,7 +161,10 @@ def multi_gemm_outputs(A, Bt, init, cfg, order, lanes, combine, signed, cw, cm, 
                     nov_out[c, i, j] = nov
 
 
-@nb.njit(cache=True, inline="always")
+# _registers and _adder are called, not inlined: each compiles once instead of once per call site, at no
+# measurable cost (a call does a chunk or a row of work); their integer arguments are never literal
+# constants, which would compile them again for each constant.
+@nb.njit(cache=True)
 def _registers(A, B, i, k0, kc, j0, L, r, ex, PP, EE, nt, signed, cw, cm, clo, chi, wact, nwa, sact, nsa, wcnt,
                sreg, scnt):
     """kc products (k0 ...) per column of row r: the exact sums ex[r] advance (EE keeps every one, PP the
@@ -239,7 +242,7 @@ def _registers(A, B, i, k0, kc, j0, L, r, ex, PP, EE, nt, signed, cw, cm, clo, c
                     sreg[t, r, j] = v
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _adder(U, u, V, v, r, nt, signed, cw, cm, clo, chi, wact, nwa, sact, nsa, wcnt, RU, RV, scnt):
     """The register-plus-register adders of row r (lane combine): exact values U[u, r], V[v, r];
     wrap configurations count bucket(U + V) != bucket(U) + bucket(V), saturating ones add their
@@ -347,8 +350,8 @@ def multi_gemm_blocks(A, B, init, L, order, lanes, combine, signed, cw, cm, clo,
         # ---- which configurations leave their range somewhere in the block
         wact = np.empty(nC, dtype=np.int64)
         sact = np.empty(nC, dtype=np.int64)
-        nwa = 0
-        nsa = 0
+        nwa = np.int64(0)       # not literal 0s: the helpers below compile for one signature
+        nsa = np.int64(0)
         bmx = mx[0, 0]
         bmn = mn[0, 0]
         for r in range(rows):
@@ -405,8 +408,8 @@ def multi_gemm_blocks(A, B, init, L, order, lanes, combine, signed, cw, cm, clo,
                 ex3 = ex.reshape((1, RB, NT))
                 sreg4 = sreg.reshape((nsa, 1, RB, NT))
                 for r in range(rows):
-                    _adder(CE, 0, ex3, 0, r, nt, signed, cw, cm, clo, chi, wact, nwa, sact, nsa, wcnt, LR, sreg4,
-                           scnt)
+                    _adder(CE, np.int64(0), ex3, np.int64(0), r, nt, signed, cw, cm, clo, chi, wact, nwa, sact, nsa,
+                           wcnt, LR, sreg4, scnt)
         if TL > 1:
             n = P
             while n > 1:

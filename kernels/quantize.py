@@ -25,7 +25,7 @@ def _decompose(x):
     return np.int64(m * 9007199254740992.0), e - 53
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def round_integer(M, s, mode, rnd, r):
     """Round M / 2**s (int64 M, any s >= 0) to an integer with ``mode``.
 

@@ -349,3 +349,31 @@ def test_the_error_bound_is_infinite_where_a_register_saturates():
     y, _, _ = batchnorm_train_forward(x, np.ones(1), beta, cfg)
     b = batchnorm_error_bound(x, np.ones(1), beta, cfg=cfg)["y"]
     assert np.any(y == 7.9375) and np.all(np.isinf(b[y == 7.9375])) and np.all(np.isfinite(b[y < 7.9375]))
+
+
+@pytest.mark.parametrize("acc, exact_path", [("int40", True), ("int14", False)])
+def test_channel_sums_the_formats_prove_exact_skip_the_cycle_accurate_kernel(monkeypatch, acc, exact_path):
+    """Σx in a register the formats prove wide enough (Q7.8 inputs, 288 per channel, int40): values from the
+    exact shortcut and 0 overflows, no cycle-accurate kernel; a narrow one (int14) runs the kernel and
+    counts. Either way the same values and counts as gemm with statistics."""
+    from fxsim.datapath import Accumulator, Datapath
+    from fxsim.ops import norm
+    from fxsim.ops.gemm import gemm
+    calls = []
+    real = norm.gemm
+
+    def spy(*args, **kwargs):
+        r = real(*args, **kwargs)
+        calls.append(r.path)
+        return r
+
+    monkeypatch.setattr(norm, "gemm", spy)
+    x = quantize(np.random.default_rng(4).normal(0, 60, (8, 3, 6, 6)), "Q7.8")
+    xm = norm._to_rows(x)
+    a = norm._sum_accumulator(BatchNormConfig(acc=acc), parse_format("Q7.8"))
+    s, ovf = norm._reduce(xm, None, parse_format("Q7.8"), None, a, Order("tree"))
+    assert (calls == ["exact-blas"]) == exact_path and len(calls) == 1
+    full = real(np.ascontiguousarray(xm.T), np.ones((xm.shape[0], 1)),
+                Datapath(a="Q7.8", b="int2", accumulator=a, order=Order("tree")))
+    assert np.array_equal(s, full.values[:, 0]) and ovf == int(full.overflow_count.sum())
+    assert (ovf == 0) if exact_path else (ovf > 0)

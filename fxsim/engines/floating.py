@@ -555,7 +555,8 @@ def _run_float_path(path, Av, Bv, init, post, has_post, cfg, acc, nov):
             p32 = i32 if post is init else post.astype(np.float32)
             out = np.empty(acc.shape, dtype=np.float32)
             if cfg.options.order == FK.SEQUENTIAL:
-                notice_first_use(FV.f32_seq)(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, out)
+                kernel = FV.f32_seq if sh == 0 else FV.narrow_seq   # binary32 tiles, or rows rounded to the target
+                notice_first_use(kernel)(A32, B32, i32, p32, has_post, np.int64(sh), maxbits, out)
             elif cfg.options.order == FK.CHUNKED:
                 notice_first_use(FV.f32_chunked)(A32, B32, i32, p32, has_post, np.int64(sh), maxbits,
                                                  np.int64(cfg.options.lanes), cfg.options.tree_combine, out)

@@ -567,8 +567,8 @@ def _run_unproven(plan: GemmPlan, ops: Operands, out: Planes, rows, cols, start_
             ranges = _block_ranges(A, B, RAIL_BLOCK)
             notice_first_use(K.saturate_rail_blocks)(A, B, out.init, c.register, RAIL_BLOCK, *ranges, out.acc, out.nov)
             return True
-        notice_first_use(K.gemm_subset_kernel)(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc,
-                                               out.nov)
+        kernel = notice_first_use(K.SUBSET_KERNELS[c.config.order])   # the order's kernel only
+        kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc, out.nov)
     return False
 
 
@@ -643,8 +643,8 @@ def execute_kernel(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) ->
     out.exact = None
     rows, cols = _all_outputs(b.M, b.N)
     with _threads_for(b.M * b.N * b.K):
-        notice_first_use(K.gemm_subset_kernel)(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc,
-                                               out.nov)
+        kernel = notice_first_use(K.SUBSET_KERNELS[c.config.order])   # the order's kernel only
+        kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, rows, cols, out.acc, out.nov)
     return path
 
 
@@ -682,8 +682,8 @@ def execute_stats_kernel(plan: GemmPlan, ops: Operands, out: Planes, path: IntPa
     out.exact = out.exact_buf
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
     with _threads_for(ops.a64.shape[0] * ops.a64.shape[1] * ops.bt64.shape[0]):
-        notice_first_use(K.gemm_kernel)(ops.a64, ops.bt64, out.init, c.config, c.levels, out.acc, out.nov, mx, mn,
-                                        out.exact)
+        kernel = notice_first_use(K.GEMM_KERNELS[c.config.order])   # the order's kernel only
+        kernel(ops.a64, ops.bt64, out.init, c.config, c.levels, out.acc, out.nov, mx, mn, out.exact)
     _extremes(out, mx, mn, c.signed)
     return path
 
@@ -716,9 +716,12 @@ def trace_outputs(config: IntegerPlan, ops: Operands, init, trace, shape) -> dic
     """{(i, j): per-cycle register values} for the outputs ``trace`` names."""
     traces = {}
     buf = np.empty(2 * ops.K + 2 * config.dp.order.lanes + 4, dtype=np.int64)
+    simple = config.simple and config.sequential     # the common datapath's small kernel
+    kernel = K.trace_seq_simple if simple else K.TRACE_KERNELS[config.config.order]
+    cfg = config.register if simple else config.config
     for i, j in check_trace("trace", trace, shape):
-        n = notice_first_use(K.trace_one)(ops.a64[i], np.ascontiguousarray(ops.B[:, j], dtype=np.int64), init[i, j],
-                                          config.config, config.levels, buf)
+        n = notice_first_use(kernel)(ops.a64[i], np.ascontiguousarray(ops.B[:, j], dtype=np.int64), init[i, j], cfg,
+                                     config.levels, buf)
         traces[(i, j)] = buf[:n].copy()
     return traces
 

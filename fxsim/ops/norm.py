@@ -23,6 +23,7 @@ from fxsim.datapath import Accumulator, Datapath, Order, Requant
 from fxsim.formats import Fixed, Float, parse_format
 from fxsim.modes import Overflow, Rounding
 from fxsim.quantize import quantize, quantize_to_codes
+from fxsim.engines.integer import plan_integer
 from fxsim.engines.output_stage import register_overflow, requantize
 from fxsim.ops.gemm import gemm
 
@@ -224,6 +225,16 @@ def _fused(a_fmt, b_fmt) -> bool:
     return _sig_bits(a_fmt) + _sig_bits(b_fmt) <= 53
 
 
+def _never_overflows(dp: Datapath, n: int) -> bool:
+    """Whether the formats alone prove that no register of integer datapath ``dp`` overflows on any
+    n-term sum (exact products aligned by a left shift; n * max|a| * max|b| within every register's
+    range, tree levels included): then its overflow counts are all 0, without the per-output kernel."""
+    if not dp.is_integer:
+        return False
+    plan = plan_integer(dp)
+    return plan.simple and (n * plan.operand_bound("a") * plan.operand_bound("b") << plan.L) <= plan.limit
+
+
 def _reduce(a, b, a_fmt, b_fmt, acc: Accumulator, order):
     """Per-column dot products Σ a[:, c]·b[:, c] through a MAC datapath (b None: the constant 1, an int2
     operand): exact products, the accumulator's rounding and overflow after every addition, in ``order``.
@@ -237,6 +248,8 @@ def _reduce(a, b, a_fmt, b_fmt, acc: Accumulator, order):
         a, a_fmt, b = _mul(a, b, acc.fmt), acc.fmt, None
     if b is None:
         dp = Datapath(a=a_fmt, b="int2", accumulator=acc, order=order)
+        if _never_overflows(dp, n):   # the exact shortcuts give the values; no kernel (nor its compilation)
+            return gemm(np.ascontiguousarray(a.T), np.ones((n, 1)), dp, stats=False).values[:, 0], 0
         r = gemm(np.ascontiguousarray(a.T), np.ones((n, 1)), dp)
         return r.values[:, 0], int(r.overflow_count.sum())
     dp = Datapath(a=a_fmt, b=b_fmt, accumulator=acc, order=order)
