@@ -446,7 +446,7 @@ def batchnorm_error_bound(x, gamma, beta, dy=None, cfg: BatchNormConfig = BatchN
     y = _add(p, beta, out)
     e_y = _rerr(y, out) + _rerr(p, out) + np.abs(gamma) * e_xh
     slack = 1.0 + 2.0 ** -40                                # the float64 evaluation of these bounds
-    res = {"y": _from_rows(e_y * slack, x.shape)}
+    res = {"y": _from_rows(_inf_for_nan(e_y) * slack, x.shape)}
     if dy is None:
         return res
     gf = parse_format(cfg.grad_fmt)
@@ -478,5 +478,12 @@ def batchnorm_error_bound(x, gamma, beta, dy=None, cfg: BatchNormConfig = BatchN
     e_t2 = _rerr(t2, gf) + e_t1 + e_w
     dx = _mul(t2, rstd, gf)
     e_dx = _rerr(dx, gf) + e_t2 * rstd + (np.abs(t2) + e_t2) * e_r
-    res.update(dx=_from_rows(e_dx * slack, x.shape), dgamma=e_dg * slack, dbeta=e_db * slack)
+    res.update(dx=_from_rows(_inf_for_nan(e_dx) * slack, x.shape), dgamma=_inf_for_nan(e_dg) * slack,
+               dbeta=_inf_for_nan(e_db) * slack)
     return res
+
+
+def _inf_for_nan(e):
+    """A bound is NaN only where an infinite error term (an overflowed register: a statistic at inf) met
+    a zero or an inf - inf in the float64 evaluation; no finite bound is proved there: inf."""
+    return np.where(np.isnan(e), np.inf, e)
