@@ -621,6 +621,179 @@ def running_extremes_dense(A, B, init, proto, signed, exact_out, maxp_out, bits_
                 bits_out[i0 + r, j0 + j] = bits_for(hi, lo, signed)
 
 
+ABSMAX_ROWS = 4      # the tile of running_absmax_dense: its ``proto`` is (ABSMAX_ROWS, ABSMAX_COLS)
+ABSMAX_COLS = 512
+
+
+@nb.njit(cache=True, fastmath={"contract"})
+def _tile_absmax(A, B, init, offset, i0, j0, rows, cols, ex, mx):
+    """running_absmax_dense's sweep of one tile: ex[r, j] <- the running sum of output (i0 + r, j0 + j)
+    from init * (1 + 3 * offset) + offset, mx[r, j] <- its largest magnitude (the start, and offset,
+    included). Per addition one multiply-add, one |x| and one max; eight steps of k per load and store
+    of the running sums. ``contract`` lets the multiply and the add fuse: both are exact (the caller's
+    bound), so the fused operation rounds nothing either."""
+    K = A.shape[1]
+    K8 = K - K % 8
+    for r in range(rows):
+        for j in range(cols):
+            v = init[i0 + r, j0 + j] * (1 + 3 * offset) + offset
+            ex[r, j] = v
+            mx[r, j] = max(abs(v), offset)
+    for k in range(0, K8, 8):
+        b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
+        b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
+        b4, b5 = B[k + 4, j0:j0 + cols], B[k + 5, j0:j0 + cols]
+        b6, b7 = B[k + 6, j0:j0 + cols], B[k + 7, j0:j0 + cols]
+        for r in range(rows):
+            a = A[i0 + r]
+            a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+            a4, a5, a6, a7 = a[k + 4], a[k + 5], a[k + 6], a[k + 7]
+            exr, mxr = ex[r], mx[r]
+            for j in range(cols):
+                e1 = exr[j] + a0 * b0[j]
+                e2 = e1 + a1 * b1[j]
+                e3 = e2 + a2 * b2[j]
+                e4 = e3 + a3 * b3[j]
+                e5 = e4 + a4 * b4[j]
+                e6 = e5 + a5 * b5[j]
+                e7 = e6 + a6 * b6[j]
+                e8 = e7 + a7 * b7[j]
+                exr[j] = e8
+                m1 = max(max(mxr[j], abs(e1)), max(abs(e2), abs(e3)))
+                m2 = max(max(abs(e4), abs(e5)), max(abs(e6), abs(e7)))
+                mxr[j] = max(max(m1, m2), abs(e8))
+    for k in range(K8, K):
+        b = B[k, j0:j0 + cols]
+        for r in range(rows):
+            a = A[i0 + r, k]
+            exr, mxr = ex[r], mx[r]
+            for j in range(cols):
+                e = exr[j] + a * b[j]
+                exr[j] = e
+                mxr[j] = max(mxr[j], abs(e))
+
+
+@nb.njit(cache=True, fastmath={"contract"})
+def _tile_extremes(A, B, init, i0, j0, rows, cols, ex, mx, mn):
+    """One tile of the running sums' largest and smallest value (running_extremes_dense's arithmetic)."""
+    K = A.shape[1]
+    K4 = K - K % 4
+    for r in range(rows):
+        for j in range(cols):
+            v = init[i0 + r, j0 + j]
+            ex[r, j] = v
+            mx[r, j] = max(v, 0)
+            mn[r, j] = min(v, 0)
+    for k in range(0, K4, 4):
+        b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
+        b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
+        for r in range(rows):
+            a = A[i0 + r]
+            a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+            exr, mxr, mnr = ex[r], mx[r], mn[r]
+            for j in range(cols):
+                e1 = exr[j] + a0 * b0[j]
+                e2 = e1 + a1 * b1[j]
+                e3 = e2 + a2 * b2[j]
+                e4 = e3 + a3 * b3[j]
+                exr[j] = e4
+                mxr[j] = max(max(mxr[j], e1), max(max(e2, e3), e4))
+                mnr[j] = min(min(mnr[j], e1), min(min(e2, e3), e4))
+    for k in range(K4, K):
+        b = B[k, j0:j0 + cols]
+        for r in range(rows):
+            a = A[i0 + r, k]
+            exr, mxr, mnr = ex[r], mx[r], mn[r]
+            for j in range(cols):
+                e = exr[j] + a * b[j]
+                exr[j] = e
+                mxr[j] = max(mxr[j], e)
+                mnr[j] = min(mnr[j], e)
+
+
+@nb.njit(cache=True)
+def _reaches(A, B, init, i, j, m):
+    """Whether output (i, j)'s exact running sum (init included) ever equals m, in int64 (the lanes hold
+    exact integers)."""
+    e = np.int64(init[i, j])
+    hit = e == m
+    for k in range(A.shape[1]):
+        e += np.int64(A[i, k]) * np.int64(B[k, j])
+        hit |= e == m
+    return hit
+
+
+@nb.njit(cache=True, parallel=True)
+def running_absmax_dense(A, B, init, proto, offset, exact_out, maxp_out, bits_out):
+    """running_extremes_dense for a signed register with one statistic fewer per addition: the
+    statistics of a sequential accumulator that provably never overflows (the caller's bound) from a
+    running sum and its largest magnitude alone. With hi and lo the largest and smallest exact partial
+    sum (starting from init and 0, as ``dot`` does) and m = max(hi, -lo) (``max_partial``), the two's
+    complement width max(bit_length(hi), bit_length(-lo - 1)) + 1 is bit_length(m) + 1 if some partial
+    sum is +m (then -lo - 1 < m), else bit_length(m - 1) + 1 (then -lo = m and hi <= m - 1).
+
+    ``offset`` = 1: A holds 4 * (a << L) and the lanes run f = 4 * e + 1 from 4 * init + 1 (and the
+    partial sum 0 as f = 1), whose largest magnitude F tells both: e >= 0 gives |f| = 4e + 1, e < 0 gives
+    4|e| - 1, so F = 4m + 1 where +m is reached and 4m - 1 where only -m is. The caller proves every
+    |f| exact in the lanes (float32: 4 * bound + 1 <= 2**24).
+
+    ``offset`` = 0: A holds a << L, the lanes run e itself and give m; bit_length(m) and
+    bit_length(m - 1) differ only where m is a power of two, and only those outputs scan their running
+    sum again, in int64, for +m. A tile where more than one output in 16 would need it runs the
+    two-extremes sweep instead (the rescans would cost more than the |x| saves). The caller proves
+    every |e| exact in the lanes (float32: bound <= 2**24, binary32 holds every such integer).
+
+    A and B are in ``proto``'s dtype, (ABSMAX_ROWS, ABSMAX_COLS) the tile of outputs whose running sums
+    stay in the first-level cache whatever N."""
+    M, K = A.shape
+    N = B.shape[1]
+    RB, JT = proto.shape
+    nrb = (M + RB - 1) // RB
+    njt = (N + JT - 1) // JT
+    for t in nb.prange(nrb * njt):
+        i0 = (t // njt) * RB
+        j0 = (t % njt) * JT
+        rows = min(i0 + RB, M) - i0
+        cols = min(j0 + JT, N) - j0
+        ex = np.empty_like(proto)
+        mx = np.empty_like(proto)
+        _tile_absmax(A, B, init, offset, i0, j0, rows, cols, ex, mx)
+        if offset:
+            for r in range(rows):
+                for j in range(cols):
+                    F = np.int64(mx[r, j])
+                    m = (F + 1) >> 2                      # F = 4m + 1 or 4m - 1
+                    w = bit_length(m) if F & 3 == 1 else bit_length(m - 1)
+                    exact_out[i0 + r, j0 + j] = (np.int64(ex[r, j]) - 1) >> 2
+                    maxp_out[i0 + r, j0 + j] = m
+                    bits_out[i0 + r, j0 + j] = w + 1
+            continue
+        ties = 0
+        for r in range(rows):
+            for j in range(cols):
+                m = np.int64(mx[r, j])
+                ties += m > 0 and (m & (m - 1)) == 0
+        if ties * 16 > rows * cols:
+            mn = np.empty_like(proto)
+            _tile_extremes(A, B, init, i0, j0, rows, cols, ex, mx, mn)
+            for r in range(rows):
+                for j in range(cols):
+                    hi, lo = np.int64(mx[r, j]), np.int64(mn[r, j])
+                    exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
+                    maxp_out[i0 + r, j0 + j] = max(hi, -lo)
+                    bits_out[i0 + r, j0 + j] = bits_for(hi, lo, True)
+            continue
+        for r in range(rows):
+            for j in range(cols):
+                m = np.int64(mx[r, j])
+                w = bit_length(m)
+                if m > 0 and (m & (m - 1)) == 0 and not _reaches(A, B, init, i0 + r, j0 + j, m):
+                    w = bit_length(m - 1)
+                exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
+                maxp_out[i0 + r, j0 + j] = m
+                bits_out[i0 + r, j0 + j] = w + 1
+
+
 @nb.njit(cache=True)
 def block_code_ranges(A, B, blk, amin, amax, bmin, bmax):
     """Per block q of ``blk`` along K: the smallest and largest code of each row of A (into amin/amax

@@ -113,7 +113,12 @@ class IntPath(enum.Enum):
     sum, every overflow count is 0 and the accumulator is the exact sum. Only the exact running sum and
     its extremes remain, vectorised over columns in float32 lanes when B <= 2**24 (every aligned product
     and partial sum is then an integer of magnitude <= 2**24, which binary32 holds exactly, so each
-    addition and multiplication is exact), int32 when B < 2**31, else int64."""
+    addition and multiplication is exact), int32 when B < 2**31, else int64. For a signed register the
+    largest |partial sum| m alone gives both statistics: the width is bit_length(m) + 1 where the sum
+    reaches +m, bit_length(m - 1) + 1 where only -m; the lanes run 4 * e + 1 (whose largest magnitude is
+    4m + 1 or 4m - 1) when 4 * B + 1 fits them, else e, and the outputs whose m is a power of two (the
+    only ones where the two widths differ) scan their sums again for +m
+    (``kernels.int_gemm.running_absmax_dense``)."""
 
     STATS_KERNEL = "stats-kernel"
     """Statistics from the cycle-accurate per-output kernel (other orders, product registers, ...)."""
@@ -419,11 +424,24 @@ class GemmPlan:
         return self.stats and c.sequential and c.simple and self.no_overflow
 
     @property
+    def reach(self) -> int:
+        """|init| + (K * max|a| * max|b| << L): a bound on every aligned product and exact partial sum."""
+        b = self.bounds
+        return (b.global_bound << self.config.L) + b.imax
+
+    @property
     def lane_dtype(self):
         """The narrowest lanes that hold every aligned product and partial sum exactly (STATS_NO_OVERFLOW)."""
-        b = self.bounds
-        reach = (b.global_bound << self.config.L) + b.imax
+        reach = self.reach
         return np.float32 if reach <= 2 ** 24 else np.int32 if reach < 2 ** 31 else np.int64
+
+    @property
+    def lane_offset(self) -> int:
+        """1 where ``lane_dtype`` also holds 4 * reach + 1 exactly, so that the signed register's kernel
+        (``kernels.int_gemm.running_absmax_dense``) can run the lanes as 4 * e + 1; else 0."""
+        f = 4 * self.reach + 1
+        lane = self.lane_dtype
+        return int(f <= 2 ** 24 if lane is np.float32 else f < 2 ** 31 if lane is np.int32 else f < _I63)
 
 
 def choose_path(plan: GemmPlan) -> IntPath:
@@ -497,6 +515,9 @@ def gemm_plan(config: IntegerPlan, ops: Operands, imax: int, *, stats: bool, cod
     if not bounds.data and ((shortcut and not config.proves_all(bounds.global_bound, imax)) or
                             (stats and config.sequential and config.simple and not plan.no_overflow)):
         plan = GemmPlan(config, from_data(), stats)   # the formats' bound decides nothing: the data's may
+    if (plan.stats_no_overflow and not plan.bounds.data and code_ranges is not None
+            and dp.zero_point_bits is None):   # free: the caller's code ranges may allow narrower lanes
+        plan = GemmPlan(config, from_data(), stats)
     b = plan.bounds
     if (shortcut and b.scan is None and b.global_bound < _F53 and not config.proves_all(b.global_bound, imax)):
         # the formats were too wide to scan by; the data may not be
@@ -669,6 +690,14 @@ def execute_stats_no_overflow(plan: GemmPlan, ops: Operands, out: Planes, path: 
     out.exact = out.exact_buf
     out.max_p, out.nbits = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
     lane = plan.lane_dtype
+    if c.signed:   # the running sum's magnitude alone gives both statistics (one operation fewer per MAC)
+        offset = plan.lane_offset
+        A, B = ops.lanes(lane, c.L + 2 * offset)
+        proto = np.empty((K.ABSMAX_ROWS, min(b.N, K.ABSMAX_COLS) or 1), dtype=lane)
+        with _threads_for(b.M * b.N * b.K):
+            notice_first_use(K.running_absmax_dense)(A, B, out.init, proto, offset, out.exact, out.max_p, out.nbits)
+        out.acc[...] = out.exact   # no overflow: the register is the exact sum; the counts stay 0
+        return path
     A, B = ops.lanes(lane, c.L)
     proto = np.empty((K.EXTREMES_ROWS, min(b.N, K.EXTREMES_COLS) or 1), dtype=lane)
     with _threads_for(b.M * b.N * b.K):

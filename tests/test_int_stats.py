@@ -1,0 +1,135 @@
+"""The statistics path without overflow (``stats-no-overflow``) for signed registers: the running sum's
+largest magnitude alone gives ``max_partial`` and ``bits_needed`` (kernels.int_gemm.running_absmax_dense).
+Each lane regime is driven on purpose -- the plan says which lanes and whether they run 4e + 1 -- and
+every output is compared with the plain-Python reference (tests/reference_int_datapath.py), including
+the outputs whose largest magnitude is a power of two (reached as +m, or only as -m), where the two
+candidate widths differ."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fxsim.datapath import Accumulator, Datapath
+from fxsim.engines.integer import IntPath, Operands, choose_path, gemm_plan, plan_integer
+from fxsim.formats import Fixed
+from fxsim.ops.gemm import gemm
+from fxsim.result import bits_needed
+from tests import reference_int_datapath as ref
+
+
+def _plan(A, B, dp, imax=0):
+    ranges = ((int(A.min()), int(A.max())), (int(B.min()), int(B.max())))
+    return gemm_plan(plan_integer(dp), Operands(A, B), imax, stats=True, code_ranges=ranges)
+
+
+def _check(res, A, B, dp, init=None):
+    """Every output against the reference: acc, exact, zero overflow counts, max_partial, bits_needed
+    (bits from the reference's own extremes, fxsim.result.bits_needed's formula)."""
+    M, N = res.acc.shape
+    want = ref.gemm_ref(A.tolist(), B.tolist(), dp, init, N=N)
+    signed = dp.accumulator.fmt.signed
+    for i in range(M):
+        for j in range(N):
+            acc, nov, exact, mx, mn = want[i][j]
+            assert (res.acc[i, j], res.exact[i, j], res.overflow_count[i, j]) == (acc, exact, nov), (i, j)
+            assert res.max_partial[i, j] == max(mx, -mn), (i, j)
+            assert res.bits_needed[i, j] == int(bits_needed(mx, mn, signed)), (i, j)
+
+
+def _powers(rng, shape):
+    """Signed powers of two (and zeros): running sums whose largest magnitude is a power of two."""
+    return rng.choice([-64, -32, -16, -8, -4, -2, -1, 0, 1, 2, 4, 8, 16, 32, 64], shape)
+
+
+def _spike(rng, M, K, N, head):
+    """int8 codes with |a| = |b| = 128 somewhere (so the bound is K * 2**14: beyond 2**22 for K > 256)
+    but partial sums that stop moving after the first product: A[:, 0] = 64, B[0] = ``head``; A's other
+    columns are 0 except one -128 in the last row, which meets B's last row (random)."""
+    A = np.zeros((M, K), dtype=np.int64)
+    A[:, 0] = 64
+    A[M - 1, K - 1] = -128
+    B = rng.integers(-128, 128, (K, N))
+    B[0] = head
+    B[K - 1, 0] = -128
+    return A, B
+
+
+@pytest.mark.parametrize("case", ["small-offset", "ties-rescan", "ties-tile", "int32-offset", "int32-ties",
+                                  "int64-ties"])
+def test_each_lane_regime_runs_and_matches_the_reference(case):
+    rng = np.random.default_rng(11)
+    dp = Datapath(accumulator=Accumulator("int32", overflow="wrap"))
+    if case == "small-offset":       # |e| small: float32 lanes carry 4e + 1 exactly
+        A, B = _powers(rng, (7, 90)) // 8, _powers(rng, (90, 40)) // 8
+        want = (np.float32, 1)
+    elif case == "ties-rescan":      # bound 300 * 2**14 > 2**22: lanes carry e; a few m are powers of two
+        head = 2 * rng.integers(-60, 60, 600) + 1      # odd: m = 64 * |head| a power of two only for +-1
+        head[::50] = _powers(rng, 12)
+        A, B = _spike(rng, 6, 300, 600, head)
+        want = (np.float32, 0)
+    elif case == "ties-tile":        # every m a power of two: the tiles run both extremes instead
+        A, B = _spike(rng, 6, 300, 600, _powers(rng, 600))
+        want = (np.float32, 0)
+    elif case == "int32-offset":     # bound 1100 * 2**14 > 2**24: int32 lanes, 4e + 1 fits
+        A, B = rng.integers(-128, 128, (3, 1100)), rng.integers(-128, 128, (1100, 9))
+        B[0, 0] = A[0, 0] = -128
+        want = (np.int32, 1)
+    elif case == "int32-ties":       # INT12: 200 * 2**22 > 2**29: int32 lanes carry e
+        dp = Datapath(a="int12", b="int12", accumulator=Accumulator("int32", overflow="saturate"))
+        A, B = 16 * _powers(rng, (5, 200)), 16 * _powers(rng, (200, 30))
+        A[0, 0] = B[0, 0] = -2048
+        want = (np.int32, 0)
+    else:                            # INT32 x INT32, K = 1: 2**62, int64 lanes carry e
+        dp = Datapath(a="int32", b="int32", accumulator=Accumulator("int64", overflow="wrap"))
+        A = np.array([[-2 ** 31], [2 ** 30], [-2 ** 31 + 1], [0]], dtype=np.int64)
+        B = np.array([[-2 ** 31, 2 ** 31 - 1, 4, -2 ** 30, 1]], dtype=np.int64)
+        want = (np.int64, 0)
+    plan = _plan(A, B, dp)
+    assert choose_path(plan) == IntPath.STATS_NO_OVERFLOW
+    assert (plan.lane_dtype, plan.lane_offset) == want
+    res = gemm(A, B, dp)
+    assert res.path == IntPath.STATS_NO_OVERFLOW.value
+    _check(res, A, B, dp)
+
+
+def test_powers_of_two_reached_only_below_zero_need_one_bit_less():
+    # rows: the sum reaches +64 (7 bits) / only -64 (also 7 bits: -64 fits 7) / +64 then -64 / -1 only
+    dp = Datapath(accumulator=Accumulator("int32", overflow="wrap"))
+    A = np.array([[64, 0, 0], [-64, 0, 0], [64, -128, 0], [-1, 0, 0]], dtype=np.int64)
+    B = np.array([[1], [1], [0]], dtype=np.int64)
+    res = gemm(A, B, dp)
+    assert res.path == IntPath.STATS_NO_OVERFLOW.value
+    assert res.max_partial[:, 0].tolist() == [64, 64, 64, 1]
+    assert res.bits_needed[:, 0].tolist() == [8, 7, 8, 1]
+    _check(res, A, B, dp)
+    for K in (260, 400):   # the same outputs with a bound beyond 2**22 (lanes carry e; rescans decide)
+        A2 = np.zeros((5, K), dtype=np.int64)
+        A2[:4, :3] = A
+        A2[4, 0] = -128
+        B2 = np.zeros((K, 40), dtype=np.int64)   # columns 1.. keep m off the powers of two: few rescans
+        B2[:3, 0] = B[:, 0]
+        B2[:2, 1:] = 3
+        B2[K - 1, 0] = -128
+        assert _plan(A2, B2, dp).lane_offset == 0
+        res = gemm(A2, B2, dp)
+        assert res.bits_needed[:4, 0].tolist() == [8, 7, 8, 1]
+        _check(res, A2, B2, dp)
+
+
+@settings(max_examples=40)
+@given(M=st.integers(1, 6), K=st.one_of(st.integers(0, 60), st.integers(257, 320)), N=st.integers(1, 40), scale=st.sampled_from([1, 8, 64]),
+       frac=st.integers(0, 2), preload=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_statistics_without_overflow_match_the_reference(M, K, N, scale, frac, preload, seed):
+    # powers of two times a scale, a -128 somewhere for a large bound: both lane forms, rescans, tiles
+    rng = np.random.default_rng(seed)
+    A = np.clip(_powers(rng, (M, K)) * scale // 4, -128, 127)
+    B = np.clip(_powers(rng, (K, N)) * scale // 4, -128, 127)
+    if K > 256 or (K and rng.random() < 0.5):   # beyond K = 256 the bound exceeds 2**22: lanes carry e
+        A[rng.integers(M), rng.integers(K)] = -128
+        B[rng.integers(K), rng.integers(N)] = -128
+    dp = Datapath(accumulator=Accumulator(Fixed(30, frac), overflow="saturate"), bias_preload=True)
+    bias_codes = rng.integers(-1000, 1000, N) if preload else None
+    bias = None if bias_codes is None else np.ldexp(bias_codes.astype(float), -frac)
+    res = gemm(A, B, dp, bias=bias)
+    assert res.path == IntPath.STATS_NO_OVERFLOW.value
+    init = None if bias_codes is None else [[int(v) for v in bias_codes] for _ in range(M)]
+    _check(res, A, B, dp, init)
