@@ -621,24 +621,19 @@ def running_extremes_dense(A, B, init, proto, signed, exact_out, maxp_out, bits_
                 bits_out[i0 + r, j0 + j] = bits_for(hi, lo, signed)
 
 
-ABSMAX_ROWS = 4      # the tile of running_absmax_dense: its ``proto`` is (ABSMAX_ROWS, ABSMAX_COLS)
+ABSMAX_ROWS = 4      # the tile of running_absmax_dense: about ABSMAX_ROWS x ABSMAX_COLS outputs
 ABSMAX_COLS = 512
 
 
 @nb.njit(cache=True, fastmath={"contract"})
-def _tile_absmax(A, B, init, offset, i0, j0, rows, cols, ex, mx):
-    """running_absmax_dense's sweep of one tile: ex[r, j] <- the running sum of output (i0 + r, j0 + j)
-    from init * (1 + 3 * offset) + offset, mx[r, j] <- its largest magnitude (the start, and offset,
-    included). Per addition one multiply-add, one |x| and one max; eight steps of k per load and store
-    of the running sums. ``contract`` lets the multiply and the add fuse: both are exact (the caller's
-    bound), so the fused operation rounds nothing either."""
+def _tile_absmax(A, B, i0, j0, rows, cols, ex, mx):
+    """running_absmax_dense's sweep of one tile: ex[r, j] (holding the start) runs the sum of output
+    (i0 + r, j0 + j) on, mx[r, j] (holding the start's magnitude) its largest magnitude. Per addition one
+    multiply-add, one |x| and one max; eight steps of k per load and store of the running sums.
+    ``contract`` lets the multiply and the add fuse: both are exact (the caller's bound), so the fused
+    operation rounds nothing either."""
     K = A.shape[1]
     K8 = K - K % 8
-    for r in range(rows):
-        for j in range(cols):
-            v = init[i0 + r, j0 + j] * (1 + 3 * offset) + offset
-            ex[r, j] = v
-            mx[r, j] = max(abs(v), offset)
     for k in range(0, K8, 8):
         b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
         b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
@@ -674,16 +669,11 @@ def _tile_absmax(A, B, init, offset, i0, j0, rows, cols, ex, mx):
 
 
 @nb.njit(cache=True, fastmath={"contract"})
-def _tile_extremes(A, B, init, i0, j0, rows, cols, ex, mx, mn):
-    """One tile of the running sums' largest and smallest value (running_extremes_dense's arithmetic)."""
+def _tile_extremes(A, B, i0, j0, rows, cols, ex, mx, mn):
+    """One tile of the running sums' largest and smallest value (running_extremes_dense's arithmetic);
+    ex, mx, mn hold the start."""
     K = A.shape[1]
     K4 = K - K % 4
-    for r in range(rows):
-        for j in range(cols):
-            v = init[i0 + r, j0 + j]
-            ex[r, j] = v
-            mx[r, j] = max(v, 0)
-            mn[r, j] = min(v, 0)
     for k in range(0, K4, 4):
         b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
         b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
@@ -712,10 +702,9 @@ def _tile_extremes(A, B, init, i0, j0, rows, cols, ex, mx, mn):
 
 
 @nb.njit(cache=True)
-def _reaches(A, B, init, i, j, m):
-    """Whether output (i, j)'s exact running sum (init included) ever equals m, in int64 (the lanes hold
-    exact integers)."""
-    e = np.int64(init[i, j])
+def _reaches(A, B, e, i, j, m):
+    """Whether the running sum of output (i, j) from e ever equals m, in int64 (the lanes hold exact
+    integers)."""
     hit = e == m
     for k in range(A.shape[1]):
         e += np.int64(A[i, k]) * np.int64(B[k, j])
@@ -723,8 +712,57 @@ def _reaches(A, B, init, i, j, m):
     return hit
 
 
-@nb.njit(cache=True, parallel=True)
-def running_absmax_dense(A, B, init, proto, offset, exact_out, maxp_out, bits_out):
+@nb.njit(cache=True)
+def _widths(x, w, tmp):
+    """w[j] = bit_length(x[j]) + 1 for 0 <= x[j] < 2**63: from the exponent of float64(x[j]) (the
+    conversion is exact below 2**53, and a binary64 in [2**(e-1), 2**e) has biased exponent e + 1022),
+    by halving above. The first two loops have no branches and vectorise."""
+    n = x.shape[0]
+    bits = tmp.view(np.int64)
+    for j in range(n):
+        tmp[j] = np.float64(x[j])
+    for j in range(n):
+        e = ((bits[j] >> 52) & 2047) - 1022
+        w[j] = (e if x[j] > 0 else 0) + 1
+    for j in range(n):
+        if x[j] >= 9007199254740992:   # 2**53
+            w[j] = bit_length(x[j]) + 1
+
+
+@nb.njit(cache=True)
+def _load_start(init, flip, i0, j0, rows, cols, S):
+    """S[r, j] = the initial value of output (i0 + r, j0 + j): init[i0 + r, j0 + j], or init[j0 + j, i0 + r]
+    where the problem is transposed (read along init's rows either way)."""
+    if flip:
+        for j in range(cols):
+            for r in range(rows):
+                S[r, j] = init[j0 + j, i0 + r]
+    else:
+        for r in range(rows):
+            for j in range(cols):
+                S[r, j] = init[i0 + r, j0 + j]
+
+
+@nb.njit(cache=True)
+def _store(flip, i0, j0, rows, cols, E, P, W, exact_out, maxp_out, bits_out):
+    """The tile's exact sums, largest magnitudes and widths into the planes, at [i, j] or, where the
+    problem is transposed, at [j, i] (written along the planes' rows either way)."""
+    if flip:
+        for j in range(cols):
+            for r in range(rows):
+                exact_out[j0 + j, i0 + r] = E[r, j]
+                maxp_out[j0 + j, i0 + r] = P[r, j]
+                bits_out[j0 + j, i0 + r] = W[r, j]
+    else:
+        for r in range(rows):
+            for j in range(cols):
+                exact_out[i0 + r, j0 + j] = E[r, j]
+                maxp_out[i0 + r, j0 + j] = P[r, j]
+                bits_out[i0 + r, j0 + j] = W[r, j]
+
+
+@nb.njit(cache=True, nogil=True)
+def running_absmax_dense(A, B, init, proto, offset, flip, row0, row1, exact_out, maxp_out, bits_out):
     """running_extremes_dense for a signed register with one statistic fewer per addition: the
     statistics of a sequential accumulator that provably never overflows (the caller's bound) from a
     running sum and its largest magnitude alone. With hi and lo the largest and smallest exact partial
@@ -743,30 +781,44 @@ def running_absmax_dense(A, B, init, proto, offset, exact_out, maxp_out, bits_ou
     two-extremes sweep instead (the rescans would cost more than the |x| saves). The caller proves
     every |e| exact in the lanes (float32: bound <= 2**24, binary32 holds every such integer).
 
-    A and B are in ``proto``'s dtype, (ABSMAX_ROWS, ABSMAX_COLS) the tile of outputs whose running sums
-    stay in the first-level cache whatever N."""
-    M, K = A.shape
+    Rows row0 <= i < row1 of A (M, K) @ B (K, N), in ``proto``'s dtype; ``flip``: the caller passes the
+    transposed problem (B.T @ A.T, the same products summed in the same order), and output (i, j) is
+    read from init[j, i] and written to the planes at [j, i]. ``proto``'s shape is the tile of outputs
+    whose running sums stay in the first-level cache. Serial and nogil: callers split the rows across
+    threads (fxsim.runtime.threads.row_parallel)."""
     N = B.shape[1]
     RB, JT = proto.shape
-    nrb = (M + RB - 1) // RB
+    nrb = (row1 - row0 + RB - 1) // RB
     njt = (N + JT - 1) // JT
-    for t in nb.prange(nrb * njt):
-        i0 = (t // njt) * RB
+    ex = np.empty_like(proto)
+    mx = np.empty_like(proto)
+    mn = np.empty_like(proto)
+    S = np.empty((RB, JT), dtype=np.int64)     # starts, then the exact sums
+    P = np.empty((RB, JT), dtype=np.int64)     # largest magnitudes
+    W = np.empty((RB, JT), dtype=np.int64)     # widths
+    X = np.empty((RB, JT), dtype=np.int64)     # the widths' arguments
+    tmp = np.empty(JT, dtype=np.float64)
+    for t in range(nrb * njt):
+        i0 = row0 + (t // njt) * RB
         j0 = (t % njt) * JT
-        rows = min(i0 + RB, M) - i0
+        rows = min(i0 + RB, row1) - i0
         cols = min(j0 + JT, N) - j0
-        ex = np.empty_like(proto)
-        mx = np.empty_like(proto)
-        _tile_absmax(A, B, init, offset, i0, j0, rows, cols, ex, mx)
+        _load_start(init, flip, i0, j0, rows, cols, S)
+        for r in range(rows):
+            for j in range(cols):
+                v = S[r, j] * (1 + 3 * offset) + offset
+                ex[r, j] = v
+                mx[r, j] = max(abs(v), offset)
+        _tile_absmax(A, B, i0, j0, rows, cols, ex, mx)
         if offset:
             for r in range(rows):
                 for j in range(cols):
                     F = np.int64(mx[r, j])
-                    m = (F + 1) >> 2                      # F = 4m + 1 or 4m - 1
-                    w = bit_length(m) if F & 3 == 1 else bit_length(m - 1)
-                    exact_out[i0 + r, j0 + j] = (np.int64(ex[r, j]) - 1) >> 2
-                    maxp_out[i0 + r, j0 + j] = m
-                    bits_out[i0 + r, j0 + j] = w + 1
+                    P[r, j] = (F + 1) >> 2                   # F = 4m + 1 or 4m - 1
+                    X[r, j] = P[r, j] - ((F & 3) >> 1)       # m where +m is reached, else m - 1
+                    S[r, j] = (np.int64(ex[r, j]) - 1) >> 2
+                _widths(X[r, :cols], W[r, :cols], tmp)
+            _store(flip, i0, j0, rows, cols, S, P, W, exact_out, maxp_out, bits_out)
             continue
         ties = 0
         for r in range(rows):
@@ -774,24 +826,33 @@ def running_absmax_dense(A, B, init, proto, offset, exact_out, maxp_out, bits_ou
                 m = np.int64(mx[r, j])
                 ties += m > 0 and (m & (m - 1)) == 0
         if ties * 16 > rows * cols:
-            mn = np.empty_like(proto)
-            _tile_extremes(A, B, init, i0, j0, rows, cols, ex, mx, mn)
+            for r in range(rows):
+                for j in range(cols):
+                    v = S[r, j]
+                    ex[r, j] = v
+                    mx[r, j] = max(v, 0)
+                    mn[r, j] = min(v, 0)
+            _tile_extremes(A, B, i0, j0, rows, cols, ex, mx, mn)
             for r in range(rows):
                 for j in range(cols):
                     hi, lo = np.int64(mx[r, j]), np.int64(mn[r, j])
-                    exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
-                    maxp_out[i0 + r, j0 + j] = max(hi, -lo)
-                    bits_out[i0 + r, j0 + j] = bits_for(hi, lo, True)
+                    S[r, j] = np.int64(ex[r, j])
+                    P[r, j] = max(hi, -lo)
+                    W[r, j] = bits_for(hi, lo, True)
+            _store(flip, i0, j0, rows, cols, S, P, W, exact_out, maxp_out, bits_out)
             continue
         for r in range(rows):
             for j in range(cols):
-                m = np.int64(mx[r, j])
-                w = bit_length(m)
-                if m > 0 and (m & (m - 1)) == 0 and not _reaches(A, B, init, i0 + r, j0 + j, m):
-                    w = bit_length(m - 1)
-                exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
-                maxp_out[i0 + r, j0 + j] = m
-                bits_out[i0 + r, j0 + j] = w + 1
+                P[r, j] = np.int64(mx[r, j])
+            _widths(P[r, :cols], W[r, :cols], tmp)
+            if ties:
+                for j in range(cols):
+                    m = P[r, j]
+                    if m > 0 and (m & (m - 1)) == 0 and not _reaches(A, B, S[r, j], i0 + r, j0 + j, m):
+                        W[r, j] = bit_length(m - 1) + 1
+            for j in range(cols):
+                S[r, j] = np.int64(ex[r, j])
+        _store(flip, i0, j0, rows, cols, S, P, W, exact_out, maxp_out, bits_out)
 
 
 @nb.njit(cache=True)

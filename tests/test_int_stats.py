@@ -91,6 +91,22 @@ def test_each_lane_regime_runs_and_matches_the_reference(case):
     _check(res, A, B, dp)
 
 
+@pytest.mark.parametrize("K", [9, 300])
+def test_few_columns_run_transposed_and_match_the_reference(K):
+    # N < 64 < M: the kernel vectorises over the rows (B.T @ A.T, the same sums in the same order of k),
+    # reading the preloaded bias and writing the planes transposed; K = 300: lanes carry e, rescans/tiles
+    rng = np.random.default_rng(12)
+    M, N = 150, 7
+    dp = Datapath(accumulator=Accumulator("int32", overflow="saturate"), bias_preload=True)
+    A, B = _spike(rng, M, K, N, _powers(rng, N)) if K > 256 else (_powers(rng, (M, K)), _powers(rng, (K, N)))
+    A[::3, 0] = rng.integers(-128, 128, len(A[::3]))      # some rows off the powers of two
+    bias = rng.integers(-500, 500, N)
+    assert _plan(A, B, dp, imax=500).lane_offset == (K < 256)
+    res = gemm(A, B, dp, bias=bias)
+    assert res.path == IntPath.STATS_NO_OVERFLOW.value
+    _check(res, A, B, dp, [[int(v) for v in bias] for _ in range(M)])
+
+
 def test_powers_of_two_reached_only_below_zero_need_one_bit_less():
     # rows: the sum reaches +64 (7 bits) / only -64 (also 7 bits: -64 fits 7) / +64 then -64 / -1 only
     dp = Datapath(accumulator=Accumulator("int32", overflow="wrap"))

@@ -693,9 +693,24 @@ def execute_stats_no_overflow(plan: GemmPlan, ops: Operands, out: Planes, path: 
     if c.signed:   # the running sum's magnitude alone gives both statistics (one operation fewer per MAC)
         offset = plan.lane_offset
         A, B = ops.lanes(lane, c.L + 2 * offset)
-        proto = np.empty((K.ABSMAX_ROWS, min(b.N, K.ABSMAX_COLS) or 1), dtype=lane)
-        with _threads_for(b.M * b.N * b.K):
-            notice_first_use(K.running_absmax_dense)(A, B, out.init, proto, offset, out.exact, out.max_p, out.nbits)
+        M, N = b.M, b.N
+        flip = 0 < N < 64 and M > N   # few columns: vectorise over the rows instead, as C.T = B.T @ A.T (the
+        if flip:                  # same products, summed in the same order of k)
+            A, B = np.ascontiguousarray(B.T), np.ascontiguousarray(A.T)
+            M, N = N, M
+        tile = K.ABSMAX_ROWS * K.ABSMAX_COLS   # outputs per tile (their running sums stay in cache)
+        if flip:   # every row (< 64) in one tile: the planes are then written along their rows
+            rows, cols = M, min(N, max(64, tile // M))
+        else:
+            cols = min(N, K.ABSMAX_COLS) or 1
+            rows = max(K.ABSMAX_ROWS, tile // cols)
+        proto = np.empty((rows, cols), dtype=lane)
+        kernel = notice_first_use(K.running_absmax_dense)
+
+        def part(rows):   # a slab of rows on one thread (serial nogil kernel)
+            kernel(A, B, out.init, proto, offset, flip, rows.start, rows.stop, out.exact, out.max_p, out.nbits)
+
+        row_parallel(part, M, work=M * N * b.K)
         out.acc[...] = out.exact   # no overflow: the register is the exact sum; the counts stay 0
         return path
     A, B = ops.lanes(lane, c.L)
