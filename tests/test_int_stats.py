@@ -149,3 +149,33 @@ def test_statistics_without_overflow_match_the_reference(M, K, N, scale, frac, p
     assert res.path == IntPath.STATS_NO_OVERFLOW.value
     init = None if bias_codes is None else [[int(v) for v in bias_codes] for _ in range(M)]
     _check(res, A, B, dp, init)
+
+
+def test_narrow_integer_codes_are_taken_as_they_are_and_still_checked():
+    # stats=True with int8 / int16 / uint8 arrays: no int64 copy of the operands, the same results as
+    # int64 codes on every path (no overflow, the vectorised sequential one, the per-output kernel), and
+    # a code outside the format is reported by position
+    from fxsim.datapath import Order
+    from fxsim.errors import InvalidArgument
+    rng = np.random.default_rng(13)
+    A, B = rng.integers(-128, 128, (9, 70)), rng.integers(-128, 128, (70, 11))
+    for dp, want in [(Datapath(accumulator=Accumulator("int32", overflow="wrap")), IntPath.STATS_NO_OVERFLOW),
+                     (Datapath(accumulator=Accumulator("int16", overflow="saturate")), IntPath.STATS_SEQUENTIAL),
+                     (Datapath(accumulator=Accumulator("int16", overflow="wrap"), order=Order("tree")),
+                      IntPath.STATS_KERNEL)]:
+        full = gemm(A, B, dp)
+        assert full.path == want.value
+        for dt in (np.int8, np.int16):
+            res = gemm(A.astype(dt), B.astype(dt), dp)
+            assert res.path == want.value
+            for field in ("acc", "exact", "overflow_count", "max_partial", "bits_needed", "values"):
+                np.testing.assert_array_equal(getattr(res, field), getattr(full, field), err_msg=field)
+    u = Datapath(a="uint8", b="int8", accumulator=Accumulator("int32", overflow="wrap"))
+    Au = rng.integers(0, 256, (5, 40))
+    res = gemm(Au.astype(np.uint8), B[:40], u)
+    assert res.path == IntPath.STATS_NO_OVERFLOW.value
+    _check(res, Au, B[:40], u)
+    bad = (A // 32).astype(np.int8)   # within int4 but one
+    bad[3, 5] = 9
+    with pytest.raises(InvalidArgument, match=r"A\[3, 5\] = 9 is outside"):
+        gemm(bad, B.astype(np.int8), Datapath(a="int4", accumulator=Accumulator("int32")))
