@@ -855,6 +855,93 @@ def running_absmax_dense(A, B, init, proto, offset, flip, row0, row1, exact_out,
         _store(flip, i0, j0, rows, cols, S, P, W, exact_out, maxp_out, bits_out)
 
 
+@nb.njit(cache=True, nogil=True, fastmath={"contract"})
+def clamp_stats_dense(A, B, init, proto, lo, hi, signed, row0, row1, acc_out, nov_out, exact_out, maxp_out,
+                      bits_out):
+    """sequential_stats_dense for a saturating register (saturate or saturate_symmetric: [lo, hi]) in
+    narrow lanes: rows row0 <= i < row1 of A (M, K) @ B (K, N), A holding the products' aligned left
+    factor (a << L), A, B, lo and hi in ``proto``'s dtype (float32 or int32), a tile of ``proto``'s shape
+    at a time, vectorised over its columns. Per addition: the exact running sum e += p and its largest
+    and smallest value (from init and 0, as ``dot`` does), the register s = acc + p, acc = min(max(s,
+    lo), hi), one overflow counted where acc != s. The caller proves every |p|, |e| and |acc| + |p| exact
+    in the lanes (float32: <= 2**24, so each product, sum and clamp is the exact integer, fused or not;
+    int32: < 2**31), so every lane value is the int64 kernel's. Four steps of k per load and store of the
+    tile's five running arrays. Serial and nogil: callers split the rows across threads."""
+    K = A.shape[1]
+    N = B.shape[1]
+    RB, JT = proto.shape
+    nrb = (row1 - row0 + RB - 1) // RB
+    njt = (N + JT - 1) // JT
+    K4 = K - K % 4
+    ex = np.empty_like(proto)
+    mx = np.empty_like(proto)
+    mn = np.empty_like(proto)
+    ac = np.empty_like(proto)
+    ct = np.empty_like(proto)
+    for t in range(nrb * njt):
+        i0 = row0 + (t // njt) * RB
+        j0 = (t % njt) * JT
+        rows = min(i0 + RB, row1) - i0
+        cols = min(j0 + JT, N) - j0
+        for r in range(rows):
+            for j in range(cols):
+                v = init[i0 + r, j0 + j]
+                ex[r, j] = v
+                ac[r, j] = v
+                mx[r, j] = max(v, 0)
+                mn[r, j] = min(v, 0)
+                ct[r, j] = 0
+        for k in range(0, K4, 4):
+            b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
+            b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
+            for r in range(rows):
+                a = A[i0 + r]
+                a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+                exr, mxr, mnr, acr, ctr = ex[r], mx[r], mn[r], ac[r], ct[r]
+                for j in range(cols):
+                    p0, p1, p2, p3 = a0 * b0[j], a1 * b1[j], a2 * b2[j], a3 * b3[j]
+                    e1 = exr[j] + p0
+                    e2 = e1 + p1
+                    e3 = e2 + p2
+                    e4 = e3 + p3
+                    exr[j] = e4
+                    mxr[j] = max(max(mxr[j], e1), max(max(e2, e3), e4))
+                    mnr[j] = min(min(mnr[j], e1), min(min(e2, e3), e4))
+                    s1 = acr[j] + p0
+                    c1 = min(max(s1, lo), hi)
+                    s2 = c1 + p1
+                    c2 = min(max(s2, lo), hi)
+                    s3 = c2 + p2
+                    c3 = min(max(s3, lo), hi)
+                    s4 = c3 + p3
+                    c4 = min(max(s4, lo), hi)
+                    acr[j] = c4
+                    ctr[j] += (c1 != s1) + (c2 != s2) + (c3 != s3) + (c4 != s4)
+        for k in range(K4, K):
+            b = B[k, j0:j0 + cols]
+            for r in range(rows):
+                a = A[i0 + r, k]
+                exr, mxr, mnr, acr, ctr = ex[r], mx[r], mn[r], ac[r], ct[r]
+                for j in range(cols):
+                    p = a * b[j]
+                    e = exr[j] + p
+                    exr[j] = e
+                    mxr[j] = max(mxr[j], e)
+                    mnr[j] = min(mnr[j], e)
+                    s = acr[j] + p
+                    c = min(max(s, lo), hi)
+                    ctr[j] += c != s
+                    acr[j] = c
+        for r in range(rows):
+            for j in range(cols):
+                h, l = np.int64(mx[r, j]), np.int64(mn[r, j])
+                acc_out[i0 + r, j0 + j] = np.int64(ac[r, j])
+                nov_out[i0 + r, j0 + j] = np.int64(ct[r, j])
+                exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
+                maxp_out[i0 + r, j0 + j] = max(h, -l)
+                bits_out[i0 + r, j0 + j] = bits_for(h, l, signed)
+
+
 @nb.njit(cache=True)
 def block_code_ranges(A, B, blk, amin, amax, bmin, bmax):
     """Per block q of ``blk`` along K: the smallest and largest code of each row of A (into amin/amax

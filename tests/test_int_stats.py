@@ -179,3 +179,55 @@ def test_narrow_integer_codes_are_taken_as_they_are_and_still_checked():
     bad[3, 5] = 9
     with pytest.raises(InvalidArgument, match=r"A\[3, 5\] = 9 is outside"):
         gemm(bad, B.astype(np.int8), Datapath(a="int4", accumulator=Accumulator("int32")))
+
+
+# -- saturating registers with statistics, in narrow lanes (stats-sequential) ---------------------------
+def _check_sat(res, A, B, dp, init=None):
+    M, N = res.acc.shape
+    want = ref.gemm_ref(A.tolist(), B.tolist(), dp, init, N=N)
+    signed = dp.accumulator.fmt.signed
+    for i in range(M):
+        for j in range(N):
+            acc, nov, exact, mx, mn = want[i][j]
+            assert (res.acc[i, j], res.exact[i, j], res.overflow_count[i, j]) == (acc, exact, nov), (i, j)
+            assert res.max_partial[i, j] == max(mx, -mn), (i, j)
+            assert res.bits_needed[i, j] == int(bits_needed(mx, mn, signed)), (i, j)
+
+
+@settings(max_examples=40)
+@given(M=st.integers(1, 6), K=st.integers(0, 200), N=st.integers(1, 40), acc_bits=st.integers(6, 20),
+       a_bits=st.sampled_from([4, 8, 12]), symmetric=st.booleans(), signed=st.booleans(), frac=st.integers(0, 2),
+       preload=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_saturating_statistics_in_narrow_lanes_match_the_reference(M, K, N, acc_bits, a_bits, symmetric, signed,
+                                                                   frac, preload, seed):
+    rng = np.random.default_rng(seed)
+    top = 2 ** (a_bits - 1)
+    A, B = rng.integers(-top, top, (M, K)), rng.integers(-top, top, (K, N))
+    if rng.random() < 0.5:   # mostly one sign: registers that sit on a rail
+        A, B = np.abs(A).clip(0, top - 1), np.abs(B).clip(0, top - 1) * rng.choice([-1, 1])
+    overflow = "saturate_symmetric" if symmetric else "saturate"
+    acc = Fixed(acc_bits, frac, signed)
+    dp = Datapath(a=f"int{a_bits}", b=f"int{a_bits}", accumulator=Accumulator(acc, overflow=overflow),
+                  bias_preload=True)
+    bias_codes = None
+    if preload:
+        bias_codes = rng.integers(acc.min_code, acc.max_code + 1, N) // 2
+    bias = None if bias_codes is None else np.ldexp(bias_codes.astype(float), -frac)
+    res = gemm(A, B, dp, bias=bias)
+    assert res.path in (IntPath.STATS_SEQUENTIAL.value, IntPath.STATS_NO_OVERFLOW.value)   # lanes: any
+    init = None if bias_codes is None else [[int(v) for v in bias_codes] for _ in range(M)]
+    _check_sat(res, A, B, dp, init)
+
+
+@pytest.mark.parametrize("a_bits,K,want", [(8, 300, np.float32), (12, 300, np.int32), (16, 300, None)])
+def test_saturating_statistics_pick_their_lanes_from_the_bound(a_bits, K, want):
+    rng = np.random.default_rng(14)
+    top = 2 ** (a_bits - 1)
+    A, B = rng.integers(-top, top, (5, K)), rng.integers(-top, top, (K, 9))
+    A[0, 0] = B[0, 0] = -top
+    for overflow in ("saturate", "saturate_symmetric"):
+        dp = Datapath(a=f"int{a_bits}", b=f"int{a_bits}", accumulator=Accumulator("int16", overflow=overflow))
+        assert _plan(A, B, dp).clamp_lane_dtype is want
+        res = gemm(A, B, dp)
+        assert res.path == IntPath.STATS_SEQUENTIAL.value and res.overflow_count.any()
+        _check_sat(res, A, B, dp)

@@ -105,7 +105,10 @@ class IntPath(enum.Enum):
 
     STATS_SEQUENTIAL = "stats-sequential"
     """Statistics for a sequential wrap or saturating register below 64 bits: the cycle-accurate
-    arithmetic vectorised across output columns (the same per-addition steps as the per-output kernel)."""
+    arithmetic vectorised across output columns (the same per-addition steps as the per-output kernel).
+    A saturate or saturate_symmetric register runs in float32 lanes where every aligned product, exact
+    partial sum and register input |acc| + |p| is at most 2**24 (binary32 holds each such integer, so
+    every product, sum and clamp is exact), in int32 lanes below 2**31, else in int64."""
 
     STATS_NO_OVERFLOW = "stats-no-overflow"
     """Statistics where a bound proves that no addition overflows (sequential order, exact products):
@@ -436,6 +439,17 @@ class GemmPlan:
         return np.float32 if reach <= 2 ** 24 else np.int32 if reach < 2 ** 31 else np.int64
 
     @property
+    def clamp_lane_dtype(self):
+        """STATS_SEQUENTIAL with a saturate or saturate_symmetric register: float32 where every aligned
+        product, exact partial sum and register input (|acc| + |p|) is at most 2**24, int32 below 2**31,
+        else None (the int64 kernel)."""
+        c, b = self.config, self.bounds
+        if c.overflow not in (Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC) or not c.simple:
+            return None
+        need = max(self.reach, max(b.imax, -c.lo, c.hi) + (b.amax * b.bmax << c.L))
+        return np.float32 if need <= 2 ** 24 else np.int32 if need < 2 ** 31 else None
+
+    @property
     def lane_offset(self) -> int:
         """1 where ``lane_dtype`` also holds 4 * reach + 1 exactly, so that the signed register's kernel
         (``kernels.int_gemm.running_absmax_dense``) can run the lanes as 4 * e + 1; else 0."""
@@ -515,7 +529,7 @@ def gemm_plan(config: IntegerPlan, ops: Operands, imax: int, *, stats: bool, cod
     if not bounds.data and ((shortcut and not config.proves_all(bounds.global_bound, imax)) or
                             (stats and config.sequential and config.simple and not plan.no_overflow)):
         plan = GemmPlan(config, from_data(), stats)   # the formats' bound decides nothing: the data's may
-    if (plan.stats_no_overflow and not plan.bounds.data and code_ranges is not None
+    if (stats and config.sequential and config.simple and not plan.bounds.data and code_ranges is not None
             and dp.zero_point_bits is None):   # free: the caller's code ranges may allow narrower lanes
         plan = GemmPlan(config, from_data(), stats)
     b = plan.bounds
@@ -677,6 +691,21 @@ def _extremes(out: Planes, mx, mn, signed: bool):
 def execute_stats_sequential(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) -> IntPath:
     c, b = plan.config, plan.bounds
     out.exact = out.exact_buf
+    lane = plan.clamp_lane_dtype
+    if lane is not None:   # a saturating register in float32 or int32 lanes (twice as many as int64)
+        out.max_p, out.nbits = np.empty((2, b.M, b.N), dtype=np.int64)
+        A, B = ops.lanes(lane, c.L)
+        cols = min(b.N, K.ABSMAX_COLS) or 1
+        proto = np.empty((max(K.ABSMAX_ROWS, K.ABSMAX_ROWS * K.ABSMAX_COLS // cols), cols), dtype=lane)
+        lo, hi = lane(c.lo), lane(c.hi)
+        kernel = notice_first_use(K.clamp_stats_dense)
+
+        def part(rows):   # a slab of rows on one thread (serial nogil kernel)
+            kernel(A, B, out.init, proto, lo, hi, c.signed, rows.start, rows.stop, out.acc, out.nov, out.exact,
+                   out.max_p, out.nbits)
+
+        row_parallel(part, b.M, work=b.M * b.N * b.K)
+        return path
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
     with _threads_for(ops.a64.shape[0] * ops.a64.shape[1] * ops.b64.shape[1]):
         notice_first_use(K.sequential_stats_dense)(ops.a64, ops.b64, out.init, c.register, out.acc, out.nov, mx, mn,
