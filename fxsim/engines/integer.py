@@ -546,7 +546,8 @@ def gemm_plan(config: IntegerPlan, ops: Operands, imax: int, *, stats: bool, cod
 @dataclass
 class Planes:
     """Where the executors write: ``init`` (read only), ``acc``; ``exact``, ``nov`` (overflow counts),
-    ``max_p``/``nbits`` where the path computes them."""
+    ``max_p``/``nbits`` where the path computes them (``stats_buf``: two planes for them, allocated
+    with the others when statistics are asked for)."""
 
     init: np.ndarray
     acc: np.ndarray
@@ -555,6 +556,11 @@ class Planes:
     exact: np.ndarray | None = None
     max_p: np.ndarray | None = None
     nbits: np.ndarray | None = None
+    stats_buf: np.ndarray | None = None
+
+    def stat_planes(self):
+        """Two (M, N) int64 planes for max_p and nbits."""
+        return self.stats_buf if self.stats_buf is not None else np.empty((2,) + self.acc.shape, dtype=np.int64)
 
 
 @contextmanager
@@ -693,7 +699,7 @@ def execute_stats_sequential(plan: GemmPlan, ops: Operands, out: Planes, path: I
     out.exact = out.exact_buf
     lane = plan.clamp_lane_dtype
     if lane is not None:   # a saturating register in float32 or int32 lanes (twice as many as int64)
-        out.max_p, out.nbits = np.empty((2, b.M, b.N), dtype=np.int64)
+        out.max_p, out.nbits = out.stat_planes()
         A, B = ops.lanes(lane, c.L)
         cols = min(b.N, K.ABSMAX_COLS) or 1
         proto = np.empty((max(K.ABSMAX_ROWS, K.ABSMAX_ROWS * K.ABSMAX_COLS // cols), cols), dtype=lane)
@@ -717,7 +723,7 @@ def execute_stats_sequential(plan: GemmPlan, ops: Operands, out: Planes, path: I
 def execute_stats_no_overflow(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) -> IntPath:
     c, b = plan.config, plan.bounds
     out.exact = out.exact_buf
-    out.max_p, out.nbits = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
+    out.max_p, out.nbits = out.stat_planes()
     lane = plan.lane_dtype
     if c.signed:   # the running sum's magnitude alone gives both statistics (one operation fewer per MAC)
         offset = plan.lane_offset
@@ -828,8 +834,8 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
     # the exact sums, the accumulators and the values share one allocation: a fresh multi-megabyte array
     # per result costs a page fault per 4 KiB on first write (0.9 ms of 1.1 for 512x512), while numpy
     # backs allocations of 4 MiB and more with huge pages
-    planes = np.empty((3, M, N), dtype=np.int64)
-    out = Planes(init=init, acc=planes[1], exact_buf=planes[0], nov=nov)
+    planes = np.empty((5 if stats else 3, M, N), dtype=np.int64)   # with stats: max_p and nbits too
+    out = Planes(init=init, acc=planes[1], exact_buf=planes[0], nov=nov, stats_buf=planes[3:] if stats else None)
     path = EXECUTORS[path](plan, ops, out, path)
     traces = trace_outputs(config, ops, init, trace, (M, N)) if trace is not None else {}
     codes, values = output_stage(out.acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias,
