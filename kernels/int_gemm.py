@@ -942,6 +942,84 @@ def clamp_stats_dense(A, B, init, proto, lo, hi, signed, row0, row1, acc_out, no
                 bits_out[i0 + r, j0 + j] = bits_for(h, l, signed)
 
 
+@nb.njit(cache=True, nogil=True, fastmath={"contract"})
+def wrap_stats_dense(A, B, init, proto, half, modulus, signed, row0, row1, acc_out, nov_out, exact_out, maxp_out,
+                     bits_out):
+    """clamp_stats_dense for a wrapping register of W bits in float32 lanes: ``modulus`` = 2**W, ``half`` =
+    2**(W-1) when signed, else 0. Per addition s = acc + p, q = floor((s + half) / 2**W), acc = s - q * 2**W
+    (the value of s modulo 2**W in [-half, 2**W - half)), one overflow counted where acc != s. The caller
+    proves |p|, |e| and |acc| + |p| + half at most 2**24: every value is then an integer that binary32
+    holds, and s / 2**W + half / 2**W = (s + half) / 2**W such an integer scaled by a power of two, which
+    binary32 holds too, so each step is exact, fused or not, and every lane value is the int64 kernel's."""
+    K = A.shape[1]
+    N = B.shape[1]
+    RB, JT = proto.shape
+    nrb = (row1 - row0 + RB - 1) // RB
+    njt = (N + JT - 1) // JT
+    K2 = K - K % 2
+    inv = np.float32(1.0) / modulus
+    hinv = half * inv              # 1/2 (signed) or 0: q = floor((s + half) / 2**W), one fused step
+    ex = np.empty_like(proto)
+    mx = np.empty_like(proto)
+    mn = np.empty_like(proto)
+    ac = np.empty_like(proto)
+    ct = np.empty_like(proto)
+    for t in range(nrb * njt):
+        i0 = row0 + (t // njt) * RB
+        j0 = (t % njt) * JT
+        rows = min(i0 + RB, row1) - i0
+        cols = min(j0 + JT, N) - j0
+        for r in range(rows):
+            for j in range(cols):
+                v = init[i0 + r, j0 + j]
+                ex[r, j] = v
+                ac[r, j] = v
+                mx[r, j] = max(v, 0)
+                mn[r, j] = min(v, 0)
+                ct[r, j] = 0
+        for k in range(0, K2, 2):
+            b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
+            for r in range(rows):
+                a0, a1 = A[i0 + r, k], A[i0 + r, k + 1]
+                exr, mxr, mnr, acr, ctr = ex[r], mx[r], mn[r], ac[r], ct[r]
+                for j in range(cols):
+                    p0, p1 = a0 * b0[j], a1 * b1[j]
+                    e1 = exr[j] + p0
+                    e2 = e1 + p1
+                    exr[j] = e2
+                    mxr[j] = max(max(mxr[j], e1), e2)
+                    mnr[j] = min(min(mnr[j], e1), e2)
+                    s1 = acr[j] + p0
+                    w1 = s1 - np.floor(s1 * inv + hinv) * modulus
+                    s2 = w1 + p1
+                    w2 = s2 - np.floor(s2 * inv + hinv) * modulus
+                    acr[j] = w2
+                    ctr[j] += (w1 != s1) + (w2 != s2)
+        for k in range(K2, K):
+            b = B[k, j0:j0 + cols]
+            for r in range(rows):
+                a = A[i0 + r, k]
+                exr, mxr, mnr, acr, ctr = ex[r], mx[r], mn[r], ac[r], ct[r]
+                for j in range(cols):
+                    p = a * b[j]
+                    e = exr[j] + p
+                    exr[j] = e
+                    mxr[j] = max(mxr[j], e)
+                    mnr[j] = min(mnr[j], e)
+                    s = acr[j] + p
+                    w = s - np.floor(s * inv + hinv) * modulus
+                    ctr[j] += w != s
+                    acr[j] = w
+        for r in range(rows):
+            for j in range(cols):
+                h, l = np.int64(mx[r, j]), np.int64(mn[r, j])
+                acc_out[i0 + r, j0 + j] = np.int64(ac[r, j])
+                nov_out[i0 + r, j0 + j] = np.int64(ct[r, j])
+                exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
+                maxp_out[i0 + r, j0 + j] = max(h, -l)
+                bits_out[i0 + r, j0 + j] = bits_for(h, l, signed)
+
+
 @nb.njit(cache=True)
 def block_code_ranges(A, B, blk, amin, amax, bmin, bmax):
     """Per block q of ``blk`` along K: the smallest and largest code of each row of A (into amin/amax

@@ -194,18 +194,17 @@ def _check_sat(res, A, B, dp, init=None):
             assert res.bits_needed[i, j] == int(bits_needed(mx, mn, signed)), (i, j)
 
 
-@settings(max_examples=40)
+@settings(max_examples=60)
 @given(M=st.integers(1, 6), K=st.integers(0, 200), N=st.integers(1, 40), acc_bits=st.integers(6, 20),
-       a_bits=st.sampled_from([4, 8, 12]), symmetric=st.booleans(), signed=st.booleans(), frac=st.integers(0, 2),
-       preload=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
-def test_saturating_statistics_in_narrow_lanes_match_the_reference(M, K, N, acc_bits, a_bits, symmetric, signed,
-                                                                   frac, preload, seed):
+       a_bits=st.sampled_from([4, 8, 12]), overflow=st.sampled_from(["saturate", "saturate_symmetric", "wrap"]),
+       signed=st.booleans(), frac=st.integers(0, 2), preload=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_register_statistics_in_narrow_lanes_match_the_reference(M, K, N, acc_bits, a_bits, overflow, signed,
+                                                                 frac, preload, seed):
     rng = np.random.default_rng(seed)
     top = 2 ** (a_bits - 1)
     A, B = rng.integers(-top, top, (M, K)), rng.integers(-top, top, (K, N))
     if rng.random() < 0.5:   # mostly one sign: registers that sit on a rail
         A, B = np.abs(A).clip(0, top - 1), np.abs(B).clip(0, top - 1) * rng.choice([-1, 1])
-    overflow = "saturate_symmetric" if symmetric else "saturate"
     acc = Fixed(acc_bits, frac, signed)
     dp = Datapath(a=f"int{a_bits}", b=f"int{a_bits}", accumulator=Accumulator(acc, overflow=overflow),
                   bias_preload=True)
@@ -231,3 +230,19 @@ def test_saturating_statistics_pick_their_lanes_from_the_bound(a_bits, K, want):
         res = gemm(A, B, dp)
         assert res.path == IntPath.STATS_SEQUENTIAL.value and res.overflow_count.any()
         _check_sat(res, A, B, dp)
+
+
+@pytest.mark.parametrize("acc,a_bits,K,want", [("int16", 8, 300, np.float32), ("uint12", 8, 300, np.float32),
+                                               ("int24", 8, 1200, None), ("int16", 12, 300, None)])
+def test_wrapping_statistics_pick_their_lanes_from_the_bound(acc, a_bits, K, want):
+    # float32 while |acc| + |p| + 2**(W-1) and every partial sum stay within 2**24, else int64; positive
+    # products, so that the registers do wrap
+    rng = np.random.default_rng(15)
+    top = 2 ** (a_bits - 1)
+    A, B = rng.integers(top // 2, top, (5, K)), rng.integers(top // 2, top, (K, 9))
+    A[0, 0] = B[0, 0] = -top
+    dp = Datapath(a=f"int{a_bits}", b=f"int{a_bits}", accumulator=Accumulator(acc, overflow="wrap"))
+    assert _plan(A, B, dp).wrap_lane_dtype is want
+    res = gemm(A, B, dp)
+    assert res.path == IntPath.STATS_SEQUENTIAL.value and res.overflow_count.any()
+    _check_sat(res, A, B, dp)

@@ -108,7 +108,9 @@ class IntPath(enum.Enum):
     arithmetic vectorised across output columns (the same per-addition steps as the per-output kernel).
     A saturate or saturate_symmetric register runs in float32 lanes where every aligned product, exact
     partial sum and register input |acc| + |p| is at most 2**24 (binary32 holds each such integer, so
-    every product, sum and clamp is exact), in int32 lanes below 2**31, else in int64."""
+    every product, sum and clamp is exact), in int32 lanes below 2**31, else in int64. A wrapping register
+    runs in float32 lanes where also |acc| + |p| + 2**(W-1) <= 2**24: acc = s - 2**W * floor((s + 2**(W-1))
+    / 2**W) is then exact at every step."""
 
     STATS_NO_OVERFLOW = "stats-no-overflow"
     """Statistics where a bound proves that no addition overflows (sequential order, exact products):
@@ -450,6 +452,17 @@ class GemmPlan:
         return np.float32 if need <= 2 ** 24 else np.int32 if need < 2 ** 31 else None
 
     @property
+    def wrap_lane_dtype(self):
+        """STATS_SEQUENTIAL with a wrapping register: float32 where every aligned product, exact partial
+        sum and |acc| + |p| + 2**(W-1) is at most 2**24, else None (the int64 kernel)."""
+        c, b = self.config, self.bounds
+        if c.overflow != Overflow.WRAP or not c.simple:
+            return None
+        half = c.hi + 1 if c.signed else 0
+        need = max(self.reach, max(b.imax, -c.lo, c.hi) + half + (b.amax * b.bmax << c.L))
+        return np.float32 if need <= 2 ** 24 else None
+
+    @property
     def lane_offset(self) -> int:
         """1 where ``lane_dtype`` also holds 4 * reach + 1 exactly, so that the signed register's kernel
         (``kernels.int_gemm.running_absmax_dense``) can run the lanes as 4 * e + 1; else 0."""
@@ -711,6 +724,20 @@ def execute_stats_sequential(plan: GemmPlan, ops: Operands, out: Planes, path: I
                    out.max_p, out.nbits)
 
         row_parallel(part, b.M, work=b.M * b.N * b.K)
+        return path
+    if plan.wrap_lane_dtype is not None:   # a wrapping register in float32 lanes
+        out.max_p, out.nbits = out.stat_planes()
+        A, B = ops.lanes(np.float32, c.L)
+        cols = min(b.N, K.ABSMAX_COLS) or 1
+        proto = np.empty((max(K.ABSMAX_ROWS, K.ABSMAX_ROWS * K.ABSMAX_COLS // cols), cols), dtype=np.float32)
+        half, modulus = np.float32(c.hi + 1 if c.signed else 0), np.float32(2.0 ** c.bits)
+        wrap_kernel = notice_first_use(K.wrap_stats_dense)
+
+        def part_wrap(rows):   # a slab of rows on one thread (serial nogil kernel)
+            wrap_kernel(A, B, out.init, proto, half, modulus, c.signed, rows.start, rows.stop, out.acc, out.nov,
+                        out.exact, out.max_p, out.nbits)
+
+        row_parallel(part_wrap, b.M, work=b.M * b.N * b.K)
         return path
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
     with _threads_for(ops.a64.shape[0] * ops.a64.shape[1] * ops.b64.shape[1]):
