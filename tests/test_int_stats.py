@@ -246,3 +246,32 @@ def test_wrapping_statistics_pick_their_lanes_from_the_bound(acc, a_bits, K, wan
     res = gemm(A, B, dp)
     assert res.path == IntPath.STATS_SEQUENTIAL.value and res.overflow_count.any()
     _check_sat(res, A, B, dp)
+
+
+@pytest.mark.parametrize("acc,overflow,want", [("int32", "wrap", IntPath.STATS_NO_OVERFLOW),
+                                               ("int16", "saturate", IntPath.STATS_SEQUENTIAL),
+                                               ("int16", "wrap", IntPath.STATS_SEQUENTIAL)])
+def test_large_calls_split_over_threads_equal_the_int64_kernel(acc, overflow, want):
+    # 2**22 MACs and more run as row slabs on every thread; every plane equals the int64 cycle-accurate
+    # kernel's (sequential_stats_dense, vectorised over columns, run here directly)
+    import numba
+    from fxsim._kernels import int_gemm as K
+    rng = np.random.default_rng(16)
+    A, B = rng.integers(-128, 128, (70, 1024)), rng.integers(-128, 128, (1024, 66))
+    dp = Datapath(accumulator=Accumulator(acc, overflow=overflow))
+    threads = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        res = gemm(A, B, dp)
+    finally:
+        numba.set_num_threads(threads)
+    assert res.path == want.value
+    M, N = res.acc.shape
+    planes = [np.empty((M, N), dtype=np.int64) for _ in range(5)]   # acc, nov, max, min, exact
+    K.sequential_stats_dense(A, B, np.zeros((M, N), dtype=np.int64), plan_integer(dp).register, *planes)
+    acc_, nov, mx, mn, exact = planes
+    np.testing.assert_array_equal(res.acc, acc_)
+    np.testing.assert_array_equal(res.overflow_count, nov)
+    np.testing.assert_array_equal(res.exact, exact)
+    np.testing.assert_array_equal(res.max_partial, np.maximum(mx, -mn))
+    np.testing.assert_array_equal(res.bits_needed, bits_needed(mx, mn, True))
