@@ -345,12 +345,15 @@ class Operands:
         """A << shift and B as ``dtype`` (scratch buffers; the caller has proved every value exact in it)."""
         if np.dtype(dtype) == np.int64:
             return (self.a64 << shift if shift else self.a64), self.b64
-        A = scratch("gemm A lanes", self.A.shape, dtype)
-        np.copyto(A, self.A, casting="unsafe")
+        if self.A.size + self.B.size < 1 << 16:   # small: fresh arrays cost less than the scratch lookups
+            A, B = self.A.astype(dtype), self.B.astype(dtype)
+        else:
+            A = scratch("gemm A lanes", self.A.shape, dtype)
+            np.copyto(A, self.A, casting="unsafe")
+            B = scratch("gemm B lanes", self.B.shape, dtype)
+            np.copyto(B, self.B, casting="unsafe")
         if shift:   # exact: |a| << shift is within the proven bound
             A *= np.dtype(dtype).type(2 ** shift)
-        B = scratch("gemm B lanes", self.B.shape, dtype)
-        np.copyto(B, self.B, casting="unsafe")
         return A, B
 
     @property
@@ -702,6 +705,15 @@ def execute_kernel(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) ->
     return path
 
 
+def _by_rows(part, M: int, work: int):
+    """part(rows) for slabs of range(M), one per thread (``row_parallel``); small calls directly, without
+    asking how many threads there are."""
+    if work < 1 << 22:
+        part(slice(0, M))
+    else:
+        row_parallel(part, M, work=work)
+
+
 def _extremes(out: Planes, mx, mn, signed: bool):
     out.max_p = np.maximum(mx, -mn)
     out.nbits = bits_needed(mx, mn, signed)
@@ -723,7 +735,7 @@ def execute_stats_sequential(plan: GemmPlan, ops: Operands, out: Planes, path: I
             kernel(A, B, out.init, proto, lo, hi, c.signed, rows.start, rows.stop, out.acc, out.nov, out.exact,
                    out.max_p, out.nbits)
 
-        row_parallel(part, b.M, work=b.M * b.N * b.K)
+        _by_rows(part, b.M, b.M * b.N * b.K)
         return path
     if plan.wrap_lane_dtype is not None:   # a wrapping register in float32 lanes
         out.max_p, out.nbits = out.stat_planes()
@@ -737,7 +749,7 @@ def execute_stats_sequential(plan: GemmPlan, ops: Operands, out: Planes, path: I
             wrap_kernel(A, B, out.init, proto, half, modulus, c.signed, rows.start, rows.stop, out.acc, out.nov,
                         out.exact, out.max_p, out.nbits)
 
-        row_parallel(part_wrap, b.M, work=b.M * b.N * b.K)
+        _by_rows(part_wrap, b.M, b.M * b.N * b.K)
         return path
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
     with _threads_for(ops.a64.shape[0] * ops.a64.shape[1] * ops.b64.shape[1]):
@@ -772,7 +784,7 @@ def execute_stats_no_overflow(plan: GemmPlan, ops: Operands, out: Planes, path: 
         def part(rows):   # a slab of rows on one thread (serial nogil kernel)
             kernel(A, B, out.init, proto, offset, flip, rows.start, rows.stop, out.exact, out.max_p, out.nbits)
 
-        row_parallel(part, M, work=M * N * b.K)
+        _by_rows(part, M, M * N * b.K)
         out.acc[...] = out.exact   # no overflow: the register is the exact sum; the counts stay 0
         return path
     A, B = ops.lanes(lane, c.L)
