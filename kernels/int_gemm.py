@@ -744,25 +744,28 @@ def _load_start(init, flip, i0, j0, rows, cols, S):
 
 
 @nb.njit(cache=True)
-def _store(flip, i0, j0, rows, cols, E, P, W, exact_out, maxp_out, bits_out):
-    """The tile's exact sums, largest magnitudes and widths into the planes, at [i, j] or, where the
-    problem is transposed, at [j, i] (written along the planes' rows either way)."""
+def _store(flip, i0, j0, rows, cols, E, P, W, acc_out, exact_out, maxp_out, bits_out):
+    """The tile's exact sums (into both the accumulator and the exact planes: no addition overflows),
+    largest magnitudes and widths into the planes, at [i, j] or, where the problem is transposed, at
+    [j, i] (written along the planes' rows either way)."""
     if flip:
         for j in range(cols):
             for r in range(rows):
+                acc_out[j0 + j, i0 + r] = E[r, j]
                 exact_out[j0 + j, i0 + r] = E[r, j]
                 maxp_out[j0 + j, i0 + r] = P[r, j]
                 bits_out[j0 + j, i0 + r] = W[r, j]
     else:
         for r in range(rows):
             for j in range(cols):
+                acc_out[i0 + r, j0 + j] = E[r, j]
                 exact_out[i0 + r, j0 + j] = E[r, j]
                 maxp_out[i0 + r, j0 + j] = P[r, j]
                 bits_out[i0 + r, j0 + j] = W[r, j]
 
 
 @nb.njit(cache=True, nogil=True)
-def running_absmax_dense(A, B, init, proto, offset, flip, row0, row1, exact_out, maxp_out, bits_out):
+def running_absmax_dense(A, B, init, proto, offset, flip, row0, row1, acc_out, exact_out, maxp_out, bits_out):
     """running_extremes_dense for a signed register with one statistic fewer per addition: the
     statistics of a sequential accumulator that provably never overflows (the caller's bound) from a
     running sum and its largest magnitude alone. With hi and lo the largest and smallest exact partial
@@ -783,7 +786,8 @@ def running_absmax_dense(A, B, init, proto, offset, flip, row0, row1, exact_out,
 
     Rows row0 <= i < row1 of A (M, K) @ B (K, N), in ``proto``'s dtype; ``flip``: the caller passes the
     transposed problem (B.T @ A.T, the same products summed in the same order), and output (i, j) is
-    read from init[j, i] and written to the planes at [j, i]. ``proto``'s shape is the tile of outputs
+    read from init[j, i] and written to the planes at [j, i]; the exact sums go to ``acc_out`` too (the
+    register never overflows, so it holds them). ``proto``'s shape is the tile of outputs
     whose running sums stay in the first-level cache. Serial and nogil: callers split the rows across
     threads (fxsim.runtime.threads.row_parallel)."""
     N = B.shape[1]
@@ -818,7 +822,7 @@ def running_absmax_dense(A, B, init, proto, offset, flip, row0, row1, exact_out,
                     X[r, j] = P[r, j] - ((F & 3) >> 1)       # m where +m is reached, else m - 1
                     S[r, j] = (np.int64(ex[r, j]) - 1) >> 2
                 _widths(X[r, :cols], W[r, :cols], tmp)
-            _store(flip, i0, j0, rows, cols, S, P, W, exact_out, maxp_out, bits_out)
+            _store(flip, i0, j0, rows, cols, S, P, W, acc_out, exact_out, maxp_out, bits_out)
             continue
         ties = 0
         for r in range(rows):
@@ -839,7 +843,7 @@ def running_absmax_dense(A, B, init, proto, offset, flip, row0, row1, exact_out,
                     S[r, j] = np.int64(ex[r, j])
                     P[r, j] = max(hi, -lo)
                     W[r, j] = bits_for(hi, lo, True)
-            _store(flip, i0, j0, rows, cols, S, P, W, exact_out, maxp_out, bits_out)
+            _store(flip, i0, j0, rows, cols, S, P, W, acc_out, exact_out, maxp_out, bits_out)
             continue
         for r in range(rows):
             for j in range(cols):
@@ -852,7 +856,7 @@ def running_absmax_dense(A, B, init, proto, offset, flip, row0, row1, exact_out,
                         W[r, j] = bit_length(m - 1) + 1
             for j in range(cols):
                 S[r, j] = np.int64(ex[r, j])
-        _store(flip, i0, j0, rows, cols, S, P, W, exact_out, maxp_out, bits_out)
+        _store(flip, i0, j0, rows, cols, S, P, W, acc_out, exact_out, maxp_out, bits_out)
 
 
 @nb.njit(cache=True, nogil=True, fastmath={"contract"})

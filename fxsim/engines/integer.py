@@ -782,10 +782,10 @@ def execute_stats_no_overflow(plan: GemmPlan, ops: Operands, out: Planes, path: 
         kernel = notice_first_use(K.running_absmax_dense)
 
         def part(rows):   # a slab of rows on one thread (serial nogil kernel)
-            kernel(A, B, out.init, proto, offset, flip, rows.start, rows.stop, out.exact, out.max_p, out.nbits)
+            kernel(A, B, out.init, proto, offset, flip, rows.start, rows.stop, out.acc, out.exact, out.max_p,
+                   out.nbits)   # acc = exact: no overflow, the register is the exact sum; the counts stay 0
 
         _by_rows(part, M, M * N * b.K)
-        out.acc[...] = out.exact   # no overflow: the register is the exact sum; the counts stay 0
         return path
     A, B = ops.lanes(lane, c.L)
     proto = np.empty((K.EXTREMES_ROWS, min(b.N, K.EXTREMES_COLS) or 1), dtype=lane)
