@@ -707,6 +707,409 @@ def running_extremes_dense(A, B, init, proto, signed, exact_out, maxp_out, bits_
                 bits_out[i0 + r, j0 + j] = bits_for(hi, lo, signed)
 
 
+ABSMAX_ROWS = 4      # the tile of running_absmax_dense: about ABSMAX_ROWS x ABSMAX_COLS outputs
+ABSMAX_COLS = 512
+
+
+@nb.njit(cache=True, fastmath={"contract"})
+def _tile_absmax(A, B, i0, j0, rows, cols, ex, mx):
+    """running_absmax_dense's sweep of one tile: ex[r, j] (holding the start) runs the sum of output
+    (i0 + r, j0 + j) on, mx[r, j] (holding the start's magnitude) its largest magnitude. Per addition one
+    multiply-add, one |x| and one max; eight steps of k per load and store of the running sums.
+    ``contract`` lets the multiply and the add fuse: both are exact (the caller's bound), so the fused
+    operation rounds nothing either."""
+    K = A.shape[1]
+    K8 = K - K % 8
+    for k in range(0, K8, 8):
+        b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
+        b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
+        b4, b5 = B[k + 4, j0:j0 + cols], B[k + 5, j0:j0 + cols]
+        b6, b7 = B[k + 6, j0:j0 + cols], B[k + 7, j0:j0 + cols]
+        for r in range(rows):
+            a = A[i0 + r]
+            a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+            a4, a5, a6, a7 = a[k + 4], a[k + 5], a[k + 6], a[k + 7]
+            exr, mxr = ex[r], mx[r]
+            for j in range(cols):
+                e1 = exr[j] + a0 * b0[j]
+                e2 = e1 + a1 * b1[j]
+                e3 = e2 + a2 * b2[j]
+                e4 = e3 + a3 * b3[j]
+                e5 = e4 + a4 * b4[j]
+                e6 = e5 + a5 * b5[j]
+                e7 = e6 + a6 * b6[j]
+                e8 = e7 + a7 * b7[j]
+                exr[j] = e8
+                m1 = max(max(mxr[j], abs(e1)), max(abs(e2), abs(e3)))
+                m2 = max(max(abs(e4), abs(e5)), max(abs(e6), abs(e7)))
+                mxr[j] = max(max(m1, m2), abs(e8))
+    for k in range(K8, K):
+        b = B[k, j0:j0 + cols]
+        for r in range(rows):
+            a = A[i0 + r, k]
+            exr, mxr = ex[r], mx[r]
+            for j in range(cols):
+                e = exr[j] + a * b[j]
+                exr[j] = e
+                mxr[j] = max(mxr[j], abs(e))
+
+
+@nb.njit(cache=True, fastmath={"contract"})
+def _tile_extremes(A, B, i0, j0, rows, cols, ex, mx, mn):
+    """One tile of the running sums' largest and smallest value (running_extremes_dense's arithmetic);
+    ex, mx, mn hold the start."""
+    K = A.shape[1]
+    K4 = K - K % 4
+    for k in range(0, K4, 4):
+        b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
+        b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
+        for r in range(rows):
+            a = A[i0 + r]
+            a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+            exr, mxr, mnr = ex[r], mx[r], mn[r]
+            for j in range(cols):
+                e1 = exr[j] + a0 * b0[j]
+                e2 = e1 + a1 * b1[j]
+                e3 = e2 + a2 * b2[j]
+                e4 = e3 + a3 * b3[j]
+                exr[j] = e4
+                mxr[j] = max(max(mxr[j], e1), max(max(e2, e3), e4))
+                mnr[j] = min(min(mnr[j], e1), min(min(e2, e3), e4))
+    for k in range(K4, K):
+        b = B[k, j0:j0 + cols]
+        for r in range(rows):
+            a = A[i0 + r, k]
+            exr, mxr, mnr = ex[r], mx[r], mn[r]
+            for j in range(cols):
+                e = exr[j] + a * b[j]
+                exr[j] = e
+                mxr[j] = max(mxr[j], e)
+                mnr[j] = min(mnr[j], e)
+
+
+@nb.njit(cache=True)
+def _reaches(A, B, e, i, j, m):
+    """Whether the running sum of output (i, j) from e ever equals m, in int64 (the lanes hold exact
+    integers)."""
+    hit = e == m
+    for k in range(A.shape[1]):
+        e += np.int64(A[i, k]) * np.int64(B[k, j])
+        hit |= e == m
+    return hit
+
+
+@nb.njit(cache=True)
+def _widths(x, w, tmp):
+    """w[j] = bit_length(x[j]) + 1 for 0 <= x[j] < 2**63: from the exponent of float64(x[j]) (the
+    conversion is exact below 2**53, and a binary64 in [2**(e-1), 2**e) has biased exponent e + 1022),
+    by halving above. The first two loops have no branches and vectorise."""
+    n = x.shape[0]
+    bits = tmp.view(np.int64)
+    for j in range(n):
+        tmp[j] = np.float64(x[j])
+    for j in range(n):
+        e = ((bits[j] >> 52) & 2047) - 1022
+        w[j] = (e if x[j] > 0 else 0) + 1
+    for j in range(n):
+        if x[j] >= 9007199254740992:   # 2**53
+            w[j] = bit_length(x[j]) + 1
+
+
+@nb.njit(cache=True)
+def _load_start(init, flip, i0, j0, rows, cols, S):
+    """S[r, j] = the initial value of output (i0 + r, j0 + j): init[i0 + r, j0 + j], or init[j0 + j, i0 + r]
+    where the problem is transposed (read along init's rows either way)."""
+    if flip:
+        for j in range(cols):
+            for r in range(rows):
+                S[r, j] = init[j0 + j, i0 + r]
+    else:
+        for r in range(rows):
+            for j in range(cols):
+                S[r, j] = init[i0 + r, j0 + j]
+
+
+@nb.njit(cache=True)
+def _store(flip, i0, j0, rows, cols, E, P, W, acc_out, exact_out, maxp_out, bits_out):
+    """The tile's exact sums (into both the accumulator and the exact planes: no addition overflows),
+    largest magnitudes and widths into the planes, at [i, j] or, where the problem is transposed, at
+    [j, i] (written along the planes' rows either way)."""
+    if flip:
+        for j in range(cols):
+            for r in range(rows):
+                acc_out[j0 + j, i0 + r] = E[r, j]
+                exact_out[j0 + j, i0 + r] = E[r, j]
+                maxp_out[j0 + j, i0 + r] = P[r, j]
+                bits_out[j0 + j, i0 + r] = W[r, j]
+    else:
+        for r in range(rows):
+            for j in range(cols):
+                acc_out[i0 + r, j0 + j] = E[r, j]
+                exact_out[i0 + r, j0 + j] = E[r, j]
+                maxp_out[i0 + r, j0 + j] = P[r, j]
+                bits_out[i0 + r, j0 + j] = W[r, j]
+
+
+@nb.njit(cache=True, nogil=True)
+def running_absmax_dense(A, B, init, proto, offset, flip, row0, row1, acc_out, exact_out, maxp_out, bits_out):
+    """running_extremes_dense for a signed register with one statistic fewer per addition: the
+    statistics of a sequential accumulator that provably never overflows (the caller's bound) from a
+    running sum and its largest magnitude alone. With hi and lo the largest and smallest exact partial
+    sum (starting from init and 0, as ``dot`` does) and m = max(hi, -lo) (``max_partial``), the two's
+    complement width max(bit_length(hi), bit_length(-lo - 1)) + 1 is bit_length(m) + 1 if some partial
+    sum is +m (then -lo - 1 < m), else bit_length(m - 1) + 1 (then -lo = m and hi <= m - 1).
+
+    ``offset`` = 1: A holds 4 * (a << L) and the lanes run f = 4 * e + 1 from 4 * init + 1 (and the
+    partial sum 0 as f = 1), whose largest magnitude F tells both: e >= 0 gives |f| = 4e + 1, e < 0 gives
+    4|e| - 1, so F = 4m + 1 where +m is reached and 4m - 1 where only -m is. The caller proves every
+    |f| exact in the lanes (float32: 4 * bound + 1 <= 2**24).
+
+    ``offset`` = 0: A holds a << L, the lanes run e itself and give m; bit_length(m) and
+    bit_length(m - 1) differ only where m is a power of two, and only those outputs scan their running
+    sum again, in int64, for +m. A tile where more than one output in 16 would need it runs the
+    two-extremes sweep instead (the rescans would cost more than the |x| saves). The caller proves
+    every |e| exact in the lanes (float32: bound <= 2**24, binary32 holds every such integer).
+
+    Rows row0 <= i < row1 of A (M, K) @ B (K, N), in ``proto``'s dtype; ``flip``: the caller passes the
+    transposed problem (B.T @ A.T, the same products summed in the same order), and output (i, j) is
+    read from init[j, i] and written to the planes at [j, i]; the exact sums go to ``acc_out`` too (the
+    register never overflows, so it holds them). ``proto``'s shape is the tile of outputs
+    whose running sums stay in the first-level cache. Serial and nogil: callers split the rows across
+    threads (fxsim.runtime.threads.row_parallel)."""
+    N = B.shape[1]
+    RB, JT = proto.shape
+    nrb = (row1 - row0 + RB - 1) // RB
+    njt = (N + JT - 1) // JT
+    ex = np.empty_like(proto)
+    mx = np.empty_like(proto)
+    mn = np.empty_like(proto)
+    S = np.empty((RB, JT), dtype=np.int64)     # starts, then the exact sums
+    P = np.empty((RB, JT), dtype=np.int64)     # largest magnitudes
+    W = np.empty((RB, JT), dtype=np.int64)     # widths
+    X = np.empty((RB, JT), dtype=np.int64)     # the widths' arguments
+    tmp = np.empty(JT, dtype=np.float64)
+    for t in range(nrb * njt):
+        i0 = row0 + (t // njt) * RB
+        j0 = (t % njt) * JT
+        rows = min(i0 + RB, row1) - i0
+        cols = min(j0 + JT, N) - j0
+        _load_start(init, flip, i0, j0, rows, cols, S)
+        for r in range(rows):
+            for j in range(cols):
+                v = S[r, j] * (1 + 3 * offset) + offset
+                ex[r, j] = v
+                mx[r, j] = max(abs(v), offset)
+        _tile_absmax(A, B, i0, j0, rows, cols, ex, mx)
+        if offset:
+            for r in range(rows):
+                for j in range(cols):
+                    F = np.int64(mx[r, j])
+                    P[r, j] = (F + 1) >> 2                   # F = 4m + 1 or 4m - 1
+                    X[r, j] = P[r, j] - ((F & 3) >> 1)       # m where +m is reached, else m - 1
+                    S[r, j] = (np.int64(ex[r, j]) - 1) >> 2
+                _widths(X[r, :cols], W[r, :cols], tmp)
+            _store(flip, i0, j0, rows, cols, S, P, W, acc_out, exact_out, maxp_out, bits_out)
+            continue
+        ties = 0
+        for r in range(rows):
+            for j in range(cols):
+                m = np.int64(mx[r, j])
+                ties += m > 0 and (m & (m - 1)) == 0
+        if ties * 16 > rows * cols:
+            for r in range(rows):
+                for j in range(cols):
+                    v = S[r, j]
+                    ex[r, j] = v
+                    mx[r, j] = max(v, 0)
+                    mn[r, j] = min(v, 0)
+            _tile_extremes(A, B, i0, j0, rows, cols, ex, mx, mn)
+            for r in range(rows):
+                for j in range(cols):
+                    hi, lo = np.int64(mx[r, j]), np.int64(mn[r, j])
+                    S[r, j] = np.int64(ex[r, j])
+                    P[r, j] = max(hi, -lo)
+                    W[r, j] = bits_for(hi, lo, True)
+            _store(flip, i0, j0, rows, cols, S, P, W, acc_out, exact_out, maxp_out, bits_out)
+            continue
+        for r in range(rows):
+            for j in range(cols):
+                P[r, j] = np.int64(mx[r, j])
+            _widths(P[r, :cols], W[r, :cols], tmp)
+            if ties:
+                for j in range(cols):
+                    m = P[r, j]
+                    if m > 0 and (m & (m - 1)) == 0 and not _reaches(A, B, S[r, j], i0 + r, j0 + j, m):
+                        W[r, j] = bit_length(m - 1) + 1
+            for j in range(cols):
+                S[r, j] = np.int64(ex[r, j])
+        _store(flip, i0, j0, rows, cols, S, P, W, acc_out, exact_out, maxp_out, bits_out)
+
+
+@nb.njit(cache=True, nogil=True, fastmath={"contract"})
+def clamp_stats_dense(A, B, init, proto, lo, hi, signed, row0, row1, acc_out, nov_out, exact_out, maxp_out,
+                      bits_out):
+    """sequential_stats_dense for a saturating register (saturate or saturate_symmetric: [lo, hi]) in
+    narrow lanes: rows row0 <= i < row1 of A (M, K) @ B (K, N), A holding the products' aligned left
+    factor (a << L), A, B, lo and hi in ``proto``'s dtype (float32 or int32), a tile of ``proto``'s shape
+    at a time, vectorised over its columns. Per addition: the exact running sum e += p and its largest
+    and smallest value (from init and 0, as ``dot`` does), the register s = acc + p, acc = min(max(s,
+    lo), hi), one overflow counted where acc != s. The caller proves every |p|, |e| and |acc| + |p| exact
+    in the lanes (float32: <= 2**24, so each product, sum and clamp is the exact integer, fused or not;
+    int32: < 2**31), so every lane value is the int64 kernel's. Four steps of k per load and store of the
+    tile's five running arrays. Serial and nogil: callers split the rows across threads."""
+    K = A.shape[1]
+    N = B.shape[1]
+    RB, JT = proto.shape
+    nrb = (row1 - row0 + RB - 1) // RB
+    njt = (N + JT - 1) // JT
+    K4 = K - K % 4
+    ex = np.empty_like(proto)
+    mx = np.empty_like(proto)
+    mn = np.empty_like(proto)
+    ac = np.empty_like(proto)
+    ct = np.empty_like(proto)
+    for t in range(nrb * njt):
+        i0 = row0 + (t // njt) * RB
+        j0 = (t % njt) * JT
+        rows = min(i0 + RB, row1) - i0
+        cols = min(j0 + JT, N) - j0
+        for r in range(rows):
+            for j in range(cols):
+                v = init[i0 + r, j0 + j]
+                ex[r, j] = v
+                ac[r, j] = v
+                mx[r, j] = max(v, 0)
+                mn[r, j] = min(v, 0)
+                ct[r, j] = 0
+        for k in range(0, K4, 4):
+            b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
+            b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
+            for r in range(rows):
+                a = A[i0 + r]
+                a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+                exr, mxr, mnr, acr, ctr = ex[r], mx[r], mn[r], ac[r], ct[r]
+                for j in range(cols):
+                    p0, p1, p2, p3 = a0 * b0[j], a1 * b1[j], a2 * b2[j], a3 * b3[j]
+                    e1 = exr[j] + p0
+                    e2 = e1 + p1
+                    e3 = e2 + p2
+                    e4 = e3 + p3
+                    exr[j] = e4
+                    mxr[j] = max(max(mxr[j], e1), max(max(e2, e3), e4))
+                    mnr[j] = min(min(mnr[j], e1), min(min(e2, e3), e4))
+                    s1 = acr[j] + p0
+                    c1 = min(max(s1, lo), hi)
+                    s2 = c1 + p1
+                    c2 = min(max(s2, lo), hi)
+                    s3 = c2 + p2
+                    c3 = min(max(s3, lo), hi)
+                    s4 = c3 + p3
+                    c4 = min(max(s4, lo), hi)
+                    acr[j] = c4
+                    ctr[j] += (c1 != s1) + (c2 != s2) + (c3 != s3) + (c4 != s4)
+        for k in range(K4, K):
+            b = B[k, j0:j0 + cols]
+            for r in range(rows):
+                a = A[i0 + r, k]
+                exr, mxr, mnr, acr, ctr = ex[r], mx[r], mn[r], ac[r], ct[r]
+                for j in range(cols):
+                    p = a * b[j]
+                    e = exr[j] + p
+                    exr[j] = e
+                    mxr[j] = max(mxr[j], e)
+                    mnr[j] = min(mnr[j], e)
+                    s = acr[j] + p
+                    c = min(max(s, lo), hi)
+                    ctr[j] += c != s
+                    acr[j] = c
+        for r in range(rows):
+            for j in range(cols):
+                h, l = np.int64(mx[r, j]), np.int64(mn[r, j])
+                acc_out[i0 + r, j0 + j] = np.int64(ac[r, j])
+                nov_out[i0 + r, j0 + j] = np.int64(ct[r, j])
+                exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
+                maxp_out[i0 + r, j0 + j] = max(h, -l)
+                bits_out[i0 + r, j0 + j] = bits_for(h, l, signed)
+
+
+@nb.njit(cache=True, nogil=True, fastmath={"contract"})
+def wrap_stats_dense(A, B, init, proto, half, modulus, signed, row0, row1, acc_out, nov_out, exact_out, maxp_out,
+                     bits_out):
+    """clamp_stats_dense for a wrapping register of W bits in float32 lanes: ``modulus`` = 2**W, ``half`` =
+    2**(W-1) when signed, else 0. Per addition s = acc + p, q = floor((s + half) / 2**W), acc = s - q * 2**W
+    (the value of s modulo 2**W in [-half, 2**W - half)), one overflow counted where acc != s. The caller
+    proves |p|, |e| and |acc| + |p| + half at most 2**24: every value is then an integer that binary32
+    holds, and s / 2**W + half / 2**W = (s + half) / 2**W such an integer scaled by a power of two, which
+    binary32 holds too, so each step is exact, fused or not, and every lane value is the int64 kernel's."""
+    K = A.shape[1]
+    N = B.shape[1]
+    RB, JT = proto.shape
+    nrb = (row1 - row0 + RB - 1) // RB
+    njt = (N + JT - 1) // JT
+    K2 = K - K % 2
+    inv = np.float32(1.0) / modulus
+    hinv = half * inv              # 1/2 (signed) or 0: q = floor((s + half) / 2**W), one fused step
+    ex = np.empty_like(proto)
+    mx = np.empty_like(proto)
+    mn = np.empty_like(proto)
+    ac = np.empty_like(proto)
+    ct = np.empty_like(proto)
+    for t in range(nrb * njt):
+        i0 = row0 + (t // njt) * RB
+        j0 = (t % njt) * JT
+        rows = min(i0 + RB, row1) - i0
+        cols = min(j0 + JT, N) - j0
+        for r in range(rows):
+            for j in range(cols):
+                v = init[i0 + r, j0 + j]
+                ex[r, j] = v
+                ac[r, j] = v
+                mx[r, j] = max(v, 0)
+                mn[r, j] = min(v, 0)
+                ct[r, j] = 0
+        for k in range(0, K2, 2):
+            b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
+            for r in range(rows):
+                a0, a1 = A[i0 + r, k], A[i0 + r, k + 1]
+                exr, mxr, mnr, acr, ctr = ex[r], mx[r], mn[r], ac[r], ct[r]
+                for j in range(cols):
+                    p0, p1 = a0 * b0[j], a1 * b1[j]
+                    e1 = exr[j] + p0
+                    e2 = e1 + p1
+                    exr[j] = e2
+                    mxr[j] = max(max(mxr[j], e1), e2)
+                    mnr[j] = min(min(mnr[j], e1), e2)
+                    s1 = acr[j] + p0
+                    w1 = s1 - np.floor(s1 * inv + hinv) * modulus
+                    s2 = w1 + p1
+                    w2 = s2 - np.floor(s2 * inv + hinv) * modulus
+                    acr[j] = w2
+                    ctr[j] += (w1 != s1) + (w2 != s2)
+        for k in range(K2, K):
+            b = B[k, j0:j0 + cols]
+            for r in range(rows):
+                a = A[i0 + r, k]
+                exr, mxr, mnr, acr, ctr = ex[r], mx[r], mn[r], ac[r], ct[r]
+                for j in range(cols):
+                    p = a * b[j]
+                    e = exr[j] + p
+                    exr[j] = e
+                    mxr[j] = max(mxr[j], e)
+                    mnr[j] = min(mnr[j], e)
+                    s = acr[j] + p
+                    w = s - np.floor(s * inv + hinv) * modulus
+                    ctr[j] += w != s
+                    acr[j] = w
+        for r in range(rows):
+            for j in range(cols):
+                h, l = np.int64(mx[r, j]), np.int64(mn[r, j])
+                acc_out[i0 + r, j0 + j] = np.int64(ac[r, j])
+                nov_out[i0 + r, j0 + j] = np.int64(ct[r, j])
+                exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
+                maxp_out[i0 + r, j0 + j] = max(h, -l)
+                bits_out[i0 + r, j0 + j] = bits_for(h, l, signed)
+
+
 @nb.njit(cache=True)
 def block_code_ranges(A, B, blk, amin, amax, bmin, bmax):
     """Per block q of ``blk`` along K: the smallest and largest code of each row of A (into amin/amax

@@ -105,7 +105,12 @@ class IntPath(enum.Enum):
 
     STATS_SEQUENTIAL = "stats-sequential"
     """Statistics for a sequential wrap or saturating register below 64 bits: the cycle-accurate
-    arithmetic vectorised across output columns (the same per-addition steps as the per-output kernel)."""
+    arithmetic vectorised across output columns (the same per-addition steps as the per-output kernel).
+    A saturate or saturate_symmetric register runs in float32 lanes where every aligned product, exact
+    partial sum and register input |acc| + |p| is at most 2**24 (binary32 holds each such integer, so
+    every product, sum and clamp is exact), in int32 lanes below 2**31, else in int64. A wrapping register
+    runs in float32 lanes where also |acc| + |p| + 2**(W-1) <= 2**24: acc = s - 2**W * floor((s + 2**(W-1))
+    / 2**W) is then exact at every step."""
 
     STATS_NO_OVERFLOW = "stats-no-overflow"
     """Statistics where a bound proves that no addition overflows (sequential order, exact products):
@@ -113,7 +118,12 @@ class IntPath(enum.Enum):
     sum, every overflow count is 0 and the accumulator is the exact sum. Only the exact running sum and
     its extremes remain, vectorised over columns in float32 lanes when B <= 2**24 (every aligned product
     and partial sum is then an integer of magnitude <= 2**24, which binary32 holds exactly, so each
-    addition and multiplication is exact), int32 when B < 2**31, else int64."""
+    addition and multiplication is exact), int32 when B < 2**31, else int64. For a signed register the
+    largest |partial sum| m alone gives both statistics: the width is bit_length(m) + 1 where the sum
+    reaches +m, bit_length(m - 1) + 1 where only -m; the lanes run 4 * e + 1 (whose largest magnitude is
+    4m + 1 or 4m - 1) when 4 * B + 1 fits them, else e, and the outputs whose m is a power of two (the
+    only ones where the two widths differ) scan their sums again for +m
+    (``kernels.int_gemm.running_absmax_dense``)."""
 
     STATS_KERNEL = "stats-kernel"
     """Statistics from the cycle-accurate per-output kernel (other orders, product registers, ...)."""
@@ -335,12 +345,15 @@ class Operands:
         """A << shift and B as ``dtype`` (scratch buffers; the caller has proved every value exact in it)."""
         if np.dtype(dtype) == np.int64:
             return (self.a64 << shift if shift else self.a64), self.b64
-        A = scratch("gemm A lanes", self.A.shape, dtype)
-        np.copyto(A, self.A, casting="unsafe")
+        if self.A.size + self.B.size < 1 << 16:   # small: fresh arrays cost less than the scratch lookups
+            A, B = self.A.astype(dtype), self.B.astype(dtype)
+        else:
+            A = scratch("gemm A lanes", self.A.shape, dtype)
+            np.copyto(A, self.A, casting="unsafe")
+            B = scratch("gemm B lanes", self.B.shape, dtype)
+            np.copyto(B, self.B, casting="unsafe")
         if shift:   # exact: |a| << shift is within the proven bound
             A *= np.dtype(dtype).type(2 ** shift)
-        B = scratch("gemm B lanes", self.B.shape, dtype)
-        np.copyto(B, self.B, casting="unsafe")
         return A, B
 
     @property
@@ -419,11 +432,46 @@ class GemmPlan:
         return self.stats and c.sequential and c.simple and self.no_overflow
 
     @property
+    def reach(self) -> int:
+        """|init| + (K * max|a| * max|b| << L): a bound on every aligned product and exact partial sum."""
+        b = self.bounds
+        return (b.global_bound << self.config.L) + b.imax
+
+    @property
     def lane_dtype(self):
         """The narrowest lanes that hold every aligned product and partial sum exactly (STATS_NO_OVERFLOW)."""
-        b = self.bounds
-        reach = (b.global_bound << self.config.L) + b.imax
+        reach = self.reach
         return np.float32 if reach <= 2 ** 24 else np.int32 if reach < 2 ** 31 else np.int64
+
+    @property
+    def clamp_lane_dtype(self):
+        """STATS_SEQUENTIAL with a saturate or saturate_symmetric register: float32 where every aligned
+        product, exact partial sum and register input (|acc| + |p|) is at most 2**24, int32 below 2**31,
+        else None (the int64 kernel)."""
+        c, b = self.config, self.bounds
+        if c.overflow not in (Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC) or not c.simple:
+            return None
+        need = max(self.reach, max(b.imax, -c.lo, c.hi) + (b.amax * b.bmax << c.L))
+        return np.float32 if need <= 2 ** 24 else np.int32 if need < 2 ** 31 else None
+
+    @property
+    def wrap_lane_dtype(self):
+        """STATS_SEQUENTIAL with a wrapping register: float32 where every aligned product, exact partial
+        sum and |acc| + |p| + 2**(W-1) is at most 2**24, else None (the int64 kernel)."""
+        c, b = self.config, self.bounds
+        if c.overflow != Overflow.WRAP or not c.simple:
+            return None
+        half = c.hi + 1 if c.signed else 0
+        need = max(self.reach, max(b.imax, -c.lo, c.hi) + half + (b.amax * b.bmax << c.L))
+        return np.float32 if need <= 2 ** 24 else None
+
+    @property
+    def lane_offset(self) -> int:
+        """1 where ``lane_dtype`` also holds 4 * reach + 1 exactly, so that the signed register's kernel
+        (``kernels.int_gemm.running_absmax_dense``) can run the lanes as 4 * e + 1; else 0."""
+        f = 4 * self.reach + 1
+        lane = self.lane_dtype
+        return int(f <= 2 ** 24 if lane is np.float32 else f < 2 ** 31 if lane is np.int32 else f < _I63)
 
 
 def choose_path(plan: GemmPlan) -> IntPath:
@@ -497,6 +545,9 @@ def gemm_plan(config: IntegerPlan, ops: Operands, imax: int, *, stats: bool, cod
     if not bounds.data and ((shortcut and not config.proves_all(bounds.global_bound, imax)) or
                             (stats and config.sequential and config.simple and not plan.no_overflow)):
         plan = GemmPlan(config, from_data(), stats)   # the formats' bound decides nothing: the data's may
+    if (stats and config.sequential and config.simple and not plan.bounds.data and code_ranges is not None
+            and dp.zero_point_bits is None):   # free: the caller's code ranges may allow narrower lanes
+        plan = GemmPlan(config, from_data(), stats)
     b = plan.bounds
     if (shortcut and b.scan is None and b.global_bound < _F53 and not config.proves_all(b.global_bound, imax)):
         # the formats were too wide to scan by; the data may not be
@@ -511,7 +562,8 @@ def gemm_plan(config: IntegerPlan, ops: Operands, imax: int, *, stats: bool, cod
 @dataclass
 class Planes:
     """Where the executors write: ``init`` (read only), ``acc``; ``exact``, ``nov`` (overflow counts),
-    ``max_p``/``nbits`` where the path computes them."""
+    ``max_p``/``nbits`` where the path computes them (``stats_buf``: two planes for them, allocated
+    with the others when statistics are asked for)."""
 
     init: np.ndarray
     acc: np.ndarray
@@ -520,6 +572,11 @@ class Planes:
     exact: np.ndarray | None = None
     max_p: np.ndarray | None = None
     nbits: np.ndarray | None = None
+    stats_buf: np.ndarray | None = None
+
+    def stat_planes(self):
+        """Two (M, N) int64 planes for max_p and nbits."""
+        return self.stats_buf if self.stats_buf is not None else np.empty((2,) + self.acc.shape, dtype=np.int64)
 
 
 @contextmanager
@@ -648,6 +705,15 @@ def execute_kernel(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) ->
     return path
 
 
+def _by_rows(part, M: int, work: int):
+    """part(rows) for slabs of range(M), one per thread (``row_parallel``); small calls directly, without
+    asking how many threads there are."""
+    if work < 1 << 22:
+        part(slice(0, M))
+    else:
+        row_parallel(part, M, work=work)
+
+
 def _extremes(out: Planes, mx, mn, signed: bool):
     out.max_p = np.maximum(mx, -mn)
     out.nbits = bits_needed(mx, mn, signed)
@@ -656,6 +722,35 @@ def _extremes(out: Planes, mx, mn, signed: bool):
 def execute_stats_sequential(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) -> IntPath:
     c, b = plan.config, plan.bounds
     out.exact = out.exact_buf
+    lane = plan.clamp_lane_dtype
+    if lane is not None:   # a saturating register in float32 or int32 lanes (twice as many as int64)
+        out.max_p, out.nbits = out.stat_planes()
+        A, B = ops.lanes(lane, c.L)
+        cols = min(b.N, K.ABSMAX_COLS) or 1
+        proto = np.empty((max(K.ABSMAX_ROWS, K.ABSMAX_ROWS * K.ABSMAX_COLS // cols), cols), dtype=lane)
+        lo, hi = lane(c.lo), lane(c.hi)
+        kernel = notice_first_use(K.clamp_stats_dense)
+
+        def part(rows):   # a slab of rows on one thread (serial nogil kernel)
+            kernel(A, B, out.init, proto, lo, hi, c.signed, rows.start, rows.stop, out.acc, out.nov, out.exact,
+                   out.max_p, out.nbits)
+
+        _by_rows(part, b.M, b.M * b.N * b.K)
+        return path
+    if plan.wrap_lane_dtype is not None:   # a wrapping register in float32 lanes
+        out.max_p, out.nbits = out.stat_planes()
+        A, B = ops.lanes(np.float32, c.L)
+        cols = min(b.N, K.ABSMAX_COLS) or 1
+        proto = np.empty((max(K.ABSMAX_ROWS, K.ABSMAX_ROWS * K.ABSMAX_COLS // cols), cols), dtype=np.float32)
+        half, modulus = np.float32(c.hi + 1 if c.signed else 0), np.float32(2.0 ** c.bits)
+        wrap_kernel = notice_first_use(K.wrap_stats_dense)
+
+        def part_wrap(rows):   # a slab of rows on one thread (serial nogil kernel)
+            wrap_kernel(A, B, out.init, proto, half, modulus, c.signed, rows.start, rows.stop, out.acc, out.nov,
+                        out.exact, out.max_p, out.nbits)
+
+        _by_rows(part_wrap, b.M, b.M * b.N * b.K)
+        return path
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
     with _threads_for(ops.a64.shape[0] * ops.a64.shape[1] * ops.b64.shape[1]):
         notice_first_use(K.sequential_stats_dense)(ops.a64, ops.b64, out.init, c.register, out.acc, out.nov, mx, mn,
@@ -667,8 +762,31 @@ def execute_stats_sequential(plan: GemmPlan, ops: Operands, out: Planes, path: I
 def execute_stats_no_overflow(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) -> IntPath:
     c, b = plan.config, plan.bounds
     out.exact = out.exact_buf
-    out.max_p, out.nbits = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
+    out.max_p, out.nbits = out.stat_planes()
     lane = plan.lane_dtype
+    if c.signed:   # the running sum's magnitude alone gives both statistics (one operation fewer per MAC)
+        offset = plan.lane_offset
+        A, B = ops.lanes(lane, c.L + 2 * offset)
+        M, N = b.M, b.N
+        flip = 0 < N < 64 and M > N   # few columns: vectorise over the rows instead, as C.T = B.T @ A.T (the
+        if flip:                  # same products, summed in the same order of k)
+            A, B = np.ascontiguousarray(B.T), np.ascontiguousarray(A.T)
+            M, N = N, M
+        tile = K.ABSMAX_ROWS * K.ABSMAX_COLS   # outputs per tile (their running sums stay in cache)
+        if flip:   # every row (< 64) in one tile: the planes are then written along their rows
+            rows, cols = M, min(N, max(64, tile // M))
+        else:
+            cols = min(N, K.ABSMAX_COLS) or 1
+            rows = max(K.ABSMAX_ROWS, tile // cols)
+        proto = np.empty((rows, cols), dtype=lane)
+        kernel = notice_first_use(K.running_absmax_dense)
+
+        def part(rows):   # a slab of rows on one thread (serial nogil kernel)
+            kernel(A, B, out.init, proto, offset, flip, rows.start, rows.stop, out.acc, out.exact, out.max_p,
+                   out.nbits)   # acc = exact: no overflow, the register is the exact sum; the counts stay 0
+
+        _by_rows(part, M, M * N * b.K)
+        return path
     A, B = ops.lanes(lane, c.L)
     proto = np.empty((K.EXTREMES_ROWS, min(b.N, K.EXTREMES_COLS) or 1), dtype=lane)
     with _threads_for(b.M * b.N * b.K):
@@ -758,8 +876,8 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
     # the exact sums, the accumulators and the values share one allocation: a fresh multi-megabyte array
     # per result costs a page fault per 4 KiB on first write (0.9 ms of 1.1 for 512x512), while numpy
     # backs allocations of 4 MiB and more with huge pages
-    planes = np.empty((3, M, N), dtype=np.int64)
-    out = Planes(init=init, acc=planes[1], exact_buf=planes[0], nov=nov)
+    planes = np.empty((5 if stats else 3, M, N), dtype=np.int64)   # with stats: max_p and nbits too
+    out = Planes(init=init, acc=planes[1], exact_buf=planes[0], nov=nov, stats_buf=planes[3:] if stats else None)
     path = EXECUTORS[path](plan, ops, out, path)
     traces = trace_outputs(config, ops, init, trace, (M, N)) if trace is not None else {}
     codes, values = output_stage(out.acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias,

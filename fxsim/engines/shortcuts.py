@@ -35,8 +35,9 @@ first (each is one member of ``IntPath``).
 6. *Statistics without overflow.* With statistics asked for, the bound of 3 (|init| + K * max|a| * max|b|
    aligned, within the range) proves that no addition of any order overflows: the register equals the
    exact partial sum at every cycle, every overflow count is 0 and the accumulator is the exact sum; only
-   the running sums' extremes remain to be computed (``kernels.int_gemm.running_extremes_dense``), exactly
-   in float32 lanes while every |value| <= 2**24.
+   the running sums' extremes remain to be computed (``kernels.int_gemm.running_absmax_dense`` for
+   signed registers, from the largest magnitude alone; ``running_extremes_dense`` otherwise), exactly in
+   float32 lanes while every |value| <= 2**24.
 
 Speed without loss of exactness: the BLAS calls and the passes over their results run by row slabs, one
 thread each, with single-threaded BLAS (``fxsim.runtime.threads``); large temporaries come from per-thread

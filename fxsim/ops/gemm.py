@@ -69,6 +69,13 @@ def gemm(A, B, datapath: Datapath, *, bias=None, trace=None, stats: bool = True)
                 and datapath.zero_point_bits is None):
             codes.append(x)   # integer codes as they are: the engine range-checks them in its one pass
             unchecked.append((key, name, x, fmt))
+        elif x.dtype.kind in "iu" and x.dtype != np.uint64 and fmt.frac == 0:
+            # integer codes as they are (no int64 copy: 8x the memory of int8 codes); range-checked here
+            lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+            if lo < fmt.min_code or hi > fmt.max_code:
+                operand_codes_range(x, fmt, name)   # names the offending element
+            codes.append(x)
+            ranges.append((lo, hi))
         else:
             c, lo, hi = operand_codes_range(x, fmt, name)
             codes.append(c)
