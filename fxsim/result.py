@@ -15,7 +15,8 @@ class GemmResult:
     - ``acc``: raw accumulators before the output stage (bias preload included): int64 codes for a Fixed
       accumulator, float64 values for a Float one
     - ``overflow_count``: per output, how many additions wrapped, saturated or went to inf
-    - ``acc_values``: ``acc`` as real values (codes * 2**-frac)
+    - ``acc_values``: ``acc`` as real values (codes * 2**-frac); the very array ``values`` is where the two are
+      equal (no output stage, or a float accumulator)
     - ``exact``: int64 exact sums (unbounded accumulator, same alignment), in accumulator LSBs
     - ``max_partial``: per output, the largest exact partial-sum magnitude (accumulator LSBs)
     - ``bits_needed``: per output, the accumulator width that would have held every partial sum

@@ -13,8 +13,9 @@ def float_codes(x, xbits, man, exp, bias, emin, min_normal, max_finite, signed, 
     numbers, in straight-line integer arithmetic the compiler vectorises (``xbits`` is ``x`` viewed as
     int64). Returns (bad, slow): how many values are not representable (as ``float_codes_any`` counts
     them) and how many are inf, NaN or float64 subnormals, whose codes this kernel leaves undefined (the
-    caller then runs ``float_codes_any``)."""
+    caller then runs ``float_codes_any``). An empty ``codes`` validates only (nothing stored)."""
     n = x.shape[0]
+    store = codes.shape[0] == n
     bad = 0
     slow = 0
     sign_shift = exp + man
@@ -41,7 +42,8 @@ def float_codes(x, xbits, man, exp, bias, emin, min_normal, max_finite, signed, 
         code |= np.int64(signed & neg & (not (fnuz & is_zero))) << sign_shift
         bad += bad_v
         slow += (ebits == 0x7FF) | ((ebits == 0) & (mant != 0))
-        codes[i] = code
+        if store:
+            codes[i] = code
     return bad, slow
 
 

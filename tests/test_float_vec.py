@@ -426,10 +426,12 @@ def test_fast_codes_agree_with_encode_near_every_boundary(fmt, seed):
         except ValueError:
             expected, ok = None, False
         got = fast_float_codes(x, fmt)
+        checked = fast_float_codes(x, fmt, store=False)      # validation only: the same verdict
         if ok:
             assert got is not None and np.array_equal(got, expected), x
+            assert checked is True
         else:
-            assert got is None, x
+            assert got is None and checked is None, x
 
 
 @settings(max_examples=25)

@@ -101,7 +101,7 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
         vals = arr.astype(np.float64)
     else:
         vals = np.asarray(arr, dtype=np.float64)
-    if not _on_fixed_grid(vals, fmt) and fast_float_codes(vals, fmt) is None:
+    if not _on_fixed_grid(vals, fmt) and fast_float_codes(vals, fmt, store=False) is None:
         try:
             fmt.encode(vals)
         except ValueError as exc:
@@ -130,25 +130,28 @@ def _on_fixed_grid(vals: np.ndarray, fmt) -> bool:
                 and float(c.max()) <= fmt.max_code)
 
 
-def fast_float_codes(values, fmt):
+def fast_float_codes(values, fmt, store: bool = True):
     """The bit patterns ``fmt.encode`` gives (as int64), computed in one compiled pass when every value
     is a finite value of a radix-2 Float format; None otherwise (the caller then runs ``encode``, which
-    handles inf/NaN and raises for values off the grid)."""
+    handles inf/NaN and raises for values off the grid). ``store=False`` only validates: True (every value
+    is such a value) or None, without writing the codes."""
     if not isinstance(fmt, Float) or fmt.radix != 2 or fmt.bits > 62:
         return None
     flat = kernel_array(values).ravel()
-    codes = np.empty(flat.shape, dtype=np.int64)
+    codes = np.empty(flat.shape if store else 0, dtype=np.int64)
     params = (np.int64(fmt.man), np.int64(fmt.exp), np.int64(fmt.bias), np.int64(fmt.emin),
               float(fmt.min_normal), float(fmt.max), bool(fmt.signed), bool(fmt.zero), bool(fmt.subnormals),
-              fmt.specials == "fnuz", codes)
+              fmt.specials == "fnuz")
     with serial_below(flat.size):
-        bad, slow = (notice_first_use(FC.float_codes)(flat, flat.view(np.int64), *params) if fmt.man <= 52
+        bad, slow = (notice_first_use(FC.float_codes)(flat, flat.view(np.int64), *params, codes) if fmt.man <= 52
                      else (0, 1))
         if slow:   # inf, NaN or float64 subnormals: the general pass decides
-            bad = notice_first_use(FC.float_codes_any)(flat, *params)
+            if not store:
+                codes = np.empty(flat.shape, dtype=np.int64)
+            bad = notice_first_use(FC.float_codes_any)(flat, *params, codes)
     if bad:
         return None
-    return codes.reshape(np.shape(values))
+    return codes.reshape(np.shape(values)) if store else True
 
 
 def _float_params(fmt: Float, argument: str):
@@ -303,7 +306,8 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
         path = choose_float_path(dp, bound=_useful_bound(dp, Av, Bv) if bias is None else None,
                                  has_bias=bias is not None)
         post = post_bias if post_bias is not None else init
-        codes = _run_float_path(path, Av, Bv, init, post, post_bias is not None, cfg, acc, nov)
+        codes = _run_float_path(path, Av, Bv, init, post, post_bias is not None, cfg, acc, nov,
+                                zero_init=bias is None or not dp.bias_preload)
     out = {}
     if traces:
         Bt = kernel_array(Bv.T)
@@ -323,7 +327,8 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
                             f"first at {tuple(int(v) for v in first)}")
     if codes is None:
         codes = _codes(acc, acc_fmt)
-    return GemmResult(values=acc.copy(), codes=codes, acc=acc, overflow_count=nov, acc_values=acc.copy(),
+    values = acc.copy()       # the register's values: one array for values and acc_values, as the integer engine's
+    return GemmResult(values=values, codes=codes, acc=acc, overflow_count=nov, acc_values=values,
                       datapath=dp, traces=out, path=path)
 
 
@@ -538,10 +543,11 @@ def output_kernel(cfg):
 _NO_TRACE = np.empty(1, dtype=np.float64)
 
 
-def _run_float_path(path, Av, Bv, init, post, has_post, cfg, acc, nov):
+def _run_float_path(path, Av, Bv, init, post, has_post, cfg, acc, nov, zero_init=False):
     """Execute the chosen path; every kernel is picked by order (and path) here, so a datapath compiles only
     the kernels it runs, each for one argument signature (float64 / float32 C arrays, int64 scalars).
-    Returns the register codes where the path has them at hand (binary32 bit patterns), else None."""
+    Returns the register codes where the path has them at hand (binary32 bit patterns), else None.
+    ``zero_init``: the caller's word that ``init`` is all +0 (no preloaded bias)."""
     if path == "exact-blas":
         np.matmul(Av, Bv, out=acc)
         acc += 0.0                   # a zero sum is +0, as the register's
@@ -551,7 +557,7 @@ def _run_float_path(path, Av, Bv, init, post, has_post, cfg, acc, nov):
             sh = 23 - cfg.acc.man
             maxbits = np.float32(cfg.acc.max_finite).view(np.uint32) if sh else np.uint32(0x7F800000)
             A32, B32 = Av.astype(np.float32), Bv.astype(np.float32)
-            i32 = init.astype(np.float32)
+            i32 = np.zeros(init.shape, dtype=np.float32) if zero_init else init.astype(np.float32)
             p32 = i32 if post is init else post.astype(np.float32)
             out = np.empty(acc.shape, dtype=np.float32)
             if cfg.options.order == FK.SEQUENTIAL:
