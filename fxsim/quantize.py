@@ -339,9 +339,8 @@ def _quantize_fixed(x, fmt: Fixed, rounding, overflow, seed, random_bits, *, wan
         raise InvalidArgument("unsigned 64-bit formats do not fit the int64 kernels; use 63 bits or fewer")
     xa = _as_float64(x)
     flat = xa.ravel()
-    finite = np.isfinite(flat)
-    if not np.all(finite):
-        i = int(np.flatnonzero(~finite)[0])
+    if flat.size and not (np.isfinite(flat.max()) and np.isfinite(flat.min())):   # NaN propagates through both
+        i = int(np.flatnonzero(~np.isfinite(flat))[0])
         raise InvalidArgument(f"{fmt} has no code for {float(flat[i])!r} (index {i}); NaN and inf cannot be quantized "
                          "to fixed point")
     r = _random_bits_arg(random_bits)

@@ -19,6 +19,18 @@ from fxsim.quantize import quantize
 __all__ = ["TensorQuantizer", "LogQuantizer", "Recipe", "RECIPES", "get_recipe"]
 
 
+def _finite_amax(x) -> float:
+    """max|x| of a tensor entering a quantized layer, which must be finite (``_check_finite`` raises with the
+    first offending element): two reductions and no temporary array."""
+    xa = np.asarray(x)
+    if not xa.size:
+        return 0.0
+    hi, lo = float(xa.max()), float(xa.min())
+    if not (np.isfinite(hi) and np.isfinite(lo)):      # NaN propagates through max and min
+        _check_finite(xa)
+    return max(hi, -lo)
+
+
 def _check_finite(x):
     """A tensor entering a quantized layer must be finite: its scale is chosen from max|x|, which a NaN or
     an infinity would make meaningless for every other element."""
@@ -63,8 +75,7 @@ class TensorQuantizer:
 
     def __call__(self, x, *, seed=0):
         fmt = self._format
-        _check_finite(x)
-        amax = float(np.max(np.abs(x))) if np.size(x) else 0.0
+        amax = _finite_amax(x)
         if amax == 0.0:
             return np.zeros_like(x, dtype=np.float64), 1.0, 0
         if self.scale_rule == "max":
@@ -124,8 +135,7 @@ class LogQuantizer:
         """Returns (q on ``fmt``'s grid, scale, underflows to zero); x ≈ scale * q."""
         fmt = self.fmt
         x = np.asarray(x, dtype=np.float64)
-        _check_finite(x)
-        amax = float(np.max(np.abs(x))) if x.size else 0.0
+        amax = _finite_amax(x)
         if amax == 0.0:
             return np.zeros_like(x), 1.0, 0
         low = fmt.min_subnormal                               # the level α on the grid
