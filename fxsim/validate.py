@@ -148,3 +148,11 @@ def check_trace(name: str, trace, shape) -> list:
             raise InvalidArgument(f"{name} index {t} is outside the output shape {tuple(shape)}")
         out.append(t)
     return out
+
+
+def kernel_array(x, dtype=np.float64) -> np.ndarray:
+    """``x`` as a C-contiguous, writable array of ``dtype``: the one array type the Numba kernels are compiled
+    for (a read-only view, such as a broadcast that is already contiguous, or a strided array would compile
+    them a second time)."""
+    out = np.ascontiguousarray(x, dtype=dtype)
+    return out if out.flags.writeable else out.copy()

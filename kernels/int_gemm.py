@@ -659,7 +659,6 @@ def running_extremes_dense(A, B, init, proto, signed, exact_out, maxp_out, bits_
     RB, JT = proto.shape
     nrb = (M + RB - 1) // RB
     njt = (N + JT - 1) // JT
-    K4 = K - K % 4
     for t in nb.prange(nrb * njt):
         i0 = (t // njt) * RB
         j0 = (t % njt) * JT
@@ -674,31 +673,7 @@ def running_extremes_dense(A, B, init, proto, signed, exact_out, maxp_out, bits_
                 ex[r, j] = v
                 mx[r, j] = max(v, 0)
                 mn[r, j] = min(v, 0)
-        for k in range(0, K4, 4):
-            b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
-            b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
-            for r in range(rows):
-                a = A[i0 + r]
-                a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
-                exr, mxr, mnr = ex[r], mx[r], mn[r]
-                for j in range(cols):
-                    e1 = exr[j] + a0 * b0[j]
-                    e2 = e1 + a1 * b1[j]
-                    e3 = e2 + a2 * b2[j]
-                    e4 = e3 + a3 * b3[j]
-                    exr[j] = e4
-                    mxr[j] = max(max(mxr[j], e1), max(max(e2, e3), e4))
-                    mnr[j] = min(min(mnr[j], e1), min(min(e2, e3), e4))
-        for k in range(K4, K):
-            b = B[k, j0:j0 + cols]
-            for r in range(rows):
-                a = A[i0 + r, k]
-                exr, mxr, mnr = ex[r], mx[r], mn[r]
-                for j in range(cols):
-                    e = exr[j] + a * b[j]
-                    exr[j] = e
-                    mxr[j] = max(mxr[j], e)
-                    mnr[j] = min(mnr[j], e)
+        _tile_extremes(A, B, i0, j0, rows, cols, ex, mx, mn)
         for r in range(rows):
             for j in range(cols):
                 hi, lo = np.int64(mx[r, j]), np.int64(mn[r, j])

@@ -149,3 +149,29 @@ def test_the_common_sequential_datapath_traces_through_its_small_kernel():
             acc, _ = ref.register(acc + p, 14, True, dp.accumulator.overflow)
             want.append(acc)
         assert res.traces[(i, j)].tolist() == want
+
+
+def test_read_only_and_broadcast_inputs_compile_no_second_signature():
+    """A bias that is already (M, N) (its broadcast a read-only view), read-only operand codes and a read-only
+    per-channel requant scale reach the kernels as the same writable C arrays as any other input."""
+    from fxsim._kernels import int_gemm as IK
+    from fxsim._kernels import requant as RQ
+    from fxsim.datapath import Accumulator, Datapath, OutputStage, Requant
+    from fxsim.ops.gemm import gemm
+    rng = np.random.default_rng(9)
+    A = rng.integers(-8, 8, (4, 6))
+    B = rng.integers(-8, 8, (6, 3))
+    scale = np.array([0.5, 0.25, 0.125], dtype=np.float32)
+    dp = Datapath(a="int4", b="int4", product="int6", accumulator=Accumulator("int7", overflow="saturate"),
+                  output=OutputStage(requant=Requant.float32(scale), fmt="int8"))
+    gemm(A, B, dp, bias=np.ones(3, dtype=np.int64))
+    seq, rq = _signatures(IK.gemm_seq), _signatures(RQ.requant_f32_into)
+    full_bias = np.ones((4, 3), dtype=np.int64)
+    full_bias.flags.writeable = False
+    ro_a, ro_b, ro_scale = A.copy(), B.copy(), scale.copy()
+    for x in (ro_a, ro_b, ro_scale):
+        x.flags.writeable = False
+    ro_dp = dp.replace(output=OutputStage(requant=Requant.float32(ro_scale), fmt="int8"))
+    gemm(ro_a, ro_b, ro_dp, bias=full_bias)
+    gemm(A[:1], B, dp, bias=np.ones(3, dtype=np.int64))        # (1, N): the broadcast is contiguous already
+    assert (_signatures(IK.gemm_seq), _signatures(RQ.requant_f32_into)) == (seq, rq)

@@ -13,6 +13,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from fxsim.validate import kernel_array
+
 __all__ = ["exact_gemm", "exact_gemm_fractions"]
 
 _LO, _HI = 2.0 ** -450, 2.0 ** 450
@@ -64,13 +66,13 @@ def exact_gemm(A, B, bias=None, a_zero_point=0, b_zero_point=0) -> np.ndarray:
     M, K = A.shape
     N = B.shape[1]
     Az, Bz = _sub_exact(A, a_zero_point), _sub_exact(B, b_zero_point)
-    b2 = None if bias is None else np.ascontiguousarray(np.broadcast_to(np.asarray(bias, dtype=np.float64), (M, N)))
+    b2 = None if bias is None else kernel_array(np.broadcast_to(np.asarray(bias, dtype=np.float64), (M, N)))
     fast = (Az is not None and Bz is not None and 2 * K + 1 < 2 ** 31 and _in_range(Az) and _in_range(Bz)
             and (b2 is None or bool(np.all(np.isfinite(b2)))))
     if not fast:
         return exact_gemm_fractions(A, B, bias, a_zero_point, b_zero_point)
     out = np.empty((M, N), dtype=np.float64)
     if M * N:
-        exact_gemm_sums(np.ascontiguousarray(Az), np.ascontiguousarray(Bz.T),
+        exact_gemm_sums(kernel_array(Az), kernel_array(Bz.T),
                         b2 if b2 is not None else np.zeros((1, 1)), b2 is not None, out)
     return out

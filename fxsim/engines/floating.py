@@ -43,7 +43,7 @@ from fxsim.quantize import float_overflow_code
 from fxsim.runtime.compiling import notice_first_use
 from fxsim.engines.output_stage import output_stage
 from fxsim.result import GemmResult, bits_needed
-from fxsim.validate import as_array, check_int, check_trace
+from fxsim.validate import as_array, check_int, check_trace, kernel_array
 
 __all__ = ["choose_float_path", "float_gemm", "max_random_bits", "operand_values", "sum_bound"]
 
@@ -80,13 +80,6 @@ def _check_exact_products(a, b):
     if not (lo >= 2.0 ** -1022 and hi < _FLOAT64_SAFE):
         raise InvalidArgument(f"products of {a} x {b} leave float64's normal range "
                          f"[2**-1022, 2**1020); the float engine keeps products exact in float64")
-
-
-def kernel_array(x, dtype=np.float64) -> np.ndarray:
-    """``x`` as a C-contiguous, writable array of ``dtype``: the one array type the kernels are compiled for (a
-    read-only or strided array would compile them a second time)."""
-    out = np.ascontiguousarray(x, dtype=dtype)
-    return out if out.flags.writeable else out.copy()
 
 
 def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) -> np.ndarray:

@@ -40,7 +40,7 @@ from fxsim.quantize import operand_codes, operand_codes_range
 from fxsim.result import GemmResult, bits_needed
 from fxsim.runtime.compiling import notice_first_use
 from fxsim.runtime.scratch import release, scratch, zeros
-from fxsim.validate import check_trace
+from fxsim.validate import check_trace, kernel_array
 
 __all__ = ["IntPath", "IntegerPlan", "Bounds", "GemmPlan", "Operands", "plan_integer", "gemm_plan",
            "choose_path", "run_integer_gemm", "register_range", "compact_int_dtype"]
@@ -314,7 +314,7 @@ def _integer_operand(codes) -> np.ndarray:
     x = np.asarray(codes)
     if x.dtype.kind not in "iu" or x.dtype == np.uint64:
         x = x.astype(np.int64)
-    return np.ascontiguousarray(x)
+    return kernel_array(x, x.dtype)
 
 
 class Operands:
@@ -328,11 +328,11 @@ class Operands:
 
     @cached_property
     def a64(self) -> np.ndarray:
-        return np.ascontiguousarray(self.A, dtype=np.int64)
+        return kernel_array(self.A, np.int64)
 
     @cached_property
     def b64(self) -> np.ndarray:
-        return np.ascontiguousarray(self.B, dtype=np.int64)
+        return kernel_array(self.B, np.int64)
 
     @cached_property
     def bt64(self) -> np.ndarray:
@@ -824,7 +824,7 @@ EXECUTORS = {
 def _bias_codes(bias, fmt: Fixed, shape, argument="bias"):
     codes = operand_codes(bias, fmt, argument)
     try:
-        return np.ascontiguousarray(np.broadcast_to(codes, shape), dtype=np.int64)
+        return kernel_array(np.broadcast_to(codes, shape), np.int64)
     except ValueError:
         raise InvalidArgument(f"{argument} of shape {np.shape(bias)} does not broadcast to the output shape {shape} "
                               "(give one value per output column, or a full (M, N) array)") from None

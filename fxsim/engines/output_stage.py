@@ -11,6 +11,7 @@ from fxsim._kernels.requant import requant_f32_into, shift_round_array
 
 from fxsim.errors import InvalidArgument, RegisterOverflow
 from fxsim.formats import Fixed, ints_to_values
+from fxsim.validate import kernel_array
 from fxsim.modes import Overflow, Rounding
 
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -45,8 +46,8 @@ def register_overflow(x, bits: int, signed: bool, mode: Overflow) -> np.ndarray:
 
 def rounding_shift(x, shift, rounding: Rounding) -> np.ndarray:
     """round(x / 2**shift) per element (shift may broadcast; negative = exact left shift)."""
-    x = np.ascontiguousarray(x, dtype=np.int64)
-    s = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, dtype=np.int64), x.shape))
+    x = kernel_array(x, np.int64)
+    s = kernel_array(np.broadcast_to(np.asarray(shift, dtype=np.int64), x.shape), np.int64)
     if np.any(s > 62):
         raise InvalidArgument(f"shift must be at most 62, got {int(s.max())}")
     out = np.empty_like(x)
@@ -273,7 +274,7 @@ def _fused_float32_stage(x, stage, values_out):
         values_out = np.empty(x.shape, dtype=np.float64)
     codes = np.empty(x.shape, dtype=np.int64)
     lo, hi = (int(v) for v in register_range(fmt.bits, fmt.signed, False))
-    status = requant_f32_into(np.ascontiguousarray(x), np.ascontiguousarray(np.broadcast_to(scale, x.shape[1:])),
+    status = requant_f32_into(kernel_array(x, np.int64), kernel_array(np.broadcast_to(scale, x.shape[1:]), np.float32),
                               np.int64(rq.zero_point), np.int64(act_lo), np.int64(act_hi), np.int64(lo),
                               np.int64(hi), np.int64(fmt.bits), bool(fmt.signed), np.int64(int(stage.overflow)),
                               2.0 ** -fmt.frac, codes, values_out)

@@ -33,6 +33,7 @@ from fxsim._kernels import norms
 
 from fxsim.datapath import Datapath
 from fxsim.formats import Fixed, ints_to_values
+from fxsim.validate import kernel_array
 from fxsim.modes import Overflow
 from fxsim.engines.output_stage import output_stage
 from fxsim.result import GemmResult
@@ -144,13 +145,12 @@ def gemm_prepared(Af, amax: int, B: PreparedB, dp: Datapath, *, bias=None) -> Ge
     out_bias = None
     if bias is not None:
         if dp.bias_preload:
-            init = np.ascontiguousarray(np.broadcast_to(operand_codes(bias, acc_fmt, "bias"), (M, N)),
-                                        dtype=np.int64)
+            init = kernel_array(np.broadcast_to(operand_codes(bias, acc_fmt, "bias"), (M, N)), np.int64)
             imax = max(-int(init.min()), int(init.max()))
         else:
             bb = dp.output.bias_bits or acc_fmt.bits
-            out_bias = np.ascontiguousarray(np.broadcast_to(operand_codes(bias, Fixed(bb, acc_fmt.frac, True),
-                                                                          "bias"), (M, N)), dtype=np.int64)
+            out_bias = kernel_array(np.broadcast_to(operand_codes(bias, Fixed(bb, acc_fmt.frac, True), "bias"),
+                                                    (M, N)), np.int64)
     proof = prepared_proof(dp, Kd, amax, B, imax)
     if proof is None:
         return None
