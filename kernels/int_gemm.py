@@ -920,6 +920,34 @@ def running_absmax_dense(A, B, init, proto, offset, flip, row0, row1, acc_out, e
         _store(flip, i0, j0, rows, cols, S, P, W, acc_out, exact_out, maxp_out, bits_out)
 
 
+@nb.njit(cache=True, inline="always")
+def _start_register_tile(init, i0, j0, rows, cols, ex, ac, mx, mn, ct):
+    """clamp_stats_dense's and wrap_stats_dense's tile at the start: the exact sum and the register at
+    init, its extremes at (max(init, 0), min(init, 0)), as ``dot`` starts them, and no overflow yet."""
+    for r in range(rows):
+        for j in range(cols):
+            v = init[i0 + r, j0 + j]
+            ex[r, j] = v
+            ac[r, j] = v
+            mx[r, j] = max(v, 0)
+            mn[r, j] = min(v, 0)
+            ct[r, j] = 0
+
+
+@nb.njit(cache=True, inline="always")
+def _store_register_tile(i0, j0, rows, cols, ex, ac, mx, mn, ct, signed, acc_out, nov_out, exact_out, maxp_out,
+                         bits_out):
+    """The tile's register, overflow counts, exact sums, largest magnitudes and widths into the planes."""
+    for r in range(rows):
+        for j in range(cols):
+            h, l = np.int64(mx[r, j]), np.int64(mn[r, j])
+            acc_out[i0 + r, j0 + j] = np.int64(ac[r, j])
+            nov_out[i0 + r, j0 + j] = np.int64(ct[r, j])
+            exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
+            maxp_out[i0 + r, j0 + j] = max(h, -l)
+            bits_out[i0 + r, j0 + j] = bits_for(h, l, signed)
+
+
 @nb.njit(cache=True, nogil=True, fastmath={"contract"})
 def clamp_stats_dense(A, B, init, proto, lo, hi, signed, row0, row1, acc_out, nov_out, exact_out, maxp_out,
                       bits_out):
@@ -948,14 +976,7 @@ def clamp_stats_dense(A, B, init, proto, lo, hi, signed, row0, row1, acc_out, no
         j0 = (t % njt) * JT
         rows = min(i0 + RB, row1) - i0
         cols = min(j0 + JT, N) - j0
-        for r in range(rows):
-            for j in range(cols):
-                v = init[i0 + r, j0 + j]
-                ex[r, j] = v
-                ac[r, j] = v
-                mx[r, j] = max(v, 0)
-                mn[r, j] = min(v, 0)
-                ct[r, j] = 0
+        _start_register_tile(init, i0, j0, rows, cols, ex, ac, mx, mn, ct)
         for k in range(0, K4, 4):
             b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
             b2, b3 = B[k + 2, j0:j0 + cols], B[k + 3, j0:j0 + cols]
@@ -997,14 +1018,8 @@ def clamp_stats_dense(A, B, init, proto, lo, hi, signed, row0, row1, acc_out, no
                     c = min(max(s, lo), hi)
                     ctr[j] += c != s
                     acr[j] = c
-        for r in range(rows):
-            for j in range(cols):
-                h, l = np.int64(mx[r, j]), np.int64(mn[r, j])
-                acc_out[i0 + r, j0 + j] = np.int64(ac[r, j])
-                nov_out[i0 + r, j0 + j] = np.int64(ct[r, j])
-                exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
-                maxp_out[i0 + r, j0 + j] = max(h, -l)
-                bits_out[i0 + r, j0 + j] = bits_for(h, l, signed)
+        _store_register_tile(i0, j0, rows, cols, ex, ac, mx, mn, ct, signed, acc_out, nov_out, exact_out, maxp_out,
+                             bits_out)
 
 
 @nb.njit(cache=True, nogil=True, fastmath={"contract"})
@@ -1034,14 +1049,7 @@ def wrap_stats_dense(A, B, init, proto, half, modulus, signed, row0, row1, acc_o
         j0 = (t % njt) * JT
         rows = min(i0 + RB, row1) - i0
         cols = min(j0 + JT, N) - j0
-        for r in range(rows):
-            for j in range(cols):
-                v = init[i0 + r, j0 + j]
-                ex[r, j] = v
-                ac[r, j] = v
-                mx[r, j] = max(v, 0)
-                mn[r, j] = min(v, 0)
-                ct[r, j] = 0
+        _start_register_tile(init, i0, j0, rows, cols, ex, ac, mx, mn, ct)
         for k in range(0, K2, 2):
             b0, b1 = B[k, j0:j0 + cols], B[k + 1, j0:j0 + cols]
             for r in range(rows):
@@ -1075,14 +1083,8 @@ def wrap_stats_dense(A, B, init, proto, half, modulus, signed, row0, row1, acc_o
                     w = s - np.floor(s * inv + hinv) * modulus
                     ctr[j] += w != s
                     acr[j] = w
-        for r in range(rows):
-            for j in range(cols):
-                h, l = np.int64(mx[r, j]), np.int64(mn[r, j])
-                acc_out[i0 + r, j0 + j] = np.int64(ac[r, j])
-                nov_out[i0 + r, j0 + j] = np.int64(ct[r, j])
-                exact_out[i0 + r, j0 + j] = np.int64(ex[r, j])
-                maxp_out[i0 + r, j0 + j] = max(h, -l)
-                bits_out[i0 + r, j0 + j] = bits_for(h, l, signed)
+        _store_register_tile(i0, j0, rows, cols, ex, ac, mx, mn, ct, signed, acc_out, nov_out, exact_out, maxp_out,
+                             bits_out)
 
 
 @nb.njit(cache=True)

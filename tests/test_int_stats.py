@@ -22,7 +22,7 @@ def _plan(A, B, dp, imax=0):
 
 
 def _check(res, A, B, dp, init=None):
-    """Every output against the reference: acc, exact, zero overflow counts, max_partial, bits_needed
+    """Every output against the reference: acc, exact, overflow counts, max_partial, bits_needed
     (bits from the reference's own extremes, fxsim.result.bits_needed's formula)."""
     M, N = res.acc.shape
     want = ref.gemm_ref(A.tolist(), B.tolist(), dp, init, N=N)
@@ -182,18 +182,6 @@ def test_narrow_integer_codes_are_taken_as_they_are_and_still_checked():
 
 
 # -- saturating registers with statistics, in narrow lanes (stats-sequential) ---------------------------
-def _check_sat(res, A, B, dp, init=None):
-    M, N = res.acc.shape
-    want = ref.gemm_ref(A.tolist(), B.tolist(), dp, init, N=N)
-    signed = dp.accumulator.fmt.signed
-    for i in range(M):
-        for j in range(N):
-            acc, nov, exact, mx, mn = want[i][j]
-            assert (res.acc[i, j], res.exact[i, j], res.overflow_count[i, j]) == (acc, exact, nov), (i, j)
-            assert res.max_partial[i, j] == max(mx, -mn), (i, j)
-            assert res.bits_needed[i, j] == int(bits_needed(mx, mn, signed)), (i, j)
-
-
 @settings(max_examples=60)
 @given(M=st.integers(1, 6), K=st.integers(0, 200), N=st.integers(1, 40), acc_bits=st.integers(6, 20),
        a_bits=st.sampled_from([4, 8, 12]), overflow=st.sampled_from(["saturate", "saturate_symmetric", "wrap"]),
@@ -215,7 +203,7 @@ def test_register_statistics_in_narrow_lanes_match_the_reference(M, K, N, acc_bi
     res = gemm(A, B, dp, bias=bias)
     assert res.path in (IntPath.STATS_SEQUENTIAL.value, IntPath.STATS_NO_OVERFLOW.value)   # lanes: any
     init = None if bias_codes is None else [[int(v) for v in bias_codes] for _ in range(M)]
-    _check_sat(res, A, B, dp, init)
+    _check(res, A, B, dp, init)
 
 
 @pytest.mark.parametrize("a_bits,K,want", [(8, 300, np.float32), (12, 300, np.int32), (16, 300, None)])
@@ -229,7 +217,7 @@ def test_saturating_statistics_pick_their_lanes_from_the_bound(a_bits, K, want):
         assert _plan(A, B, dp).clamp_lane_dtype is want
         res = gemm(A, B, dp)
         assert res.path == IntPath.STATS_SEQUENTIAL.value and res.overflow_count.any()
-        _check_sat(res, A, B, dp)
+        _check(res, A, B, dp)
 
 
 @pytest.mark.parametrize("acc,a_bits,K,want", [("int16", 8, 300, np.float32), ("uint12", 8, 300, np.float32),
@@ -245,7 +233,7 @@ def test_wrapping_statistics_pick_their_lanes_from_the_bound(acc, a_bits, K, wan
     assert _plan(A, B, dp).wrap_lane_dtype is want
     res = gemm(A, B, dp)
     assert res.path == IntPath.STATS_SEQUENTIAL.value and res.overflow_count.any()
-    _check_sat(res, A, B, dp)
+    _check(res, A, B, dp)
 
 
 @pytest.mark.parametrize("acc,overflow,want", [("int32", "wrap", IntPath.STATS_NO_OVERFLOW),
