@@ -448,12 +448,17 @@ def _useful_bound(dp: Datapath, Av: np.ndarray, Bv: np.ndarray):
     pg = _product_grid(dp) if dp.product is None else None
     if pg is None or Av.size == 0 or Bv.size == 0:
         return sum_bound(Av, Bv)
-    limit = 2.0 ** (dp.accumulator.fmt.man + 1) * pg[1]
+    limit = _exact_sum_limit(dp.accumulator.fmt, pg[1])
     amax = max(float(Av.max()), -float(Av.min()))
     bmax = max(float(Bv.max()), -float(Bv.min()))
     if amax * bmax >= limit:
         return None
     return sum_bound(Av, Bv)
+
+
+def _exact_sum_limit(fmt: Float, L: float) -> float:
+    """The exact-sum shortcut's limit: partial sums n * L with |n| < 2**(man + 1) are values of ``fmt``."""
+    return 2.0 ** (fmt.man + 1) * L
 
 
 def choose_float_path(dp: Datapath, *, bound=None, has_bias: bool = False) -> str:
@@ -505,7 +510,7 @@ def choose_float_path(dp: Datapath, *, bound=None, has_bias: bool = False) -> st
     quantum = 2.0 ** (fmt.emin - fmt.man)
     if bound is not None and not has_bias:
         fine = (fmt.subnormals and not flush and L >= quantum) or L >= fmt.min_normal
-        if fine and bound < 2.0 ** (fmt.man + 1) * L and bound <= fmt.max:
+        if fine and bound < _exact_sum_limit(fmt, L) and bound <= fmt.max:
             return "exact-blas"
     ieee = not flush and _float_overflow(fmt, acc.overflow, "accumulator overflow") == _OVF_INF
     if ieee and acc.rounding == Rounding.STOCHASTIC:
