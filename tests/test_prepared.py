@@ -128,3 +128,29 @@ def test_fma_f32_rounds_once(seed, kind):
     got = fma_f32(a, b, c)
     want = _fma_fractions(a, b, c)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@settings(max_examples=60)
+@given(M=st.integers(1, 6), K=st.integers(0, 40), seed=st.integers(0, 2 ** 31), big=st.booleans())
+def test_the_norm_kernels_equal_python_sums(M, K, seed, big):
+    """kernels/norms.py against plain Python: the largest exact squared row norm (integers up to 2**24,
+    whose squares overflow float32 and whose sums pass 2**53 in float64), and the largest |x| with the
+    largest row and column sum of |x| of float64 data (the sums in the order of k, as the kernels add)."""
+    from fxsim._kernels.norms import abs_col_sums_max, abs_row_sums_max, max_row_sumsq
+    rng = np.random.default_rng(seed)
+    hi = 2 ** 24 if big else 300
+    X = rng.integers(-hi, hi + 1, (M, K)).astype(np.float32)
+    rows = [sum(int(v) ** 2 for v in row) for row in X.tolist()]
+    assert int(max_row_sumsq(X)) == max(rows)
+    Y = rng.normal(size=(M, K)) * np.exp2(rng.integers(-20, 20, (M, K)))
+    absy = [[abs(v) for v in row] for row in Y.tolist()]
+    amax = max((v for row in absy for v in row), default=0.0)
+
+    def ordered_sum(vals):
+        s = 0.0
+        for v in vals:
+            s += v
+        return s
+
+    assert abs_row_sums_max(Y) == (amax, max(ordered_sum(row) for row in absy))
+    assert abs_col_sums_max(Y) == (amax, max(ordered_sum(col) for col in zip(*absy)) if K else 0.0)
