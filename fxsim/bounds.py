@@ -71,28 +71,55 @@ def _check_k(K):
     check_int("K (terms per dot product)", K, lo=1)
 
 
+def _column_extremes(W, alo, ahi):
+    """Per column j of the integer matrix W: (sum_k min(w*alo, w*ahi, 0), sum_k max(w*alo, w*ahi, 0)) as
+    Python ints; in int64 when max|w| * max|a| * K provably fits (checked in Python ints), else in Python
+    ints term by term."""
+    W = np.asarray(W)
+    if W.ndim != 2:
+        raise InvalidArgument(f"weights must be a (K, N) matrix of integer codes, got shape {W.shape}")
+    if W.dtype.kind == "f":
+        if not (np.all(np.isfinite(W)) and np.array_equal(W, np.rint(W))):
+            raise InvalidArgument("weights must hold integer codes; got non-integral or non-finite floats")
+        if W.size and np.max(np.abs(W)) >= 2.0 ** 53:
+            raise InvalidArgument("weights as floats must stay below 2**53 in magnitude to be exact integers; "
+                                  "pass an integer array")
+        W = W.astype(np.int64)
+    elif W.dtype.kind not in "iubO":
+        raise InvalidArgument(f"weights must hold integer codes, got dtype {W.dtype}")
+    K, N = W.shape
+    big = W.dtype.kind == "O" or W.dtype == np.uint64
+    wmax = int(np.max(np.abs(W.astype(np.int64)))) if (W.size and not big) else 0
+    if big or K * wmax * max(abs(alo), abs(ahi), 1) >= 2 ** 62:
+        lo, hi = [], []
+        for j in range(N):
+            l = h = 0
+            for w in W[:, j].tolist():
+                w = int(w)
+                l += min(w * alo, w * ahi, 0)
+                h += max(w * alo, w * ahi, 0)
+            lo.append(l)
+            hi.append(h)
+        return lo, hi
+    Wi = W.astype(np.int64)
+    p, q = Wi * alo, Wi * ahi
+    lo = np.minimum(np.minimum(p, q), 0).sum(axis=0)
+    hi = np.maximum(np.maximum(p, q), 0).sum(axis=0)
+    return lo.tolist(), hi.tolist()
+
+
 def data_bits(weights, a: Fixed, *, a_zero_point=0) -> np.ndarray:
     """Per output column of ``weights`` (K, N) integer codes: the exact width every partial sum of
     sum_k w_k x_k needs over all inputs x in a's code range (each partial sum's extremes, in any order
     of k, are bounded by the sums of the per-term extremes, which are attained)."""
-    W = np.asarray(weights)
     alo, ahi = _code_range(a, a_zero_point)
-    out = []
-    for j in range(W.shape[1]):
-        lo = hi = 0
-        for w in W[:, j].tolist():
-            w = int(w)
-            lo += min(w * alo, w * ahi, 0)
-            hi += max(w * alo, w * ahi, 0)
-        out.append(signed_bits_for_range(lo, hi))
-    return np.array(out, dtype=np.int64)
+    lo, hi = _column_extremes(weights, alo, ahi)
+    return np.array([signed_bits_for_range(l, h) for l, h in zip(lo, hi)], dtype=np.int64)
 
 
 def l1_bits(weights, a: Fixed, *, a_zero_point=0) -> np.ndarray:
     """Per output column: the A2Q bound, ||w||_1 * max|x| as a signed range."""
-    W = np.asarray(weights)
     alo, ahi = _code_range(a, a_zero_point)
     amax = max(abs(alo), abs(ahi))
-    return np.array([signed_bits_for_range(-sum(abs(int(w)) for w in W[:, j].tolist()) * amax,
-                                           sum(abs(int(w)) for w in W[:, j].tolist()) * amax)
-                     for j in range(W.shape[1])], dtype=np.int64)
+    lo, hi = _column_extremes(weights, -amax, amax)     # sum_k |w_k| * amax, negated for lo
+    return np.array([signed_bits_for_range(l, h) for l, h in zip(lo, hi)], dtype=np.int64)

@@ -81,3 +81,31 @@ def test_hand_derived_bounds():
     import pytest
     with pytest.raises(ValueError, match=r"K \(terms per dot product\) must be an integer >= 1"):
         worst_case_bits(Fixed(8), Fixed(8), 0)
+
+
+@settings(max_examples=30)
+@given(st.lists(st.lists(st.integers(-2 ** 50, 2 ** 50), min_size=3, max_size=3), min_size=1, max_size=5),
+       st.integers(2, 24), st.booleans())
+def test_column_bounds_in_int64_and_python_ints_agree_with_plain_sums(rows, abits, signed_a):
+    # small weights take the int64 path, huge ones (K * max|w| * max|a| >= 2**62) the Python-int path
+    a = Fixed(abits, 0, signed_a)
+    for scale in (1, None):
+        ws = [[w if scale is None else w % 1000 - 500 for w in r] for r in rows]
+        W = np.array(ws, dtype=np.int64)
+        for j in range(3):
+            lo = sum(min(r[j] * a.min_code, r[j] * a.max_code, 0) for r in ws)
+            hi = sum(max(r[j] * a.min_code, r[j] * a.max_code, 0) for r in ws)
+            amax = max(-a.min_code, a.max_code)
+            l1 = sum(abs(r[j]) for r in ws) * amax
+            assert data_bits(W, a)[j] == signed_bits_for_range(lo, hi)
+            assert l1_bits(W, a)[j] == signed_bits_for_range(-l1, l1)
+        assert data_bits(W.astype(np.float64), a).tolist() == data_bits(W, a).tolist()   # |w| < 2**53: exact
+
+
+def test_bounds_reject_non_integral_weights():
+    import pytest
+    from fxsim.errors import InvalidArgument
+    with pytest.raises(InvalidArgument, match="integer codes"):
+        data_bits(np.array([[1.5], [2.0]]), Fixed(8))
+    with pytest.raises(InvalidArgument, match=r"\(K, N\)"):
+        l1_bits(np.array([1, 2]), Fixed(8))
