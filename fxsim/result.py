@@ -27,8 +27,8 @@ class GemmResult:
 
     One shape whatever the flags: every field is always there. The statistics (``overflow_count``,
     ``max_partial``, ``bits_needed``) are arrays when computed (``stats=True``, the default) and None when
-    not (``stats=False``; ``has_stats`` says which); ``summary()`` has the same keys either way, None for
-    what was not computed.
+    not (``stats=False``; ``has_stats`` says which; ``stats="overflow"``: the counts only); ``summary()``
+    has the same keys either way, None for what was not computed.
     """
 
     values: np.ndarray
@@ -45,7 +45,7 @@ class GemmResult:
 
     @property
     def has_stats(self) -> bool:
-        """Whether the per-output overflow counts were computed (``stats=True``)."""
+        """Whether the per-output overflow counts were computed (``stats=True`` or ``"overflow"``)."""
         return self.overflow_count is not None
 
     @property

@@ -81,6 +81,19 @@ def check_real(name: str, value, *, lo=None, hi=None, finite=True, lo_open=False
     return v
 
 
+STATS_LEVELS = (True, False, "overflow")
+
+
+def check_stats(stats):
+    """``stats`` of gemm / conv2d: True (every statistic), False (none; the exact shortcuts) or "overflow"
+    (the overflow counts only: zero without a kernel where a bound proves that no addition overflows)."""
+    if isinstance(stats, (bool, np.bool_)):
+        return bool(stats)
+    if isinstance(stats, str) and stats == "overflow":
+        return stats
+    raise InvalidArgument(f"stats must be True, False or \"overflow\", got {stats!r}")
+
+
 def check_choice(name: str, value, choices):
     """One of ``choices`` (compared with ==); the message lists them."""
     if isinstance(value, str) and value in choices:

@@ -105,3 +105,14 @@ def float_codes_any(x, man, exp, bias, emin, min_normal, max_finite, signed, zer
             code = np.int64(0)
         codes[i] = code
     return bad
+
+
+@nb.njit(cache=True)
+def on_fixed_grid(x, scale, lo, hi):
+    """True when every x[i] * scale is an integer in [lo, hi] (one pass, no branch in the loop; NaN and
+    infinities fail). The caller proves each product exact (scale a power of two, codes below 2**53)."""
+    ok = True
+    for i in range(x.size):
+        c = x[i] * scale
+        ok &= (c == math.floor(c)) & (c >= lo) & (c <= hi)
+    return ok

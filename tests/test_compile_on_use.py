@@ -63,7 +63,7 @@ def test_a_cached_kernel_is_not_announced(monkeypatch):
     assert not compiling.will_compile(FC.float_codes)
 
 
-def test_the_vectorised_fixed_grid_check_vouches_only_for_values_encode_accepts():
+def test_the_compiled_fixed_grid_check_vouches_only_for_values_encode_accepts():
     from fxsim.engines.floating import _on_fixed_grid
     from fxsim.formats import Fixed
     rng = np.random.default_rng(3)

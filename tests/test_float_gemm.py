@@ -344,7 +344,7 @@ def test_inf_and_nan_operands_propagate_as_ieee_and_are_not_counted_as_overflow(
        st.lists(st.integers(-300, 300), min_size=1, max_size=8),
        st.sampled_from([None, 2.0 ** -1074, 2.0 ** -1010, 0.5, np.nan, np.inf]))
 def test_on_fixed_grid_agrees_with_exact_reference(fmt, codes, extra):
-    """The vectorised grid check never claims a value is on the grid that is not (plain-Python Fractions),
+    """The compiled grid check never claims a value is on the grid that is not (plain-Python Fractions),
     and proves every array of in-range codes times the resolution."""
     from fractions import Fraction
     from fxsim.engines.floating import _on_fixed_grid

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fxsim.datapath import Accumulator, Datapath
+from fxsim.datapath import Accumulator, Datapath, Order
 from fxsim.engines.integer import IntPath, Operands, choose_path, gemm_plan, plan_integer
 from fxsim.formats import Fixed
 from fxsim.ops.gemm import gemm
@@ -263,3 +263,45 @@ def test_large_calls_split_over_threads_equal_the_int64_kernel(acc, overflow, wa
     np.testing.assert_array_equal(res.exact, exact)
     np.testing.assert_array_equal(res.max_partial, np.maximum(mx, -mn))
     np.testing.assert_array_equal(res.bits_needed, bits_needed(mx, mn, True))
+
+
+@settings(max_examples=60, deadline=None)
+@given(M=st.integers(1, 6), K=st.integers(1, 40), N=st.integers(1, 6), bits=st.integers(4, 24),
+       overflow=st.sampled_from(["wrap", "saturate", "saturate_symmetric"]),
+       order=st.sampled_from(["sequential", "tree", "chunked"]), seed=st.integers(0, 2 ** 32 - 1),
+       span=st.sampled_from([1, 4, 127]))
+def test_overflow_counts_only_agree_with_the_reference(M, K, N, bits, overflow, order, seed, span):
+    """stats="overflow": the same registers and counts as the plain-Python reference, no other
+    statistics; where the bound proves that nothing overflows, an exact shortcut runs, not a kernel."""
+    rng = np.random.default_rng(seed)
+    A = rng.integers(-span - 1, span + 1, (M, K))
+    B = rng.integers(-span - 1, span + 1, (K, N))
+    dp = Datapath(a=Fixed(8), b=Fixed(8), accumulator=Accumulator(Fixed(bits), overflow=overflow),
+                  order=Order(order, lanes=3 if order == "chunked" else 1))
+    res = gemm(A, B, dp, stats="overflow")
+    want = ref.gemm_ref(A.tolist(), B.tolist(), dp, None, N=N)
+    for i in range(M):
+        for j in range(N):
+            acc, nov, _, _, _ = want[i][j]
+            assert (res.acc[i, j], res.overflow_count[i, j]) == (acc, nov), (i, j)
+    assert res.max_partial is None and res.bits_needed is None
+    assert res.has_stats
+    full = gemm(A, B, dp)
+    assert np.array_equal(res.values, full.values) and np.array_equal(res.codes, full.codes)
+    proven = K * 128 * 128 <= 2 ** (bits - 1) - 1 - (overflow == "saturate_symmetric")
+    if proven:
+        assert res.path in (IntPath.EXACT_BLAS.value,), res.path
+        assert not res.overflow_count.any()
+
+
+def test_stats_levels_are_checked():
+    from fxsim.errors import InvalidArgument
+    from fxsim.ops.conv import conv2d
+    dp = Datapath(accumulator=Accumulator("int32"))
+    for bad in ("counts", 2, None, "True"):
+        with pytest.raises(InvalidArgument, match=r"stats must be True, False or \"overflow\", got"):
+            gemm(np.ones((2, 2), dtype=np.int64), np.ones((2, 2), dtype=np.int64), dp, stats=bad)
+    with pytest.raises(InvalidArgument, match="stats must be"):
+        conv2d(np.ones((1, 1, 3, 3), dtype=np.int64), np.ones((1, 1, 1, 1), dtype=np.int64), dp, stats="x")
+    r = conv2d(np.ones((1, 1, 3, 3), dtype=np.int64), np.ones((1, 1, 1, 1), dtype=np.int64), dp, stats="overflow")
+    assert r.overflow_count.shape == (1, 1, 3, 3) and r.bits_needed is None

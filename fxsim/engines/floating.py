@@ -107,20 +107,21 @@ def operand_values(x, fmt, zero_point: int, argument: str, flush: bool = False) 
 
 
 def _on_fixed_grid(vals: np.ndarray, fmt) -> bool:
-    """True when every value is a code of the Fixed format ``fmt`` times its resolution (a vectorised check;
+    """True when every value is a code of the Fixed format ``fmt`` times its resolution (one compiled pass;
     False means "not proved here": the caller runs ``encode``, which raises the user-facing error). Exact:
     for codes below 2**53 and resolutions that keep c * 2**-frac a normal float64, scaling by 2**frac is
     exact, and an integral result in [min_code, max_code] is exactly a code."""
     if not isinstance(fmt, Fixed) or fmt.bits > 53 or not -1000 < fmt.frac < 1000 or vals.size == 0:
         return False
-    with np.errstate(all="ignore"):
-        c = vals * (2.0 ** fmt.frac) if fmt.frac else vals
-        # a scaling by 2**frac, frac >= 0, never underflows (it is exact or overflows to inf, which fails the
-        # range test), and a nonzero |v| < 2**-1000 then scales below 1, not an integer: the tiny-value
-        # test below only matters for frac < 0
-        tiny = fmt.frac < 0 and float(np.abs(vals[vals != 0]).min(initial=np.inf)) < 2.0 ** -1000
-        return (not tiny and bool(np.all(c == np.rint(c))) and float(c.min()) >= fmt.min_code
-                and float(c.max()) <= fmt.max_code)
+    # a scaling by 2**frac, frac >= 0, never underflows (it is exact or overflows to inf, which fails the
+    # range test), and a nonzero |v| < 2**-1000 then scales below 1, not an integer: the tiny-value test
+    # only matters for frac < 0
+    if fmt.frac < 0:
+        with np.errstate(all="ignore"):
+            if float(np.abs(vals[vals != 0]).min(initial=np.inf)) < 2.0 ** -1000:
+                return False
+    flat = kernel_array(vals).ravel()
+    return bool(notice_first_use(FC.on_fixed_grid)(flat, 2.0 ** fmt.frac, float(fmt.min_code), float(fmt.max_code)))
 
 
 def fast_float_codes(values, fmt, store: bool = True):

@@ -40,7 +40,7 @@ from fxsim.quantize import operand_codes, operand_codes_range
 from fxsim.result import GemmResult, bits_needed
 from fxsim.runtime.compiling import notice_first_use
 from fxsim.runtime.scratch import release, scratch, zeros
-from fxsim.validate import check_trace, kernel_array
+from fxsim.validate import check_stats, check_trace, kernel_array
 
 __all__ = ["IntPath", "IntegerPlan", "Bounds", "GemmPlan", "Operands", "plan_integer", "gemm_plan",
            "choose_path", "run_integer_gemm", "register_range", "compact_int_dtype"]
@@ -851,6 +851,8 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
     data (they must hold every code; they need not be attained). ``unchecked``: (key "a"/"b", argument
     name, array, format) for operands whose codes the caller has not range-checked; the engine checks
     them in its own pass (only for operands without a zero point, whose codes reach it unchanged)."""
+    stats = check_stats(stats)
+    counts_only = stats == "overflow"
     config = plan_integer(dp)
     # operands stay in the integer dtype they come in (conv2d passes int8 patches for int8 formats): the
     # BLAS shortcuts read them directly; int64 copies are made only when a per-output kernel runs
@@ -869,15 +871,17 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
         else:
             bb = dp.output.bias_bits or acc_fmt.bits
             out_bias = _bias_codes(bias, Fixed(bb, acc_fmt.frac, True), (M, N))
-    plan = gemm_plan(config, ops, imax, stats=stats, code_ranges=code_ranges, unchecked=unchecked)
+    plan = gemm_plan(config, ops, imax, stats=bool(stats), code_ranges=code_ranges, unchecked=unchecked)
+    if counts_only:   # the counts alone: where the bound proves them all 0, the exact shortcuts give the rest
+        plan = GemmPlan(config, plan.bounds, not (config.simple and plan.no_overflow))
     path = choose_path(plan)
     # overflow counts are returned only with stats; without, the kernels write them into scratch
     nov = np.zeros((M, N), dtype=np.int64) if stats else scratch("gemm overflow counts", (M, N), np.int64)
     # the exact sums, the accumulators and the values share one allocation: a fresh multi-megabyte array
     # per result costs a page fault per 4 KiB on first write (0.9 ms of 1.1 for 512x512), while numpy
     # backs allocations of 4 MiB and more with huge pages
-    planes = np.empty((5 if stats else 3, M, N), dtype=np.int64)   # with stats: max_p and nbits too
-    out = Planes(init=init, acc=planes[1], exact_buf=planes[0], nov=nov, stats_buf=planes[3:] if stats else None)
+    planes = np.empty((5 if plan.stats else 3, M, N), dtype=np.int64)   # with stats: max_p and nbits too
+    out = Planes(init=init, acc=planes[1], exact_buf=planes[0], nov=nov, stats_buf=planes[3:] if plan.stats else None)
     path = EXECUTORS[path](plan, ops, out, path)
     traces = trace_outputs(config, ops, init, trace, (M, N)) if trace is not None else {}
     codes, values = output_stage(out.acc, dp.output, acc_fmt, dp.accumulator.overflow, out_bias,
@@ -885,5 +889,5 @@ def run_integer_gemm(Ac, Bc, dp: Datapath, *, bias=None, trace=None, stats=True,
     acc_values = values if codes is out.acc else ints_to_values(out.acc, acc_fmt.frac)
     release()
     return GemmResult(values=values, codes=codes, acc=out.acc, overflow_count=nov if stats else None,
-                      acc_values=acc_values, exact=out.exact, max_partial=out.max_p, bits_needed=out.nbits,
-                      datapath=dp, traces=traces, path=path.value)
+                      acc_values=acc_values, exact=out.exact, max_partial=None if counts_only else out.max_p,
+                      bits_needed=None if counts_only else out.nbits, datapath=dp, traces=traces, path=path.value)

@@ -19,7 +19,7 @@ from fxsim.datapath import Datapath
 from fxsim.formats import Fixed
 from fxsim.result import GemmResult
 from fxsim.ops.gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
-from fxsim.validate import check_int
+from fxsim.validate import check_int, check_stats
 from fxsim.ops.lowering import ORDERS, dilate_for_transpose, flatten_weights, geometry, unfold
 
 __all__ = ["im2col", "conv2d_lowered", "linear_backward", "conv2d_backward", "relu_backward"]
@@ -32,31 +32,34 @@ def im2col(x, kernel, *, stride=1, padding=0, pad_value=0.0):
     return cols, (OH, OW)
 
 
-def conv2d_lowered(x, w, dp: Datapath, *, stride=1, padding=0):
+def conv2d_lowered(x, w, dp: Datapath, *, stride=1, padding=0, stats=True):
     """conv2d (groups=1) as one GEMM of im2col patches, for integer and float datapaths alike; padding is
-    the real value 0 (code ``dp.a_zero_point``). Returns (y (N, O, OH, OW) values, GemmResult)."""
+    the real value 0 (code ``dp.a_zero_point``); ``stats`` as in ``gemm``. Returns (y (N, O, OH, OW)
+    values, GemmResult)."""
     N = x.shape[0]
     O, C, KH, KW = w.shape
     zp = int(dp.a_zero_point)
     cols, (OH, OW) = im2col(x, (KH, KW), stride=stride, padding=padding,
                             pad_value=zp * dp.a.resolution if isinstance(dp.a, Fixed) and zp else 0.0)
-    res = gemm(cols, flatten_weights(w), dp)
+    res = gemm(cols, flatten_weights(w), dp, stats=stats)
     y = res.values.reshape(N, OH, OW, O).transpose(0, 3, 1, 2)
     return y, res
 
 
-def linear_backward(x, w, dy, *, dx_datapath: Datapath, dw_datapath: Datapath, need_dx=True, dy_for_dx=None):
+def linear_backward(x, w, dy, *, dx_datapath: Datapath, dw_datapath: Datapath, need_dx=True, dy_for_dx=None,
+                    stats=True):
     """dX = dY @ Wᵀ and dW = Xᵀ @ dY for y = x @ w; each GEMM through its own datapath.
     ``dy_for_dx``: a second copy of the gradient for the dX GEMM (two-phase rounding); default ``dy``.
+    ``stats`` as in ``gemm`` (True, False or "overflow").
     Returns (dX values or None, dW values, {"dx": GemmResult, "dw": GemmResult})."""
-    stats = {}
+    results = {}
     dx = None
     if need_dx:
-        r = gemm(dy if dy_for_dx is None else dy_for_dx, np.ascontiguousarray(w.T), dx_datapath)
-        dx, stats["dx"] = r.values, r
-    r = gemm(np.ascontiguousarray(x.T), dy, dw_datapath)
-    stats["dw"] = r
-    return dx, r.values, stats
+        r = gemm(dy if dy_for_dx is None else dy_for_dx, np.ascontiguousarray(w.T), dx_datapath, stats=stats)
+        dx, results["dx"] = r.values, r
+    r = gemm(np.ascontiguousarray(x.T), dy, dw_datapath, stats=stats)
+    results["dw"] = r
+    return dx, r.values, results
 
 
 def _check_int(v, name, lo):
@@ -75,10 +78,11 @@ def _operand(arr, dp: Datapath, which: str, name: str):
     return vals, (zp * fmt.resolution if isinstance(fmt, Fixed) and zp else 0.0), None
 
 
-def _run(A, B, dp: Datapath, ranges):
+def _run(A, B, dp: Datapath, ranges, stats):
     if dp.is_integer:
-        return run_integer_gemm(np.ascontiguousarray(A), np.ascontiguousarray(B), dp, code_ranges=ranges)
-    return gemm(np.ascontiguousarray(A), np.ascontiguousarray(B), dp)
+        return run_integer_gemm(np.ascontiguousarray(A), np.ascontiguousarray(B), dp, code_ranges=ranges,
+                                stats=stats)
+    return gemm(np.ascontiguousarray(A), np.ascontiguousarray(B), dp, stats=stats)
 
 
 def _join(parts, dp: Datapath) -> GemmResult:
@@ -96,7 +100,7 @@ def _join(parts, dp: Datapath) -> GemmResult:
 
 
 def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_datapath: Datapath,
-                    dw_datapath: Datapath, need_dx=True, dy_for_dx=None, reduction_order="ckk"):
+                    dw_datapath: Datapath, need_dx=True, dy_for_dx=None, reduction_order="ckk", stats=True):
     """Gradients of y = conv2d(x, w, stride, padding, dilation, groups) (``fxsim.ops.conv.conv2d``'s
     conventions: NCHW, OIHW with I = C/groups; ``stride``, ``padding``, ``dilation`` an int or an (h, w)
     pair); ``dy_for_dx`` as in linear_backward. Returns (dX values or None, dW values, {"dx", "dw"}).
@@ -111,10 +115,12 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
       (``reduction_order="ckk"``; ``"kkc"``: kh', kw', then o innermost, as conv2d's channels-last order),
       with the weight W[o, c, KH-1-kh', KW-1-kw']. The operands are a = dY, b = W.
 
-    stats["dx"] / stats["dw"] are the lowered GEMMs' results: (N*H*W, C) rows (n, h, w) and
-    (C/groups*KH*KW, O) rows (c, kh, kw), the groups' columns side by side.
+    ``stats`` as in ``gemm`` (True, False or "overflow"). The third value's "dx" / "dw" are the lowered
+    GEMMs' results: (N*H*W, C) rows (n, h, w) and (C/groups*KH*KW, O) rows (c, kh, kw), the groups'
+    columns side by side.
     """
     from fxsim.ops.conv import _slice_channels
+    stats = check_stats(stats)
     if reduction_order not in ORDERS:
         raise InvalidArgument(f"reduction_order must be one of {ORDERS}, got {reduction_order!r}")
     x, w, dy = np.asarray(x), np.asarray(w), np.asarray(dy)
@@ -135,7 +141,7 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
         raise InvalidArgument(f"dy must have the forward output's shape {(N, O, OH, OW)}, got {dy.shape}")
     if dy_for_dx is not None and np.shape(dy_for_dx) != dy.shape:
         raise InvalidArgument(f"dy_for_dx must have dy's shape {dy.shape}, got {np.shape(dy_for_dx)}")
-    stats = {}
+    results = {}
 
     # weight gradient: a = x patches, b = dY
     xo, xpad, xr = _operand(x, dw_datapath, "a", "x")
@@ -146,8 +152,8 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
         patches, _, _ = unfold(xo[:, g * Cg:(g + 1) * Cg], (KH, KW), stride=stride, padding=padding,
                                dilation=dilation, pad_value=xpad)
         dp_g = dw_datapath if groups == 1 else _slice_channels(dw_datapath, g * Og, (g + 1) * Og, O)
-        parts.append(_run(patches.T, g_rows[:, g * Og:(g + 1) * Og], dp_g, None if xr is None else (xr, gr)))
-    r = stats["dw"] = _join(parts, dw_datapath)
+        parts.append(_run(patches.T, g_rows[:, g * Og:(g + 1) * Og], dp_g, None if xr is None else (xr, gr), stats))
+    r = results["dw"] = _join(parts, dw_datapath)
     dw = r.values.T.reshape(O, Cg, KH, KW) if groups == 1 else \
         np.concatenate([p.values.T.reshape(Og, Cg, KH, KW) for p in parts], axis=0)
 
@@ -163,10 +169,10 @@ def conv2d_backward(x, w, dy, *, stride=1, padding=0, dilation=1, groups=1, dx_d
             wg = wo[g * Og:(g + 1) * Og, :, ::-1, ::-1]                     # (Og, Cg, KH, KW), flipped
             wf = (wg.transpose(0, 2, 3, 1) if reduction_order == "ckk" else wg.transpose(2, 3, 0, 1)).reshape(-1, Cg)
             dp_g = dx_datapath if groups == 1 else _slice_channels(dx_datapath, g * Cg, (g + 1) * Cg, C)
-            parts.append(_run(patches, wf, dp_g, None if gr is None else (gr, wr)))
-        r = stats["dx"] = _join(parts, dx_datapath)
+            parts.append(_run(patches, wf, dp_g, None if gr is None else (gr, wr), stats))
+        r = results["dx"] = _join(parts, dx_datapath)
         dx = r.values.reshape(N, H, W, C).transpose(0, 3, 1, 2)
-    return dx, dw, stats
+    return dx, dw, results
 
 
 def relu_backward(x, dy):

@@ -23,7 +23,7 @@ from fxsim.errors import InvalidArgument, InvalidType
 from fxsim.datapath import Datapath
 from fxsim.formats import Fixed
 from fxsim.result import GemmResult
-from fxsim.validate import as_array, check_int, check_trace
+from fxsim.validate import as_array, check_int, check_stats, check_trace
 from fxsim.ops.gemm import compact_int_dtype, gemm, operand_codes_range, run_integer_gemm
 from fxsim.ops.lowering import ORDERS as _ORDERS, flatten_weights, geometry, unfold
 
@@ -49,16 +49,18 @@ def _slice_channels(dp: Datapath, lo: int, hi: int, O: int) -> Datapath:
 
 
 def conv2d(x, w, datapath: Datapath, *, stride=1, padding=0, dilation=1, groups=1, bias=None,
-           reduction_order="ckk", trace=None, stats: bool = True) -> GemmResult:
+           reduction_order="ckk", trace=None, stats: bool | str = True) -> GemmResult:
     """Bit-exact conv2d: x (N, C, H, W) on ``datapath.a``'s grid, w (O, C/groups, KH, KW) on ``datapath.b``'s,
     bias (O,) on the accumulator's grid. ``padding``: an int, an (h, w) pair, or (top, left, bottom, right)
     as ONNX's ``pads``. Depthwise = ``groups=C``; 1x1 works as any kernel size.
     ``trace``: (n, o, oh, ow) tuples whose per-cycle register values land in ``result.traces``.
     The result's arrays are NCHW: (N, O, OH, OW). Float datapaths are lowered the same way and run by
-    the float engine (``stats`` does not apply; padding is the real value 0 there too).
+    the float engine (which counts overflows and records no other statistics; padding is the real value 0
+    there too). ``stats`` as in ``gemm`` (True, False or "overflow").
     """
     if not isinstance(datapath, Datapath):
         raise InvalidType(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
+    stats = check_stats(stats)
     if reduction_order not in _ORDERS:
         raise InvalidArgument(f"reduction_order must be one of {_ORDERS}, got {reduction_order!r}")
     x = as_array("x", x)

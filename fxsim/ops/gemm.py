@@ -31,7 +31,7 @@ from fxsim.engines.integer import IntegerPlan, compact_int_dtype, plan_integer, 
 from fxsim.errors import InvalidArgument, InvalidType
 from fxsim.quantize import operand_codes, operand_codes_range
 from fxsim.result import GemmResult
-from fxsim.validate import as_array
+from fxsim.validate import as_array, check_stats
 from fxsim.engines.floating import float_gemm
 
 __all__ = ["gemm", "operand_codes", "operand_codes_range", "compact_int_dtype", "IntegerPlan", "plan_integer",
@@ -45,17 +45,21 @@ def _as_2d(x, name):
     return arr
 
 
-def gemm(A, B, datapath: Datapath, *, bias=None, trace=None, stats: bool = True) -> GemmResult:
+def gemm(A, B, datapath: Datapath, *, bias=None, trace=None, stats: bool | str = True) -> GemmResult:
     """C = A @ B through ``datapath``, bit for bit.
 
     ``A`` (M, K) and ``B`` (K, N) hold real values on the operand formats' grids (integer arrays are taken
     as codes of integer formats). ``bias`` (N,) or (M, N) holds real values on the accumulator's grid.
     ``trace``: an (i, j) pair or a list of them; their per-cycle register values land in ``result.traces``.
-    ``stats=False`` skips the per-output statistics and uses the exact shortcuts (module docstring).
-    Float operands or accumulators are handed to the float engine (``fxsim.engines.floating.float_gemm``).
+    ``stats=False`` skips the per-output statistics and uses the exact shortcuts (module docstring);
+    ``stats="overflow"`` records the overflow counts only (``max_partial`` and ``bits_needed`` are None):
+    where a bound proves that no addition overflows they are 0 and the exact shortcuts run.
+    Float operands or accumulators are handed to the float engine (``fxsim.engines.floating.float_gemm``),
+    which always counts overflows and records no other statistics.
     """
     if not isinstance(datapath, Datapath):
         raise InvalidType(f"datapath must be an fxsim Datapath, got {type(datapath).__name__}")
+    stats = check_stats(stats)
     if not datapath.is_integer:
         return float_gemm(A, B, datapath, bias=bias, trace=trace)
     A = _as_2d(A, "A")

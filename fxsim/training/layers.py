@@ -86,7 +86,7 @@ class _GemmLayer(Layer):
         r = self.recipe
         gq, sg, gx, sgx = self._grad(dy)
         dx, dw, st = backward(xq, wq, gq, dx_datapath=r.datapath("dx"), dw_datapath=r.datapath("dw"),
-                              need_dx=need_dx, dy_for_dx=gx, **kw)
+                              need_dx=need_dx, dy_for_dx=gx, stats="overflow", **kw)
         for k, res in st.items():
             self._count(f"{k}_overflows", _overflows(res))
         self.dW = dw * (sx * sg)
@@ -108,7 +108,7 @@ class Linear(_GemmLayer):
         if dp is None:
             y = xq @ wq
         else:
-            res = gemm(xq, wq, dp)
+            res = gemm(xq, wq, dp, stats="overflow")   # the layer keeps only the overflow counts
             self._count("forward_overflows", _overflows(res))
             y = res.values
         return y * (sx * sw) + self.b
@@ -139,7 +139,7 @@ class Conv2d(_GemmLayer):
             cols, OH, OW = unfold(xq, wq.shape[2:], stride=self.stride, padding=self.padding)
             y = (cols @ wq.reshape(wq.shape[0], -1).T).reshape(x.shape[0], OH, OW, -1).transpose(0, 3, 1, 2)
         else:
-            y, res = conv2d_lowered(xq, wq, dp, stride=self.stride, padding=self.padding)
+            y, res = conv2d_lowered(xq, wq, dp, stride=self.stride, padding=self.padding, stats="overflow")
             self._count("forward_overflows", _overflows(res))
         return y * (sx * sw) + self.b[None, :, None, None]
 
