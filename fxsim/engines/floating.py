@@ -133,9 +133,11 @@ def fast_float_codes(values, fmt, store: bool = True):
         return None
     flat = kernel_array(values).ravel()
     codes = np.empty(flat.shape if store else 0, dtype=np.int64)
-    params = (np.int64(fmt.man), np.int64(fmt.exp), np.int64(fmt.bias), np.int64(fmt.emin),
-              float(fmt.min_normal), float(fmt.max), bool(fmt.signed), bool(fmt.zero), bool(fmt.subnormals),
-              fmt.specials == "fnuz")
+    params = fmt.__dict__.get("_code_params")   # kept on the (frozen) format: training checks every step
+    if params is None:
+        params = fmt.__dict__["_code_params"] = (
+            np.int64(fmt.man), np.int64(fmt.exp), np.int64(fmt.bias), np.int64(fmt.emin), float(fmt.min_normal),
+            float(fmt.max), bool(fmt.signed), bool(fmt.zero), bool(fmt.subnormals), fmt.specials == "fnuz")
     with serial_below(flat.size):
         bad, slow = (notice_first_use(FC.float_codes)(flat, flat.view(np.int64), *params, codes) if fmt.man <= 52
                      else (0, 1))
@@ -425,6 +427,19 @@ def _product_grid(dp: Datapath):
     return ga[0] + gb[0], ga[1] * gb[1], ga[2] * gb[2], ga, gb
 
 
+def _abs_sums(Av: np.ndarray, Bv: np.ndarray):
+    """(max|a|, max_i sum_k |a_ik|, max|b|, max_j sum_k |b_kj|): one compiled pass over each operand
+    (nan where it holds a NaN)."""
+    amax, arow = notice_first_use(NORMS.abs_row_sums_max)(kernel_array(Av))
+    bmax, bcol = notice_first_use(NORMS.abs_col_sums_max)(kernel_array(Bv))
+    return amax, arow, bmax, bcol
+
+
+def _bound_from_sums(amax, arow, bmax, bcol):
+    bound = min(arow * bmax, amax * bcol) * (1.0 + 2.0 ** -20)
+    return bound if np.isfinite(bound) else None
+
+
 def sum_bound(Av: np.ndarray, Bv: np.ndarray):
     """An upper bound on |every partial sum of products| of every output, in any order: sum_k |a_ik b_kj|
     <= min(max_i sum_k |a_ik| * max|b|, max|a| * max_j sum_k |b_kj|), inflated by 2**-20 to cover the
@@ -434,27 +449,22 @@ def sum_bound(Av: np.ndarray, Bv: np.ndarray):
         return 0.0
     if K >= 2 ** 20:
         return None
-    amax, arow = notice_first_use(NORMS.abs_row_sums_max)(kernel_array(Av))
-    bmax, bcol = notice_first_use(NORMS.abs_col_sums_max)(kernel_array(Bv))
-    b1 = arow * bmax
-    b2 = amax * bcol
-    bound = min(b1, b2) * (1.0 + 2.0 ** -20)
-    return bound if np.isfinite(bound) else None
+    return _bound_from_sums(*_abs_sums(Av, Bv))
 
 
 def _useful_bound(dp: Datapath, Av: np.ndarray, Bv: np.ndarray):
     """``sum_bound(Av, Bv)`` where it can still prove the sums exact; None (no bound) where the largest
-    product alone already reaches the exact-sum limit of ``choose_float_path``: the bound is at least
-    max|a| * max|b|, so it could not prove exactness there and its row and column sums are skipped."""
+    product alone already reaches the exact-sum limit of ``choose_float_path`` (the bound is at least
+    max|a| * max|b|, so it could not prove exactness there). The maxima come from the same pass as the
+    row and column sums."""
     pg = _product_grid(dp) if dp.product is None else None
-    if pg is None or Av.size == 0 or Bv.size == 0:
+    K = Av.shape[1]
+    if pg is None or Av.size == 0 or Bv.size == 0 or K >= 2 ** 20:
         return sum_bound(Av, Bv)
-    limit = _exact_sum_limit(dp.accumulator.fmt, pg[1])
-    amax = max(float(Av.max()), -float(Av.min()))
-    bmax = max(float(Bv.max()), -float(Bv.min()))
-    if amax * bmax >= limit:
+    amax, arow, bmax, bcol = _abs_sums(Av, Bv)
+    if amax * bmax >= _exact_sum_limit(dp.accumulator.fmt, pg[1]):
         return None
-    return sum_bound(Av, Bv)
+    return _bound_from_sums(amax, arow, bmax, bcol)
 
 
 def _exact_sum_limit(fmt: Float, L: float) -> float:
