@@ -134,9 +134,13 @@ def quantize_float_array(x, out, man, emin, max_finite, subnormals, has_zero, mo
                          no_negative_zero, xbits, obits):
     """Round every element of float64 ``x`` into ``out`` (flattened views). ``nan_mode`` says what a NaN
     input becomes in a format without NaN; ``no_negative_zero`` (fnuz formats) turns -0 into +0.
-    ``xbits``/``obits`` are uint64 views of ``x``/``out``: for HALF_EVEN on values in the target's normal
-    range the significand is rounded on the bit pattern (add 2**(d-1) - 1 + LSB, clear d bits; a carry
-    moves into the exponent as it should), which is exactly round-half-even to ``man`` bits.
+    ``xbits``/``obits`` are uint64 views of ``x``/``out``: for HALF_EVEN and STOCHASTIC, on values in the
+    target's normal range the significand is rounded on the bit pattern (add 2**(d-1) - 1 + LSB, or the
+    random bits aligned r bits below the kept LSB, then clear d bits; a carry moves into the exponent as
+    it should), which is exactly round_to_float's result there. Its STOCHASTIC step is
+    floor((4|M| + a) / 2**(d+2)) for the float64 significand M (shift s = d + 2 with two guard bits) and
+    a = rnd << (d + 2 - r), or rnd >> (r - d - 2) where r > d + 2; as 4|M| is a multiple of 4, this
+    equals floor((|M| + floor(a / 4)) / 2**d) with floor(a / 4) = (rnd >> max(r - d, 0)) << max(d - r, 0).
     """
     n = x.size
     d = 52 - man
@@ -144,14 +148,20 @@ def quantize_float_array(x, out, man, emin, max_finite, subnormals, has_zero, mo
     keep = ~np.uint64((1 << d) - 1)
     low = 2.0 ** emin
     absmask = np.uint64(0x7FFFFFFFFFFFFFFF)
+    bitwise = mode == HALF_EVEN or mode == STOCHASTIC
+    lshift = np.uint64(max(d - r, 0))
+    rshift = np.uint64(max(r - d, 0))
     for i in nb.prange(n):
         v = x[i]
-        if mode == HALF_EVEN and abs(v) >= low and abs(v) <= 1.7976931348623157e308:
+        if bitwise and abs(v) >= low and abs(v) <= 1.7976931348623157e308:
             u = xbits[i]
             mag = u & absmask
-            # the kept significand's LSB: a mantissa bit, or the implicit 1 when man == 0 (ties round up)
-            lsb = np.uint64(1) if man == 0 else (mag >> np.uint64(d)) & np.uint64(1)
-            mag = (mag + half_m1 + lsb) & keep
+            if mode == STOCHASTIC:
+                mag = (mag + ((np.uint64(random_bits(seed, 0, i, r)) >> rshift) << lshift)) & keep
+            else:
+                # the kept significand's LSB: a mantissa bit, or the implicit 1 when man == 0 (ties round up)
+                lsb = np.uint64(1) if man == 0 else (mag >> np.uint64(d)) & np.uint64(1)
+                mag = (mag + half_m1 + lsb) & keep
             obits[i] = (u & ~absmask) | mag
             y = out[i]
             if abs(y) > max_finite:

@@ -113,6 +113,29 @@ def test_float_quantize_matches_fraction_reference(fmt, mode, ovf, r, seed, data
             assert Fraction(g) == want, (x, fmt, mode, g, want)
 
 
+@settings(max_examples=200)
+@given(fmt=float_formats(), ovf=st.sampled_from([Overflow.IEEE, Overflow.SATURATE]),
+       r=st.one_of(st.none(), st.integers(1, 62)), seed=st.integers(0, 2 ** 40), data=st.data())
+def test_stochastic_bit_pattern_path_matches_fraction_reference(fmt, ovf, r, seed, data):
+    """Stochastic rounding of normal-range values runs on the float64 bit pattern (random bits aligned
+    below the kept LSB, r below, at or above 52 - man): 64 values per case against the reference."""
+    scale = fmt.max / 2 ** data.draw(st.integers(0, 12))
+    xs = data.draw(st.lists(values_near(scale), min_size=64, max_size=64))
+    got = quantize(np.array(xs), fmt, rounding="stochastic", overflow=ovf, seed=seed, random_bits=r)
+    bits = 62 if r is None else r
+    rnd = _draws(seed, len(xs), bits)
+    kind = "saturate" if ovf == Overflow.SATURATE or fmt.specials == "none" else \
+        ("inf" if fmt.specials == "ieee" else "nan")
+    for x, g, R in zip(xs, got, rnd):
+        want = ref.quantize_float(x, fmt, Rounding.STOCHASTIC, kind, int(R), bits)
+        if want == "nan":
+            assert np.isnan(g), (x, g)
+        elif isinstance(want, str):
+            assert g == float(want), (x, g, want)
+        else:
+            assert Fraction(g) == want, (x, fmt, g, want)
+
+
 @st.composite
 def radix4_formats(draw):
     exp = draw(st.integers(1, 4))   # radix-4 formats have no mantissa bits
