@@ -357,7 +357,8 @@ class Float:
         m = c & ((1 << self.man) - 1)
         e = (c >> self.man) & self._emax_field
         s = (c >> (self.exp + self.man)) & 1 if self.signed else np.zeros_like(c)
-        mag = self._magnitude(e, m)
+        with np.errstate(over="ignore"):    # the inf/NaN codes' exponent field may overflow: replaced below
+            mag = self._magnitude(e, m)
         val = np.where(s == 1, -mag, mag)
         nan = self._is_nan_code(s, e, m)
         if self.specials == "ieee":

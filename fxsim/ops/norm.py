@@ -166,9 +166,12 @@ def _accumulator(spec, name="acc") -> Accumulator:
 # exactly representable residual v - f (TwoSum, Dekker's TwoProduct); rounding f to the target is then the
 # correct rounding of v, except where f is a midpoint of the target's grid and v is not, when v's side wins
 def _two_sum(a, b):
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
+    """(fl(a + b), its exact error); where the sum is not finite (an overflowed register upstream) the
+    error term is NaN and ``_rn`` ignores it, so that arithmetic raises no warning."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = a + b
+        bb = s - a
+        return s, (a - (s - bb)) + (b - bb)
 
 
 def _split(a):
@@ -178,10 +181,12 @@ def _split(a):
 
 
 def _two_prod(a, b):
-    p = a * b
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    """(fl(a * b), its exact error), as ``_two_sum`` for non-finite products."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = a * b
+        ah, al = _split(a)
+        bh, bl = _split(b)
+        return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
 def _rn(f, err, fmt):
@@ -406,6 +411,11 @@ def batchnorm_error_bound(x, gamma, beta, dy=None, cfg: BatchNormConfig = BatchN
     accumulator). ``rsqrt_error``: the relative error of the 1/sqrt unit, needed for the "newton" and
     "lut" units (the "float" unit's is its format's rounding plus float64's). Range batch norm is not
     covered."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):   # inf/NaN stand for "no bound"
+        return _batchnorm_error_bound(x, gamma, beta, dy, cfg, rsqrt_error)
+
+
+def _batchnorm_error_bound(x, gamma, beta, dy, cfg, rsqrt_error):
     if cfg.range_bn:
         raise InvalidArgument("batchnorm_error_bound covers standard batch norm, not range_bn=True")
     x_fmt, stat, out = parse_format(cfg.x_fmt), parse_format(cfg.stat_fmt), parse_format(cfg.out_fmt)
