@@ -97,3 +97,17 @@ def test_hfp8_with_chunked_fp16_accumulation_as_the_paper_ran_it():
     for which in ("forward", "dx", "dw"):
         dp = r.datapath(which)
         assert dp.accumulator.fmt == parse_format("fp16") and dp.order == Order("chunked", lanes=64)
+
+
+@pytest.mark.parametrize("levels,alpha", [(7, "top"), (7, "paper"), (8, "code"), (3, "top"), (5, "top")])
+def test_log_quantizer_is_its_docstring_formula(levels, alpha):
+    """q = R_stochastic(clip(x / scale, ±top)) on the E?M0 grid with the library's random bits, whether the
+    top level is the format's max (the quantizer's own saturation then clips) or below it."""
+    from fxsim.quantize import quantize
+    q = LogQuantizer(levels=levels, alpha=alpha)
+    x = np.random.default_rng(levels).standard_cauchy(4000)        # heavy tails: many saturate
+    v, scale, under = q(x, seed=3)
+    assert scale == q.alpha_of(np.max(np.abs(x))) / q.fmt.min_subnormal
+    want = quantize(np.clip(x / scale, -q.top, q.top), q.fmt, rounding="stochastic", overflow="saturate", seed=3)
+    assert np.array_equal(v, want, equal_nan=False)
+    assert under == int(np.count_nonzero((want == 0) & (x != 0)))

@@ -141,7 +141,9 @@ class LogQuantizer:
         low = fmt.min_subnormal                               # the level α on the grid
         scale = self.alpha_of(amax) / low
         top = self.top
-        y = np.clip(x / scale, -top, top)                     # saturation above the top level
+        y = x / scale
+        if top < fmt.max:                                     # saturation above the top level (at fmt.max the
+            y = np.clip(y, -top, top)                         # quantizer's own saturation gives the same bits)
         q = quantize(y, fmt, rounding=self.rounding, overflow="saturate", seed=seed)
         underflow = int(np.count_nonzero((q == 0) & (x != 0)))
         return q, scale, underflow
