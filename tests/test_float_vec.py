@@ -248,6 +248,7 @@ def test_exact_shortcut_matches_the_references_whenever_it_is_chosen(case):
         acc, nov, _ = ref_float_gemm(A.tolist(), B.tolist(), dp, seed=dp.random_seed, n_cols=B.shape[1])
         assert same(res.acc, acc)
         assert not np.any(nov)
+        assert np.array_equal(res.codes, dp.accumulator.fmt.encode(res.acc).astype(np.int64))   # binary32: bit patterns
 
 
 def test_exact_shortcut_is_taken_for_small_integer_gemms_and_gives_the_sums():

@@ -208,7 +208,7 @@ def float_config(dp: Datapath) -> "FK.FloatConfig":
     acc_ovf = _float_overflow(fmt, acc.overflow, "accumulator overflow")
     stochastic = acc.rounding == Rounding.STOCHASTIC
     acc_r = _random_bits(fmt, acc.random_bits, "accumulator") if stochastic else 1
-    fp32_rne = (fmt == Float(8, 23) and acc.rounding == Rounding.HALF_EVEN and
+    fp32_rne = (fmt == _BINARY32 and acc.rounding == Rounding.HALF_EVEN and
                 acc_ovf == float_overflow_code(fmt, Overflow.IEEE, "ml_dtypes") and not acc.flush_subnormals)
     prod = None
     if dp.product is not None:
@@ -321,6 +321,9 @@ def float_gemm(A, B, datapath: Datapath, *, bias=None, trace=None) -> GemmResult
         first = np.argwhere(nov)[0]
         raise RegisterOverflow(f"{int(np.count_nonzero(nov))} output(s) overflowed the {acc_fmt} accumulator; "
                             f"first at {tuple(int(v) for v in first)}")
+    if codes is None and path == "exact-blas" and acc_fmt == _BINARY32:
+        # proved binary32 values (every partial sum exact in the format): their bit patterns are the codes
+        codes = acc.astype(np.float32).view(np.uint32).astype(np.int64)
     if codes is None:
         codes = _codes(acc, acc_fmt)
     values = acc.copy()       # the register's values: one array for values and acc_values, as the integer engine's
@@ -405,6 +408,7 @@ def _kulisch_gemm(Av, Bt, dp: Datapath, bias, traces) -> GemmResult:
 FLOAT_PATHS = ("exact-blas", "fp32-vector", "narrow-vector", "stochastic-vector", "general-vector")
 _F32_MAX = float(np.finfo(np.float32).max)
 _F32_GRID = 2.0 ** -149          # binary32's smallest subnormal
+_BINARY32 = Float(8, 23)
 
 
 def _operand_grid(fmt, zero_point: int):
@@ -533,7 +537,7 @@ def choose_float_path(dp: Datapath, *, bound=None, has_bias: bool = False) -> st
     f32_ops = all(g[0] <= 24 and g[1] >= _F32_GRID and g[2] <= _F32_MAX for g in (ga, gb))
     if not (f32_ops and L >= _F32_GRID and pmax <= _F32_MAX):
         return "general-vector"
-    if fmt == Float(8, 23) and sig <= 24:
+    if fmt == _BINARY32 and sig <= 24:
         return "fp32-vector"
     p = fmt.man + 1
     if (24 >= 2 * p + 2 and fmt.subnormals and fmt.emin >= -126 and fmt.max <= _F32_MAX and sig <= p
