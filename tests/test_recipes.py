@@ -111,3 +111,23 @@ def test_log_quantizer_is_its_docstring_formula(levels, alpha):
     want = quantize(np.clip(x / scale, -q.top, q.top), q.fmt, rounding="stochastic", overflow="saturate", seed=3)
     assert np.array_equal(v, want, equal_nan=False)
     assert under == int(np.count_nonzero((want == 0) & (x != 0)))
+
+
+@pytest.mark.parametrize("fmt", ["int8", "uint4", "int4"])
+def test_integer_codes_are_the_values_of_integer_formats(fmt):
+    """integer_codes=True gives the same numbers as the values, as integers, from the same rounding."""
+    x = np.random.default_rng(1).normal(0, 3, (40, 7))
+    q = TensorQuantizer(fmt, rounding="stochastic")
+    v, sv, uv = q(x, seed=4)
+    c, sc, uc = q(x, seed=4, integer_codes=True)
+    assert c.dtype.kind in "iu" and v.dtype == np.float64
+    assert np.array_equal(c.astype(np.float64), v) and (sc, uc) == (sv, uv)
+    z, _, _ = q(np.zeros(3), integer_codes=True)
+    assert z.dtype.kind in "iu" and not z.any()
+
+
+def test_integer_codes_of_a_non_integer_format_are_an_error():
+    from fxsim.errors import InvalidArgument
+    for fmt in ("e4m3", "Q3.4"):
+        with pytest.raises(InvalidArgument, match="integer_codes=True needs an integer format"):
+            TensorQuantizer(fmt)(np.ones(3), integer_codes=True)

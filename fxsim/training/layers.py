@@ -18,7 +18,7 @@ from fxsim.ops.gemm import gemm
 from fxsim.ops.norm import BatchNormConfig, batchnorm_backward, batchnorm_train_forward
 from fxsim.ops.pool import avgpool2d, avgpool2d_backward, maxpool2d, maxpool2d_backward
 from fxsim.quantize import quantize
-from fxsim.training.recipes import Recipe
+from fxsim.training.recipes import Recipe, TensorQuantizer
 from fxsim.validate import as_array
 from fxsim.errors import InvalidArgument, InvalidType
 
@@ -52,8 +52,11 @@ class _GemmLayer(Layer):
     """Shared quantize -> datapath -> rescale logic of Linear and Conv2d."""
 
     def _q(self, quantizer, x):
+        """(q, scale, underflows): integer formats as their codes (the GEMMs take them as they are)."""
         if quantizer is None:
             return np.asarray(x, dtype=np.float64), 1.0, 0
+        if isinstance(quantizer, TensorQuantizer) and quantizer.is_integer:
+            return quantizer(x, seed=self._seed(), integer_codes=True)
         return quantizer(x, seed=self._seed())
 
     def _forward_operands(self, x):

@@ -13,7 +13,7 @@ import numpy as np
 
 from fxsim.errors import InvalidArgument
 from fxsim.datapath import Accumulator, Datapath
-from fxsim.formats import Float, parse_format
+from fxsim.formats import Fixed, Float, parse_format
 from fxsim.quantize import quantize
 
 __all__ = ["TensorQuantizer", "LogQuantizer", "Recipe", "RECIPES", "get_recipe"]
@@ -73,18 +73,29 @@ class TensorQuantizer:
         """The largest magnitude q can take; |x| / scale beyond it saturates."""
         return float(self._format.max)
 
-    def __call__(self, x, *, seed=0):
+    @cached_property
+    def is_integer(self) -> bool:
+        """The format is an integer one (Fixed without fraction bits): its codes are its values."""
+        return isinstance(self._format, Fixed) and self._format.frac == 0
+
+    def __call__(self, x, *, seed=0, integer_codes=False):
+        """Returns (q, scale, underflows to zero); x ≈ scale * q. ``integer_codes=True`` (integer formats
+        only): q as the integer codes themselves, in the narrowest integer dtype (the same numbers; a GEMM
+        takes them as they are, without turning float values back into codes)."""
         fmt = self._format
+        if integer_codes and not self.is_integer:
+            raise InvalidArgument(f"integer_codes=True needs an integer format (no fraction bits), got {fmt}")
+        returns = "codes" if integer_codes else "values"
         amax = _finite_amax(x)
         if amax == 0.0:
-            return np.zeros_like(x, dtype=np.float64), 1.0, 0
+            return quantize(np.zeros(np.shape(x)), fmt, returns=returns), 1.0, 0
         if self.scale_rule == "max":
             scale = amax / fmt.max
         else:
             scale = 2.0 ** int(np.ceil(np.log2(amax / fmt.max)))
         scale *= 2.0 ** self.phase
         q = quantize(np.asarray(x, dtype=np.float64) / scale, fmt, rounding=self.rounding, overflow="saturate",
-                     seed=seed)
+                     seed=seed, returns=returns)
         underflow = int(np.count_nonzero((q == 0) & (np.asarray(x) != 0)))
         return q, scale, underflow
 
