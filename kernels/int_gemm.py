@@ -415,6 +415,30 @@ def saturate_sequential_kernel(A, Bt, start_k, start_acc, reg, rows, cols, acc_o
 
 
 @nb.njit(cache=True)
+def add_registers(x, y, ex, ey, bits, signed, lo, hi, ovf, nov, max_p, nbits):
+    """One adder of a lane combine for every output (flat C arrays): x[i] = add(x[i], y[i]) as the
+    per-output kernels add two registers (``add``), nov[i] += 1 where it overflowed; the exact values
+    ex[i] += ey[i], and max_p / nbits take in the new exact partial sum (|e| and the signed width of
+    {0, e}: bit_length(e) + 1, or bit_length(-e - 1) + 1 for e < 0)."""
+    for i in range(x.size):
+        r, of = add(x[i], y[i], bits, signed, lo, hi, ovf)
+        x[i] = r
+        nov[i] += of
+        e = ex[i] + ey[i]
+        ex[i] = e
+        m = e if e >= 0 else -e
+        if m > max_p[i]:
+            max_p[i] = m
+        v = e if e >= 0 else -e - 1
+        w = 1
+        while v > 0:
+            w += 1
+            v >>= 1
+        if w > nbits[i]:
+            nbits[i] = w
+
+
+@nb.njit(cache=True)
 def transpose_into(B, out):
     """out = B.T (contiguous), in 32 x 32 tiles: 2.5x faster than numpy's strided copy for 512 x 512."""
     K, N = B.shape

@@ -305,3 +305,40 @@ def test_stats_levels_are_checked():
         conv2d(np.ones((1, 1, 3, 3), dtype=np.int64), np.ones((1, 1, 1, 1), dtype=np.int64), dp, stats="x")
     r = conv2d(np.ones((1, 1, 3, 3), dtype=np.int64), np.ones((1, 1, 1, 1), dtype=np.int64), dp, stats="overflow")
     assert r.overflow_count.shape == (1, 1, 3, 3) and r.bits_needed is None
+
+
+# -- the chunked order with statistics: lanes as sequential GEMMs, then the combine adders (stats-chunked)
+@settings(max_examples=80, deadline=None)
+@given(M=st.integers(1, 5), K=st.integers(0, 120), N=st.integers(1, 70), lanes=st.integers(2, 9),
+       combine=st.sampled_from(["sequential", "tree"]), acc_bits=st.integers(6, 34),
+       a_bits=st.sampled_from([4, 8, 12, 16]),
+       overflow=st.sampled_from(["wrap", "saturate", "saturate_symmetric", "saturate_zero"]),
+       frac=st.integers(0, 2), preload=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_chunked_statistics_match_the_reference(M, K, N, lanes, combine, acc_bits, a_bits, overflow, frac, preload,
+                                                seed):
+    """Every lane regime (float32 / int32 / int64 lanes, no-overflow lanes, empty chunks when lanes > K),
+    both combines and every dense mode, against the plain-Python reference on every output."""
+    rng = np.random.default_rng(seed)
+    top = 2 ** (a_bits - 1)
+    A, B = rng.integers(-top, top, (M, K)), rng.integers(-top, top, (K, N))
+    if rng.random() < 0.5:   # mostly one sign: lanes that sit on a rail and combines that overflow
+        A, B = np.abs(A).clip(0, top - 1), np.abs(B).clip(0, top - 1) * rng.choice([-1, 1])
+    acc = Fixed(acc_bits, frac, True)
+    dp = Datapath(a=f"int{a_bits}", b=f"int{a_bits}", accumulator=Accumulator(acc, overflow=overflow),
+                  order=Order("chunked", lanes=lanes, combine=combine))
+    bias_codes = rng.integers(acc.min_code, acc.max_code + 1, N) // 2 if preload else None
+    bias = None if bias_codes is None else np.ldexp(bias_codes.astype(float), -frac)
+    res = gemm(A, B, dp, bias=bias)
+    assert res.path == IntPath.STATS_CHUNKED.value
+    init = None if bias_codes is None else [[int(v) for v in bias_codes] for _ in range(M)]
+    _check(res, A, B, dp, init)
+
+
+def test_chunked_statistics_keep_the_kernel_for_unsigned_registers_and_product_stages():
+    rng = np.random.default_rng(21)
+    A, B = rng.integers(0, 100, (3, 40)), rng.integers(0, 100, (40, 5))
+    unsigned = Datapath(a="uint8", b="uint8", accumulator=Accumulator("uint12", overflow="saturate"),
+                        order=Order("chunked", lanes=4))
+    res = gemm(A, B, unsigned)
+    assert res.path == IntPath.STATS_KERNEL.value
+    _check(res, A, B, unsigned)

@@ -29,7 +29,7 @@ import numpy as np
 from fxsim._kernels import int_gemm as K
 
 from fxsim.runtime.threads import row_parallel
-from fxsim.datapath import Datapath
+from fxsim.datapath import Datapath, Order
 from fxsim.errors import InvalidArgument
 from fxsim.formats import Fixed, ints_to_values
 from fxsim.modes import Overflow, Rounding
@@ -125,12 +125,25 @@ class IntPath(enum.Enum):
     only ones where the two widths differ) scan their sums again for +m
     (``kernels.int_gemm.running_absmax_dense``)."""
 
+    STATS_CHUNKED = "stats-chunked"
+    """Statistics for the chunked order with a signed wrap or saturating register below 64 bits and exact
+    products: lane l accumulates its contiguous chunk of K sequentially, from init (lane 0) or 0, in the
+    accumulator's register, independently of the other lanes, so each lane is a sequential GEMM of its
+    slice of A and B and runs STATS_NO_OVERFLOW or STATS_SEQUENTIAL (register, counts, exact sum,
+    statistics of its partial sums, 0 and init included). The lanes' registers are then combined by the
+    same adders (``kernels.int_gemm.add``) in the same order (sequential, or the pairwise tree with odd
+    terms passing through) for every output, each combine adder counting its overflow and its exact sum
+    joining the statistics. For a signed register max_partial and bits_needed of a union of sets of
+    partial sums are the maxima of theirs (bits_needed is max(bit_length(max), bit_length(-min - 1)) + 1,
+    monotone in the set)."""
+
     STATS_KERNEL = "stats-kernel"
     """Statistics from the cycle-accurate per-output kernel (other orders, product registers, ...)."""
 
     @property
     def statistics(self) -> bool:
-        return self in (IntPath.STATS_SEQUENTIAL, IntPath.STATS_NO_OVERFLOW, IntPath.STATS_KERNEL)
+        return self in (IntPath.STATS_SEQUENTIAL, IntPath.STATS_NO_OVERFLOW, IntPath.STATS_CHUNKED,
+                        IntPath.STATS_KERNEL)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -483,6 +496,8 @@ def choose_path(plan: GemmPlan) -> IntPath:
         dense = (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO)
         if c.sequential and c.simple and c.bits < 64 and c.overflow in dense:
             return IntPath.STATS_SEQUENTIAL
+        if c.dp.order.kind == "chunked" and c.simple and c.signed and c.bits < 64 and c.overflow in dense:
+            return IntPath.STATS_CHUNKED
         return IntPath.STATS_KERNEL
     if not plan.shortcut:
         return IntPath.KERNEL
@@ -806,6 +821,75 @@ def execute_stats_kernel(plan: GemmPlan, ops: Operands, out: Planes, path: IntPa
     return path
 
 
+def _lane_config(config: IntegerPlan) -> IntegerPlan:
+    """The sequential-order plan of a chunked datapath's lanes (same register), kept on the datapath."""
+    dp = config.dp
+    lane = dp.__dict__.get("_lane_plan")
+    if lane is None:
+        lane = dp.__dict__["_lane_plan"] = plan_integer(dp.replace(order=Order("sequential")))
+    return lane
+
+
+def execute_stats_chunked(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) -> IntPath:
+    c, b = plan.config, plan.bounds
+    P = c.dp.order.lanes
+    C = -(-b.K // P)                          # chunk length (the per-output kernel's)
+    lane_cfg = _lane_config(c)
+    MN = (b.M, b.N)
+    zeros = np.zeros(MN, dtype=np.int64)
+    regs, exacts = [], []
+    max_p, nbits = out.stat_planes()
+    max_p[...] = 0
+    nbits[...] = 1
+    for l in range(P):
+        k0, k1 = min(l * C, b.K), min((l + 1) * C, b.K)
+        init = out.init if l == 0 else zeros
+        planes = np.empty((4,) + MN, dtype=np.int64)
+        lane = Planes(init=init, acc=planes[0], exact_buf=planes[1], nov=np.zeros(MN, dtype=np.int64),
+                      stats_buf=planes[2:])
+        if k1 > k0:
+            lops = Operands(ops.A[:, k0:k1], ops.B[k0:k1])
+            # the whole operands' bounds hold every slice's codes
+            lplan = GemmPlan(lane_cfg, Bounds(b.M, k1 - k0, b.N, b.amax, b.bmax, b.imax if l == 0 else 0, b.data),
+                             True)
+            lpath = choose_path(lplan)
+            EXECUTORS[lpath](lplan, lops, lane, lpath)
+        else:                                 # an empty chunk: the lane keeps its start value
+            lane.acc[...] = init
+            lane.exact = lane.exact_buf
+            lane.exact[...] = init
+            lane.max_p, lane.nbits = lane.stat_planes()
+            lane.max_p[...] = np.abs(init)
+            lane.nbits[...] = bits_needed(np.maximum(init, 0), np.minimum(init, 0), True)
+        np.maximum(max_p, lane.max_p, out=max_p)
+        np.maximum(nbits, lane.nbits, out=nbits)
+        out.nov += lane.nov
+        regs.append(lane.acc)
+        exacts.append(lane.exact)
+    add = notice_first_use(K.add_registers)
+    args = (c.bits, c.signed, c.lo, c.hi, int(c.overflow))
+    flat = lambda x: x.reshape(-1)   # noqa: E731  (C-contiguous (M, N) planes)
+    if c.dp.order.combine == "sequential":
+        for l in range(1, P):
+            add(flat(regs[0]), flat(regs[l]), flat(exacts[0]), flat(exacts[l]), *args, flat(out.nov), flat(max_p),
+                flat(nbits))
+    else:                                     # the pairwise tree of _pairwise: odd last terms pass through
+        n = P
+        while n > 1:
+            for q in range(n // 2):
+                add(flat(regs[2 * q]), flat(regs[2 * q + 1]), flat(exacts[2 * q]), flat(exacts[2 * q + 1]), *args,
+                    flat(out.nov), flat(max_p), flat(nbits))
+                regs[q], exacts[q] = regs[2 * q], exacts[2 * q]
+            if n % 2 == 1:
+                regs[n // 2], exacts[n // 2] = regs[n - 1], exacts[n - 1]
+            n = (n + 1) // 2
+    out.acc[...] = regs[0]
+    out.exact = out.exact_buf
+    out.exact[...] = exacts[0]
+    out.max_p, out.nbits = max_p, nbits
+    return path
+
+
 EXECUTORS = {
     IntPath.EXACT_BLAS: execute_exact_blas,
     IntPath.CAUCHY_SCHWARZ: execute_exact_blas,
@@ -814,6 +898,7 @@ EXECUTORS = {
     IntPath.KERNEL: execute_kernel,
     IntPath.STATS_SEQUENTIAL: execute_stats_sequential,
     IntPath.STATS_NO_OVERFLOW: execute_stats_no_overflow,
+    IntPath.STATS_CHUNKED: execute_stats_chunked,
     IntPath.STATS_KERNEL: execute_stats_kernel,
 }
 
