@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from fxsim.datapath import Accumulator, Datapath  # noqa: E402
+from fxsim.datapath import Accumulator, Datapath, Order  # noqa: E402
 from fxsim.ops.conv import conv2d, unfold  # noqa: E402
 from fxsim.ops.gemm import gemm  # noqa: E402
 
@@ -126,6 +126,10 @@ def run(args):
     dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int32", overflow="wrap"))
     t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=True), blas, 5)
     row("int32 wrap + stats", t, t_ref, None, float(np.mean(r.overflow_count > 0)), path=r.path, target=3)
+    for ov in ("saturate", "wrap"):   # 4 chunked lanes (a DSP cascade), combined sequentially
+        dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int16", overflow=ov), order=Order("chunked", lanes=4))
+        t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=True), blas, 5)
+        row(f"int16 {ov} chunked(4) + stats", t, t_ref, None, float(np.mean(r.overflow_count > 0)), path=r.path)
 
     # ResNet-style 3x3 conv, 64 -> 64 channels, 56x56, batch 1
     C, HW = (16, 28) if args.quick else (64, 56)

@@ -427,15 +427,15 @@ def add_registers(x, y, ex, ey, bits, signed, lo, hi, ovf, nov, max_p, nbits):
         e = ex[i] + ey[i]
         ex[i] = e
         m = e if e >= 0 else -e
-        if m > max_p[i]:
+        if m >= max_p[i]:     # |e| < max_p: e needs no more bits than the sum that reached max_p
             max_p[i] = m
-        v = e if e >= 0 else -e - 1
-        w = 1
-        while v > 0:
-            w += 1
-            v >>= 1
-        if w > nbits[i]:
-            nbits[i] = w
+            v = e if e >= 0 else -e - 1
+            w = 1
+            while v > 0:
+                w += 1
+                v >>= 1
+            if w > nbits[i]:
+                nbits[i] = w
 
 
 @nb.njit(cache=True)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fxsim.datapath import Accumulator, Datapath, Order
+from fxsim.engines import integer as integer_engine
 from fxsim.engines.integer import IntPath, Operands, choose_path, gemm_plan, plan_integer
 from fxsim.formats import Fixed
 from fxsim.ops.gemm import gemm
@@ -328,10 +329,26 @@ def test_chunked_statistics_match_the_reference(M, K, N, lanes, combine, acc_bit
                   order=Order("chunked", lanes=lanes, combine=combine))
     bias_codes = rng.integers(acc.min_code, acc.max_code + 1, N) // 2 if preload else None
     bias = None if bias_codes is None else np.ldexp(bias_codes.astype(float), -frac)
-    res = gemm(A, B, dp, bias=bias)
+    with pytest.MonkeyPatch.context() as mp:   # the path on every shape here, short chunks included
+        mp.setattr(integer_engine, "_MIN_CHUNK", 0)
+        mp.setattr(integer_engine, "_MIN_CHUNKED_WORK", 0)
+        res = gemm(A, B, dp, bias=bias)
     assert res.path == IntPath.STATS_CHUNKED.value
     init = None if bias_codes is None else [[int(v) for v in bias_codes] for _ in range(M)]
     _check(res, A, B, dp, init)
+
+
+def test_chunked_statistics_run_where_chunks_are_long_enough():
+    """Chunks of 16 and more (and 2**15 MACs): the lanes' path; shorter chunks: the per-output kernel."""
+    rng = np.random.default_rng(22)
+    A, B = rng.integers(-128, 128, (4, 256)), rng.integers(-128, 128, (256, 40))
+    for lanes, want in ((4, IntPath.STATS_CHUNKED), (16, IntPath.STATS_CHUNKED), (17, IntPath.STATS_KERNEL)):
+        for combine in ("sequential", "tree"):
+            dp = Datapath(accumulator=Accumulator("int16", overflow="saturate"),
+                          order=Order("chunked", lanes=lanes, combine=combine))
+            res = gemm(A, B, dp)
+            assert res.path == want.value and res.overflow_count.any()
+            _check(res, A, B, dp)
 
 
 def test_chunked_statistics_keep_the_kernel_for_unsigned_registers_and_product_stages():
