@@ -151,18 +151,21 @@ def quantize_float_array(x, out, man, emin, max_finite, subnormals, has_zero, mo
     bitwise = mode == HALF_EVEN or mode == STOCHASTIC
     lshift = np.uint64(max(d - r, 0))
     rshift = np.uint64(max(r - d, 0))
-    for i in nb.prange(n):
-        v = x[i]
-        if bitwise and abs(v) >= low and abs(v) <= 1.7976931348623157e308:
+    if bitwise:
+        # pass 1, branch-free (it vectorises): every element rounded on its bit pattern as if it were in
+        # the normal range; pass 2 keeps those that are and redoes the others
+        for i in nb.prange(n):
             u = xbits[i]
             mag = u & absmask
             if mode == STOCHASTIC:
-                mag = (mag + ((np.uint64(random_bits(seed, 0, i, r)) >> rshift) << lshift)) & keep
+                add = (np.uint64(random_bits(seed, 0, i, r)) >> rshift) << lshift
             else:
                 # the kept significand's LSB: a mantissa bit, or the implicit 1 when man == 0 (ties round up)
-                lsb = np.uint64(1) if man == 0 else (mag >> np.uint64(d)) & np.uint64(1)
-                mag = (mag + half_m1 + lsb) & keep
-            obits[i] = (u & ~absmask) | mag
+                add = half_m1 + (np.uint64(1) if man == 0 else (mag >> np.uint64(d)) & np.uint64(1))
+            obits[i] = (u & ~absmask) | ((mag + add) & keep)
+    for i in nb.prange(n):
+        v = x[i]
+        if bitwise and abs(v) >= low and abs(v) <= 1.7976931348623157e308:
             y = out[i]
             if abs(y) > max_finite:
                 if ovf == OVF_SATURATE:
