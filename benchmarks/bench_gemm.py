@@ -130,6 +130,10 @@ def run(args):
         dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int16", overflow=ov), order=Order("chunked", lanes=4))
         t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=True), blas, 5)
         row(f"int16 {ov} chunked(4) + stats", t, t_ref, None, float(np.mean(r.overflow_count > 0)), path=r.path)
+    for ov in ("saturate", "wrap"):   # a pairwise adder tree
+        dp = Datapath(a="int8", b="int8", accumulator=Accumulator("int16", overflow=ov), order=Order("tree"))
+        t, t_ref, r = paired(lambda: gemm(A, B, dp, stats=True), blas, 5)
+        row(f"int16 {ov} tree + stats", t, t_ref, None, float(np.mean(r.overflow_count > 0)), path=r.path)
 
     # ResNet-style 3x3 conv, 64 -> 64 channels, 56x56, batch 1
     C, HW = (16, 28) if args.quick else (64, 56)

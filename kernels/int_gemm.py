@@ -564,6 +564,125 @@ def exact_from_blas(S, L, init, bits, signed, wrap_it, exact_out, acc_out):
             acc_out[i, j] = wrap(e, bits, signed) if wrap_it else e
 
 
+@nb.njit(cache=True)
+def _tree_adder(SR, SE, u, v, rows, N, lb, signed, llo, lhi, mode, cnt, mx, mn):
+    """One adder level for a row block: SR[u] = SR[u] + SR[v] in an ``lb``-bit register (< 64 bits) with
+    range [llo, lhi] and overflow ``mode``, branch-free per mode as ``sequential_stats_dense``; the exact
+    values SE[u] += SE[v] join the extremes."""
+    mask = (np.int64(1) << lb) - 1
+    half = np.int64(1) << (lb - 1)
+    for r in range(rows):
+        x, y, ex, ey, c, hi_, lo_ = SR[u, r], SR[v, r], SE[u, r], SE[v, r], cnt[r], mx[r], mn[r]
+        if mode == WRAP:
+            for j in range(N):
+                e = ex[j] + ey[j]
+                ex[j] = e
+                hi_[j] = max(hi_[j], e)
+                lo_[j] = min(lo_[j], e)
+                s = x[j] + y[j]
+                w = s & mask
+                if signed:
+                    w = ((w + half) & mask) - half
+                c[j] += w != s
+                x[j] = w
+        elif mode == SATURATE_ZERO:
+            for j in range(N):
+                e = ex[j] + ey[j]
+                ex[j] = e
+                hi_[j] = max(hi_[j], e)
+                lo_[j] = min(lo_[j], e)
+                s = x[j] + y[j]
+                out = (s < llo) | (s > lhi)
+                c[j] += out
+                x[j] = 0 if out else s
+        else:                                # SATURATE, SATURATE_SYMMETRIC: llo, lhi say which
+            for j in range(N):
+                e = ex[j] + ey[j]
+                ex[j] = e
+                hi_[j] = max(hi_[j], e)
+                lo_[j] = min(lo_[j], e)
+                s = x[j] + y[j]
+                w = min(max(s, llo), lhi)
+                c[j] += w != s
+                x[j] = w
+
+
+@nb.njit(cache=True, parallel=True)
+def tree_stats_dense(A, B, init, shift, bits, signed, lo, hi, mode, levels, acc_out, nov_out, max_out, min_out,
+                     exact_out):
+    """gemm_tree for exact products aligned by a left ``shift``, every register (the levels' ``levels[l]``
+    bits, the accumulator's ``bits`` beyond, all < 64) wrap or saturating, vectorised across output
+    columns. ``_pairwise`` adds level by level, an odd last term passing through; the same adders come
+    from a stack of subtrees built as the products stream in: a new product is a subtree of level 0, two
+    subtrees of equal level l are added by an adder of level l into one of level l + 1, and at the end
+    the stack is folded from its top (the two newest first, by an adder of the older one's level), which
+    is where the level-by-level tree meets its passed-through terms. Every product and every adder's
+    exact sum join the extremes; the root is then added to init in the accumulator, as ``dot_tree`` does.
+    B is (K, N)."""
+    M, K = A.shape
+    N = B.shape[1]
+    RB = 4
+    nblk = (M + RB - 1) // RB
+    symmetric = signed and lo == -hi
+    depth = 2
+    while (np.int64(1) << (depth - 2)) <= K:
+        depth += 1
+    for blk in nb.prange(nblk):
+        i0 = blk * RB
+        rows = min(i0 + RB, M) - i0
+        SR = np.zeros((depth, RB, N), dtype=np.int64)
+        SE = np.zeros((depth, RB, N), dtype=np.int64)
+        lvl = np.zeros(depth, dtype=np.int64)
+        cnt = np.zeros((RB, N), dtype=np.int64)
+        mx = np.empty((RB, N), dtype=np.int64)
+        mn = np.empty((RB, N), dtype=np.int64)
+        for r in range(rows):
+            for j in range(N):
+                v = init[i0 + r, j]
+                mx[r, j] = max(v, 0)
+                mn[r, j] = min(v, 0)
+        d = 0
+        for k in range(K):
+            b = B[k]
+            for r in range(rows):               # a new leaf: the aligned products
+                a = A[i0 + r, k]
+                sr, se, hi_, lo_ = SR[d, r], SE[d, r], mx[r], mn[r]
+                for j in range(N):
+                    p = (a * b[j]) << shift
+                    sr[j] = p
+                    se[j] = p
+                    hi_[j] = max(hi_[j], p)
+                    lo_[j] = min(lo_[j], p)
+            lvl[d] = 0
+            d += 1
+            while d >= 2 and lvl[d - 1] == lvl[d - 2]:
+                l = lvl[d - 2]
+                lb = levels[l] if l < levels.shape[0] else bits
+                llo, lhi = register_range(lb, signed, symmetric)
+                _tree_adder(SR, SE, d - 2, d - 1, rows, N, lb, signed, llo, lhi, mode, cnt, mx, mn)
+                lvl[d - 2] = l + 1
+                d -= 1
+        while d >= 2:                           # the fold of the passed-through subtrees
+            l = lvl[d - 2]
+            lb = levels[l] if l < levels.shape[0] else bits
+            llo, lhi = register_range(lb, signed, symmetric)
+            _tree_adder(SR, SE, d - 2, d - 1, rows, N, lb, signed, llo, lhi, mode, cnt, mx, mn)
+            lvl[d - 2] = l + 1
+            d -= 1
+        # the root (0 for K = 0: SR[0] is zeros) added to init at the accumulator's width
+        for r in range(rows):
+            i = i0 + r
+            for j in range(N):
+                v = init[i, j]
+                acc, of = add(v, SR[0, r, j], bits, signed, lo, hi, mode)
+                e = v + SE[0, r, j]
+                acc_out[i, j] = acc
+                nov_out[i, j] = cnt[r, j] + of
+                exact_out[i, j] = e
+                max_out[i, j] = max(mx[r, j], e)
+                min_out[i, j] = min(mn[r, j], e)
+
+
 @nb.njit(cache=True, parallel=True)
 def sequential_stats_dense(A, B, init, reg, acc_out, nov_out, max_out, min_out, exact_out):
     """gemm_seq for the common datapath, vectorised across output columns: exact products aligned by a

@@ -86,8 +86,12 @@ def test_stats_that_could_overflow_still_run_the_kernel():
     assert res.path == IntPath.STATS_SEQUENTIAL.value and res.overflow_count.any()
     check_against_reference(res, A, B, dp)
     tree = gemm(A, B, dp.replace(order=Order("tree")))
-    assert tree.path == IntPath.STATS_KERNEL.value
+    assert tree.path == IntPath.STATS_TREE.value
     check_against_reference(tree, A, B, dp.replace(order=Order("tree")))
+    product = dp.replace(order=Order("tree"), product="int12", product_overflow="saturate")   # a cut product
+    cut = gemm(A, B, product)
+    assert cut.path == IntPath.STATS_KERNEL.value
+    check_against_reference(cut, A, B, product)
 
 
 # -- saturating registers that really saturate: blocks on the rail are skipped ------------------------

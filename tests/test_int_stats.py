@@ -154,7 +154,7 @@ def test_statistics_without_overflow_match_the_reference(M, K, N, scale, frac, p
 
 def test_narrow_integer_codes_are_taken_as_they_are_and_still_checked():
     # stats=True with int8 / int16 / uint8 arrays: no int64 copy of the operands, the same results as
-    # int64 codes on every path (no overflow, the vectorised sequential one, the per-output kernel), and
+    # int64 codes on every path (no overflow, the vectorised sequential and tree ones, the per-output kernel), and
     # a code outside the format is reported by position
     from fxsim.datapath import Order
     from fxsim.errors import InvalidArgument
@@ -163,6 +163,8 @@ def test_narrow_integer_codes_are_taken_as_they_are_and_still_checked():
     for dp, want in [(Datapath(accumulator=Accumulator("int32", overflow="wrap")), IntPath.STATS_NO_OVERFLOW),
                      (Datapath(accumulator=Accumulator("int16", overflow="saturate")), IntPath.STATS_SEQUENTIAL),
                      (Datapath(accumulator=Accumulator("int16", overflow="wrap"), order=Order("tree")),
+                      IntPath.STATS_TREE),
+                     (Datapath(accumulator=Accumulator("int16", overflow="wrap"), order=Order("chunked", lanes=8)),
                       IntPath.STATS_KERNEL)]:
         full = gemm(A, B, dp)
         assert full.path == want.value
@@ -359,3 +361,53 @@ def test_chunked_statistics_keep_the_kernel_for_unsigned_registers_and_product_s
     res = gemm(A, B, unsigned)
     assert res.path == IntPath.STATS_KERNEL.value
     _check(res, A, B, unsigned)
+
+
+# -- the tree order with statistics: the adder tree built as the products stream in (stats-tree) --------
+@settings(max_examples=80, deadline=None)
+@given(M=st.integers(1, 5), K=st.integers(0, 70), N=st.integers(1, 40), acc_bits=st.integers(6, 30),
+       a_bits=st.sampled_from([4, 8, 12]), signed=st.booleans(),
+       overflow=st.sampled_from(["wrap", "saturate", "saturate_symmetric", "saturate_zero"]),
+       levels=st.one_of(st.none(), st.lists(st.integers(5, 30), min_size=1, max_size=7)),
+       preload=st.booleans(), stats=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_tree_statistics_match_the_reference(M, K, N, acc_bits, a_bits, signed, overflow, levels, preload, stats,
+                                             seed):
+    """Every K (odd terms passing through at several levels), narrower and wider level registers, signed
+    and unsigned, every dense mode, against the plain-Python reference on every output; stats=False where
+    most outputs overflow runs the same kernel on all of them."""
+    rng = np.random.default_rng(seed)
+    top = 2 ** (a_bits - 1)
+    A, B = rng.integers(-top, top, (M, K)), rng.integers(-top, top, (K, N))
+    if not signed or rng.random() < 0.5:
+        A, B = np.abs(A).clip(0, top - 1), np.abs(B).clip(0, top - 1)
+    acc = Fixed(acc_bits, 0, signed)
+    dp = Datapath(a=f"int{a_bits}", b=f"int{a_bits}", accumulator=Accumulator(acc, overflow=overflow),
+                  order=Order("tree", level_bits=None if levels is None else tuple(levels)))
+    bias_codes = rng.integers(acc.min_code, acc.max_code + 1, N) // 2 if preload else None
+    res = gemm(A, B, dp, bias=None if bias_codes is None else bias_codes.astype(float), stats=stats)
+    if stats:
+        assert res.path == IntPath.STATS_TREE.value
+    init = None if bias_codes is None else [[int(v) for v in bias_codes] for _ in range(M)]
+    want = ref.gemm_ref(A.tolist(), B.tolist(), dp, init, N=N)
+    for i in range(M):
+        for j in range(N):
+            acc_, nov, exact, mx, mn = want[i][j]
+            assert res.acc[i, j] == acc_, (i, j)
+            if stats:
+                assert (res.exact[i, j], res.overflow_count[i, j]) == (exact, nov), (i, j)
+                assert res.max_partial[i, j] == max(mx, -mn), (i, j)
+                assert res.bits_needed[i, j] == int(bits_needed(mx, mn, signed)), (i, j)
+
+
+def test_tree_without_statistics_runs_the_vectorised_tree_where_most_outputs_overflow():
+    rng = np.random.default_rng(23)
+    A, B = rng.integers(0, 128, (6, 300)), rng.integers(0, 128, (300, 9))
+    dp = Datapath(accumulator=Accumulator("int16", overflow="saturate"), order="tree")
+    from fxsim._kernels import int_gemm as K
+    before = len(K.tree_stats_dense.signatures)
+    res = gemm(A, B, dp, stats=False)
+    assert res.path == IntPath.PER_OUTPUT_BOUND.value
+    assert len(K.tree_stats_dense.signatures) >= max(before, 1)
+    _check(gemm(A, B, dp), A, B, dp)
+    full = gemm(A, B, dp)
+    assert np.array_equal(res.acc, full.acc)

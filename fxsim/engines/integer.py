@@ -85,7 +85,8 @@ class IntPath(enum.Enum):
     PER_OUTPUT_BOUND = "per-output-bound"
     """Shortcuts 1 + 3 output by output: T = |A| @ |B| in float64 is exact while below 2**53 (non-negative
     terms, monotone rounding), so "computed T < 2**53" proves A @ B exact; outputs with |init| + (T << L)
-    inside the range cannot overflow; only the others run the cycle-accurate kernel."""
+    inside the range cannot overflow; only the others run the cycle-accurate kernel (in the tree order,
+    when they are most outputs, the vectorised tree of STATS_TREE on every output instead)."""
 
     BLOCK_ENCLOSURE = "block-enclosure"
     """Shortcut 4 (sequential order): with the exact partial sums c0, c1 at both ends of each 64-wide
@@ -137,13 +138,23 @@ class IntPath(enum.Enum):
     partial sums are the maxima of theirs (bits_needed is max(bit_length(max), bit_length(-min - 1)) + 1,
     monotone in the set)."""
 
+    STATS_TREE = "stats-tree"
+    """Statistics for the tree order with exact products and every register (levels and accumulator)
+    below 64 bits, wrap or saturating: the adder tree built as the products stream in, vectorised across
+    output columns (``kernels.int_gemm.tree_stats_dense``): two subtrees of equal level l are added by
+    a level-l adder as soon as both exist, and the subtrees left at the end are folded from the newest,
+    each pair by the adder of the older one's level. These are the adders of the level-by-level tree,
+    with the same operands, in an order that changes nothing (each adder's inputs are complete before it
+    runs): the level-l adders pair the level-l subtrees from the left, and an odd last one passes through
+    until it meets, at the level of the older subtree, the sum of everything after it."""
+
     STATS_KERNEL = "stats-kernel"
     """Statistics from the cycle-accurate per-output kernel (other orders, product registers, ...)."""
 
     @property
     def statistics(self) -> bool:
         return self in (IntPath.STATS_SEQUENTIAL, IntPath.STATS_NO_OVERFLOW, IntPath.STATS_CHUNKED,
-                        IntPath.STATS_KERNEL)
+                        IntPath.STATS_TREE, IntPath.STATS_KERNEL)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -487,6 +498,13 @@ class GemmPlan:
         return int(f <= 2 ** 24 if lane is np.float32 else f < 2 ** 31 if lane is np.int32 else f < _I63)
 
 
+def _tree_dense(c: IntegerPlan) -> bool:
+    """``kernels.int_gemm.tree_stats_dense`` runs this datapath: tree order, exact products, wrap or
+    saturating registers below 64 bits at every level."""
+    return (c.dp.order.kind == "tree" and c.simple and c.bits < 64 and all(lb < 64 for lb in c.level_bits)
+            and c.overflow in (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO))
+
+
 def choose_path(plan: GemmPlan) -> IntPath:
     """The path for ``plan``: the cheapest proof its facts support (pure; see ``IntPath``)."""
     c, b = plan.config, plan.bounds
@@ -499,6 +517,8 @@ def choose_path(plan: GemmPlan) -> IntPath:
         if (c.dp.order.kind == "chunked" and c.simple and c.signed and c.bits < 64 and c.overflow in dense
                 and b.K >= _MIN_CHUNK * c.dp.order.lanes and b.M * b.N * b.K >= _MIN_CHUNKED_WORK):
             return IntPath.STATS_CHUNKED
+        if _tree_dense(c):
+            return IntPath.STATS_TREE
         return IntPath.STATS_KERNEL
     if not plan.shortcut:
         return IntPath.KERNEL
@@ -633,6 +653,13 @@ def _run_unproven(plan: GemmPlan, ops: Operands, out: Planes, rows, cols, start_
             kernel(Aw, Bw, start_k[t], start_acc[t], c.register, rows[t], cols[t], out.acc, out.nov)
 
         row_parallel(part, rows.size, work=work, min_work=1 << 21)   # below: a thread hand-off costs more
+        return False
+    if _tree_dense(c) and 2 * rows.size >= out.acc.size:   # most outputs: the vectorised tree on all of them
+        M, N = out.acc.shape                               # (the proven ones come out as they are)
+        planes = np.empty((3, M, N), dtype=np.int64)
+        with _threads_for(M * N * ops.K):
+            notice_first_use(K.tree_stats_dense)(ops.a64, ops.b64, out.init, c.L, c.bits, c.signed, c.lo, c.hi,
+                                                 int(c.overflow), c.levels, out.acc, out.nov, *planes)
         return False
     with _threads_for(work):
         if sequential:   # most outputs: by blocks of K, vectorised over columns, skipping rail blocks
@@ -899,6 +926,17 @@ def execute_stats_chunked(plan: GemmPlan, ops: Operands, out: Planes, path: IntP
     return path
 
 
+def execute_stats_tree(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) -> IntPath:
+    c, b = plan.config, plan.bounds
+    out.exact = out.exact_buf
+    mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
+    with _threads_for(b.M * b.N * b.K):
+        notice_first_use(K.tree_stats_dense)(ops.a64, ops.b64, out.init, c.L, c.bits, c.signed, c.lo, c.hi,
+                                             int(c.overflow), c.levels, out.acc, out.nov, mx, mn, out.exact)
+    _extremes(out, mx, mn, c.signed)
+    return path
+
+
 EXECUTORS = {
     IntPath.EXACT_BLAS: execute_exact_blas,
     IntPath.CAUCHY_SCHWARZ: execute_exact_blas,
@@ -908,6 +946,7 @@ EXECUTORS = {
     IntPath.STATS_SEQUENTIAL: execute_stats_sequential,
     IntPath.STATS_NO_OVERFLOW: execute_stats_no_overflow,
     IntPath.STATS_CHUNKED: execute_stats_chunked,
+    IntPath.STATS_TREE: execute_stats_tree,
     IntPath.STATS_KERNEL: execute_stats_kernel,
 }
 
