@@ -607,6 +607,53 @@ def _tree_adder(SR, SE, u, v, rows, N, lb, signed, llo, lhi, mode, cnt, mx, mn):
                 x[j] = w
 
 
+@nb.njit(cache=True)
+def _tree_leaf_pair(A, B, i0, k, rows, N, shift, SR, SE, d, lb, signed, llo, lhi, mode, cnt, mx, mn):
+    """Products k and k + 1 of a row block and their level-0 adder, into stack slot d (a subtree of level
+    1): both products and their exact sum join the extremes; the adder as ``_tree_adder``'s."""
+    mask = (np.int64(1) << lb) - 1
+    half = np.int64(1) << (lb - 1)
+    b0, b1 = B[k], B[k + 1]
+    for r in range(rows):
+        a0, a1 = A[i0 + r, k], A[i0 + r, k + 1]
+        x, ex, c, hi_, lo_ = SR[d, r], SE[d, r], cnt[r], mx[r], mn[r]
+        if mode == WRAP:
+            for j in range(N):
+                p0 = (a0 * b0[j]) << shift
+                p1 = (a1 * b1[j]) << shift
+                s = p0 + p1
+                ex[j] = s
+                hi_[j] = max(hi_[j], max(max(p0, p1), s))
+                lo_[j] = min(lo_[j], min(min(p0, p1), s))
+                w = s & mask
+                if signed:
+                    w = ((w + half) & mask) - half
+                c[j] += w != s
+                x[j] = w
+        elif mode == SATURATE_ZERO:
+            for j in range(N):
+                p0 = (a0 * b0[j]) << shift
+                p1 = (a1 * b1[j]) << shift
+                s = p0 + p1
+                ex[j] = s
+                hi_[j] = max(hi_[j], max(max(p0, p1), s))
+                lo_[j] = min(lo_[j], min(min(p0, p1), s))
+                out = (s < llo) | (s > lhi)
+                c[j] += out
+                x[j] = 0 if out else s
+        else:
+            for j in range(N):
+                p0 = (a0 * b0[j]) << shift
+                p1 = (a1 * b1[j]) << shift
+                s = p0 + p1
+                ex[j] = s
+                hi_[j] = max(hi_[j], max(max(p0, p1), s))
+                lo_[j] = min(lo_[j], min(min(p0, p1), s))
+                w = min(max(s, llo), lhi)
+                c[j] += w != s
+                x[j] = w
+
+
 @nb.njit(cache=True, parallel=True)
 def tree_stats_dense(A, B, init, shift, bits, signed, lo, hi, mode, levels, acc_out, nov_out, max_out, min_out,
                      exact_out):
@@ -618,7 +665,7 @@ def tree_stats_dense(A, B, init, shift, bits, signed, lo, hi, mode, levels, acc_
     the stack is folded from its top (the two newest first, by an adder of the older one's level), which
     is where the level-by-level tree meets its passed-through terms. Every product and every adder's
     exact sum join the extremes; the root is then added to init in the accumulator, as ``dot_tree`` does.
-    B is (K, N)."""
+    Products 2m and 2m + 1 go straight through their level-0 adder (``_tree_leaf_pair``). B is (K, N)."""
     M, K = A.shape
     N = B.shape[1]
     RB = 4
@@ -642,18 +689,24 @@ def tree_stats_dense(A, B, init, shift, bits, signed, lo, hi, mode, levels, acc_
                 mx[r, j] = max(v, 0)
                 mn[r, j] = min(v, 0)
         d = 0
-        for k in range(K):
-            b = B[k]
-            for r in range(rows):               # a new leaf: the aligned products
-                a = A[i0 + r, k]
-                sr, se, hi_, lo_ = SR[d, r], SE[d, r], mx[r], mn[r]
-                for j in range(N):
-                    p = (a * b[j]) << shift
-                    sr[j] = p
-                    se[j] = p
-                    hi_[j] = max(hi_[j], p)
-                    lo_[j] = min(lo_[j], p)
-            lvl[d] = 0
+        lb0 = levels[0] if levels.shape[0] > 0 else bits
+        lo0, hi0 = register_range(lb0, signed, symmetric)
+        for k in range(0, K, 2):
+            if k + 1 < K:                       # two products and their level-0 adder: a level-1 subtree
+                _tree_leaf_pair(A, B, i0, k, rows, N, shift, SR, SE, d, lb0, signed, lo0, hi0, mode, cnt, mx, mn)
+                lvl[d] = 1
+            else:                               # the last product of an odd K: a leaf
+                b = B[k]
+                for r in range(rows):
+                    a = A[i0 + r, k]
+                    sr, se, hi_, lo_ = SR[d, r], SE[d, r], mx[r], mn[r]
+                    for j in range(N):
+                        p = (a * b[j]) << shift
+                        sr[j] = p
+                        se[j] = p
+                        hi_[j] = max(hi_[j], p)
+                        lo_[j] = min(lo_[j], p)
+                lvl[d] = 0
             d += 1
             while d >= 2 and lvl[d - 1] == lvl[d - 2]:
                 l = lvl[d - 2]
