@@ -316,17 +316,20 @@ def test_stats_levels_are_checked():
        combine=st.sampled_from(["sequential", "tree"]), acc_bits=st.integers(6, 34),
        a_bits=st.sampled_from([4, 8, 12, 16]),
        overflow=st.sampled_from(["wrap", "saturate", "saturate_symmetric", "saturate_zero"]),
-       frac=st.integers(0, 2), preload=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+       frac=st.integers(0, 2), preload=st.booleans(), seed=st.integers(0, 2 ** 32 - 1), stats=st.booleans(),
+       signed=st.booleans())
 def test_chunked_statistics_match_the_reference(M, K, N, lanes, combine, acc_bits, a_bits, overflow, frac, preload,
-                                                seed):
+                                                seed, stats, signed):
     """Every lane regime (float32 / int32 / int64 lanes, no-overflow lanes, empty chunks when lanes > K),
-    both combines and every dense mode, against the plain-Python reference on every output."""
+    both combines and every dense mode, against the plain-Python reference on every output; without
+    statistics (signed or unsigned registers) the lanes run for the outputs the bound leaves, when they
+    are most of them."""
     rng = np.random.default_rng(seed)
     top = 2 ** (a_bits - 1)
     A, B = rng.integers(-top, top, (M, K)), rng.integers(-top, top, (K, N))
-    if rng.random() < 0.5:   # mostly one sign: lanes that sit on a rail and combines that overflow
-        A, B = np.abs(A).clip(0, top - 1), np.abs(B).clip(0, top - 1) * rng.choice([-1, 1])
-    acc = Fixed(acc_bits, frac, True)
+    if not signed or rng.random() < 0.5:   # mostly one sign: lanes on a rail, combines that overflow
+        A, B = np.abs(A).clip(0, top - 1), np.abs(B).clip(0, top - 1) * (rng.choice([-1, 1]) if signed else 1)
+    acc = Fixed(acc_bits, frac, signed)
     dp = Datapath(a=f"int{a_bits}", b=f"int{a_bits}", accumulator=Accumulator(acc, overflow=overflow),
                   order=Order("chunked", lanes=lanes, combine=combine))
     bias_codes = rng.integers(acc.min_code, acc.max_code + 1, N) // 2 if preload else None
@@ -334,9 +337,13 @@ def test_chunked_statistics_match_the_reference(M, K, N, lanes, combine, acc_bit
     with pytest.MonkeyPatch.context() as mp:   # the path on every shape here, short chunks included
         mp.setattr(integer_engine, "_MIN_CHUNK", 0)
         mp.setattr(integer_engine, "_MIN_CHUNKED_WORK", 0)
-        res = gemm(A, B, dp, bias=bias)
-    assert res.path == IntPath.STATS_CHUNKED.value
+        res = gemm(A, B, dp, bias=bias, stats=stats)
     init = None if bias_codes is None else [[int(v) for v in bias_codes] for _ in range(M)]
+    if not stats:
+        want = ref.gemm_ref(A.tolist(), B.tolist(), dp, init, N=N)
+        assert [[int(v) for v in row] for row in res.acc] == [[w[0] for w in row] for row in want]
+        return
+    assert res.path == (IntPath.STATS_CHUNKED if signed else IntPath.STATS_KERNEL).value
     _check(res, A, B, dp, init)
 
 

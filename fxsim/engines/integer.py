@@ -85,8 +85,9 @@ class IntPath(enum.Enum):
     PER_OUTPUT_BOUND = "per-output-bound"
     """Shortcuts 1 + 3 output by output: T = |A| @ |B| in float64 is exact while below 2**53 (non-negative
     terms, monotone rounding), so "computed T < 2**53" proves A @ B exact; outputs with |init| + (T << L)
-    inside the range cannot overflow; only the others run the cycle-accurate kernel (in the tree order,
-    when they are most outputs, the vectorised tree of STATS_TREE on every output instead)."""
+    inside the range cannot overflow; only the others run the cycle-accurate kernel (when they are most
+    outputs, in the tree order the vectorised tree of STATS_TREE on every output instead, in the chunked
+    order STATS_CHUNKED's lanes)."""
 
     BLOCK_ENCLOSURE = "block-enclosure"
     """Shortcut 4 (sequential order): with the exact partial sums c0, c1 at both ends of each 64-wide
@@ -505,6 +506,14 @@ def _tree_dense(c: IntegerPlan) -> bool:
             and c.overflow in (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO))
 
 
+def _chunked_dense(c: IntegerPlan, b) -> bool:
+    """STATS_CHUNKED's lanes run this datapath on these bounds (chunked order, exact products, a wrap or
+    saturating register below 64 bits, chunks long enough to beat the per-output kernel)."""
+    return (c.dp.order.kind == "chunked" and c.simple and c.bits < 64
+            and c.overflow in (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO)
+            and b.K >= _MIN_CHUNK * c.dp.order.lanes and b.M * b.N * b.K >= _MIN_CHUNKED_WORK)
+
+
 def choose_path(plan: GemmPlan) -> IntPath:
     """The path for ``plan``: the cheapest proof its facts support (pure; see ``IntPath``)."""
     c, b = plan.config, plan.bounds
@@ -514,8 +523,7 @@ def choose_path(plan: GemmPlan) -> IntPath:
         dense = (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO)
         if c.sequential and c.simple and c.bits < 64 and c.overflow in dense:
             return IntPath.STATS_SEQUENTIAL
-        if (c.dp.order.kind == "chunked" and c.simple and c.signed and c.bits < 64 and c.overflow in dense
-                and b.K >= _MIN_CHUNK * c.dp.order.lanes and b.M * b.N * b.K >= _MIN_CHUNKED_WORK):
+        if c.signed and _chunked_dense(c, b):
             return IntPath.STATS_CHUNKED
         if _tree_dense(c):
             return IntPath.STATS_TREE
@@ -653,6 +661,13 @@ def _run_unproven(plan: GemmPlan, ops: Operands, out: Planes, rows, cols, start_
             kernel(Aw, Bw, start_k[t], start_acc[t], c.register, rows[t], cols[t], out.acc, out.nov)
 
         row_parallel(part, rows.size, work=work, min_work=1 << 21)   # below: a thread hand-off costs more
+        return False
+    if _chunked_dense(c, plan.bounds) and 2 * rows.size >= out.acc.size:   # most outputs: the lanes on all
+        M, N = out.acc.shape
+        planes = np.empty((3, M, N), dtype=np.int64)
+        out.nov[...] = 0
+        execute_stats_chunked(plan, ops, Planes(init=out.init, acc=out.acc, exact_buf=planes[0], nov=out.nov,
+                                                stats_buf=planes[1:]), IntPath.STATS_CHUNKED)
         return False
     if _tree_dense(c) and 2 * rows.size >= out.acc.size:   # most outputs: the vectorised tree on all of them
         M, N = out.acc.shape                               # (the proven ones come out as they are)
