@@ -568,7 +568,8 @@ def exact_from_blas(S, L, init, bits, signed, wrap_it, exact_out, acc_out):
 def _tree_adder(SR, SE, u, v, rows, N, lb, signed, llo, lhi, mode, cnt, mx, mn):
     """One adder level for a row block: SR[u] = SR[u] + SR[v] in an ``lb``-bit register (< 64 bits) with
     range [llo, lhi] and overflow ``mode``, branch-free per mode as ``sequential_stats_dense``; the exact
-    values SE[u] += SE[v] join the extremes."""
+    values SE[u] += SE[v] join the extremes. One loop per mode, written out as there: a shared helper with
+    the mode test inside the loop measured 10% slower."""
     mask = (np.int64(1) << lb) - 1
     half = np.int64(1) << (lb - 1)
     for r in range(rows):
