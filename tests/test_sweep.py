@@ -89,3 +89,24 @@ def test_narrowest_exact_needs_every_wider_width_exact():
             for b, d in ((14, 0.0), (15, 0.5), (16, 0.0), (17, 0.0))]      # exact at 14 by luck of the wrap
     rows += [{"order": "sequential", "overflow": "saturate", "acc_bits": b, "share_differing": 0.1} for b in (16, 17)]
     assert narrowest_exact(rows) == {"sequential/wrap": 16}
+
+
+def test_rows_without_an_output_stage_compare_the_register_with_plain_python_sums():
+    """No output stage: the accumulator columns equal the output columns, and both equal a comparison of
+    the simulated registers with exact sums from Python integers."""
+    from fxsim.ops.gemm import gemm
+    from fxsim.workflows.metrics import compare
+    from fxsim.workflows.sweep import _config_datapath
+    spec = parse_spec(INT8_GEMM.replace("bias = true", "bias = false").split("[output]")[0])
+    assert spec.datapath.output.fmt is None and spec.datapath.output.requant is None
+    configs = sweep_configs(range(12, 20), ("saturate", "wrap"))
+    res = run_sweep(spec, configs, workers=1, progress=False)
+    _, (A, B, _) = run_layer(spec)
+    ai, bt = np.rint(A).astype(int).tolist(), np.rint(B).astype(int).T.tolist()
+    exact = np.array([[sum(x * w for x, w in zip(r, c)) for c in bt] for r in ai], dtype=float)
+    for c, row in zip(configs, res["rows"]):
+        acc = gemm(A, B, _config_datapath(spec.datapath, c)).acc_values
+        share, maxerr, sqnr = compare(exact, acc)
+        assert (row["acc_share_differing"], row["acc_max_abs_error"], row["acc_sqnr_db"]) == (share, maxerr, sqnr)
+        assert (row["share_differing"], row["max_abs_error"], row["sqnr_db"]) == (share, maxerr, sqnr)
+    assert any(r["acc_share_differing"] > 0 for r in res["rows"])
