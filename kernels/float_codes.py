@@ -116,3 +116,30 @@ def on_fixed_grid(x, scale, lo, hi):
         c = x[i] * scale
         ok &= (c == math.floor(c)) & (c >= lo) & (c <= hi)
     return ok
+
+
+@nb.njit(cache=True, parallel=True)
+def float_grid_check(x, xbits, man, emin, min_normal, max_finite, signed, zero, subnormals):
+    """``float_codes`` without the codes: (bad, slow) for flat float64 ``x`` (``xbits`` its int64 view)
+    against a radix-2 format with ``man <= 52``, the same tests in fewer operations (a validation pass
+    over GEMM operands that stores nothing). A nonzero normal float64 a = sig * 2**(e - 52) is a value of
+    the format when the low 52 - man + max(emin - e, 0) bits of sig are zero, |a| <= max_finite, and it is
+    not negative in an unsigned format nor below the smallest normal without subnormals; zero needs a
+    format with a zero. ``slow`` counts inf, NaN and float64 subnormals (left to ``float_codes_any``)."""
+    n = x.shape[0]
+    bad = 0
+    slow = 0
+    low52 = np.int64(0xFFFFFFFFFFFFF)
+    for i in nb.prange(n):
+        bits = xbits[i]
+        ebits = (bits >> 52) & 0x7FF
+        mant = bits & low52
+        is_zero = (ebits == 0) & (mant == 0)
+        e = ebits - 1023
+        s = min(52 - man + max(emin - e, 0), 63)
+        a = abs(x[i])
+        on_grid = (s <= 52) & ((mant & ((np.int64(1) << s) - 1)) == 0)
+        bad_v = (not on_grid) | (a > max_finite) | ((not subnormals) & (a < min_normal)) | ((bits < 0) & (not signed))
+        bad += (bad_v & (not is_zero)) | (is_zero & (not zero))
+        slow += (ebits == 0x7FF) | ((ebits == 0) & (mant != 0))
+    return bad, slow

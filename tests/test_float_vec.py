@@ -386,6 +386,9 @@ def test_fast_codes_equal_encode_on_every_finite_value(fmt):
     codes = fast_float_codes(vals, fmt)
     assert codes is not None
     assert np.array_equal(codes, fmt.encode(vals).astype(np.int64))
+    assert fast_float_codes(vals, fmt, store=False) is True     # the validation-only pass agrees
+    off = np.nextafter(vals[vals != 0], np.inf)                   # one float64 ulp off every nonzero value
+    assert all(fast_float_codes(off[i:i + 1], fmt, store=False) is None for i in range(0, off.size, 7))
 
 
 @settings(max_examples=60)
@@ -398,6 +401,7 @@ def test_fast_codes_refuse_what_encode_refuses(fmt, seed):
     except ValueError:
         expected = None
     got = fast_float_codes(x, fmt)
+    assert (fast_float_codes(x, fmt, store=False) is True) == (got is not None)
     if expected is None:
         assert got is None
     elif got is not None:
@@ -433,6 +437,17 @@ def test_fast_codes_agree_with_encode_near_every_boundary(fmt, seed):
             assert checked is True
         else:
             assert got is None and checked is None, x
+    # and value by value (one bad value hides another in an array), with midpoints between neighbours
+    half_steps = (q[:-1] + q[1:]) / 2 if q.size > 1 else q
+    for v in np.concatenate([pool, half_steps]):
+        x = np.array([v])
+        try:
+            fmt.encode(x)
+            ok = bool(np.isfinite(v))
+        except ValueError:
+            ok = False
+        assert (fast_float_codes(x, fmt, store=False) is True) == ok, (fmt, v)
+        assert (fast_float_codes(x, fmt) is not None) == ok, (fmt, v)
 
 
 @settings(max_examples=25)

@@ -139,8 +139,13 @@ def fast_float_codes(values, fmt, store: bool = True):
             np.int64(fmt.man), np.int64(fmt.exp), np.int64(fmt.bias), np.int64(fmt.emin), float(fmt.min_normal),
             float(fmt.max), bool(fmt.signed), bool(fmt.zero), bool(fmt.subnormals), fmt.specials == "fnuz")
     with serial_below(flat.size):
-        bad, slow = (notice_first_use(FC.float_codes)(flat, flat.view(np.int64), *params, codes) if fmt.man <= 52
-                     else (0, 1))
+        if fmt.man > 52:
+            bad, slow = 0, 1
+        elif store:
+            bad, slow = notice_first_use(FC.float_codes)(flat, flat.view(np.int64), *params, codes)
+        else:   # validation only: the same tests without forming the codes
+            m, _, _, emin, mn, mx, sg, z, sub, _ = params
+            bad, slow = notice_first_use(FC.float_grid_check)(flat, flat.view(np.int64), m, emin, mn, mx, sg, z, sub)
         if slow:   # inf, NaN or float64 subnormals: the general pass decides
             if not store:
                 codes = np.empty(flat.shape, dtype=np.int64)
