@@ -20,41 +20,46 @@ def max_row_sumsq(X):
     return best
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc"})
 def abs_row_sums_max(X):
-    """(max |X|, max over rows i of sum_k |X[i, k]|) for X (M, K) float64, the sums in float64 in the order
-    of k (K < 2**20 terms: a relative error below K * 2**-53, which the caller's margin covers); (nan, nan)
-    when X holds a NaN."""
+    """(max |X|, max over rows i of sum_k |X[i, k]|) for X (M, K) float64, the sums in float64 in any order
+    (reassociated so that they vectorise: K < 2**20 non-negative terms summed in any order have a relative
+    error below K * 2**-53, which the caller's margin covers); (nan, nan) when X holds a NaN (a NaN term
+    makes its row's sum NaN in any order)."""
     M, K = X.shape
-    amax = 0.0
+    bits = X.view(np.int64)     # |x| as the bit pattern without its sign: ordered as the values are
+    top = np.int64(0)
     best = 0.0
     for i in range(M):
         s = 0.0
+        m = np.int64(0)
         for k in range(K):
-            v = abs(X[i, k])
-            s += v
-            amax = max(amax, v)
+            s += abs(X[i, k])
+            m = max(m, bits[i, k] & 0x7FFFFFFFFFFFFFFF)
         if s != s:
             return np.nan, np.nan
         best = max(best, s)
-    return amax, best
+        top = max(top, m)
+    return np.array([top]).view(np.float64)[0], best
 
 
 @nb.njit(cache=True, nogil=True)
 def abs_col_sums_max(X):
-    """(max |X|, max over columns j of sum_k |X[k, j]|) for X (K, N) float64, as ``abs_row_sums_max``
-    (nan, nan with a NaN)."""
+    """(max |X|, max over columns j of sum_k |X[k, j]|) for X (K, N) float64, the sums in the order of k
+    (they vectorise across columns as they are), as ``abs_row_sums_max`` otherwise (nan, nan with a NaN)."""
     K, N = X.shape
+    bits = X.view(np.int64)     # as in abs_row_sums_max: max |x| on the bit patterns
     sums = np.zeros(N)
-    amax = 0.0
+    tops = np.zeros(N, dtype=np.int64)
     for k in range(K):
         for j in range(N):
-            v = abs(X[k, j])
-            sums[j] += v
-            amax = max(amax, v)
+            sums[j] += abs(X[k, j])
+            tops[j] = max(tops[j], bits[k, j] & 0x7FFFFFFFFFFFFFFF)
     best = 0.0
+    top = np.int64(0)
     for j in range(N):
         if sums[j] != sums[j]:
             return np.nan, np.nan
         best = max(best, sums[j])
-    return amax, best
+        top = max(top, tops[j])
+    return np.array([top]).view(np.float64)[0], best
