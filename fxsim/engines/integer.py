@@ -882,6 +882,7 @@ def _lane_config(config: IntegerPlan) -> IntegerPlan:
 
 
 def execute_stats_chunked(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) -> IntPath:
+    """STATS_CHUNKED: each lane's chunk through the sequential statistics paths, then the combine adders."""
     c, b = plan.config, plan.bounds
     P = c.dp.order.lanes
     C = -(-b.K // P)                          # chunk length (the per-output kernel's)
@@ -942,6 +943,7 @@ def execute_stats_chunked(plan: GemmPlan, ops: Operands, out: Planes, path: IntP
 
 
 def execute_stats_tree(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) -> IntPath:
+    """STATS_TREE: the streamed adder tree on every output (``kernels.int_gemm.tree_stats_dense``)."""
     c, b = plan.config, plan.bounds
     out.exact = out.exact_buf
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
