@@ -882,23 +882,35 @@ def _lane_config(config: IntegerPlan) -> IntegerPlan:
 
 
 def execute_stats_chunked(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) -> IntPath:
-    """STATS_CHUNKED: each lane's chunk through the sequential statistics paths, then the combine adders."""
+    """STATS_CHUNKED: each lane's chunk through the sequential statistics paths, then the combine adders,
+    as the lanes finish (a sequential combine keeps one running register; the tree keeps a stack of
+    subtrees, combined as in ``tree_stats_dense``), so that at most log2(lanes) + 2 lanes' planes live."""
     c, b = plan.config, plan.bounds
     P = c.dp.order.lanes
     C = -(-b.K // P)                          # chunk length (the per-output kernel's)
     lane_cfg = _lane_config(c)
     MN = (b.M, b.N)
     zeros = np.zeros(MN, dtype=np.int64)
-    regs, exacts = [], []
     max_p, nbits = out.stat_planes()
     max_p[...] = 0
     nbits[...] = 1
+    lane_nov = np.empty(MN, dtype=np.int64)
+    lane_stats = np.empty((2,) + MN, dtype=np.int64)
+    add = notice_first_use(K.add_registers)
+    args = (c.bits, c.signed, c.lo, c.hi, int(c.overflow))
+
+    def combine(x, y):   # subtree x = x (+) y: register, exact sum, counts and statistics (flat C planes)
+        add(x[1].reshape(-1), y[1].reshape(-1), x[2].reshape(-1), y[2].reshape(-1), *args, out.nov.reshape(-1),
+            max_p.reshape(-1), nbits.reshape(-1))
+
+    sequential = c.dp.order.combine == "sequential"
+    stack = []                                # [level, register, exact sum] of the combine's subtrees
     for l in range(P):
         k0, k1 = min(l * C, b.K), min((l + 1) * C, b.K)
         init = out.init if l == 0 else zeros
-        planes = np.empty((4,) + MN, dtype=np.int64)
-        lane = Planes(init=init, acc=planes[0], exact_buf=planes[1], nov=np.zeros(MN, dtype=np.int64),
-                      stats_buf=planes[2:])
+        acc, ex = (out.acc, out.exact_buf) if l == 0 else (np.empty(MN, np.int64), np.empty(MN, np.int64))
+        lane_nov[...] = 0
+        lane = Planes(init=init, acc=acc, exact_buf=ex, nov=lane_nov, stats_buf=lane_stats)
         if k1 > k0:
             lops = Operands(ops.A[:, k0:k1], ops.B[k0:k1])
             # the whole operands' bounds hold every slice's codes
@@ -915,29 +927,22 @@ def execute_stats_chunked(plan: GemmPlan, ops: Operands, out: Planes, path: IntP
             lane.nbits[...] = bits_needed(np.maximum(init, 0), np.minimum(init, 0), True)
         np.maximum(max_p, lane.max_p, out=max_p)
         np.maximum(nbits, lane.nbits, out=nbits)
-        out.nov += lane.nov
-        regs.append(lane.acc)
-        exacts.append(lane.exact)
-    add = notice_first_use(K.add_registers)
-    args = (c.bits, c.signed, c.lo, c.hi, int(c.overflow))
-    flat = lambda x: x.reshape(-1)   # noqa: E731  (C-contiguous (M, N) planes)
-    if c.dp.order.combine == "sequential":
-        for l in range(1, P):
-            add(flat(regs[0]), flat(regs[l]), flat(exacts[0]), flat(exacts[l]), *args, flat(out.nov), flat(max_p),
-                flat(nbits))
-    else:                                     # the pairwise tree of _pairwise: odd last terms pass through
-        n = P
-        while n > 1:
-            for q in range(n // 2):
-                add(flat(regs[2 * q]), flat(regs[2 * q + 1]), flat(exacts[2 * q]), flat(exacts[2 * q + 1]), *args,
-                    flat(out.nov), flat(max_p), flat(nbits))
-                regs[q], exacts[q] = regs[2 * q], exacts[2 * q]
-            if n % 2 == 1:
-                regs[n // 2], exacts[n // 2] = regs[n - 1], exacts[n - 1]
-            n = (n + 1) // 2
-    out.acc[...] = regs[0]
+        out.nov += lane_nov
+        item = [0, lane.acc, lane.exact]
+        if sequential and stack:              # lane 0 + lane 1 + ...
+            combine(stack[0], item)
+            continue
+        stack.append(item)
+        while len(stack) >= 2 and stack[-1][0] == stack[-2][0]:   # the pairwise tree (_pairwise's adders)
+            combine(stack[-2], stack[-1])
+            stack[-2][0] += 1
+            stack.pop()
+    while len(stack) >= 2:                    # its odd terms, passed through, meet the older subtrees
+        combine(stack[-2], stack[-1])
+        stack[-2][0] += 1
+        stack.pop()
+    # every adder writes into its left operand: the root is lane 0's planes, the results' own
     out.exact = out.exact_buf
-    out.exact[...] = exacts[0]
     out.max_p, out.nbits = max_p, nbits
     return path
 
