@@ -419,7 +419,7 @@ def add_registers(x, y, ex, ey, bits, signed, lo, hi, ovf, nov, max_p, nbits):
     """One adder of a lane combine for every output (flat C arrays): x[i] = add(x[i], y[i]) as the
     per-output kernels add two registers (``add``), nov[i] += 1 where it overflowed; the exact values
     ex[i] += ey[i], and max_p / nbits take in the new exact partial sum (|e| and the signed width of
-    {0, e}: bit_length(e) + 1, or bit_length(-e - 1) + 1 for e < 0)."""
+    {0, e}, ``bits_for``)."""
     for i in range(x.size):
         r, of = add(x[i], y[i], bits, signed, lo, hi, ovf)
         x[i] = r
@@ -429,13 +429,7 @@ def add_registers(x, y, ex, ey, bits, signed, lo, hi, ovf, nov, max_p, nbits):
         m = e if e >= 0 else -e
         if m >= max_p[i]:     # |e| < max_p: e needs no more bits than the sum that reached max_p
             max_p[i] = m
-            v = e if e >= 0 else -e - 1
-            w = 1
-            while v > 0:
-                w += 1
-                v >>= 1
-            if w > nbits[i]:
-                nbits[i] = w
+            nbits[i] = max(nbits[i], bits_for(max(e, 0), min(e, 0), True))
 
 
 @nb.njit(cache=True)

@@ -129,8 +129,9 @@ class IntPath(enum.Enum):
 
     STATS_CHUNKED = "stats-chunked"
     """Statistics for the chunked order with a signed wrap or saturating register below 64 bits and exact
-    products (chunks of at least 16 and 2**15 MACs or more; else STATS_KERNEL): lane l accumulates its contiguous chunk of K sequentially, from init (lane 0) or 0, in the
-    accumulator's register, independently of the other lanes, so each lane is a sequential GEMM of its
+    products (chunks of at least 16 and 2**15 MACs or more; else STATS_KERNEL): lane l accumulates its
+    contiguous chunk of K sequentially, from init (lane 0) or 0, in the accumulator's register,
+    independently of the other lanes, so each lane is a sequential GEMM of its
     slice of A and B and runs STATS_NO_OVERFLOW or STATS_SEQUENTIAL (register, counts, exact sum,
     statistics of its partial sums, 0 and init included). The lanes' registers are then combined by the
     same adders (``kernels.int_gemm.add``) in the same order (sequential, or the pairwise tree with odd
@@ -499,18 +500,21 @@ class GemmPlan:
         return int(f <= 2 ** 24 if lane is np.float32 else f < 2 ** 31 if lane is np.int32 else f < _I63)
 
 
+# the overflow modes the vectorised register kernels (sequential, chunked lanes, tree) run branch-free
+DENSE_MODES = (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO)
+
+
 def _tree_dense(c: IntegerPlan) -> bool:
     """``kernels.int_gemm.tree_stats_dense`` runs this datapath: tree order, exact products, wrap or
     saturating registers below 64 bits at every level."""
     return (c.dp.order.kind == "tree" and c.simple and c.bits < 64 and all(lb < 64 for lb in c.level_bits)
-            and c.overflow in (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO))
+            and c.overflow in DENSE_MODES)
 
 
 def _chunked_dense(c: IntegerPlan, b) -> bool:
     """STATS_CHUNKED's lanes run this datapath on these bounds (chunked order, exact products, a wrap or
     saturating register below 64 bits, chunks long enough to beat the per-output kernel)."""
-    return (c.dp.order.kind == "chunked" and c.simple and c.bits < 64
-            and c.overflow in (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO)
+    return (c.dp.order.kind == "chunked" and c.simple and c.bits < 64 and c.overflow in DENSE_MODES
             and b.K >= _MIN_CHUNK * c.dp.order.lanes and b.M * b.N * b.K >= _MIN_CHUNKED_WORK)
 
 
@@ -520,8 +524,7 @@ def choose_path(plan: GemmPlan) -> IntPath:
     if plan.stats:
         if plan.stats_no_overflow:
             return IntPath.STATS_NO_OVERFLOW
-        dense = (Overflow.WRAP, Overflow.SATURATE, Overflow.SATURATE_SYMMETRIC, Overflow.SATURATE_ZERO)
-        if c.sequential and c.simple and c.bits < 64 and c.overflow in dense:
+        if c.sequential and c.simple and c.bits < 64 and c.overflow in DENSE_MODES:
             return IntPath.STATS_SEQUENTIAL
         if c.signed and _chunked_dense(c, b):
             return IntPath.STATS_CHUNKED
@@ -670,11 +673,7 @@ def _run_unproven(plan: GemmPlan, ops: Operands, out: Planes, rows, cols, start_
                                                 stats_buf=planes[1:]), IntPath.STATS_CHUNKED)
         return False
     if _tree_dense(c) and 2 * rows.size >= out.acc.size:   # most outputs: the vectorised tree on all of them
-        M, N = out.acc.shape                               # (the proven ones come out as they are)
-        planes = np.empty((3, M, N), dtype=np.int64)
-        with _threads_for(M * N * ops.K):
-            notice_first_use(K.tree_stats_dense)(ops.a64, ops.b64, out.init, c.L, c.bits, c.signed, c.lo, c.hi,
-                                                 int(c.overflow), c.levels, out.acc, out.nov, *planes)
+        _run_tree(c, ops, out, *np.empty((3,) + out.acc.shape, dtype=np.int64))   # (the proven ones: as they are)
         return False
     with _threads_for(work):
         if sequential:   # most outputs: by blocks of K, vectorised over columns, skipping rail blocks
@@ -947,14 +946,21 @@ def execute_stats_chunked(plan: GemmPlan, ops: Operands, out: Planes, path: IntP
     return path
 
 
+def _run_tree(c: IntegerPlan, ops: Operands, out: Planes, mx, mn, exact):
+    """``kernels.int_gemm.tree_stats_dense`` on every output: registers and counts into out, the extremes
+    and exact sums into mx, mn, exact."""
+    M, N = out.acc.shape
+    with _threads_for(M * N * ops.K):
+        notice_first_use(K.tree_stats_dense)(ops.a64, ops.b64, out.init, c.L, c.bits, c.signed, c.lo, c.hi,
+                                             int(c.overflow), c.levels, out.acc, out.nov, mx, mn, exact)
+
+
 def execute_stats_tree(plan: GemmPlan, ops: Operands, out: Planes, path: IntPath) -> IntPath:
     """STATS_TREE: the streamed adder tree on every output (``kernels.int_gemm.tree_stats_dense``)."""
     c, b = plan.config, plan.bounds
     out.exact = out.exact_buf
     mx, mn = np.empty((b.M, b.N), dtype=np.int64), np.empty((b.M, b.N), dtype=np.int64)
-    with _threads_for(b.M * b.N * b.K):
-        notice_first_use(K.tree_stats_dense)(ops.a64, ops.b64, out.init, c.L, c.bits, c.signed, c.lo, c.hi,
-                                             int(c.overflow), c.levels, out.acc, out.nov, mx, mn, out.exact)
+    _run_tree(c, ops, out, mx, mn, out.exact)
     _extremes(out, mx, mn, c.signed)
     return path
 
