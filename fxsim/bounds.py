@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from fxsim.errors import InvalidArgument
@@ -85,7 +87,8 @@ def _column_extremes(W, alo, ahi):
             raise InvalidArgument("weights as floats must stay below 2**53 in magnitude to be exact integers; "
                                   "pass an integer array")
         W = W.astype(np.int64)
-    elif W.dtype.kind not in "iubO":
+    elif W.dtype.kind not in "iubO" or (W.dtype.kind == "O" and not all(
+            isinstance(w, (numbers.Integral, np.integer)) for w in W.ravel().tolist())):
         raise InvalidArgument(f"weights must hold integer codes, got dtype {W.dtype}")
     K, N = W.shape
     big = W.dtype.kind == "O" or W.dtype == np.uint64

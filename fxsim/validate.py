@@ -81,9 +81,6 @@ def check_real(name: str, value, *, lo=None, hi=None, finite=True, lo_open=False
     return v
 
 
-STATS_LEVELS = (True, False, "overflow")
-
-
 def check_stats(stats):
     """``stats`` of gemm / conv2d: True (every statistic), False (none; the exact shortcuts) or "overflow"
     (the overflow counts only: zero without a kernel where a bound proves that no addition overflows)."""

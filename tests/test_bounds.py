@@ -109,3 +109,9 @@ def test_bounds_reject_non_integral_weights():
         data_bits(np.array([[1.5], [2.0]]), Fixed(8))
     with pytest.raises(InvalidArgument, match=r"\(K, N\)"):
         l1_bits(np.array([1, 2]), Fixed(8))
+    for bad in (np.array([["a"], ["b"]], dtype=object), np.array([[1.5]], dtype=object), np.array([["1"]]),
+                np.array([[np.nan]]), np.array([[2.0 ** 60]])):
+        with pytest.raises(InvalidArgument, match="weights"):
+            data_bits(bad, Fixed(8))
+    assert data_bits(np.array([[2 ** 70], [-3]], dtype=object), Fixed(8)).tolist() == \
+        [signed_bits_for_range(-(2 ** 70) * 128 - 3 * 127, 2 ** 70 * 127 + 3 * 128)]

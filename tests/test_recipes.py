@@ -131,3 +131,7 @@ def test_integer_codes_of_a_non_integer_format_are_an_error():
     for fmt in ("e4m3", "Q3.4"):
         with pytest.raises(InvalidArgument, match="integer_codes=True needs an integer format"):
             TensorQuantizer(fmt)(np.ones(3), integer_codes=True)
+    from fxsim.errors import InvalidType
+    for bad in ("yes", 1, None):
+        with pytest.raises(InvalidType, match="integer_codes must be true or false"):
+            TensorQuantizer("int8")(np.ones(3), integer_codes=bad)

@@ -15,6 +15,7 @@ from fxsim.errors import InvalidArgument
 from fxsim.datapath import Accumulator, Datapath
 from fxsim.formats import Fixed, Float, parse_format
 from fxsim.quantize import quantize
+from fxsim.validate import check_bool
 
 __all__ = ["TensorQuantizer", "LogQuantizer", "Recipe", "RECIPES", "get_recipe"]
 
@@ -83,7 +84,7 @@ class TensorQuantizer:
         only): q as the integer codes themselves, in the narrowest integer dtype (the same numbers; a GEMM
         takes them as they are, without turning float values back into codes)."""
         fmt = self._format
-        if integer_codes and not self.is_integer:
+        if check_bool("integer_codes", integer_codes) and not self.is_integer:
             raise InvalidArgument(f"integer_codes=True needs an integer format (no fraction bits), got {fmt}")
         returns = "codes" if integer_codes else "values"
         amax = _finite_amax(x)
